@@ -1,0 +1,141 @@
+"""Command-line interface: a thin Click layer.
+
+Each command: parse options -> load the configuration -> call one library function -> render.
+Library errors (`RnnlmError`) become one `Error: ...` line on stderr and the error's exit code
+(2 usage/configuration, 1 data/runtime); `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from rnnlm_cli import __version__
+from rnnlm_cli.config import load_config, to_yaml
+from rnnlm_cli.errors import RnnlmError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class RnnlmGroup(click.Group):
+    """A Click group that turns every library error into one line and an exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            # one line, like every other mistake; the hint names the help command
+            if exc.ctx is not None and exc.ctx.command is not self:
+                hint = f" (see '{exc.ctx.command_path} -h')"
+            else:
+                hint = " (see 'rnnlm -h')"
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except RnnlmError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+def common_options(func):
+    """--config FILE and repeatable --set section.key=value, shared by every command."""
+
+    @click.option("--config", "config_path", type=click.Path(), default=None,
+                  help="YAML configuration file (defaults are built in).")
+    @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                  help="Override one configuration key (repeatable); the value is a YAML scalar.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def format_option(choices=("table", "json")):
+    """--format for machine-readable output on stdout."""
+    return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True,
+                        help="Output format on stdout.")
+
+
+def quiet_option(func):
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines on stderr.")(func)
+
+
+def load_cfg(config_path, overrides):
+    """Load and validate the configuration (raises ConfigError, exit 2)."""
+    return load_config(config_path, list(overrides))
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+@click.group(cls=RnnlmGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="rnnlm")
+@click.option("--debug", is_flag=True, help="Show a traceback instead of a one-line error.")
+@click.pass_context
+def cli(ctx, debug):
+    """Train recurrent neural network language models in numpy, and measure what
+    backpropagation through time does to their gradients.
+
+    \b
+    Example:
+      rnnlm preprocess --config configs/tiny.yaml
+      rnnlm train --config configs/tiny.yaml
+      rnnlm diagnose-gradients --config configs/tiny.yaml
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+# --------------------------------------------------------------------------- config
+
+@cli.group(context_settings=CONTEXT_SETTINGS)
+def config():
+    """Show or validate a configuration.
+
+    \b
+    Example:
+      rnnlm config show --config configs/tiny.yaml --set model.cell=lstm
+      rnnlm config validate --config configs/tiny.yaml
+    """
+
+
+@config.command("show")
+@common_options
+@click.option("--comments", is_flag=True, help="Annotate every key with its meaning (this is configs/default.yaml).")
+@format_option(("yaml", "json"))
+def config_show(config_path, overrides, comments, fmt):
+    """Print the resolved configuration (defaults, file, then --set overrides).
+
+    \b
+    Example:
+      rnnlm config show --config configs/tiny.yaml --set train.lr=0.5
+      rnnlm config show --comments > configs/default.yaml
+    """
+    cfg = load_cfg(config_path, overrides)
+    if fmt == "json":
+        echo_json(cfg.to_dict())
+    else:
+        click.echo(to_yaml(cfg, comments=comments), nl=False)
+
+
+@config.command("validate")
+@common_options
+def config_validate(config_path, overrides):
+    """Check a configuration; exit 0 if valid, 2 with one error line if not.
+
+    \b
+    Example:
+      rnnlm config validate --config configs/tiny.yaml
+    """
+    load_cfg(config_path, overrides)
+    click.echo(f"OK: {config_path or 'built-in defaults'} is a valid configuration")
+
+
+def main() -> None:
+    cli(prog_name="rnnlm")
