@@ -94,7 +94,7 @@ def test_float_key_accepts_an_integer():
     ("model.hidden_size", "--set expects section.key=value, got 'model.hidden_size'"),
     ("hidden_size=3", "--set expects section.key=value, got 'hidden_size=3'"),
     ("data.split=[0.5, 0.6, 0.0]", "data.split: expected three non-negative ratios summing to 1 with train > 0, got [0.5, 0.6, 0.0]"),
-    ("train.lr=nan", "train.lr: expected a finite number, got nan"),
+    ("train.lr=nan", "train.lr: expected a finite number, got 'nan'"),
     ("train.lr=.inf", "train.lr: expected a finite number, got inf"),
     ("train.clip=yes", "train.clip: expected str, got True"),
 ])
