@@ -1,0 +1,688 @@
+"""Corpus handling: tokenise, build the vocabulary, encode, and read/write prepared data.
+
+Tokenisation (`data.level`)
+  word  whitespace-separated tokens (`str.split`), after lowercasing when `data.lowercase`. With
+        `data.eos` an `<eos>` token follows every line, the last one too when the file has no final
+        newline, and a blank line gives `<eos>` alone (the PTB convention: 42,068 lines, 42,068 `<eos>`).
+  char  Unicode code points. "\\r\\n" is read as "\\n"; the newline is a symbol when
+        `data.newline_symbol`, else dropped. A last line without a newline gets no newline symbol.
+  At both levels a leading UTF-8 byte-order mark is dropped.
+
+Vocabulary (built from the training split only)
+  Ordered by training count, descending, ties by token (code-point order); a token's id is its
+  position. `data.min_count` drops rarer types and `data.vocab_size` (counting `<unk>`) keeps the
+  most frequent; dropped types map to `<unk>`. A literal `<unk>` in the text is that same token.
+  `<unk>` is in the vocabulary only when needed: it occurs in the training text, or min_count or
+  the cap removed a training type, or the valid/test text holds a type the training text lacks.
+  Its count is the number of training tokens that map to it. (So Penn Treebank, whose text already
+  has `<unk>`, gives exactly its 10,000 types, and Tiny Shakespeare gives exactly its 65 characters.)
+
+Splits
+  With `data.valid` and/or `data.test` set, each file is one split and `data.split` is ignored.
+  With `data.train` alone, the file's tokens are cut contiguously by the ratios `data.split`:
+  train = the first floor(N * r_train) tokens, valid the next up to floor(N * (r_train + r_valid)),
+  test the rest (all of the rest to valid when r_test is 0).
+
+Prepared folder (`data.prepared`), format_version 1
+  vocab.txt    one `token<TAB>count` line per id; `\\`, tab, newline and CR in a token are written
+               as `\\\\`, `\\t`, `\\n` and `\\r`.
+  train.npy, valid.npy, test.npy
+               token ids, 1-D, the smallest unsigned dtype that holds the vocabulary (uint8 up to
+               256 types, uint16 up to 65,536, else uint32). All three are always written; a split
+               with no text is an empty array (meta `tokens` 0, `oov_rate` null).
+  meta.json    format_version, level, vocab_size, dtype, tokens and oov_rate per split (the fraction
+               of the split's tokens whose type is not in the vocabulary, i.e. mapped to `<unk>`;
+               a literal `<unk>` is not counted), special ids (unk, eos: int or null), sources
+               (path, bytes, sha256, splits), split_mode (files or ratios), config (the data section).
+  config.yaml  the resolved configuration used.
+  The folder is written as a temporary sibling and renamed into place, so it is whole or absent.
+
+Streaming: each input is read piece by piece (a line, or 1 MiB of a longer line), in a counting
+pass and an encoding pass into preallocated memory-mapped arrays (one more counting pass when one
+file is cut by ratios), so memory grows with the vocabulary, not with the corpus.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from rnnlm_cli.config import Config, DataConfig, to_yaml
+from rnnlm_cli.errors import ConfigError, DataError
+
+FORMAT_VERSION = 1
+UNK = "<unk>"
+EOS = "<eos>"
+SPLITS = ("train", "valid", "test")
+LABELS = {"train": "training", "valid": "validation", "test": "test"}
+
+_PIECE = 1 << 20          # longest piece of a line decoded at once (bytes)
+_FLUSH = 1 << 20          # ids buffered per split before they are written to the memmap
+_INF = float("inf")
+
+
+# --------------------------------------------------------------------------- tokenising
+
+def tokenize(text: str, cfg: DataConfig, final_eos: bool = True) -> list[str]:
+    """Tokens of a text, as preprocessing reads a file holding it.
+
+    With final_eos=False a last line without a newline gets no `<eos>` (e.g. a generation prime).
+    """
+    if not text:
+        return []
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    ended = lines[-1] == ""
+    if ended:
+        lines.pop()
+    tokens: list[str] = []
+    for i, line in enumerate(lines):
+        newline = i < len(lines) - 1 or ended
+        if line.endswith("\r") and newline:
+            line = line[:-1]
+        if cfg.lowercase:
+            line = line.lower()
+        if cfg.level == "word":
+            tokens.extend(line.split())
+            if cfg.eos and (newline or final_eos):
+                tokens.append(EOS)
+        else:
+            tokens.extend(line)
+            if cfg.newline_symbol and newline:
+                tokens.append("\n")
+    return tokens
+
+
+def _utf8_tail(data: bytes) -> int:
+    """Length of an incomplete UTF-8 sequence at the end of `data` (0 when it ends cleanly)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte or ASCII
+            need = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+            return back if need > back else 0
+    return 0
+
+
+def _pieces(path: str, errors: str, progress: "_Progress", digest) -> Iterator[tuple[str, bool, bool]]:
+    """Decoded pieces of a file: (text, ends with a newline, ends a line), without the newline.
+
+    A line longer than _PIECE bytes comes in several pieces, cut at UTF-8 character boundaries.
+    Invalid UTF-8 (errors='strict') raises DataError naming the file, line and byte offset.
+    """
+    offset = 0        # file offset of the next byte read
+    line = 1
+    pending = b""     # an incomplete UTF-8 sequence carried to the next piece
+    partial = False   # the last piece did not end its line
+    with open(path, "rb") as fh:
+        while True:
+            raw = fh.readline(_PIECE)
+            if not raw:
+                break
+            digest.update(raw)
+            progress.update(len(raw))
+            start = offset - len(pending)
+            data, pending = pending + raw, b""
+            offset += len(raw)
+            newline = data.endswith(b"\n")
+            partial = not newline and len(raw) == _PIECE
+            if newline:
+                data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
+            elif partial:
+                cut = len(data) - _utf8_tail(data)
+                data, pending = data[:cut], data[cut:]
+            if start == 0 and data.startswith(codecs.BOM_UTF8):
+                data, start = data[3:], 3
+            try:
+                text = data.decode("utf-8", errors)
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}: invalid UTF-8 at line {line}, byte offset {start + exc.start} "
+                                f"(set data.encoding_errors=replace to substitute U+FFFD)") from None
+            yield text, newline, not partial
+            line += newline
+    if pending:  # the file ended inside a character
+        try:
+            text = pending.decode("utf-8", errors)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: invalid UTF-8 at line {line}, byte offset {offset - len(pending) + exc.start} "
+                            f"(set data.encoding_errors=replace to substitute U+FFFD)") from None
+        yield text, False, True
+    elif partial:  # the file ended exactly at a piece boundary: close the last line
+        yield "", False, True
+
+
+def _file_tokens(path: str, cfg: DataConfig, progress: "_Progress", digest) -> Iterator[Iterable[str]]:
+    """Tokens of a file, piece by piece: a list of words, or a str of characters."""
+    word = cfg.level == "word"
+    carry = ""  # word level: a word cut by a piece boundary
+    for text, newline, complete in _pieces(path, cfg.encoding_errors, progress, digest):
+        if cfg.lowercase:
+            text = text.lower()
+        if word:
+            text, carry = carry + text, ""
+            if not complete:
+                cut = len(text)
+                while cut and not text[cut - 1].isspace():
+                    cut -= 1
+                if cut:
+                    text, carry = text[:cut], text[cut:]
+            tokens = text.split()
+            if complete and cfg.eos:
+                tokens.append(EOS)
+            yield tokens
+        else:
+            yield text + "\n" if newline and cfg.newline_symbol else text
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+
+
+def smallest_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned integer dtype that holds ids 0 .. vocab_size - 1."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size <= int(np.iinfo(dtype).max) + 1:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
+
+
+class Vocab:
+    """Tokens and their training counts; a token's id is its position."""
+
+    def __init__(self, tokens: Iterable[str], counts: Iterable[int]):
+        self.tokens: list[str] = list(tokens)
+        self.counts: list[int] = [int(c) for c in counts]
+        if len(self.tokens) != len(self.counts):
+            raise ValueError("tokens and counts differ in length")
+        self.index: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.index) != len(self.tokens):
+            raise ValueError("duplicate token in vocabulary")
+        self.unk_id: int | None = self.index.get(UNK)
+        self.eos_id: int | None = self.index.get(EOS)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.index
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Vocab) and self.tokens == other.tokens and self.counts == other.counts
+
+    @property
+    def dtype(self) -> np.dtype:
+        return smallest_dtype(len(self))
+
+    def id(self, token: str) -> int:
+        """The token's id; `<unk>`'s for an unknown token (DataError when there is no `<unk>`)."""
+        found = self.index.get(token, self.unk_id)
+        if found is None:
+            raise DataError(f"token {token!r} is not in the vocabulary, which has no {UNK}")
+        return found
+
+    def encode(self, tokens: Iterable[str]) -> np.ndarray:
+        """Ids of the tokens, unknown ones as `<unk>`.  # (N,)"""
+        return np.array([self.id(t) for t in tokens], dtype=self.dtype)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.tokens[int(i)] for i in ids]
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.writelines(f"{t.translate(_ESCAPES)}\t{c}\n" for t, c in zip(self.tokens, self.counts))
+
+    @classmethod
+    def load(cls, path: str) -> "Vocab":
+        try:
+            with open(path, encoding="utf-8", newline="") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            raise DataError(f"vocabulary file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read vocabulary {path}: {exc}") from None
+        tokens, counts = [], []
+        for number, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"), 1):
+            parts = line.split("\t")
+            if len(parts) != 2 or not parts[0] or not parts[1].isdigit():
+                raise DataError(f"{path}, line {number}: expected token<TAB>count, got {line!r}")
+
+            def unescape(match, number=number):
+                if match.group(1) not in _UNESCAPES:
+                    raise DataError(f"{path}, line {number}: unknown escape \\{match.group(1)}")
+                return _UNESCAPES[match.group(1)]
+
+            tokens.append(_ESCAPED.sub(unescape, parts[0]))
+            counts.append(int(parts[1]))
+        try:
+            return cls(tokens, counts)
+        except ValueError as exc:
+            raise DataError(f"{path}: {exc}") from None
+
+
+def build_vocab(train_counts: Counter, other_types: Iterable[str] = (), vocab_size: int = 0,
+                min_count: int = 1) -> Vocab:
+    """The vocabulary from training counts (see the module docstring for the `<unk>` rule).
+
+    other_types: the types of the valid/test text; one missing from training needs `<unk>`.
+    """
+    # keep the frequent types, most frequent first
+    kept = sorted(((t, c) for t, c in train_counts.items() if t != UNK and c >= min_count),
+                  key=lambda tc: (-tc[1], tc[0]))
+    types = len(train_counts) - (UNK in train_counts)
+    need_unk = UNK in train_counts or len(kept) < types or any(t not in train_counts for t in other_types)
+    if vocab_size and len(kept) + need_unk > vocab_size:
+        kept, need_unk = kept[:vocab_size - 1], True
+    if not any(t != EOS for t, _ in kept):
+        raise DataError(f"no tokens left after filtering: data.min_count={min_count} and "
+                        f"data.vocab_size={vocab_size} map every training token to {UNK}")
+    # <unk> counts the training tokens that map to it, and sorts by that count
+    entries = kept
+    if need_unk:
+        unk_count = sum(train_counts.values()) - sum(c for _, c in kept)
+        entries = sorted(kept + [(UNK, unk_count)], key=lambda tc: (-tc[1], tc[0]))
+    return Vocab([t for t, _ in entries], [c for _, c in entries])
+
+
+# --------------------------------------------------------------------------- progress
+
+class _Progress:
+    """A tqdm bar by bytes on stderr, or nothing when disabled or stderr is not a terminal."""
+
+    def __init__(self, total: int, desc: str, enabled: bool):
+        self.bar, self.pending = None, 0
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                            file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.pending += n
+            if self.pending >= 1 << 16:
+                self.bar.update(self.pending)
+                self.pending = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.update(self.pending)
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+@dataclass
+class _Source:
+    path: str
+    label: str                                   # "training", "validation", "test"
+    ranges: list[tuple[str, int, float]]         # (split, first token, end token) within this file
+    bytes: int = 0
+    sha256: str = ""
+
+
+def _route(source: _Source, pos: int, tokens) -> Iterator[tuple[str, object]]:
+    """(split, tokens) pieces of the tokens at file positions pos, pos + 1, ..."""
+    n = len(tokens)
+    for split, start, end in source.ranges:
+        if start <= pos and pos + n <= end:
+            yield split, tokens
+            return
+        lo, hi = max(start, pos), min(end, pos + n)
+        if lo < hi:
+            yield split, tokens[lo - pos:int(hi) - pos]
+
+
+def _check_input(path: str, label: str) -> None:
+    if not os.path.exists(path):
+        raise DataError(f"{label} file not found: {path}")
+    if os.path.isdir(path):
+        raise DataError(f"{label} file is a folder, not a file: {path}")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{label} file is empty: {path}")
+
+
+def _sources(cfg: DataConfig) -> tuple[list[_Source], str]:
+    """The input files and which splits they feed; split_mode 'files' or 'ratios'."""
+    if not cfg.train:
+        raise ConfigError("no training file configured: set data.train (or pass --train PATH)")
+    named = [(s, getattr(cfg, s)) for s in SPLITS if getattr(cfg, s)]
+    for split, path in named:
+        _check_input(path, LABELS[split])
+    if len(named) > 1:
+        return [_Source(path, LABELS[s], [(s, 0, _INF)]) for s, path in named], "files"
+    return [_Source(cfg.train, LABELS["train"], [])], "ratios"
+
+
+def _ratio_ranges(total: int, ratios: list[float]) -> list[tuple[str, int, float]]:
+    r_train, r_valid, r_test = ratios
+    a = int(total * r_train)
+    b = a if r_valid == 0 else total if r_test == 0 else min(total, int(total * (r_train + r_valid)))
+    return [("train", 0, a), ("valid", a, b), ("test", b, total)]
+
+
+def _count(sources: list[_Source], cfg: DataConfig, progress: bool) -> dict[str, Counter]:
+    """Counting pass: a Counter per split; fills in each source's bytes and sha256."""
+    counts = {s: Counter() for s in SPLITS}
+    with _Progress(sum(os.path.getsize(s.path) for s in sources), "counting", progress) as bar:
+        for src in sources:
+            digest, pos = hashlib.sha256(), 0
+            for tokens in _file_tokens(src.path, cfg, bar, digest):
+                for split, piece in _route(src, pos, tokens):
+                    counts[split].update(piece)
+                pos += len(tokens)
+            src.sha256, src.bytes = digest.hexdigest(), os.path.getsize(src.path)
+    return counts
+
+
+def _measure(src: _Source, cfg: DataConfig, progress: bool) -> int:
+    """Tokens in a file (the pass before cutting one file by ratios)."""
+    total = 0
+    with _Progress(os.path.getsize(src.path), "measuring", progress) as bar:
+        for tokens in _file_tokens(src.path, cfg, bar, hashlib.sha256()):
+            total += len(tokens)
+    return total
+
+
+def _encode(sources: list[_Source], cfg: DataConfig, vocab: Vocab, lookup: dict[str, int],
+            arrays: dict[str, np.ndarray], progress: bool) -> None:
+    """Encoding pass: write every token's id into the preallocated per-split arrays."""
+    buffers = {s: [] for s in SPLITS}
+    written = {s: 0 for s in SPLITS}
+
+    def flush(split):
+        ids = buffers[split]
+        arrays[split][written[split]:written[split] + len(ids)] = np.asarray(ids, dtype=vocab.dtype)
+        written[split] += len(ids)
+        ids.clear()
+
+    get = lookup.__getitem__
+    with _Progress(sum(s.bytes for s in sources), "encoding", progress) as bar:
+        for src in sources:
+            digest, pos = hashlib.sha256(), 0
+            for tokens in _file_tokens(src.path, cfg, bar, digest):
+                for split, piece in _route(src, pos, tokens):
+                    buf = buffers[split]
+                    if written[split] + len(buf) + len(piece) > len(arrays[split]):
+                        raise DataError(f"{src.path} changed while it was being preprocessed")
+                    buf.extend(map(get, piece))
+                    if len(buf) >= _FLUSH:
+                        flush(split)
+                pos += len(tokens)
+            if digest.hexdigest() != src.sha256:
+                raise DataError(f"{src.path} changed while it was being preprocessed")
+    for split in SPLITS:
+        flush(split)
+        if written[split] != len(arrays[split]):
+            raise DataError(f"an input file changed while it was being preprocessed ({split} split)")
+
+
+def _output_state(folder: str, force: bool) -> None:
+    """Refuse an output path that is a file, or a non-empty folder without force."""
+    if os.path.lexists(folder):
+        if not os.path.isdir(folder):
+            raise DataError(f"output path exists and is not a folder: {folder}")
+        if os.listdir(folder) and not force:
+            raise DataError(f"output folder is not empty: {folder} (use --force to replace it)")
+
+
+def _install(tmp: str, folder: str, force: bool) -> None:
+    """Rename the finished temporary folder into place (replacing the old one with force)."""
+    _output_state(folder, force)
+    try:
+        if os.path.isdir(folder) and os.listdir(folder):
+            old = tmp.replace(".tmp-", ".old-")
+            os.rename(folder, old)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                os.rename(old, folder)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except OSError as exc:
+        raise DataError(f"cannot move the prepared data into {folder}: {exc.strerror}") from None
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool = False,
+               progress: bool = True) -> dict:
+    """Tokenise, build the vocabulary, encode, and write the prepared folder `data_cfg.prepared`.
+
+    Returns the meta dict (also written as meta.json). Raises DataError (unreadable or empty
+    input, invalid UTF-8, nothing left, non-empty output folder without force) or ConfigError
+    (no training file). The folder appears whole or not at all.
+    """
+    # check the inputs and the output before any work
+    sources, mode = _sources(data_cfg)
+    folder = os.path.abspath(data_cfg.prepared)
+    _output_state(folder, force)
+
+    # counting pass (after measuring a file cut by ratios)
+    if mode == "ratios":
+        sources[0].ranges = _ratio_ranges(_measure(sources[0], data_cfg, progress), data_cfg.split)
+    counts = _count(sources, data_cfg, progress)
+    train = counts["train"]
+    if not any(t != EOS for t in train):
+        raise DataError(f"no tokens in the training text of {data_cfg.train} "
+                        f"(level={data_cfg.level}: only whitespace{' or newlines' if data_cfg.level == 'char' else ''})")
+    others = set(counts["valid"]) | set(counts["test"])
+    vocab = build_vocab(train, others, data_cfg.vocab_size, data_cfg.min_count)
+
+    # every type seen maps to an id: its own, or <unk>'s
+    lookup = {t: vocab.index.get(t, vocab.unk_id) for t in set(train) | others}
+    lookup.update(vocab.index)
+    tokens = {s: sum(counts[s].values()) for s in SPLITS}
+    oov = {s: (sum(c for t, c in counts[s].items() if t not in vocab.index) / tokens[s]) if tokens[s] else None
+           for s in SPLITS}
+    cfg = full_cfg if full_cfg is not None else Config()
+    cfg = dataclasses.replace(cfg, data=data_cfg)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "level": data_cfg.level,
+        "vocab_size": len(vocab),
+        "dtype": vocab.dtype.name,
+        "tokens": tokens,
+        "oov_rate": oov,
+        "special": {"unk": vocab.unk_id, "eos": vocab.eos_id},
+        "split_mode": mode,
+        "sources": [{"path": os.path.abspath(s.path), "bytes": s.bytes, "sha256": s.sha256,
+                     "splits": [r[0] for r in s.ranges]} for s in sources],
+        "config": _jsonable(dataclasses.asdict(data_cfg)),
+    }
+
+    # encoding pass into a temporary sibling folder, then rename it into place
+    parent, name = os.path.split(folder)
+    created = []
+    probe = parent
+    while probe and not os.path.exists(probe):
+        created.append(probe)
+        probe = os.path.dirname(probe)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    except OSError as exc:
+        raise DataError(f"cannot create the output folder {folder}: {exc.strerror}") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        arrays = {s: np.lib.format.open_memmap(os.path.join(tmp, f"{s}.npy"), mode="w+",
+                                               dtype=vocab.dtype, shape=(tokens[s],)) for s in SPLITS}
+        _encode(sources, data_cfg, vocab, lookup, arrays, progress)
+        for array in arrays.values():
+            array.flush()
+        del arrays
+        vocab.save(os.path.join(tmp, "vocab.txt"))
+        with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as fh:
+            fh.write(to_yaml(cfg))
+        _write_json(os.path.join(tmp, "meta.json"), meta)
+        _install(tmp, folder, force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for path in created:
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
+        raise
+    return meta
+
+
+def _jsonable(obj):
+    """obj as it reads back from JSON (tuples become lists), for comparisons with meta.json."""
+    return json.loads(json.dumps(obj))
+
+
+# --------------------------------------------------------------------------- prepared data
+
+@dataclass
+class Prepared:
+    """A prepared-data folder: the vocabulary, meta.json, and the splits as read-only memmaps."""
+
+    folder: str
+    vocab: Vocab
+    meta: dict
+
+    @property
+    def level(self) -> str:
+        return self.meta["level"]
+
+    def split(self, name: str) -> np.ndarray:
+        """Token ids of 'train', 'valid' or 'test', memory-mapped read-only (empty when absent).  # (N,)"""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; splits are {', '.join(SPLITS)}")
+        path = os.path.join(self.folder, f"{name}.npy")
+        try:
+            array = np.load(path, mmap_mode="r")
+        except FileNotFoundError:
+            raise DataError(f"prepared-data folder {self.folder} has no {name}.npy "
+                            f"(run 'rnnlm preprocess --force' to rebuild it)") from None
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable .npy file ({exc})") from None
+        if array.ndim != 1 or len(array) != self.meta["tokens"][name] or array.dtype != self.vocab.dtype:
+            raise DataError(f"{path} does not match meta.json (re-run 'rnnlm preprocess --force')")
+        return array
+
+
+def _read_meta(folder: str) -> dict:
+    path = os.path.join(folder, "meta.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except FileNotFoundError:
+        raise DataError(f"prepared-data folder {folder} has no meta.json "
+                        f"(run 'rnnlm preprocess' to write it)") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return meta
+
+
+def load_prepared(folder: str) -> Prepared:
+    """Open a prepared-data folder; DataError naming the folder and what is missing or wrong."""
+    if not os.path.isdir(folder):
+        raise DataError(f"prepared-data folder not found: {folder} (run 'rnnlm preprocess' first)")
+    meta = _read_meta(folder)
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise DataError(f"prepared-data folder {folder} has format_version {version}, this rnnlm reads "
+                        f"{FORMAT_VERSION} (re-run 'rnnlm preprocess --force')")
+    for name in ("vocab.txt",) + tuple(f"{s}.npy" for s in SPLITS):
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise DataError(f"prepared-data folder {folder} has no {name} "
+                            f"(run 'rnnlm preprocess --force' to rebuild it)")
+    vocab = Vocab.load(os.path.join(folder, "vocab.txt"))
+    try:
+        if len(vocab) != meta["vocab_size"] or not all(isinstance(meta["tokens"][s], int) for s in SPLITS):
+            raise DataError(f"prepared-data folder {folder}: vocab.txt has {len(vocab)} tokens, "
+                            f"meta.json says {meta['vocab_size']}")
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"prepared-data folder {folder}: meta.json lacks {exc}") from None
+    return Prepared(folder, vocab, meta)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_current(meta: dict, data_cfg: DataConfig) -> bool:
+    """Whether a prepared folder's meta matches this data config and its sources' bytes/sha256."""
+    if meta.get("format_version") != FORMAT_VERSION:
+        return False
+    saved = dict(meta.get("config") or {})
+    wanted = _jsonable(dataclasses.asdict(data_cfg))
+    saved.pop("prepared", None)
+    wanted.pop("prepared", None)
+    if saved != wanted:
+        return False
+    for src in meta.get("sources") or []:
+        path = src.get("path")
+        if not path or not os.path.isfile(path) or os.path.getsize(path) != src.get("bytes"):
+            return False
+        if file_sha256(path) != src.get("sha256"):
+            return False
+    return bool(meta.get("sources"))
+
+
+def ensure_prepared(cfg: Config, progress: bool = True) -> Prepared:
+    """The prepared data for a configuration, (re)building it when data.train is set and the
+    folder is missing or stale (sources or data config changed); else just loading data.prepared.
+
+    A stale folder is replaced only when it holds a meta.json (i.e. was written by preprocess);
+    any other non-empty folder is refused with DataError.
+    """
+    data = cfg.data
+    if not data.train:
+        return load_prepared(data.prepared)
+    try:
+        meta = _read_meta(data.prepared)
+    except DataError:
+        meta = None
+    if meta is not None and is_current(meta, data):
+        try:
+            return load_prepared(data.prepared)
+        except DataError:
+            pass
+    preprocess(data, cfg, force=meta is not None, progress=progress)
+    return load_prepared(data.prepared)
+
+
+def summary_table(meta: dict, folder: str) -> str:
+    """A short table of a preprocessing result: vocabulary, tokens and OOV rate per split."""
+    lines = [f"vocabulary  {meta['vocab_size']:,} ({meta['level']} level, {meta['dtype']})",
+             f"{'split':<8}{'tokens':>12}{'OOV':>9}"]
+    for s in SPLITS:
+        rate = meta["oov_rate"][s]
+        lines.append(f"{s:<8}{meta['tokens'][s]:>12,}{'-' if rate is None else f'{rate:.2%}':>9}")
+    lines.append(f"output      {folder}")
+    return "\n".join(lines)
