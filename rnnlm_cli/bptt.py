@@ -1,0 +1,124 @@
+"""The time loop: forward over T steps and the three backpropagation-through-time modes.
+
+Every mode's gradient is the EXACT gradient of the loss that mode defines, with the cut
+states held constant:
+
+full    whole sentences from the zero state, padded into a batch with a mask; one backward
+        recursion over all T steps (`backward_full`). Padding sits after each sentence, so
+        it contributes nothing and the state after it is irrelevant.
+window  per-output truncation (the classic bptt_truncate): every output E_t backpropagates
+        through at most k states s_t, s_{t-1}, ..., s_{t-k+1}; k = 1 means no recurrent path,
+        k >= T equals full (`backward_window`, lag-batched, with the `on_lag` hook).
+stream  TBPTT(k1, k2) over B parallel streams: each chunk of k1 outputs backpropagates k2
+        steps. The forward runs over the k2 window that ends with the chunk, from the state
+        saved k2-k1 steps before it (a constant), scoring only the last k1 outputs
+        (`loss_start`); the full recursion over that window is then exact. The state to carry
+        is the one after `batch.carry` inputs of the window (= the final state when k2 == k1).
+
+`batch_gradients(model, batch, state, mode, ...)` runs one batch of any mode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+# --------------------------------------------------------------------------- forward
+
+def forward_sequence(cell, params: dict, xproj: np.ndarray, state: tuple):
+    """Run the cell over xproj (T, B, GH) from `state`; returns the filled cells.Cache.
+
+    params: the cell's parameters without the `cell.` prefix. The cache arrays are allocated
+    once here; the loop itself allocates nothing per step.
+    """
+    T, B, _ = xproj.shape
+    cache = cell.new_cache(T, B, state, params)
+    for t in range(T):
+        cell.forward_step(cache, t, xproj[t])
+    return cache
+
+
+# --------------------------------------------------------------------------- backward
+
+def backward_full(cell, cache, dhs: np.ndarray, want_states: bool = False):
+    """One backward recursion over all T steps.
+
+    dhs (T, B, H): dE/dh_t from the outputs at each position; it is updated IN PLACE into the
+    total gradient dE/dh_t (outputs plus everything later). Returns (da_all (T, B, GH),
+    StateGrads or None); the initial state's gradient is reported but not propagated further.
+    """
+    from rnnlm_cli.model import StateGrads
+
+    T, B, H = dhs.shape
+    da_all = np.empty((T, B, cell.gates * H), dtype=dhs.dtype)      # (T, B, GH)
+    dcs = np.empty_like(dhs) if (want_states and cell.has_c) else None
+    dc = None
+    dh_prev = None
+    for t in range(T - 1, -1, -1):
+        dh = dhs[t:t + 1]                                            # (1, B, H)
+        if dh_prev is not None:
+            dh += dh_prev
+        if dcs is not None:
+            dcs[t] = 0 if dc is None else dc[0]
+        _, dh_prev, dc = cell.backward_step(cache[t], dh, dc, out=da_all[t:t + 1])
+    states = None
+    if want_states:
+        states = StateGrads(dh=dhs, dc=dcs, dh0=dh_prev[0], dc0=None if dc is None else dc[0])
+    return da_all, states
+
+
+def backward_window(cell, cache, dhs: np.ndarray, k: int, on_lag=None) -> np.ndarray:
+    """Per-output truncation to k states, lag-batched: k backward steps in all.
+
+    Lag d = 0..min(k, T)-1 handles, at once, every output E_t with t >= d: D[i] = dE_{i+d}/ds_i
+    for i = 0..T-d-1 goes through the step at position i (a cache slice of T-d positions),
+    its pre-activation gradient is added to da_all[i], and dh_prev[1:] becomes the next lag's D.
+
+    on_lag(d, dh_lag, dc_lag, da_lag), if given, is called for each lag with
+        dh_lag (T-d, B, H)   dh_lag[i] = dE_{i+d}/dh_i   (dc_lag likewise for LSTM, else None)
+        da_lag (T-d, B, GH)  the pre-activation gradient lag d adds at positions i
+    so the contribution of lag d to dW_h is h_prev[:T-d]^T cell.recurrent_da(cache[:T-d], da_lag).
+    Returns da_all (T, B, GH).
+    """
+    T, B, H = dhs.shape
+    if k < 1:
+        raise ValueError(f"window truncation must be >= 1, got {k}")
+    da_all = np.zeros((T, B, cell.gates * H), dtype=dhs.dtype)     # (T, B, GH)
+    D, Dc = dhs, None
+    for d in range(min(k, T)):
+        n = T - d
+        da, dh_prev, dc_prev = cell.backward_step(cache[0:n], D, Dc)
+        if on_lag is not None:
+            on_lag(d, D, Dc, da)
+        da_all[:n] += da
+        D = dh_prev[1:]
+        Dc = None if dc_prev is None else dc_prev[1:]
+    return da_all
+
+
+# --------------------------------------------------------------------------- one batch of any mode
+
+MODES = ("full", "window", "stream")
+
+
+def batch_gradients(model, batch, state=None, mode: str = "stream", window: int = 0, train: bool = True,
+                    rng=None, normalize: str = "token"):
+    """Forward + backward of one batch in `mode`; returns (fwd, grads, next_state).
+
+    batch: a batching.StreamBatch or SentenceBatch (x, y, mask, loss_start, carry).
+    state: the state before the batch (None = zeros; full mode always starts from zeros).
+    window: k of window mode. normalize: "token" (grads of the mean loss per scored token,
+    the convention training should use), "batch" or "sum". next_state: the state to pass
+    with the next batch (None in full mode), a constant copy.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown bptt mode {mode!r}")
+    if mode == "full":
+        state = None
+    fwd = model.forward(batch.x, batch.y, state, mask=batch.mask, train=train, rng=rng,
+                        loss_start=batch.loss_start)
+    scale = {"token": 1.0 / max(fwd.count, 1.0), "batch": 1.0 / batch.x.shape[1], "sum": 1.0}[normalize]
+    truncation = window if mode == "window" else None
+    grads = model.backward(fwd, truncation=truncation, scale=scale)
+    next_state = None if mode == "full" else fwd.state_after(batch.carry)
+    return fwd, grads, next_state

@@ -1,0 +1,384 @@
+"""Recurrent cells: tanh, relu (Elman), GRU and LSTM, with gates stacked in one matrix.
+
+Parameters of every cell (the model stores them as `cell.<name>`):
+    W_x (E, G*H)   input-to-gates, G = 1 (tanh/relu), 3 (gru), 4 (lstm)
+    W_h (H, G*H)   state-to-gates
+    b   (G*H,)     gate bias (added once, to the input projection)
+    b_h (H,)       GRU only: recurrent bias of the candidate block (inside the reset gate)
+
+Gate blocks along the last axis: gru = [r, z, n]; lstm = [i, f, g, o].
+
+Speed structure. The model computes the input projection of all steps as one GEMM,
+`xproj = X @ W_x + b` (T, B, GH), before the time loop; a step only adds `h_{t-1} @ W_h`.
+
+State. A tuple: (h,) for tanh/relu/gru, (h, c) for lstm, each (B, H).
+
+Forward record. `new_cache` allocates, once per batch, every array the backward needs with a
+leading time axis; `forward_step(cache, t, xp)` fills position t. A `Cache` can be sliced along
+time (`cache[a:b]`, `cache[t]` keeps a length-1 axis), which is how the BPTT engine and the
+diagnostics feed a backward step N positions at once.
+
+Backward. `backward_step(cache_slice, dh, dc=None, out=None) -> (da, dh_prev, dc_prev)`:
+    dh (N, B, H)    dE/dh_t of the N positions of the slice (plus dc for lstm; None = 0)
+    da (N, B, GH)   dE/d(pre-activation) = gradient w.r.t. xproj_t; parameter gradients follow
+                    from it after the time loop (see `param_grads`)
+    dh_prev         dE/dh_{t-1} = da_h @ W_h^T (+ the direct GRU term), dc_prev for lstm
+All operations broadcast over the leading axes, so a batch of P probe vectors dh (P, B, H)
+against a slice of one position (1, B, ...) gives P rows of the step Jacobian
+ds_t/ds_{t-1} (transposed product v^T J) in one call.
+
+`da_h` (the gradient w.r.t. the recurrent product h_{t-1} W_h) equals `da` except for the GRU
+candidate block, which is multiplied by the reset gate (`recurrent_da`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rnnlm_cli.errors import ConfigError
+
+
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """1 / (1 + exp(-x)) written as 0.5 * (1 + tanh(x / 2)): cannot overflow, keeps the dtype."""
+    out = np.multiply(x, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
+
+
+class Cache:
+    """Per-batch forward record of a cell.
+
+    arrays  per-position arrays with a leading time axis (sliced by `cache[a:b]`)
+    weights the weights the step used (W_h, b_h): shared, never sliced
+    seq     whole-sequence state arrays with T+1 rows (row 0 = the initial state), unsliced;
+            present only on the full record
+    work    scratch buffers of the forward loop
+    """
+
+    __slots__ = ("arrays", "weights", "seq", "work")
+
+    def __init__(self, arrays: dict, weights: dict, seq: dict | None = None, work: dict | None = None):
+        self.arrays = arrays
+        self.weights = weights
+        self.seq = seq
+        self.work = work
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def __getitem__(self, idx) -> "Cache":
+        if isinstance(idx, (int, np.integer)):
+            idx = int(idx)
+            if idx < 0:
+                idx += len(self)
+            idx = slice(idx, idx + 1)
+        return Cache({k: v[idx] for k, v in self.arrays.items()}, self.weights)
+
+
+def _uniform(rng, shape, bound, dtype):
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def input_init(rng, fan_in: int, fan_out: int, shape, init: str, scale: float, dtype) -> np.ndarray:
+    """Input/output weights: uniform +-1/sqrt(fan_in), or xavier +-sqrt(6/(fan_in+fan_out))."""
+    if init == "uniform":
+        bound = 1.0 / np.sqrt(fan_in)
+    elif init == "xavier":
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+    else:
+        raise ConfigError(f"model.init: unknown initialisation '{init}'")
+    return (_uniform(rng, shape, bound, np.float64) * scale).astype(dtype)
+
+
+def recurrent_block_init(rng, H: int, init: str) -> np.ndarray:
+    """One (H, H) recurrent block: uniform, xavier, orthogonal (QR of a Gaussian) or identity."""
+    if init == "uniform":
+        return rng.uniform(-1.0, 1.0, size=(H, H)) / np.sqrt(H)
+    if init == "xavier":
+        bound = np.sqrt(6.0 / (2 * H))
+        return rng.uniform(-bound, bound, size=(H, H))
+    if init == "orthogonal":
+        q, r = np.linalg.qr(rng.standard_normal((H, H)))
+        return q * np.where(np.diag(r) < 0, -1.0, 1.0)  # sign fix: uniform over O(H)
+    if init == "identity":
+        return np.eye(H)
+    raise ConfigError(f"model.recurrent_init: unknown initialisation '{init}'")
+
+
+class Cell:
+    """Base of the cells; see the module docstring for the conventions."""
+
+    name = ""
+    gates = 1
+    has_c = False           # lstm: the state carries a memory cell c
+    extra_params: tuple = ()
+
+    def __init__(self, hidden_size: int):
+        self.H = hidden_size
+
+    # ------------------------------------------------------------------ parameters
+    def param_shapes(self, input_size: int) -> dict:
+        GH = self.gates * self.H
+        return {"W_x": (input_size, GH), "W_h": (self.H, GH), "b": (GH,)}
+
+    def init_params(self, input_size: int, cfg, rng: np.random.Generator, dtype) -> dict:
+        """Initial W_x, W_h, b (and b_h) from `cfg` (a ModelConfig) and the generator."""
+        H, G = self.H, self.gates
+        W_x = input_init(rng, input_size, H, (input_size, G * H), cfg.init, cfg.init_scale, dtype)
+        blocks = [recurrent_block_init(rng, H, cfg.recurrent_init) for _ in range(G)]
+        W_h = (np.concatenate(blocks, axis=1) * (cfg.init_scale * cfg.recurrent_scale)).astype(dtype)
+        return {"W_x": W_x, "W_h": W_h, "b": np.zeros(G * H, dtype=dtype)}
+
+    def initial_state(self, batch: int, dtype) -> tuple:
+        return tuple(np.zeros((batch, self.H), dtype=dtype) for _ in range(1 + self.has_c))
+
+    # ------------------------------------------------------------------ forward
+    def new_cache(self, T: int, B: int, state: tuple, params: dict) -> Cache:
+        """Allocate the record of T steps and put the initial state in row 0."""
+        dtype = params["W_h"].dtype
+        h = np.empty((T + 1, B, self.H), dtype=dtype)  # (T+1, B, H)
+        h[0] = state[0]
+        arrays = {"h": h[1:], "h_prev": h[:-1]}
+        return Cache(arrays, {"W_h": params["W_h"]}, seq={"h": h},
+                     work={"a": np.empty((B, self.gates * self.H), dtype=dtype)})
+
+    def forward_step(self, cache: Cache, t: int, xp: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def state_at(self, cache: Cache, n: int) -> tuple:
+        """The state after n steps (n = 0: the initial state), copied out of the record."""
+        return tuple(cache.seq[k][n].copy() for k in (("h", "c") if self.has_c else ("h",)))
+
+    # ------------------------------------------------------------------ backward
+    def backward_step(self, cache: Cache, dh, dc=None, out=None):
+        raise NotImplementedError
+
+    def recurrent_da(self, cache: Cache, da: np.ndarray) -> np.ndarray:
+        """Gradient w.r.t. the recurrent product h_{t-1} @ W_h, from da (same for all but GRU)."""
+        return da
+
+    def param_grads(self, cache: Cache, x2: np.ndarray, da_all: np.ndarray) -> dict:
+        """W_x, W_h, b (b_h) gradients from all positions at once (one GEMM each).
+
+        x2 (T*B, E) the cell inputs; da_all (T, B, GH) the collected pre-activation gradients.
+        """
+        T, B, GH = da_all.shape
+        da2 = da_all.reshape(T * B, GH)
+        hprev = cache.arrays["h_prev"].reshape(T * B, self.H)
+        dah = self.recurrent_da(cache, da_all).reshape(T * B, GH)
+        grads = {"W_x": x2.T @ da2,          # undoes xproj = X @ W_x + b
+                 "W_h": hprev.T @ dah,       # undoes h_{t-1} @ W_h
+                 "b": da2.sum(axis=0)}
+        return grads
+
+    def _da_buffer(self, dh, cache, out):
+        if out is not None:
+            return out
+        lead = np.broadcast_shapes(dh.shape, cache.arrays["h"].shape)[:-1]
+        return np.empty(lead + (self.gates * self.H,), dtype=dh.dtype)
+
+
+class ElmanCell(Cell):
+    """s_t = f(x_t W_x + s_{t-1} W_h + b) with f = tanh or relu. Cache: h, h_prev."""
+
+    gates = 1
+
+    def __init__(self, hidden_size: int, activation: str):
+        super().__init__(hidden_size)
+        self.name = activation
+
+    def forward_step(self, cache: Cache, t: int, xp: np.ndarray) -> None:
+        h, a = cache.seq["h"], cache.work["a"]
+        np.matmul(h[t], cache.weights["W_h"], out=a)  # (B, H)
+        a += xp
+        if self.name == "tanh":
+            np.tanh(a, out=h[t + 1])
+        else:
+            np.maximum(a, 0, out=h[t + 1])
+
+    def backward_step(self, cache: Cache, dh, dc=None, out=None):
+        h = cache.arrays["h"]
+        da = self._da_buffer(dh, cache, out)
+        if self.name == "tanh":
+            # undoes h = tanh(a): da = dh * (1 - h^2)
+            np.multiply(h, h, out=da)  # h broadcasts against probe batches
+            np.subtract(1, da, out=da)
+            da *= dh
+        else:
+            # undoes h = max(a, 0): da = dh * [h > 0]
+            np.multiply(dh, h > 0, out=da)
+        dh_prev = da @ cache.weights["W_h"].T  # undoes a = ... + h_{t-1} @ W_h
+        return da, dh_prev, None
+
+
+class GRUCell(Cell):
+    """GRU with the reset gate applied after the recurrent matmul (one stacked W_h GEMM):
+
+        [r, z] = sigmoid(xproj_rz + h_{t-1} W_h[:, rz])
+        hn     = h_{t-1} W_h[:, n] + b_h
+        n      = tanh(xproj_n + r * hn)
+        h_t    = (1 - z) * n + z * h_{t-1}
+
+    Cache: rz (T, B, 2H), n, hn, h_prev (T, B, H).
+    """
+
+    name = "gru"
+    gates = 3
+    extra_params = ("b_h",)
+
+    def param_shapes(self, input_size: int) -> dict:
+        shapes = super().param_shapes(input_size)
+        shapes["b_h"] = (self.H,)
+        return shapes
+
+    def init_params(self, input_size, cfg, rng, dtype):
+        params = super().init_params(input_size, cfg, rng, dtype)
+        params["b_h"] = np.zeros(self.H, dtype=dtype)
+        return params
+
+    def new_cache(self, T, B, state, params):
+        cache = super().new_cache(T, B, state, params)
+        dtype, H = params["W_h"].dtype, self.H
+        cache.arrays.update(rz=np.empty((T, B, 2 * H), dtype=dtype),
+                            n=np.empty((T, B, H), dtype=dtype),
+                            hn=np.empty((T, B, H), dtype=dtype))
+        cache.weights["b_h"] = params["b_h"]
+        return cache
+
+    def forward_step(self, cache, t, xp):
+        H = self.H
+        h, hr = cache.seq["h"], cache.work["a"]
+        rz, n, hn = cache.arrays["rz"][t], cache.arrays["n"][t], cache.arrays["hn"][t]
+        np.matmul(h[t], cache.weights["W_h"], out=hr)  # (B, 3H)
+        np.add(xp[:, :2 * H], hr[:, :2 * H], out=rz)
+        sigmoid(rz, out=rz)
+        np.add(hr[:, 2 * H:], cache.weights["b_h"], out=hn)
+        np.multiply(rz[:, :H], hn, out=n)
+        n += xp[:, 2 * H:]
+        np.tanh(n, out=n)
+        out = h[t + 1]
+        np.subtract(h[t], n, out=out)
+        out *= rz[:, H:]
+        out += n
+
+    def backward_step(self, cache, dh, dc=None, out=None):
+        H = self.H
+        rz, n, hn, h_prev = (cache.arrays[k] for k in ("rz", "n", "hn", "h_prev"))
+        r, z = rz[..., :H], rz[..., H:]
+        da = self._da_buffer(dh, cache, out)
+        # undoes h = n + z * (h_prev - n)
+        dn = dh * (1 - z)
+        dz = dh * (h_prev - n)
+        # undoes n = tanh(xproj_n + r * hn)
+        dpre_n = np.multiply(dn, 1 - n * n, out=da[..., 2 * H:])
+        # undoes [r, z] = sigmoid(...)
+        np.multiply(dpre_n * hn, r * (1 - r), out=da[..., :H])
+        np.multiply(dz, z * (1 - z), out=da[..., H:2 * H])
+        # undoes the recurrent product h_prev @ W_h (the n block sits behind r)
+        dah = da.copy()
+        dah[..., 2 * H:] *= r
+        dh_prev = dah @ cache.weights["W_h"].T
+        dh_prev += dh * z
+        return da, dh_prev, None
+
+    def recurrent_da(self, cache, da):
+        H = self.H
+        dah = da.copy()
+        dah[..., 2 * H:] *= cache.arrays["rz"][..., :H]
+        return dah
+
+    def param_grads(self, cache, x2, da_all):
+        T, B, GH = da_all.shape
+        H = self.H
+        da2 = da_all.reshape(T * B, GH)
+        hprev = cache.arrays["h_prev"].reshape(T * B, H)
+        dah = self.recurrent_da(cache, da_all).reshape(T * B, GH)
+        return {"W_x": x2.T @ da2,
+                "W_h": hprev.T @ dah,
+                "b": da2.sum(axis=0),
+                "b_h": dah[:, 2 * H:].sum(axis=0)}  # undoes hn = ... + b_h
+
+
+class LSTMCell(Cell):
+    """LSTM without peepholes:
+
+        [i, f, g, o] = [sig, sig, tanh, sig](xproj + h_{t-1} W_h)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)
+
+    The forget block of b starts at `forget_bias`. Cache: ifgo (T, B, 4H) activated gates,
+    tc = tanh(c_t), c_prev, h_prev (T, B, H).
+    """
+
+    name = "lstm"
+    gates = 4
+    has_c = True
+
+    def init_params(self, input_size, cfg, rng, dtype):
+        params = super().init_params(input_size, cfg, rng, dtype)
+        params["b"][self.H:2 * self.H] = cfg.forget_bias
+        return params
+
+    def new_cache(self, T, B, state, params):
+        cache = super().new_cache(T, B, state, params)
+        dtype, H = params["W_h"].dtype, self.H
+        c = np.empty((T + 1, B, H), dtype=dtype)  # (T+1, B, H)
+        c[0] = state[1]
+        cache.seq["c"] = c
+        cache.arrays.update(c_prev=c[:-1],
+                            ifgo=np.empty((T, B, 4 * H), dtype=dtype),
+                            tc=np.empty((T, B, H), dtype=dtype))
+        cache.work["ig"] = np.empty((B, H), dtype=dtype)
+        return cache
+
+    def forward_step(self, cache, t, xp):
+        H = self.H
+        h, c = cache.seq["h"], cache.seq["c"]
+        g, tc = cache.arrays["ifgo"][t], cache.arrays["tc"][t]
+        np.matmul(h[t], cache.weights["W_h"], out=g)  # (B, 4H)
+        g += xp
+        sigmoid(g[:, :2 * H], out=g[:, :2 * H])
+        np.tanh(g[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])
+        sigmoid(g[:, 3 * H:], out=g[:, 3 * H:])
+        ig = cache.work["ig"]
+        np.multiply(g[:, :H], g[:, 2 * H:3 * H], out=ig)
+        np.multiply(g[:, H:2 * H], c[t], out=c[t + 1])
+        c[t + 1] += ig
+        np.tanh(c[t + 1], out=tc)
+        np.multiply(g[:, 3 * H:], tc, out=h[t + 1])
+
+    def backward_step(self, cache, dh, dc=None, out=None):
+        H = self.H
+        gates, tc, c_prev = cache.arrays["ifgo"], cache.arrays["tc"], cache.arrays["c_prev"]
+        i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
+        da = self._da_buffer(dh, cache, out)
+        # undoes h = o * tanh(c)
+        do = dh * tc
+        dct = dh * o * (1 - tc * tc)
+        if dc is not None:
+            dct += dc
+        # undoes c = f * c_prev + i * g
+        dc_prev = dct * f
+        # undoes the gate nonlinearities
+        np.multiply(dct * g, i * (1 - i), out=da[..., :H])
+        np.multiply(dct * c_prev, f * (1 - f), out=da[..., H:2 * H])
+        np.multiply(dct * i, 1 - g * g, out=da[..., 2 * H:3 * H])
+        np.multiply(do, o * (1 - o), out=da[..., 3 * H:])
+        dh_prev = da @ cache.weights["W_h"].T
+        return da, dh_prev, dc_prev
+
+
+CELLS = ("tanh", "relu", "gru", "lstm")
+
+
+def make_cell(name: str, hidden_size: int) -> Cell:
+    """A cell by name: tanh, relu, gru or lstm."""
+    if name in ("tanh", "relu"):
+        return ElmanCell(hidden_size, name)
+    if name == "gru":
+        return GRUCell(hidden_size)
+    if name == "lstm":
+        return LSTMCell(hidden_size)
+    raise ConfigError(f"model.cell: expected one of {', '.join(CELLS)}, got {name!r}")

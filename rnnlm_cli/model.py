@@ -1,0 +1,360 @@
+"""The language model: embedding -> recurrent cell -> output layer, with the loss.
+
+    e_t   = embedding[x_t]                       (dropout_embedding when training)
+    s_t   = cell(e_t, s_{t-1})                   (bptt.forward_sequence)
+    y_hat = softmax(h_t V + c)                   (dropout_output on h_t when training)
+    E     = -sum_t mask_t log y_hat_t[y_t]
+
+Parameters (`model.params`, one dict of arrays, the names are the checkpoint format):
+    embedding   (V, E)
+    cell.W_x    (E, G*H)    cell.W_h (H, G*H)    cell.b (G*H,)    cell.b_h (H,) GRU only
+    output.W    (H, V)      absent with tie_weights: the output matrix is embedding.T and
+                            its gradient is summed into `embedding`
+    output.b    (V,)
+
+Gradient convention. `backward(fwd)` returns the gradient of the SUM loss `fwd.loss`
+(-log p summed over the masked positions) times `scale` (default 1). Training should use the
+gradient of the MEAN loss per token: `scale=1 / fwd.count` (this is what `loss_and_grads` and
+`bptt.batch_gradients` do by default). The scale is folded into the output-layer gradient,
+so it costs nothing.
+
+Output layers are pluggable objects with the interface of `FullSoftmax` (param_names,
+init_params, forward, backward, logits); `make_output` picks one from the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnnlm_cli import bptt
+from rnnlm_cli.cells import Cache, input_init, make_cell
+from rnnlm_cli.errors import ConfigError
+
+
+# --------------------------------------------------------------------------- output layers
+
+class FullSoftmax:
+    """Full softmax over V words: logits = H @ W + b, over all N = T*B positions at once.
+
+    Memory: one (N, V) buffer per forward; it holds the logits, then the probabilities, then
+    (in backward, in place) the logit gradient (p - onehot) * mask * scale.
+    """
+
+    def __init__(self, hidden_size: int, vocab_size: int, tied: bool):
+        self.H, self.V, self.tied = hidden_size, vocab_size, tied
+        self.param_names = ("output.b",) if tied else ("output.W", "output.b")
+
+    def param_shapes(self) -> dict:
+        shapes = {"output.b": (self.V,)}
+        if not self.tied:
+            shapes["output.W"] = (self.H, self.V)
+        return shapes
+
+    def init_params(self, cfg, rng: np.random.Generator, dtype) -> dict:
+        params = {"output.b": np.zeros(self.V, dtype=dtype)}
+        if not self.tied:
+            params["output.W"] = input_init(rng, self.H, self.V, (self.H, self.V), cfg.init, cfg.init_scale, dtype)
+        return params
+
+    def weight(self, params: dict) -> np.ndarray:
+        """The (H, V) output matrix (a transposed view of the embedding when tied)."""
+        return params["embedding"].T if self.tied else params["output.W"]
+
+    def logits(self, params: dict, h2: np.ndarray) -> np.ndarray:
+        """(N, H) -> (N, V) unnormalised log-probabilities."""
+        z = h2 @ self.weight(params)
+        z += params["output.b"]
+        return z
+
+    def forward(self, params: dict, h2: np.ndarray, y: np.ndarray, mask: np.ndarray | None):
+        """h2 (N, H), y (N,), mask (N,) or None -> (loss_sum, nll (N,), cache)."""
+        N = h2.shape[0]
+        buf = self.logits(params, h2)                       # (N, V) the one big buffer
+        rows = np.arange(N)
+        # log-softmax: subtract the row max, exponentiate in place
+        m = buf.max(axis=1)                                 # (N,)
+        buf -= m[:, None]
+        zy = buf[rows, y]                                   # (N,) target logit - max
+        np.exp(buf, out=buf)
+        s = buf.sum(axis=1)                                 # (N,)
+        nll = np.log(s)
+        nll -= zy                                           # -log p[y]
+        loss = float(nll.sum(dtype=np.float64) if mask is None else np.dot(nll, mask))
+        return loss, nll, (buf, s, y, mask, h2)
+
+    def backward(self, params: dict, cache, scale: float, grads: dict, dh_out: np.ndarray | None = None):
+        """Accumulate output-parameter gradients into `grads`; return dE/dh2 (N, H).
+
+        The buffer becomes (p - onehot(y)) * mask * scale in place (undoes the log-softmax).
+        With tied weights the output-matrix gradient lands in grads["embedding"] (V, E).
+        """
+        buf, s, y, mask, h2 = cache
+        N = buf.shape[0]
+        dtype = buf.dtype
+        rowscale = (np.asarray(scale, dtype=dtype) / s).astype(dtype, copy=False)  # (N,)
+        coef = np.full(N, scale, dtype=dtype) if mask is None else (mask * dtype.type(scale)).astype(dtype)
+        if mask is not None:
+            rowscale *= mask
+        buf *= rowscale[:, None]
+        buf[np.arange(N), y] -= coef
+        W = self.weight(params)
+        # undoes logits = h2 @ W + b
+        grads["output.b"] = buf.sum(axis=0)
+        if self.tied:
+            grads["embedding"] = buf.T @ h2                  # (V, H) = (V, E)
+        else:
+            grads["output.W"] = h2.T @ buf                   # (H, V)
+        if dh_out is None:
+            return buf @ W.T
+        return np.matmul(buf, W.T, out=dh_out)
+
+
+def make_output(cfg, hidden_size: int, vocab_size: int):
+    """The output layer named by `cfg.softmax` (a ModelConfig)."""
+    if cfg.softmax == "full":
+        return FullSoftmax(hidden_size, vocab_size, cfg.tie_weights)
+    raise ConfigError(f"model.softmax: '{cfg.softmax}' is not available in this build")
+
+
+# --------------------------------------------------------------------------- forward record
+
+@dataclass
+class Forward:
+    """Everything one forward pass computed and the backward needs.
+
+    loss   SUM of -log p[y] over the masked scored positions (a Python float)
+    count  number of those positions (tokens)
+    state  final state (tuple of (B, H) copies) to carry, as a constant, into the next chunk
+    hs     (T, B, H) hidden states (before output dropout)
+    nll    (T, B) -log p[y] per position (0 where not scored: before loss_start or masked)
+    cache  the cell's record (see cells.Cache)
+    """
+
+    loss: float
+    count: float
+    state: tuple
+    hs: np.ndarray
+    nll: np.ndarray
+    cache: Cache
+    x: np.ndarray
+    loss_start: int
+    emb: np.ndarray = field(repr=False)
+    emb_mask: np.ndarray | None = field(repr=False)
+    out_mask: np.ndarray | None = field(repr=False)
+    out_cache: tuple = field(repr=False)
+    cell: object = field(repr=False)
+
+    def state_after(self, n: int) -> tuple:
+        """The state after the first n inputs (n = 0: the initial state, n = T: `state`)."""
+        return self.cell.state_at(self.cache, n)
+
+
+@dataclass
+class StateGrads:
+    """Total gradients w.r.t. every visited state from the full recursion.
+
+    dh (T, B, H): dE/dh_t (dc likewise for LSTM, else None); dh0/dc0: w.r.t. the initial state.
+    """
+
+    dh: np.ndarray
+    dc: np.ndarray | None
+    dh0: np.ndarray
+    dc0: np.ndarray | None
+
+
+# --------------------------------------------------------------------------- model
+
+class Model:
+    """Model(cfg: ModelConfig, vocab_size, dtype=np.float32, rng=None, params=None).
+
+    With `params` (e.g. from a checkpoint) the arrays are copied and cast to `dtype`;
+    otherwise they are initialised from `rng` (a np.random.Generator; default seed 0).
+    """
+
+    def __init__(self, cfg, vocab_size: int, dtype=np.float32, rng: np.random.Generator | None = None,
+                 params: dict | None = None):
+        if cfg.tie_weights and cfg.embedding_size != cfg.hidden_size:
+            raise ConfigError(f"model.tie_weights needs model.embedding_size == model.hidden_size, "
+                              f"got {cfg.embedding_size} and {cfg.hidden_size}")
+        self.cfg = cfg
+        self.V, self.E, self.H = int(vocab_size), cfg.embedding_size, cfg.hidden_size
+        self.dtype = np.dtype(dtype)
+        self.cell = make_cell(cfg.cell, self.H)
+        self.output = make_output(cfg, self.H, self.V)
+        shapes = self.param_shapes()
+        if params is None:
+            rng = rng if rng is not None else np.random.default_rng(0)
+            params = {"embedding": input_init(rng, self.E, self.V, (self.V, self.E), cfg.init, cfg.init_scale,
+                                              self.dtype)}
+            params.update({f"cell.{k}": v for k, v in self.cell.init_params(self.E, cfg, rng, self.dtype).items()})
+            params.update(self.output.init_params(cfg, rng, self.dtype))
+        else:
+            missing = sorted(set(shapes) - set(params))
+            extra = sorted(set(params) - set(shapes))
+            if missing or extra:
+                raise ConfigError(f"parameters do not match the model: missing {missing}, unexpected {extra}")
+            params = {k: np.array(params[k], dtype=self.dtype) for k in shapes}
+        for k, shape in shapes.items():
+            if params[k].shape != shape:
+                raise ConfigError(f"parameter {k}: expected shape {shape}, got {params[k].shape}")
+        self.params: dict[str, np.ndarray] = {k: params[k] for k in shapes}
+
+    def param_shapes(self) -> dict:
+        shapes = {"embedding": (self.V, self.E)}
+        shapes.update({f"cell.{k}": v for k, v in self.cell.param_shapes(self.E).items()})
+        shapes.update(self.output.param_shapes())
+        return shapes
+
+    def num_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def initial_state(self, batch: int) -> tuple:
+        """Zero state: (h,) or (h, c), each (B, H)."""
+        return self.cell.initial_state(batch, self.dtype)
+
+    def _cell_params(self) -> dict:
+        return {k[5:]: v for k, v in self.params.items() if k.startswith("cell.")}
+
+    def _dropout_mask(self, rng, shape, p):
+        keep = rng.random(shape, dtype=self.dtype) >= p
+        return keep * self.dtype.type(1.0 / (1.0 - p))
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x, y, state=None, mask=None, train: bool = False, rng=None, loss_start: int = 0) -> Forward:
+        """Run T steps on x (T, B) and score y (T, B) from `loss_start` on.
+
+        state: the initial state tuple (None = zeros), a constant. mask: (T, B) 0/1 weights
+        (None = all ones). Positions before `loss_start` are run but not scored and their
+        output layer is not computed (stream mode's k2 > k1 extension). Dropout only with
+        train=True, masks drawn from `rng`.
+        """
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if x.ndim != 2 or x.shape != y.shape:
+            raise ValueError(f"x and y must both be (T, B), got {x.shape} and {y.shape}")
+        T, B = x.shape
+        if not 0 <= loss_start < T:
+            raise ValueError(f"loss_start must be in [0, T), got {loss_start} with T={T}")
+        p, dt = self.params, self.dtype
+        cfg = self.cfg
+        if state is None:
+            state = self.initial_state(B)
+        if train and (cfg.dropout_embedding > 0 or cfg.dropout_output > 0) and rng is None:
+            raise ValueError("dropout needs a random generator (rng)")
+        # embedding lookup (and dropout) for all steps at once
+        emb = p["embedding"][x]                                        # (T, B, E)
+        emb_mask = None
+        if train and cfg.dropout_embedding > 0:
+            emb_mask = self._dropout_mask(rng, emb.shape, cfg.dropout_embedding)
+            emb *= emb_mask
+        # input projection of all steps: one GEMM
+        xproj = emb.reshape(T * B, self.E) @ p["cell.W_x"]             # (T*B, GH)
+        xproj += p["cell.b"]
+        xproj = xproj.reshape(T, B, -1)
+        # the time loop
+        cache = bptt.forward_sequence(self.cell, self._cell_params(), xproj, state)
+        hs = cache.seq["h"][1:]                                         # (T, B, H)
+        # output layer over all scored positions at once
+        hout = hs[loss_start:]
+        out_mask = None
+        if train and cfg.dropout_output > 0:
+            out_mask = self._dropout_mask(rng, hout.shape, cfg.dropout_output)
+            hout = hout * out_mask
+        n = (T - loss_start) * B
+        m2 = None
+        if mask is not None:
+            mask = np.asarray(mask, dtype=dt)
+            if mask.shape != (T, B):
+                raise ValueError(f"mask must be (T, B) = {(T, B)}, got {mask.shape}")
+            m2 = np.ascontiguousarray(mask[loss_start:]).reshape(n)
+        loss, nll2, out_cache = self.output.forward(p, hout.reshape(n, self.H), y[loss_start:].reshape(n), m2)
+        nll = np.zeros((T, B), dtype=dt)
+        nll[loss_start:] = nll2.reshape(T - loss_start, B)
+        if m2 is not None:
+            nll *= mask
+        count = float(n if m2 is None else m2.sum(dtype=np.float64))
+        return Forward(loss=loss, count=count, state=self.cell.state_at(cache, T), hs=hs, nll=nll,
+                       cache=cache, x=x, loss_start=loss_start, emb=emb, emb_mask=emb_mask,
+                       out_mask=out_mask, out_cache=out_cache, cell=self.cell)
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, fwd: Forward, truncation: int | None = None, scale: float = 1.0, on_lag=None) -> dict:
+        """Gradients (same keys as params) of scale * fwd.loss (the SUM loss; see module doc).
+
+        truncation None: the full recursion over the forward's T steps (full and stream modes);
+        an int k: per-output window truncation, every E_t reaches s_t .. s_{t-k+1}
+        (bptt.backward_window; `on_lag` is its diagnostics hook). The initial state is a constant.
+        """
+        grads, _ = self._backward(fwd, truncation, scale, on_lag, want_states=False)
+        return grads
+
+    def backward_with_state_grads(self, fwd: Forward, scale: float = 1.0):
+        """Full recursion; returns (grads, StateGrads) with dE/ds_t for every visited state."""
+        return self._backward(fwd, None, scale, None, want_states=True)
+
+    def _backward(self, fwd, truncation, scale, on_lag, want_states):
+        p = self.params
+        T, B = fwd.x.shape
+        grads: dict[str, np.ndarray] = {}
+        # output layer -> dE/dh_t of the scored positions, written into dhs
+        dhs = np.zeros((T, B, self.H), dtype=self.dtype)                # (T, B, H)
+        dh_out = dhs[fwd.loss_start:].reshape(-1, self.H)
+        self.output.backward(p, fwd.out_cache, scale, grads, dh_out=dh_out)
+        if fwd.out_mask is not None:
+            dhs[fwd.loss_start:] *= fwd.out_mask                       # undoes output dropout
+        # the time loop backwards -> pre-activation gradients of every position
+        state_grads = None
+        if truncation is None:
+            da_all, state_grads = bptt.backward_full(self.cell, fwd.cache, dhs, want_states=want_states)
+        else:
+            da_all = bptt.backward_window(self.cell, fwd.cache, dhs, int(truncation), on_lag=on_lag)
+        # cell parameters from all positions at once
+        x2 = fwd.emb.reshape(T * B, self.E)
+        for k, g in self.cell.param_grads(fwd.cache, x2, da_all).items():
+            grads[f"cell.{k}"] = g
+        # undoes xproj = emb @ W_x: input gradient, dropout, then the embedding rows
+        dx = da_all.reshape(T * B, -1) @ p["cell.W_x"].T                # (T*B, E)
+        if fwd.emb_mask is not None:
+            dx *= fwd.emb_mask.reshape(T * B, self.E)
+        if "embedding" not in grads:
+            grads["embedding"] = np.zeros_like(p["embedding"])
+        scatter_rows(grads["embedding"], fwd.x.reshape(-1), dx)
+        return {k: grads[k] for k in p}, state_grads
+
+    # ------------------------------------------------------------------ conveniences
+    def loss_and_grads(self, x, y, state=None, mask=None, train: bool = True, rng=None, truncation=None,
+                       loss_start: int = 0, normalize: str = "token"):
+        """Forward + backward. Returns (fwd, grads); grads of the mean loss per token by default.
+
+        normalize: "token" (divide by fwd.count), "batch" (divide by B) or "sum" (no scaling).
+        """
+        fwd = self.forward(x, y, state, mask=mask, train=train, rng=rng, loss_start=loss_start)
+        scale = {"token": 1.0 / max(fwd.count, 1.0), "batch": 1.0 / fwd.x.shape[1], "sum": 1.0}[normalize]
+        return fwd, self.backward(fwd, truncation=truncation, scale=scale)
+
+    def log_probs(self, x, y, state=None, mask=None):
+        """Evaluation: (log p[y] per position (T, B), final state); no dropout, no gradients."""
+        fwd = self.forward(x, y, state, mask=mask, train=False)
+        return -fwd.nll, fwd.state
+
+    def step_logits(self, token_ids, state=None):
+        """Generation: one step. token_ids (B,) -> (logits (B, V), new state)."""
+        ids = np.asarray(token_ids).reshape(1, -1)
+        B = ids.shape[1]
+        if state is None:
+            state = self.initial_state(B)
+        p = self.params
+        xproj = (p["embedding"][ids[0]] @ p["cell.W_x"] + p["cell.b"])[None]   # (1, B, GH)
+        cache = bptt.forward_sequence(self.cell, self._cell_params(), xproj, state)
+        h = cache.seq["h"][1]                                                  # (B, H)
+        return self.output.logits(p, h), self.cell.state_at(cache, 1)
+
+
+def scatter_rows(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """target[rows[i]] += values[i] with repeated rows summed (sort + reduceat; faster than np.add.at)."""
+    order = np.argsort(rows, kind="stable")
+    srt = rows[order]
+    starts = np.flatnonzero(np.concatenate(([True], srt[1:] != srt[:-1])))
+    target[srt[starts]] += np.add.reduceat(values[order], starts, axis=0)
