@@ -142,6 +142,8 @@ def _pieces(path: str, errors: str, progress: "_Progress", digest) -> Iterator[t
                 data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
             elif partial:
                 cut = len(data) - _utf8_tail(data)
+                if data[cut - 1:cut] == b"\r":  # maybe the start of "\r\n"
+                    cut -= 1
                 data, pending = data[:cut], data[cut:]
             if start == 0 and data.startswith(codecs.BOM_UTF8):
                 data, start = data[3:], 3
@@ -172,13 +174,9 @@ def _file_tokens(path: str, cfg: DataConfig, progress: "_Progress", digest) -> I
             text = text.lower()
         if word:
             text, carry = carry + text, ""
-            if not complete:
-                cut = len(text)
-                while cut and not text[cut - 1].isspace():
-                    cut -= 1
-                if cut:
-                    text, carry = text[:cut], text[cut:]
             tokens = text.split()
+            if not complete and tokens and not text[-1].isspace():
+                carry = tokens.pop()  # the last word goes on in the next piece
             if complete and cfg.eos:
                 tokens.append(EOS)
             yield tokens
