@@ -486,8 +486,8 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
     counts = _count(sources, data_cfg, progress)
     train = counts["train"]
     if not any(t != EOS for t in train):
-        raise DataError(f"no tokens in the training text of {data_cfg.train} "
-                        f"(level={data_cfg.level}: only whitespace{' or newlines' if data_cfg.level == 'char' else ''})")
+        why = "only whitespace" if data_cfg.level == "word" else "only newlines, and data.newline_symbol is false"
+        raise DataError(f"no tokens in the training text of {data_cfg.train} (level={data_cfg.level}: {why})")
     others = set(counts["valid"]) | set(counts["test"])
     vocab = build_vocab(train, others, data_cfg.vocab_size, data_cfg.min_count)
 
