@@ -69,7 +69,7 @@ class FullSoftmax:
         return z
 
     def forward(self, params: dict, h2: np.ndarray, y: np.ndarray, mask: np.ndarray | None):
-        """h2 (N, H), y (N,), mask (N,) or None -> (loss_sum, nll (N,), cache)."""
+        """h2 (N, H), y (N,), mask (N,) or None -> (loss_sum, nll (N,), cache dict)."""
         N = h2.shape[0]
         buf = self.logits(params, h2)                       # (N, V) the one big buffer
         rows = np.arange(N)
@@ -82,23 +82,30 @@ class FullSoftmax:
         nll = np.log(s)
         nll -= zy                                           # -log p[y]
         loss = float(nll.sum(dtype=np.float64) if mask is None else np.dot(nll, mask))
-        return loss, nll, (buf, s, y, mask, h2)
+        return loss, nll, {"buf": buf, "s": s, "y": y, "mask": mask, "h2": h2, "scale": None}
 
-    def backward(self, params: dict, cache, scale: float, grads: dict, dh_out: np.ndarray | None = None):
+    def backward(self, params: dict, cache: dict, scale: float, grads: dict, dh_out: np.ndarray | None = None):
         """Accumulate output-parameter gradients into `grads`; return dE/dh2 (N, H).
 
-        The buffer becomes (p - onehot(y)) * mask * scale in place (undoes the log-softmax).
+        The first call turns the buffer into (p - onehot(y)) * mask * scale IN PLACE (undoes
+        the log-softmax); later calls on the same forward reuse it and rescale the (small)
+        results, so backward can run several times (e.g. different truncations).
         With tied weights the output-matrix gradient lands in grads["embedding"] (V, E).
         """
-        buf, s, y, mask, h2 = cache
+        buf, y, mask, h2 = cache["buf"], cache["y"], cache["mask"], cache["h2"]
         N = buf.shape[0]
         dtype = buf.dtype
-        rowscale = (np.asarray(scale, dtype=dtype) / s).astype(dtype, copy=False)  # (N,)
-        coef = np.full(N, scale, dtype=dtype) if mask is None else (mask * dtype.type(scale)).astype(dtype)
-        if mask is not None:
-            rowscale *= mask
-        buf *= rowscale[:, None]
-        buf[np.arange(N), y] -= coef
+        if cache["scale"] is None:
+            folded = scale if scale != 0 else 1.0
+            rowscale = (dtype.type(folded) / cache["s"]).astype(dtype, copy=False)  # (N,)
+            coef = np.full(N, folded, dtype=dtype)
+            if mask is not None:
+                rowscale *= mask
+                coef *= mask
+            buf *= rowscale[:, None]
+            buf[np.arange(N), y] -= coef
+            cache["scale"] = folded
+        ratio = scale / cache["scale"]
         W = self.weight(params)
         # undoes logits = h2 @ W + b
         grads["output.b"] = buf.sum(axis=0)
@@ -106,9 +113,12 @@ class FullSoftmax:
             grads["embedding"] = buf.T @ h2                  # (V, H) = (V, E)
         else:
             grads["output.W"] = h2.T @ buf                   # (H, V)
-        if dh_out is None:
-            return buf @ W.T
-        return np.matmul(buf, W.T, out=dh_out)
+        dh = buf @ W.T if dh_out is None else np.matmul(buf, W.T, out=dh_out)
+        if ratio != 1.0:
+            for k in ("output.b", "embedding" if self.tied else "output.W"):
+                grads[k] *= dtype.type(ratio)
+            dh *= dtype.type(ratio)
+        return dh
 
 
 def make_output(cfg, hidden_size: int, vocab_size: int):
@@ -143,7 +153,7 @@ class Forward:
     emb: np.ndarray = field(repr=False)
     emb_mask: np.ndarray | None = field(repr=False)
     out_mask: np.ndarray | None = field(repr=False)
-    out_cache: tuple = field(repr=False)
+    out_cache: dict = field(repr=False)
     cell: object = field(repr=False)
 
     def state_after(self, n: int) -> tuple:

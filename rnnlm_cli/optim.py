@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from rnnlm_cli.errors import CheckpointError
+
 CLIP_MODES = ("norm", "value", "none")
 
 
@@ -70,3 +72,126 @@ def find_nonfinite(grads: dict) -> str | None:
         if not quick and not np.isfinite(g).all():
             return name
     return None
+
+
+# --------------------------------------------------------------------------- optimizers
+
+class Optimizer:
+    """Updates parameters in place from gradients; its state is a dict of named arrays.
+
+    State array names are `<slot>/<param>` (e.g. `m/cell.W_h`), saved as `optim/<slot>/<param>` in
+    checkpoints; `t` counts the updates taken. Weight decay adds `weight_decay * p` to the gradient.
+    """
+
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, params: dict[str, np.ndarray], weight_decay: float = 0.0):
+        self.weight_decay = weight_decay
+        self.state = {f"{slot}/{name}": np.zeros_like(p) for slot in self.slots for name, p in params.items()}
+        self.state["t"] = np.zeros((), dtype=np.int64)
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
+        self.state["t"] += 1
+        for name, p in params.items():
+            g = grads[name]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            self._update(name, p, g, lr)
+
+    def _update(self, name, p, g, lr):
+        raise NotImplementedError
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        missing = set(self.state) - set(state)
+        if missing:
+            raise CheckpointError(f"optimizer state is missing {sorted(missing)[0]} (different optimizer?)")
+        for key, value in state.items():
+            if key in self.state:
+                if self.state[key].shape != value.shape:
+                    raise CheckpointError(f"optimizer state {key} has shape {value.shape}, "
+                                          f"expected {self.state[key].shape}")
+                self.state[key][...] = value
+
+
+class SGD(Optimizer):
+    """p -= lr * g; with momentum mu: v = mu v + g, p -= lr * v (Nesterov: p -= lr * (g + mu v))."""
+
+    def __init__(self, params, momentum=0.0, nesterov=False, weight_decay=0.0):
+        self.slots = ("v",) if momentum else ()
+        self.momentum, self.nesterov = momentum, nesterov
+        super().__init__(params, weight_decay)
+
+    def _update(self, name, p, g, lr):
+        if not self.momentum:
+            p -= lr * g
+            return
+        v = self.state[f"v/{name}"]
+        v *= self.momentum
+        v += g
+        if self.nesterov:
+            p -= lr * (g + self.momentum * v)
+        else:
+            p -= lr * v
+
+
+class Adagrad(Optimizer):
+    """G += g^2; p -= lr * g / (sqrt(G) + eps)."""
+
+    slots = ("G",)
+
+    def __init__(self, params, eps=1e-8, weight_decay=0.0):
+        self.eps = eps
+        super().__init__(params, weight_decay)
+
+    def _update(self, name, p, g, lr):
+        acc = self.state[f"G/{name}"]
+        acc += g * g
+        p -= lr * g / (np.sqrt(acc) + self.eps)
+
+
+class RMSprop(Optimizer):
+    """E = beta2 E + (1 - beta2) g^2; p -= lr * g / (sqrt(E) + eps)."""
+
+    slots = ("E",)
+
+    def __init__(self, params, beta2=0.99, eps=1e-8, weight_decay=0.0):
+        self.beta2, self.eps = beta2, eps
+        super().__init__(params, weight_decay)
+
+    def _update(self, name, p, g, lr):
+        avg = self.state[f"E/{name}"]
+        avg *= self.beta2
+        avg += (1 - self.beta2) * g * g
+        p -= lr * g / (np.sqrt(avg) + self.eps)
+
+
+class Adam(Optimizer):
+    """Kingma & Ba 2015 with bias correction."""
+
+    slots = ("m", "v")
+
+    def __init__(self, params, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        super().__init__(params, weight_decay)
+
+    def _update(self, name, p, g, lr):
+        m, v = self.state[f"m/{name}"], self.state[f"v/{name}"]
+        t = int(self.state["t"])
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * g * g
+        step = lr * np.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
+        p -= (step * m / (np.sqrt(v) + self.eps)).astype(p.dtype, copy=False)
+
+
+def make_optimizer(params: dict[str, np.ndarray], train_cfg) -> Optimizer:
+    """The optimizer named by the `train` section of the configuration."""
+    name, wd = train_cfg.optimizer, train_cfg.weight_decay
+    if name == "sgd":
+        return SGD(params, train_cfg.momentum, train_cfg.nesterov, wd)
+    if name == "adagrad":
+        return Adagrad(params, train_cfg.eps, wd)
+    if name == "rmsprop":
+        return RMSprop(params, train_cfg.beta2, train_cfg.eps, wd)
+    return Adam(params, train_cfg.beta1, train_cfg.beta2, train_cfg.eps, wd)
