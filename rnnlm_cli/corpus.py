@@ -37,9 +37,10 @@ Prepared folder (`data.prepared`), format_version 1
   config.yaml  the resolved configuration used.
   The folder is written as a temporary sibling and renamed into place, so it is whole or absent.
 
-Streaming: each input is read piece by piece (a line, or 1 MiB of a longer line), in a counting
-pass and an encoding pass into preallocated memory-mapped arrays (one more counting pass when one
-file is cut by ratios), so memory grows with the vocabulary, not with the corpus.
+Streaming: each input is read in pieces of about 1 MiB that end at a line end (or inside a longer
+line, at a character boundary), in a counting pass and an encoding pass into preallocated
+memory-mapped arrays (one more counting pass when one file is cut by ratios), so memory grows
+with the vocabulary, not with the corpus.
 """
 
 from __future__ import annotations
@@ -68,12 +69,36 @@ EOS = "<eos>"
 SPLITS = ("train", "valid", "test")
 LABELS = {"train": "training", "valid": "validation", "test": "test"}
 
-_PIECE = 1 << 20          # longest piece of a line decoded at once (bytes)
-_FLUSH = 1 << 20          # ids buffered per split before they are written to the memmap
+_PIECE = 1 << 20          # bytes read at once; a piece ends at its last newline (or is cut inside a longer line)
 _INF = float("inf")
 
 
 # --------------------------------------------------------------------------- tokenising
+
+def _piece_tokens(text: str, ends_line: bool, cfg: DataConfig, carry: str = "") -> tuple[Iterable[str], str]:
+    """Tokens of a piece of text holding whole lines, plus the word carried to the next piece.
+
+    ends_line: the piece ends at a line end (its last "\n" or the end of the file); otherwise it
+    stops inside a long line, and a word it cuts is carried. Returns a list of words or a str of
+    characters. Splitting a piece after "\n" gives the same tokens as tokenising it whole.
+    """
+    if cfg.lowercase:
+        text = text.lower()
+    if cfg.level == "char":
+        text = text.replace("\r\n", "\n")
+        return (text if cfg.newline_symbol else text.replace("\n", "")), ""
+    text = carry + text
+    unterminated = ends_line and not text.endswith("\n")  # the file's last line has no newline
+    if cfg.eos:
+        text = text.replace("\n", f" {EOS} ")
+    tokens = text.split()
+    carry = ""
+    if not ends_line and tokens and not text[-1].isspace():
+        carry = tokens.pop()  # the last word goes on in the next piece
+    if cfg.eos and unterminated:
+        tokens.append(EOS)
+    return tokens, carry
+
 
 def tokenize(text: str, cfg: DataConfig, final_eos: bool = True) -> list[str]:
     """Tokens of a text, as preprocessing reads a file holding it.
@@ -84,26 +109,10 @@ def tokenize(text: str, cfg: DataConfig, final_eos: bool = True) -> list[str]:
         return []
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.split("\n")
-    ended = lines[-1] == ""
-    if ended:
-        lines.pop()
-    tokens: list[str] = []
-    for i, line in enumerate(lines):
-        newline = i < len(lines) - 1 or ended
-        if line.endswith("\r") and newline:
-            line = line[:-1]
-        if cfg.lowercase:
-            line = line.lower()
-        if cfg.level == "word":
-            tokens.extend(line.split())
-            if cfg.eos and (newline or final_eos):
-                tokens.append(EOS)
-        else:
-            tokens.extend(line)
-            if cfg.newline_symbol and newline:
-                tokens.append("\n")
-    return tokens
+    if final_eos or text.endswith("\n"):
+        return list(_piece_tokens(text, True, cfg)[0])
+    tokens, carry = _piece_tokens(text, False, cfg)  # as if the last line went on
+    return list(tokens) + ([carry] if carry else [])
 
 
 def _utf8_tail(data: bytes) -> int:
@@ -116,72 +125,61 @@ def _utf8_tail(data: bytes) -> int:
     return 0
 
 
-def _pieces(path: str, errors: str, progress: "_Progress", digest) -> Iterator[tuple[str, bool, bool]]:
-    """Decoded pieces of a file: (text, ends with a newline, ends a line), without the newline.
+def _pieces(path: str, errors: str, progress: "_Progress", digest) -> Iterator[tuple[str, bool]]:
+    """Decoded pieces of a file: (text, ends at a line end), about _PIECE bytes each.
 
-    A line longer than _PIECE bytes comes in several pieces, cut at UTF-8 character boundaries.
-    Invalid UTF-8 (errors='strict') raises DataError naming the file, line and byte offset.
+    A piece ends just after a newline, or, inside a line longer than _PIECE, at a character
+    boundary (never between "\r" and "\n"). Invalid UTF-8 (errors='strict') raises DataError
+    naming the file, line and byte offset.
     """
-    offset = 0        # file offset of the next byte read
-    line = 1
-    pending = b""     # an incomplete UTF-8 sequence carried to the next piece
-    partial = False   # the last piece did not end its line
+    offset = 0        # file offset of pending[0]
+    line = 1          # line number at pending[0]
+    pending = b""     # bytes read but not yet decoded
+    partial = False   # the last piece stopped inside a line
+
+    def decode(data: bytes, start: int, first_line: int) -> str:
+        try:
+            return data.decode("utf-8", errors)
+        except UnicodeDecodeError as exc:
+            where = first_line + data.count(b"\n", 0, exc.start)
+            raise DataError(f"{path}: invalid UTF-8 at line {where}, byte offset {start + exc.start} "
+                            f"(set data.encoding_errors=replace to substitute U+FFFD)") from None
+
     with open(path, "rb") as fh:
         while True:
-            raw = fh.readline(_PIECE)
-            if not raw:
+            chunk = fh.read(_PIECE)
+            if not chunk:
                 break
-            digest.update(raw)
-            progress.update(len(raw))
-            start = offset - len(pending)
-            data, pending = pending + raw, b""
-            offset += len(raw)
-            newline = data.endswith(b"\n")
-            partial = not newline and len(raw) == _PIECE
-            if newline:
-                data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
-            elif partial:
+            digest.update(chunk)
+            progress.update(len(chunk))
+            data = pending + chunk
+            start = offset
+            if start == 0 and data.startswith(codecs.BOM_UTF8):
+                data, start = data[3:], 3
+            cut = data.rfind(b"\n") + 1
+            partial = cut == 0
+            if partial:  # inside a long line: stop at a character boundary
                 cut = len(data) - _utf8_tail(data)
                 if data[cut - 1:cut] == b"\r":  # maybe the start of "\r\n"
                     cut -= 1
-                data, pending = data[:cut], data[cut:]
-            if start == 0 and data.startswith(codecs.BOM_UTF8):
-                data, start = data[3:], 3
-            try:
-                text = data.decode("utf-8", errors)
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}: invalid UTF-8 at line {line}, byte offset {start + exc.start} "
-                                f"(set data.encoding_errors=replace to substitute U+FFFD)") from None
-            yield text, newline, not partial
-            line += newline
-    if pending:  # the file ended inside a character
-        try:
-            text = pending.decode("utf-8", errors)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: invalid UTF-8 at line {line}, byte offset {offset - len(pending) + exc.start} "
-                            f"(set data.encoding_errors=replace to substitute U+FFFD)") from None
-        yield text, False, True
-    elif partial:  # the file ended exactly at a piece boundary: close the last line
-        yield "", False, True
+            body, pending = data[:cut], data[cut:]
+            offset = start + cut
+            text = decode(body, start, line)
+            line += body.count(b"\n")
+            if body:
+                yield text, not partial
+    if pending:  # the last line, without a newline
+        yield decode(pending, offset, line), True
+    elif partial:  # the file ended exactly where a piece stopped inside its last line
+        yield "", True
 
 
 def _file_tokens(path: str, cfg: DataConfig, progress: "_Progress", digest) -> Iterator[Iterable[str]]:
     """Tokens of a file, piece by piece: a list of words, or a str of characters."""
-    word = cfg.level == "word"
-    carry = ""  # word level: a word cut by a piece boundary
-    for text, newline, complete in _pieces(path, cfg.encoding_errors, progress, digest):
-        if cfg.lowercase:
-            text = text.lower()
-        if word:
-            text, carry = carry + text, ""
-            tokens = text.split()
-            if not complete and tokens and not text[-1].isspace():
-                carry = tokens.pop()  # the last word goes on in the next piece
-            if complete and cfg.eos:
-                tokens.append(EOS)
-            yield tokens
-        else:
-            yield text + "\n" if newline and cfg.newline_symbol else text
+    carry = ""
+    for text, ends_line in _pieces(path, cfg.encoding_errors, progress, digest):
+        tokens, carry = _piece_tokens(text, ends_line, cfg, carry)
+        yield tokens
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -398,37 +396,26 @@ def _measure(src: _Source, cfg: DataConfig, progress: bool) -> int:
     return total
 
 
-def _encode(sources: list[_Source], cfg: DataConfig, vocab: Vocab, lookup: dict[str, int],
-            arrays: dict[str, np.ndarray], progress: bool) -> None:
+def _encode(sources: list[_Source], cfg: DataConfig, lookup: dict[str, int], arrays: dict[str, np.ndarray],
+            progress: bool) -> None:
     """Encoding pass: write every token's id into the preallocated per-split arrays."""
-    buffers = {s: [] for s in SPLITS}
     written = {s: 0 for s in SPLITS}
-
-    def flush(split):
-        ids = buffers[split]
-        arrays[split][written[split]:written[split] + len(ids)] = np.asarray(ids, dtype=vocab.dtype)
-        written[split] += len(ids)
-        ids.clear()
-
     get = lookup.__getitem__
     with _Progress(sum(s.bytes for s in sources), "encoding", progress) as bar:
         for src in sources:
             digest, pos = hashlib.sha256(), 0
             for tokens in _file_tokens(src.path, cfg, bar, digest):
                 for split, piece in _route(src, pos, tokens):
-                    buf = buffers[split]
-                    if written[split] + len(buf) + len(piece) > len(arrays[split]):
+                    lo, hi, out = written[split], written[split] + len(piece), arrays[split]
+                    if hi > len(out):
                         raise DataError(f"{src.path} changed while it was being preprocessed")
-                    buf.extend(map(get, piece))
-                    if len(buf) >= _FLUSH:
-                        flush(split)
+                    out[lo:hi] = np.fromiter(map(get, piece), dtype=out.dtype, count=hi - lo)
+                    written[split] = hi
                 pos += len(tokens)
             if digest.hexdigest() != src.sha256:
                 raise DataError(f"{src.path} changed while it was being preprocessed")
-    for split in SPLITS:
-        flush(split)
-        if written[split] != len(arrays[split]):
-            raise DataError(f"an input file changed while it was being preprocessed ({split} split)")
+    if any(written[s] != len(arrays[s]) for s in SPLITS):
+        raise DataError("an input file changed while it was being preprocessed")
 
 
 def _output_state(folder: str, force: bool) -> None:
@@ -473,11 +460,13 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
 
     Returns the meta dict (also written as meta.json). Raises DataError (unreadable or empty
     input, invalid UTF-8, nothing left, non-empty output folder without force) or ConfigError
-    (no training file). The folder appears whole or not at all.
+    (no training file). The folder appears whole or not at all. Relative paths in data_cfg are
+    relative to the current directory; meta.json and config.yaml record them as absolute paths.
     """
     # check the inputs and the output before any work
+    data_cfg = _absolute(data_cfg)
     sources, mode = _sources(data_cfg)
-    folder = os.path.abspath(data_cfg.prepared)
+    folder = data_cfg.prepared
     _output_state(folder, force)
 
     # counting pass (after measuring a file cut by ratios)
@@ -531,7 +520,7 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
         os.chmod(tmp, 0o777 & ~umask)
         arrays = {s: np.lib.format.open_memmap(os.path.join(tmp, f"{s}.npy"), mode="w+",
                                                dtype=vocab.dtype, shape=(tokens[s],)) for s in SPLITS}
-        _encode(sources, data_cfg, vocab, lookup, arrays, progress)
+        _encode(sources, data_cfg, lookup, arrays, progress)
         for array in arrays.values():
             array.flush()
         del arrays
@@ -549,6 +538,13 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
                 break
         raise
     return meta
+
+
+def _absolute(data_cfg: DataConfig) -> DataConfig:
+    """The data config with its paths made absolute (relative ones are relative to the cwd)."""
+    paths = {f.name: os.path.abspath(getattr(data_cfg, f.name)) for f in dataclasses.fields(data_cfg)
+             if f.metadata.get("path") and getattr(data_cfg, f.name)}
+    return dataclasses.replace(data_cfg, **paths)
 
 
 def _jsonable(obj):
@@ -638,7 +634,7 @@ def is_current(meta: dict, data_cfg: DataConfig) -> bool:
     if meta.get("format_version") != FORMAT_VERSION:
         return False
     saved = dict(meta.get("config") or {})
-    wanted = _jsonable(dataclasses.asdict(data_cfg))
+    wanted = _jsonable(dataclasses.asdict(_absolute(data_cfg)))
     saved.pop("prepared", None)
     wanted.pop("prepared", None)
     if saved != wanted:

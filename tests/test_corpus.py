@@ -156,6 +156,18 @@ def test_meta_fields(tmp_path, tiny_word_corpus):
     assert saved.data.train == str(tiny_word_corpus["train"])
 
 
+def test_relative_paths_are_recorded_absolute(tmp_path, tiny_word_corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(data=DataConfig(train="words/train.txt", valid="words/valid.txt", prepared="out/prep"))
+    meta = corpus.preprocess(cfg.data, cfg, progress=False)
+    assert meta["config"]["train"] == str(tiny_word_corpus["train"])
+    assert meta["config"]["prepared"] == str(tmp_path / "out" / "prep")
+    assert meta["sources"][1]["path"] == str(tiny_word_corpus["valid"])
+    saved = load_config(str(tmp_path / "out" / "prep" / "config.yaml"))
+    assert saved.data == corpus._absolute(cfg.data)
+    assert corpus.is_current(meta, cfg.data) and corpus.is_current(meta, saved.data)
+
+
 def test_missing_split_is_an_empty_array(tmp_path, tiny_word_corpus):
     meta, prep = run(tmp_path, train=tiny_word_corpus["train"], valid=tiny_word_corpus["valid"])
     assert meta["tokens"]["test"] == 0 and meta["oov_rate"]["test"] is None
@@ -225,23 +237,21 @@ def test_long_lines_stream_in_pieces(tmp_path, write_file, monkeypatch):
         assert decoded(prep, "train") == expected and decoded(prep, "valid") == expected
 
 
-@settings(max_examples=40, deadline=None)
-@given(text=st.text(alphabet=st.sampled_from("ab é€𝄞\n\r\t\x85\u2028"), min_size=1, max_size=60),
-       piece=st.integers(4, 9), level=st.sampled_from(["word", "char"]))
-def test_streaming_matches_tokenize(tmp_path_factory, text, piece, level):
-    folder = tmp_path_factory.mktemp("stream")
-    path = folder / "t.txt"
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from("aB é€𝄞\n\r\t\x85\u2028"), min_size=1, max_size=60),
+       piece=st.integers(4, 9), level=st.sampled_from(["word", "char"]), flags=st.tuples(st.booleans(), st.booleans()))
+def test_streaming_matches_tokenize(tmp_path_factory, text, piece, level, flags):
+    """Reading a file in small pieces gives the tokens of the whole text."""
+    path = tmp_path_factory.mktemp("stream") / "t.txt"
     path.write_text(text, encoding="utf-8", newline="")
-    cfg = DataConfig(level=level)
-    expected = tokenize(text, cfg)
-    old = corpus._PIECE
-    corpus._PIECE = piece
+    cfg = DataConfig(level=level, lowercase=flags[0], eos=flags[1], newline_symbol=flags[1])
+    old, corpus._PIECE = corpus._PIECE, piece
     try:
         bar = corpus._Progress(0, "", False)
         got = [t for toks in corpus._file_tokens(str(path), cfg, bar, corpus.hashlib.sha256()) for t in toks]
     finally:
         corpus._PIECE = old
-    assert got == expected
+    assert got == tokenize(text, cfg)
 
 
 def test_byte_order_mark_is_dropped(tmp_path, write_file):
