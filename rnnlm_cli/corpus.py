@@ -409,7 +409,10 @@ def _encode(sources: list[_Source], cfg: DataConfig, lookup: dict[str, int], arr
                     lo, hi, out = written[split], written[split] + len(piece), arrays[split]
                     if hi > len(out):
                         raise DataError(f"{src.path} changed while it was being preprocessed")
-                    out[lo:hi] = np.fromiter(map(get, piece), dtype=out.dtype, count=hi - lo)
+                    try:
+                        out[lo:hi] = np.fromiter(map(get, piece), dtype=out.dtype, count=hi - lo)
+                    except KeyError:  # a type the counting pass never saw
+                        raise DataError(f"{src.path} changed while it was being preprocessed") from None
                     written[split] = hi
                 pos += len(tokens)
             if digest.hexdigest() != src.sha256:

@@ -318,6 +318,21 @@ def test_failure_in_encoding_pass_leaves_no_temp_folder(tmp_path, tiny_word_corp
     assert not (tmp_path / "prepared").exists() and leftovers(tmp_path) == []
 
 
+def test_source_changed_between_passes(tmp_path, tiny_word_corpus, monkeypatch):
+    real = corpus._count
+
+    def count_then_edit(sources, *args):
+        counts = real(sources, *args)
+        with open(tiny_word_corpus["train"], "a", encoding="utf-8") as fh:
+            fh.write("new words\n")
+        return counts
+
+    monkeypatch.setattr(corpus, "_count", count_then_edit)
+    with pytest.raises(DataError, match=f"^{tiny_word_corpus['train']} changed while it was being preprocessed$"):
+        run(tmp_path, **tiny_word_corpus)
+    assert not (tmp_path / "prepared").exists() and leftovers(tmp_path) == []
+
+
 def test_non_empty_output_needs_force(tmp_path, tiny_word_corpus, write_file):
     out = tmp_path / "prepared"
     out.mkdir()
