@@ -12,6 +12,7 @@ import json
 import sys
 
 import click
+import numpy as np
 
 from rnnlm_cli import __version__
 from rnnlm_cli.config import load_config, to_yaml
@@ -34,6 +35,9 @@ class RnnlmGroup(click.Group):
                 hint = " (see 'rnnlm -h')"
             click.echo(f"Error: {exc.format_message()}{hint}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
         except RnnlmError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -235,6 +239,156 @@ def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, 
         click.echo(render_table(result))
     if not result["passed"]:
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------- train / evaluate / generate
+
+@cli.command("train", context_settings=CONTEXT_SETTINGS)
+@common_options
+@click.option("--out", "out_dir", type=click.Path(), default=None, help="Output folder (overrides train.out).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.npz (bit-identical to an uninterrupted run).")
+@click.option("--force", is_flag=True, help="Start over in an output folder that holds a previous run.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N updates in all (train.max_steps).")
+@quiet_option
+@format_option()
+def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, quiet, fmt):
+    """Train a language model; writes checkpoints, metrics.jsonl and summary.json to OUT.
+
+    Progress goes to stderr (a bar on a terminal); the summary goes to stdout. SIGINT/SIGTERM
+    save a checkpoint and exit 130/143; `--resume` continues from it.
+
+    \b
+    Example:
+      rnnlm train --config configs/tiny.yaml
+      rnnlm train --config configs/ptb-rnn.yaml --set train.lr=0.5 --out runs/ptb-lr05
+      rnnlm train --config configs/ptb-rnn.yaml --resume
+    """
+    from rnnlm_cli.train import Interrupted, train
+
+    if resume and force:
+        raise click.UsageError("--resume and --force contradict each other")
+    extra = list(overrides)
+    if out_dir:
+        extra.append(f"train.out={out_dir}")
+    if max_steps:
+        extra.append(f"train.max_steps={max_steps}")
+    cfg = load_cfg(config_path, extra)
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    try:
+        summary = train(cfg, resume=resume, force=force, progress=not quiet, log=log)
+    except Interrupted as exc:
+        again = " ".join(["rnnlm train"] + (["--config", config_path] if config_path else [])
+                         + [f"--set {o}" for o in extra] + ["--resume"])
+        click.echo(f"Interrupted: checkpoint saved to {exc.path}; resume with: {again}", err=True)
+        sys.exit(exc.code)
+    if fmt == "json":
+        echo_json(summary)
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key:<20}{value:.4f}" if isinstance(value, float) else f"{key:<20}{value}")
+
+
+def _checkpoint_context(checkpoint_path, config_path, overrides):
+    """(model, cfg, prepared) for commands that read a trained checkpoint."""
+    from rnnlm_cli.corpus import load_prepared
+    from rnnlm_cli.train import check_model_matches, load_model
+    from rnnlm_cli.checkpoint import read
+
+    model, cfg, meta = load_model(checkpoint_path)
+    if config_path or overrides:
+        cfg = load_cfg(config_path, overrides)
+    prepared = load_prepared(cfg.data.prepared)
+    check_model_matches(model, prepared, meta, checkpoint_path)
+    return model, cfg, prepared
+
+
+@cli.command("evaluate", context_settings=CONTEXT_SETTINGS)
+@common_options
+@click.option("--checkpoint", "checkpoint_path", required=True, type=click.Path(), help="A checkpoint (.npz) from train.")
+@click.option("--split", default="test", show_default=True, help="valid, test, or the path of a text file.")
+@click.option("--per-token", "per_token", type=click.Path(dir_okay=False), default=None,
+              help="Write every token with its log-probability (TSV) to this file.")
+@format_option()
+def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt):
+    """Perplexity and cross-entropy (nats and bits per token) of a checkpoint on a split.
+
+    The standard protocol: the hidden state is carried across chunks, every chunk is weighted
+    by its token count and end-of-sentence tokens are counted.
+
+    \b
+    Example:
+      rnnlm evaluate --checkpoint runs/demo/tanh/best.npz --split test
+      rnnlm evaluate --checkpoint runs/demo/tanh/best.npz --split my.txt --format json
+    """
+    import os
+
+    from rnnlm_cli.corpus import tokenize
+    from rnnlm_cli.errors import DataError
+    from rnnlm_cli.train import evaluate_tokens, separator_id
+
+    model, cfg, prepared = _checkpoint_context(checkpoint_path, config_path, overrides)
+    if split in ("train", "valid", "test"):
+        tokens = prepared.split(split)
+        label = split
+    else:
+        if not os.path.isfile(split):
+            raise DataError(f"--split: expected valid, test or a text file, got '{split}' (no such file)")
+        try:
+            with open(split, encoding="utf-8") as fh:
+                text = fh.read()
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{split}: not valid UTF-8 (byte {exc.start})") from None
+        tokens = np.asarray([prepared.vocab.id(t) for t in tokenize(text, cfg.data)], dtype=np.int64)
+        label = split
+    result = evaluate_tokens(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token))
+    if per_token:
+        sep = separator_id(prepared)
+        ids = np.asarray(tokens, dtype=np.int64)
+        scored = ids if (sep is not None and cfg.train.bptt != "full") or cfg.train.bptt == "full" else ids[1:]
+        with open(per_token, "w", encoding="utf-8") as fh:
+            for tok, lp in zip(scored, result.pop("logp")):
+                text = prepared.vocab.tokens[tok].replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+                fh.write(f"{text}\t{lp:.6f}\n")
+    out = {"split": label, "tokens": result["tokens"], "loss": result["loss"], "bits": result["bits"],
+           "ppl": result["ppl"]}
+    if fmt == "json":
+        echo_json(out)
+    else:
+        click.echo(f"split {label}: {out['tokens']:,} tokens, cross-entropy {out['loss']:.4f} nats "
+                   f"({out['bits']:.4f} bits) per token, perplexity {out['ppl']:.2f}")
+
+
+@cli.command("generate", context_settings=CONTEXT_SETTINGS)
+@common_options
+@click.option("--checkpoint", "checkpoint_path", required=True, type=click.Path(), help="A checkpoint (.npz) from train.")
+@click.option("--n", type=click.IntRange(min=1), default=None, help="Number of samples (generate.n).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Tokens per sample (generate.max_tokens).")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Softmax temperature (generate.temperature).")
+@click.option("--prime", default=None, help="Text the model reads first (generate.prime).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Sampling seed (generate.seed).")
+@click.option("--allow-unk", is_flag=True, default=None, help="Allow <unk> to be sampled.")
+@format_option()
+def generate_cmd(config_path, overrides, checkpoint_path, n, max_tokens, temperature, prime, seed, allow_unk, fmt):
+    """Sample text from a trained checkpoint, one sample per line.
+
+    \b
+    Example:
+      rnnlm generate --checkpoint runs/demo/tanh/best.npz --n 3 --prime "the man"
+      rnnlm generate --checkpoint runs/shakespeare/best.npz --max-tokens 300 --temperature 0.8
+    """
+    from rnnlm_cli.train import generate
+
+    model, cfg, prepared = _checkpoint_context(checkpoint_path, config_path, overrides)
+    g = cfg.generate
+    texts = generate(model, prepared, cfg, n=n or g.n, max_tokens=max_tokens or g.max_tokens,
+                     temperature=temperature or g.temperature, prime=g.prime if prime is None else prime,
+                     seed=g.seed if seed is None else seed, allow_unk=bool(allow_unk or g.allow_unk))
+    if fmt == "json":
+        echo_json({"samples": texts})
+    else:
+        for text in texts:
+            click.echo(text)
 
 
 def main() -> None:

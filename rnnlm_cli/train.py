@@ -1,0 +1,573 @@
+"""Training, evaluation and model loading.
+
+One update: batch -> forward -> backward (gradient of the mean loss per scored token) ->
+clip (returns the pre-clip norm) -> non-finite policy -> optimizer step -> the chunk's last
+state is carried, as a constant, into the next chunk (stream and window modes).
+
+Output folder (train.out):
+  config.yaml      the resolved configuration
+  metrics.jsonl    one JSON object per logged update, plus evaluation lines (with "split")
+  checkpoint.npz   the latest state (atomic; see checkpoint.py) -- `--resume` continues from it
+  best.npz         the parameters with the best validation loss so far
+  summary.json     final figures, written when training ends
+
+Exact resume: everything the rest of the run depends on is in the checkpoint (parameters,
+optimizer state, the random generator, data position, carried hidden state, step, epoch,
+learning rate, schedule state), and the epoch's sentence order (full mode) is a function of
+(seed, epoch), so a resumed run's parameters are bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from rnnlm_cli import bptt, checkpoint
+from rnnlm_cli.batching import SentenceBatches, StreamBatches
+from rnnlm_cli.config import Config, build_config, to_yaml
+from rnnlm_cli.corpus import Prepared, ensure_prepared
+from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError
+from rnnlm_cli.model import Model
+from rnnlm_cli.optim import clip_gradients, find_nonfinite, global_norm, make_optimizer
+
+LN2 = math.log(2.0)
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint; `code` is 130 or 143."""
+
+    def __init__(self, code: int, path: str):
+        super().__init__(f"interrupted; checkpoint saved to {path}")
+        self.code, self.path = code, path
+
+
+# --------------------------------------------------------------------------- helpers
+
+def vocab_checksum(prepared: Prepared) -> str:
+    digest = hashlib.sha256()
+    for token in prepared.vocab.tokens:
+        digest.update(token.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def separator_id(prepared: Prepared) -> int | None:
+    """The sentence separator: <eos> at word level, the newline symbol at char level."""
+    if prepared.vocab.eos_id is not None:
+        return prepared.vocab.eos_id
+    return prepared.vocab.index.get("\n")
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), capped instead of overflowing for a diverged model."""
+    return math.exp(min(loss, 700.0))
+
+
+def load_model(path: str, dtype=None) -> tuple[Model, Config, dict]:
+    """(model, config, meta) from a checkpoint written by training."""
+    params, _, _, _, meta = checkpoint.read(path)
+    try:
+        cfg = build_config(meta["config"])
+    except (KeyError, ConfigError) as exc:
+        raise CheckpointError(f"checkpoint {path} holds an unreadable configuration: {exc}") from None
+    dtype = dtype or cfg.train.dtype
+    try:
+        model = Model(cfg.model, int(meta["vocab_size"]), dtype=dtype, params=params)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match its configuration: {exc}") from None
+    return model, cfg, meta
+
+
+def check_model_matches(model: Model, prepared: Prepared, meta: dict, where: str) -> None:
+    """Refuse a checkpoint whose vocabulary differs from the prepared data's."""
+    if int(meta.get("vocab_size", -1)) != len(prepared.vocab):
+        raise CheckpointError(f"{where} was trained with a vocabulary of {meta.get('vocab_size')} tokens, "
+                              f"but {prepared.folder} has {len(prepared.vocab)}")
+    if meta.get("vocab_sha256") and meta["vocab_sha256"] != vocab_checksum(prepared):
+        raise CheckpointError(f"{where} was trained on another vocabulary than {prepared.folder} "
+                              f"(same size, different tokens)")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def eval_streams(tokens: np.ndarray, start_id: int | None, batch_size: int):
+    """(x, y, mask) (L, B) for evaluation over EVERY token of a split.
+
+    The first target is predicted from `start_id` (the separator) when there is one, so all N
+    tokens are scored (the PTB convention); otherwise from token 0 (N - 1 scored). The stream
+    is cut into B contiguous segments; the last is padded with mask 0.
+    """
+    tokens = np.asarray(tokens, dtype=np.int64)
+    if start_id is not None:
+        x = np.concatenate(([start_id], tokens[:-1]))
+        y = tokens
+    else:
+        x, y = tokens[:-1], tokens[1:]
+    N = len(y)
+    B = max(1, min(batch_size, N))
+    L = -(-N // B)
+    pad = L * B - N
+    xs = np.concatenate((x, np.zeros(pad, np.int64))).reshape(B, L).T
+    ys = np.concatenate((y, np.zeros(pad, np.int64))).reshape(B, L).T
+    mask = np.concatenate((np.ones(N, np.float32), np.zeros(pad, np.float32))).reshape(B, L).T
+    return np.ascontiguousarray(xs), np.ascontiguousarray(ys), np.ascontiguousarray(mask)
+
+
+def evaluate_tokens(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int | None,
+                    per_token: bool = False) -> dict:
+    """Cross-entropy of `tokens` under the standard protocol.
+
+    stream/window-trained models: B contiguous streams in chunks of k1, the hidden state carried
+    across chunks; full-trained models: sentence by sentence from the zero state. Every chunk is
+    weighted by its token count. Returns loss (nats/token), bits, ppl, tokens; with per_token,
+    also `logp` (log-probability of every scored token, in text order).
+    """
+    if len(tokens) < 2:
+        raise DataError(f"too few tokens to evaluate ({len(tokens)})")
+    total, count = 0.0, 0.0
+    logp = None
+    if cfg.train.bptt == "full":
+        if sep_id is None:
+            raise ConfigError("train.bptt=full needs sentence boundaries (<eos> or a newline symbol)")
+        batches = SentenceBatches(tokens, sep_id, cfg.train.eval_batch_size, rng=None, max_len=0)
+        pieces = []
+        for batch in batches:
+            nll, _ = model.log_probs(batch.x, batch.y, None, mask=batch.mask)
+            total += float(-nll.sum(dtype=np.float64))
+            count += float(batch.mask.sum())
+            if per_token:
+                pieces.extend(nll[:int(m.sum()), b] for b, m in enumerate(batch.mask.T))
+        if per_token:
+            logp = np.concatenate(pieces)
+    else:
+        x, y, mask = eval_streams(tokens, sep_id, cfg.train.eval_batch_size)
+        state = model.initial_state(x.shape[1])
+        k = cfg.train.k1
+        lp_all = np.zeros(x.shape, dtype=np.float64) if per_token else None
+        for s in range(0, len(x), k):
+            lp, state = model.log_probs(x[s:s + k], y[s:s + k], state, mask=mask[s:s + k])
+            total -= float(lp.sum(dtype=np.float64))
+            if per_token:
+                lp_all[s:s + k] = lp
+        count = float(mask.sum(dtype=np.float64))
+        if per_token:
+            logp = lp_all.T.reshape(-1)[mask.T.reshape(-1) > 0]
+    loss = total / count
+    result = {"loss": loss, "bits": loss / LN2, "ppl": perplexity(loss), "tokens": int(count)}
+    if per_token:
+        result["logp"] = logp
+    return result
+
+
+# --------------------------------------------------------------------------- the trainer
+
+@dataclasses.dataclass
+class Progress:
+    """Everything besides parameters and optimizer state that an exact resume needs."""
+
+    step: int = 0
+    epoch: int = 0            # epochs completed
+    batch: int = 0            # next batch index within the current epoch
+    tokens: int = 0
+    lr: float = 0.0
+    best_loss: float = math.inf
+    nonfinite_skipped: int = 0
+    nonfinite_run: int = 0
+    clipped: int = 0
+    wall: float = 0.0
+    stopped: str = ""
+
+
+class Trainer:
+    """Trainer(cfg, out, resume=False, force=False, progress=True).run() -> summary dict."""
+
+    def __init__(self, cfg: Config, resume: bool = False, force: bool = False, progress: bool = True,
+                 log=None):
+        self.cfg, self.tc = cfg, cfg.train
+        self.out = cfg.train.out
+        self.progress_bar = progress
+        self.log = log or (lambda msg: None)
+        self._prepare_out(resume, force)
+        self.prepared = ensure_prepared(cfg, progress=progress)
+        self.sep = separator_id(self.prepared)
+        self.train_tokens = self.prepared.split("train")
+        self.valid_tokens = self.prepared.split("valid")
+        self.test_tokens = self.prepared.split("test")
+        self.dtype = np.dtype(self.tc.dtype)
+        self.rng = np.random.default_rng(self.tc.seed)
+        self.model = Model(cfg.model, len(self.prepared.vocab), dtype=self.dtype, rng=self.rng)
+        self.optimizer = make_optimizer(self.model.params, self.tc)
+        self.p = Progress(lr=self.tc.lr)
+        self.state = None
+        self._check_data()
+        if resume:
+            self._resume()
+        self._signal = None
+
+    # ------------------------------------------------------------------ setup
+    def _prepare_out(self, resume: bool, force: bool) -> None:
+        out = self.out
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise DataError(f"output folder {out} is a file")
+        ck = os.path.join(out, "checkpoint.npz")
+        if resume:
+            if not os.path.exists(ck):
+                raise CheckpointError(f"nothing to resume: {ck} does not exist")
+        elif os.path.exists(ck) and not force:
+            raise DataError(f"{out} already holds a training run (checkpoint.npz); "
+                            f"use --resume to continue it or --force to start over")
+        try:
+            os.makedirs(out, exist_ok=True)
+            probe = os.path.join(out, ".write-test")
+            with open(probe, "w"):
+                pass
+            os.unlink(probe)
+        except OSError as exc:
+            raise DataError(f"cannot write to output folder {out}: {exc.strerror}") from None
+        if force and not resume:
+            for name in ("checkpoint.npz", "best.npz", "metrics.jsonl", "summary.json"):
+                path = os.path.join(out, name)
+                if os.path.exists(path):
+                    os.unlink(path)
+
+    def _check_data(self) -> None:
+        tc = self.tc
+        if tc.bptt == "full" and self.sep is None:
+            raise ConfigError("train.bptt=full needs sentence boundaries (data.eos at word level or "
+                              "data.newline_symbol at char level)")
+        need = 2 * tc.batch_size
+        if tc.bptt != "full" and len(self.train_tokens) < need:
+            raise DataError(f"the training split has {len(self.train_tokens)} tokens, too few for "
+                            f"train.batch_size={tc.batch_size} parallel streams (need at least {need})")
+
+    def _batches(self, epoch: int):
+        tc = self.tc
+        if tc.bptt == "full":
+            rng = np.random.default_rng([tc.seed, epoch])   # the epoch's order is a function of (seed, epoch)
+            return SentenceBatches(self.train_tokens, self.sep, tc.batch_size, rng=rng, max_len=tc.max_len)
+        return StreamBatches(self.train_tokens, tc.batch_size, tc.k1, tc.k2 if tc.bptt == "stream" else 0)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _meta(self) -> dict:
+        return {"progress": dataclasses.asdict(self.p), "config": self.cfg.to_dict(),
+                "vocab_size": len(self.prepared.vocab), "vocab_sha256": vocab_checksum(self.prepared),
+                "has_state": self.state is not None}
+
+    def _save(self, name: str, params=None) -> str:
+        path = os.path.join(self.out, name)
+        state = self.state if self.state is not None else ()
+        arrays = checkpoint.pack(params or self.model.params, self.optimizer.state, state, self.rng, self._meta())
+        checkpoint.save(path, arrays)
+        return path
+
+    def _resume(self) -> None:
+        path = os.path.join(self.out, "checkpoint.npz")
+        params, optim, state, rng_state, meta = checkpoint.read(path)
+        saved = meta.get("config", {})
+        mine = self.cfg.to_dict()
+        for section, keys in (("model", None), ("train", ("dtype", "bptt", "optimizer", "batch_size", "k1", "k2"))):
+            for key in keys or mine[section]:
+                if saved.get(section, {}).get(key) != mine[section][key]:
+                    raise CheckpointError(f"cannot resume from {path}: {section}.{key} is "
+                                          f"{saved.get(section, {}).get(key)!r} in the checkpoint but "
+                                          f"{mine[section][key]!r} in the configuration")
+        check_model_matches(self.model, self.prepared, meta, path)
+        self.model = Model(self.cfg.model, len(self.prepared.vocab), dtype=self.dtype, params=params)
+        self.optimizer = make_optimizer(self.model.params, self.tc)
+        self.optimizer.load_state(optim)
+        self.rng.bit_generator.state = rng_state
+        self.p = Progress(**meta["progress"])
+        self.p.stopped = ""            # a run stopped by max_steps or a signal may go on
+        self.state = tuple(np.array(s, dtype=self.dtype) for s in state) if meta.get("has_state") else None
+        self._trim_metrics()
+        self.log(f"resumed from {path} at step {self.p.step} (epoch {self.p.epoch + 1}, batch {self.p.batch})")
+
+    def _trim_metrics(self) -> None:
+        """Drop metric lines logged after the checkpoint (they will be logged again)."""
+        path = os.path.join(self.out, "metrics.jsonl")
+        if not os.path.exists(path):
+            return
+        kept = []
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    if json.loads(line).get("step", 0) <= self.p.step:
+                        kept.append(line)
+                except ValueError:
+                    break   # a torn last line from a killed process
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(kept)
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ signals
+    def _on_signal(self, signum, frame):
+        self._signal = signum
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        tc, p = self.tc, self.p
+        with open(os.path.join(self.out, "config.yaml"), "w", encoding="utf-8") as fh:
+            fh.write(to_yaml(self.cfg))
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.metrics = open(os.path.join(self.out, "metrics.jsonl"), "a", encoding="utf-8")
+        try:
+            self._loop()
+        finally:
+            self.metrics.close()
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        return self._finish()
+
+    def _loop(self) -> None:
+        tc, p = self.tc, self.p
+        total_epochs = tc.epochs
+        start_time = time.perf_counter() - p.wall
+        bar = None
+        while p.epoch < total_epochs and not p.stopped:
+            self._apply_epoch_schedule()
+            if p.stopped:
+                break
+            batches = self._batches(p.epoch)
+            if bar is not None:
+                bar.close()
+            bar = self._bar(len(batches), p.batch, f"epoch {p.epoch + 1}/{total_epochs}")
+            if p.batch == 0 and tc.bptt != "full":
+                self.state = None
+            interval = {"tokens": 0, "loss": 0.0, "count": 0.0, "t0": time.perf_counter()}
+            for batch in batches.iterate(p.batch):
+                self._update(batch, interval, bar)
+                p.batch = batch.index + 1
+                p.wall = time.perf_counter() - start_time
+                if self._signal is not None:
+                    path = self._save("checkpoint.npz")
+                    raise Interrupted(130 if self._signal == signal.SIGINT else 143, path)
+                if isinstance(tc.eval_every, int) and p.step % tc.eval_every == 0:
+                    self._evaluate_and_save()
+                elif tc.checkpoint_every and p.step % tc.checkpoint_every == 0:
+                    self._save("checkpoint.npz")
+                if tc.max_steps and p.step >= tc.max_steps and not p.stopped:
+                    p.stopped = f"reached train.max_steps={tc.max_steps}"
+                if p.stopped:
+                    break
+            else:
+                p.epoch += 1
+                p.batch = 0
+                p.wall = time.perf_counter() - start_time
+                if tc.eval_every == "epoch":
+                    self._evaluate_and_save()
+                elif tc.checkpoint_every:
+                    self._save("checkpoint.npz")
+        if bar is not None:
+            bar.close()
+        p.wall = time.perf_counter() - start_time
+        if not p.stopped:
+            p.stopped = f"completed {p.epoch} epoch(s)"
+        self._save("checkpoint.npz")
+
+    def _bar(self, total: int, initial: int, desc: str):
+        if not self.progress_bar:
+            return None
+        from tqdm import tqdm
+        return tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, leave=False,
+                    dynamic_ncols=True, disable=not sys.stderr.isatty())
+
+    def _update(self, batch, interval: dict, bar) -> None:
+        tc, p = self.tc, self.p
+        mode = tc.bptt
+        fwd, grads, next_state = bptt.batch_gradients(self.model, batch, self.state, mode=mode, window=tc.window,
+                                                      train=True, rng=self.rng, normalize="token")
+        p.step += 1
+        n_tok = int(fwd.count)
+        # clip (measures the pre-clip norm), then the non-finite policy
+        bad = None if math.isfinite(fwd.loss) else "loss"
+        pre, post = clip_gradients(grads, tc.clip, tc.clip_threshold)
+        if bad is None and not math.isfinite(pre):
+            bad = find_nonfinite(grads) or "gradient"
+        param_norms = None
+        if tc.log_param_norms_every and p.step % tc.log_param_norms_every == 0:
+            param_norms = {k: global_norm({k: g}) for k, g in grads.items()}
+        if bad is not None:
+            self._nonfinite(bad)
+            self.state = None                  # a poisoned state is not carried on
+        else:
+            p.nonfinite_run = 0
+            self.optimizer.step(self.model.params, grads, p.lr)
+            self.state = next_state
+            p.tokens += n_tok
+            interval["loss"] += fwd.loss
+            interval["count"] += fwd.count
+        interval["tokens"] += n_tok
+        clipped = math.isfinite(pre) and post < pre
+        p.clipped += int(bool(clipped))
+        if bar is not None:
+            bar.update(1)
+        if p.step % tc.log_every == 0 or param_norms is not None:
+            dt = max(time.perf_counter() - interval["t0"], 1e-9)
+            loss = interval["loss"] / interval["count"] if interval["count"] else float("nan")
+            line = {"step": p.step, "epoch": p.epoch + 1, "tokens": p.tokens, "lr": p.lr, "loss": loss,
+                    "ppl": perplexity(loss) if math.isfinite(loss) else None,
+                    "grad_norm": pre if math.isfinite(pre) else None,
+                    "grad_norm_clipped": post if math.isfinite(post) else None,
+                    "clipped": bool(clipped), "nonfinite_skipped": p.nonfinite_skipped,
+                    "tokens_per_sec": interval["tokens"] / dt}
+            if param_norms is not None:
+                line["param_grad_norms"] = param_norms
+            self._write_metric(line)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{line['ppl'] or float('nan'):.1f}",
+                                gnorm=f"{pre:.2f}", lr=f"{p.lr:.3g}", tok_s=f"{line['tokens_per_sec']:.0f}")
+            interval.update(tokens=0, loss=0.0, count=0.0, t0=time.perf_counter())
+
+    def _nonfinite(self, what: str) -> None:
+        tc, p = self.tc, self.p
+        last = os.path.join(self.out, "checkpoint.npz")
+        last = last if os.path.exists(last) else "none yet"
+        if tc.nonfinite == "error":
+            raise TrainingError(f"non-finite {'loss' if what == 'loss' else 'gradient in ' + what} at step {p.step}; "
+                                f"last good checkpoint: {last} (lower train.lr, or set train.nonfinite=skip)")
+        p.nonfinite_skipped += 1
+        p.nonfinite_run += 1
+        self.log(f"step {p.step}: non-finite {what}, update skipped ({p.nonfinite_run} in a row)")
+        if p.nonfinite_run >= tc.max_nonfinite:
+            raise TrainingError(f"{p.nonfinite_run} consecutive non-finite updates (train.max_nonfinite="
+                                f"{tc.max_nonfinite}) at step {p.step}; last good checkpoint: {last}")
+
+    def _write_metric(self, line: dict) -> None:
+        self.metrics.write(json.dumps(line) + "\n")
+        self.metrics.flush()
+
+    # ------------------------------------------------------------------ schedules and evaluation
+    def _apply_epoch_schedule(self) -> None:
+        tc, p = self.tc, self.p
+        if tc.schedule == "epoch_decay":
+            p.lr = tc.lr * tc.lr_factor ** max(0, p.epoch + 1 - tc.decay_start)
+        self._check_min_lr()
+
+    def _check_min_lr(self) -> None:
+        if self.tc.min_lr and self.p.lr < self.tc.min_lr:
+            self.p.stopped = f"learning rate {self.p.lr:.3g} fell below train.min_lr={self.tc.min_lr}"
+
+    def _evaluate_and_save(self) -> None:
+        tc, p = self.tc, self.p
+        if len(self.valid_tokens) < 2:
+            self._save("checkpoint.npz")
+            return
+        result = evaluate_tokens(self.model, self.valid_tokens, self.cfg, self.sep)
+        loss = result["loss"]
+        line = {"step": p.step, "epoch": p.epoch if p.batch == 0 else p.epoch + 1, "split": "valid",
+                "loss": loss, "ppl": result["ppl"], "tokens": result["tokens"], "lr": p.lr,
+                "elapsed": p.wall}
+        self._write_metric(line)
+        self.log(f"step {p.step}: valid loss {loss:.4f}, ppl {result['ppl']:.2f}")
+        improved = loss < p.best_loss
+        if tc.reject_threshold and math.isfinite(p.best_loss) and loss > p.best_loss * (1 + tc.reject_threshold):
+            # roll back to the best parameters and cut the rate (as faster-rnnlm does)
+            params, optim, _, _, _ = checkpoint.read(os.path.join(self.out, "best.npz"))
+            for k in self.model.params:
+                self.model.params[k][...] = params[k]
+            self.optimizer.load_state(optim)
+            p.lr *= tc.lr_factor
+            self.state = None
+            self.log(f"step {p.step}: validation loss rose above the best by more than "
+                     f"{tc.reject_threshold:.0%}; rolled back to best.npz, lr -> {p.lr:.3g}")
+            self._check_min_lr()
+            self._save("checkpoint.npz")
+            return
+        if tc.schedule == "plateau" and math.isfinite(p.best_loss):
+            if (p.best_loss - loss) / abs(p.best_loss) < tc.min_improvement:
+                p.lr *= tc.lr_factor
+                self.log(f"step {p.step}: validation improved less than {tc.min_improvement:.2%}; lr -> {p.lr:.3g}")
+        if improved:
+            p.best_loss = loss
+        self._check_min_lr()
+        if improved:
+            self._save("best.npz")
+        self._save("checkpoint.npz")
+
+    def _finish(self) -> dict:
+        p = self.p
+        summary = {"steps": p.step, "epochs": p.epoch, "batches_into_epoch": p.batch,
+                   "tokens": p.tokens, "wall_time_s": p.wall, "tokens_per_sec": p.tokens / max(p.wall, 1e-9),
+                   "clip_rate": p.clipped / max(p.step, 1), "nonfinite_skipped": p.nonfinite_skipped,
+                   "stopped": p.stopped, "lr": p.lr}
+        best = os.path.join(self.out, "best.npz")
+        final_model = self.model
+        if os.path.exists(best):
+            final_model, _, _ = load_model(best)
+            summary["best_valid_loss"] = p.best_loss
+            summary["best_valid_ppl"] = perplexity(p.best_loss)
+        for split, tokens in (("valid", self.valid_tokens), ("test", self.test_tokens)):
+            if len(tokens) >= 2:
+                r = evaluate_tokens(final_model, tokens, self.cfg, self.sep)
+                summary[f"{split}_loss"], summary[f"{split}_ppl"] = r["loss"], r["ppl"]
+                summary[f"{split}_bits"] = r["bits"]
+                self._append_metric({"step": p.step, "epoch": p.epoch, "split": split, "final": True,
+                                     "loss": r["loss"], "ppl": r["ppl"], "tokens": r["tokens"], "elapsed": p.wall})
+        with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2)
+        return summary
+
+    def _append_metric(self, line: dict) -> None:
+        with open(os.path.join(self.out, "metrics.jsonl"), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+
+def train(cfg: Config, resume: bool = False, force: bool = False, progress: bool = True, log=None) -> dict:
+    """Train as configured; returns the summary (also written to OUT/summary.json)."""
+    return Trainer(cfg, resume=resume, force=force, progress=progress, log=log).run()
+
+
+# --------------------------------------------------------------------------- generation
+
+def generate(model: Model, prepared: Prepared, cfg: Config, n: int, max_tokens: int, temperature: float,
+             prime: str, seed: int, allow_unk: bool) -> list[str]:
+    """Sample n texts: read the prime, then draw tokens from softmax(logits / temperature).
+
+    Word level stops at <eos>; `<unk>` is never drawn unless allow_unk.
+    """
+    from rnnlm_cli.corpus import tokenize
+
+    vocab = prepared.vocab
+    rng = np.random.default_rng(seed)
+    level = prepared.meta.get("level", cfg.data.level)
+    prime_ids = [vocab.id(t) for t in tokenize(prime, cfg.data, final_eos=False)] if prime else []
+    start = separator_id(prepared)
+    context = ([start] if start is not None else []) + prime_ids
+    if not context:
+        context = [int(rng.integers(len(vocab)))]
+    # read the context for all n samples at once
+    state = model.initial_state(n)
+    logits = None
+    for tok in context:
+        logits, state = model.step_logits(np.full(n, tok), state)
+    banned = [] if allow_unk or vocab.unk_id is None else [vocab.unk_id]
+    out = [[] for _ in range(n)]
+    done = np.zeros(n, dtype=bool)
+    for _ in range(max_tokens):
+        z = logits.astype(np.float64) / temperature          # (n, V)
+        z[:, banned] = -np.inf
+        z -= z.max(axis=1, keepdims=True)
+        prob = np.exp(z)
+        prob /= prob.sum(axis=1, keepdims=True)
+        u = rng.random(n)[:, None]
+        nxt = np.minimum((prob.cumsum(axis=1) < u).sum(axis=1), len(vocab) - 1)   # (n,)
+        for i, tok in enumerate(nxt):
+            if not done[i]:
+                if level == "word" and tok == vocab.eos_id:
+                    done[i] = True
+                else:
+                    out[i].append(vocab.tokens[tok])
+        if done.all():
+            break
+        logits, state = model.step_logits(nxt, state)
+    joiner = "" if level == "char" else " "
+    head = prime.rstrip("\n") if level == "char" else " ".join(prime.split())   # the prime as given
+    return [joiner.join(([head] if head else []) + toks) for toks in out]
