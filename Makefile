@@ -22,8 +22,13 @@ $(STAMP): setup.cfg pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest
 
+# the main job on the project's own corpus: prepare, train, evaluate, sample, check, diagnose
 demo: $(STAMP)
 	$(RNNLM) preprocess --config configs/tiny.yaml --force
+	$(RNNLM) train --config configs/tiny.yaml --force
+	$(RNNLM) evaluate --checkpoint $(DEMO)/tanh/best.npz --split test
+	$(RNNLM) generate --checkpoint $(DEMO)/tanh/best.npz --n 3 --prime "the man"
+	$(RNNLM) gradcheck --all
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py
