@@ -119,14 +119,30 @@ def load(path: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def unpack(arrays: dict[str, np.ndarray]) -> tuple[dict, dict, tuple, dict | None, dict]:
+def _json_entry(arrays: dict, name: str, where: str) -> dict:
+    """A JSON-object entry (meta, rng) of a checkpoint; CheckpointError when it is anything else."""
+    value = arrays[name]
+    if value.shape != () or value.dtype.kind != "U":
+        raise CheckpointError(f"{where}: entry '{name}' is not text")
+    try:
+        doc = json.loads(str(value))
+    except ValueError:
+        raise CheckpointError(f"{where}: entry '{name}' is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{where}: entry '{name}' is not a JSON object")
+    return doc
+
+
+def unpack(arrays: dict[str, np.ndarray], where: str = "checkpoint") -> tuple[dict, dict, tuple, dict | None, dict]:
     """(params, optim, state, rng_state, meta) from a loaded checkpoint."""
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     optim = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
     n_state = sum(1 for k in arrays if k.startswith("state/"))
+    if any(f"state/{i}" not in arrays for i in range(n_state)):
+        raise CheckpointError(f"{where}: the hidden-state entries are not numbered 0..{n_state - 1}")
     state = tuple(arrays[f"state/{i}"] for i in range(n_state))
-    rng_state = json.loads(str(arrays["rng"])) if "rng" in arrays else None
-    meta = json.loads(str(arrays["meta"]))
+    rng_state = _json_entry(arrays, "rng", where) if "rng" in arrays else None
+    meta = _json_entry(arrays, "meta", where)
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint format version {meta.get('format_version')} is not supported "
                               f"(this rnnlm reads version {FORMAT_VERSION})")
@@ -135,4 +151,4 @@ def unpack(arrays: dict[str, np.ndarray]) -> tuple[dict, dict, tuple, dict | Non
 
 def read(path: str) -> tuple[dict, dict, tuple, dict | None, dict]:
     """load + unpack."""
-    return unpack(load(path))
+    return unpack(load(path), f"checkpoint {path}")

@@ -33,7 +33,7 @@ class RnnlmGroup(click.Group):
                 hint = f" (see '{exc.ctx.command_path} -h')"
             else:
                 hint = " (see 'rnnlm -h')"
-            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
@@ -41,8 +41,19 @@ class RnnlmGroup(click.Group):
         except RnnlmError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {_one_line(str(exc))}", err=True)
             sys.exit(exc.exit_code)
+        except MemoryError as exc:   # e.g. a hidden_size typo with three zeros too many
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: out of memory: {_one_line(str(exc)) or 'allocation failed'} "
+                       f"(reduce the model or batch sizes)", err=True)
+            sys.exit(1)
+
+
+def _one_line(message: str) -> str:
+    """An error message as one line: a newline or CR inside it (a key, a path) is shown escaped."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def common_options(func):
@@ -326,10 +337,15 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     from rnnlm_cli.errors import DataError
     from rnnlm_cli.train import evaluate_tokens, separator_id
 
+    if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
+        raise DataError(f"--per-token: the folder of {per_token} does not exist")
     model, cfg, prepared = _checkpoint_context(checkpoint_path, config_path, overrides)
     if split in ("train", "valid", "test"):
         tokens = prepared.split(split)
         label = split
+        if len(tokens) < 2:
+            raise DataError(f"the {split} split of {prepared.folder} has {len(tokens)} tokens: nothing to evaluate "
+                            f"(give a data.{split} file or data.split ratios when preprocessing)")
     else:
         if not os.path.isfile(split):
             raise DataError(f"--split: expected valid, test or a text file, got '{split}' (no such file)")
@@ -345,10 +361,13 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
         sep = separator_id(prepared)
         ids = np.asarray(tokens, dtype=np.int64)
         scored = ids if (sep is not None and cfg.train.bptt != "full") or cfg.train.bptt == "full" else ids[1:]
-        with open(per_token, "w", encoding="utf-8") as fh:
-            for tok, lp in zip(scored, result.pop("logp")):
-                text = prepared.vocab.tokens[tok].replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-                fh.write(f"{text}\t{lp:.6f}\n")
+        try:
+            with open(per_token, "w", encoding="utf-8") as fh:
+                for tok, lp in zip(scored, result.pop("logp")):
+                    text = prepared.vocab.tokens[tok].replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+                    fh.write(f"{text}\t{lp:.6f}\n")
+        except OSError as exc:
+            raise DataError(f"cannot write --per-token file {per_token}: {exc.strerror}") from None
     out = {"split": label, "tokens": result["tokens"], "loss": result["loss"], "bits": result["bits"],
            "ppl": result["ppl"]}
     if fmt == "json":

@@ -198,8 +198,12 @@ def _read_yaml(path: str) -> dict:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {exc.problem}") from None
+        raise ConfigError(f"{path}: invalid YAML{where}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:  # e.g. `!!int abc`, a list as a key
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if doc is None:
         return {}
@@ -219,8 +223,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set expects section.key=value, got '{text}'")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError, RecursionError):
+        value = raw   # not a YAML scalar (e.g. `!!int abc`): the text itself, which validation then judges
     return parts, value
 
 
@@ -284,6 +288,8 @@ def _check_value(key: str, value: Any, f: dataclasses.Field, hint: Any) -> Any:
         fail(names)
     if isinstance(result, float) and not math.isfinite(result):
         fail("a finite number")
+    if any(isinstance(v, int) and abs(v) >= 2 ** 63 for v in (result if isinstance(result, list) else [result])):
+        fail("a number below 2**63")
     if key == "train.eval_every":
         if isinstance(result, str) and result != "epoch" or isinstance(result, int) and result < 1:
             fail("a positive integer or 'epoch'")
@@ -310,6 +316,8 @@ def _build_section(name: str, values: dict, base_dir: str | None) -> Any:
             raise ConfigError(f"unknown key '{name}.{key}'" + _suggest(str(key), list(by_name), f"{name}."))
         f = by_name[key]
         checked = _check_value(f"{name}.{key}", value, f, hints[key])
+        if f.metadata.get("path") and isinstance(checked, str) and "\0" in checked:
+            raise ConfigError(f"{name}.{key}: a path cannot contain a NUL character")
         if f.metadata.get("path") and checked and base_dir is not None:
             checked = os.path.normpath(os.path.join(base_dir, os.path.expanduser(checked)))
         kwargs[key] = checked

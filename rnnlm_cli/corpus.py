@@ -352,6 +352,11 @@ def _check_input(path: str, label: str) -> None:
         raise DataError(f"{label} file is a folder, not a file: {path}")
     if os.path.getsize(path) == 0:
         raise DataError(f"{label} file is empty: {path}")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise DataError(f"cannot read {label} file {path}: {exc.strerror}") from None
 
 
 def _sources(cfg: DataConfig) -> tuple[list[_Source], str]:
@@ -575,7 +580,7 @@ class Prepared:
             raise ValueError(f"unknown split {name!r}; splits are {', '.join(SPLITS)}")
         path = os.path.join(self.folder, f"{name}.npy")
         try:
-            array = np.load(path, mmap_mode="r")
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
             raise DataError(f"prepared-data folder {self.folder} has no {name}.npy "
                             f"(run 'rnnlm preprocess --force' to rebuild it)") from None

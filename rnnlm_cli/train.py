@@ -35,6 +35,7 @@ from rnnlm_cli.batching import SentenceBatches, StreamBatches
 from rnnlm_cli.config import Config, build_config, to_yaml
 from rnnlm_cli.corpus import Prepared, ensure_prepared
 from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError
+from rnnlm_cli.lock import RunLock
 from rnnlm_cli.model import Model
 from rnnlm_cli.optim import clip_gradients, find_nonfinite, global_norm, make_optimizer
 
@@ -70,16 +71,33 @@ def perplexity(loss: float) -> float:
     return math.exp(min(loss, 700.0))
 
 
+def check_params(params: dict, path: str) -> None:
+    """Refuse parameters that are not floating point or hold NaN/inf."""
+    for name, value in params.items():
+        if value.dtype.kind != "f":
+            raise CheckpointError(f"checkpoint {path}: parameter {name} has dtype {value.dtype}, expected float")
+    bad = find_nonfinite(params)
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: parameter {bad} holds non-finite values (NaN or inf)")
+
+
 def load_model(path: str, dtype=None) -> tuple[Model, Config, dict]:
     """(model, config, meta) from a checkpoint written by training."""
     params, _, _, _, meta = checkpoint.read(path)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path} holds no configuration")
     try:
-        cfg = build_config(meta["config"])
-    except (KeyError, ConfigError) as exc:
+        cfg = build_config(config)
+    except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path} holds an unreadable configuration: {exc}") from None
+    vocab_size = meta.get("vocab_size")
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
+        raise CheckpointError(f"checkpoint {path}: vocab_size is {vocab_size!r}, expected a positive integer")
+    check_params(params, path)
     dtype = dtype or cfg.train.dtype
     try:
-        model = Model(cfg.model, int(meta["vocab_size"]), dtype=dtype, params=params)
+        model = Model(cfg.model, vocab_size, dtype=dtype, params=params)
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path} does not match its configuration: {exc}") from None
     return model, cfg, meta
@@ -131,6 +149,9 @@ def evaluate_tokens(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int |
     """
     if len(tokens) < 2:
         raise DataError(f"too few tokens to evaluate ({len(tokens)})")
+    if int(np.max(tokens)) >= model.V:
+        raise DataError(f"token id {int(np.max(tokens))} is outside the model's vocabulary of {model.V} "
+                        f"(corrupted or mismatched prepared data)")
     total, count = 0.0, 0.0
     logp = None
     if cfg.train.bptt == "full":
@@ -183,6 +204,8 @@ class Progress:
     clipped: int = 0
     wall: float = 0.0
     stopped: str = ""
+    log_loss: float = 0.0     # loss and token count summed since the last metrics line
+    log_count: float = 0.0
 
 
 class Trainer:
@@ -194,28 +217,50 @@ class Trainer:
         self.out = cfg.train.out
         self.progress_bar = progress
         self.log = log or (lambda msg: None)
-        self._prepare_out(resume, force)
-        self.prepared = ensure_prepared(cfg, progress=progress)
-        self.sep = separator_id(self.prepared)
-        self.train_tokens = self.prepared.split("train")
-        self.valid_tokens = self.prepared.split("valid")
-        self.test_tokens = self.prepared.split("test")
-        self.dtype = np.dtype(self.tc.dtype)
-        self.rng = np.random.default_rng(self.tc.seed)
-        self.model = Model(cfg.model, len(self.prepared.vocab), dtype=self.dtype, rng=self.rng)
-        self.optimizer = make_optimizer(self.model.params, self.tc)
-        self.p = Progress(lr=self.tc.lr)
-        self.state = None
-        self._check_data()
-        if resume:
-            self._resume()
+        self.lock = RunLock(self.out)
+        self.last_saved: tuple[str, int] | None = None     # (path, step) of the last checkpoint written
         self._signal = None
+        # every check comes before the first write: a refused run leaves OUT as it was
+        try:
+            self._check_out(resume, force)
+            self.prepared = ensure_prepared(cfg, progress=progress)
+            self.sep = separator_id(self.prepared)
+            self.train_tokens = self.prepared.split("train")
+            self.valid_tokens = self.prepared.split("valid")
+            self.test_tokens = self.prepared.split("test")
+            self._check_data()
+            self.dtype = np.dtype(self.tc.dtype)
+            self.rng = np.random.default_rng(self.tc.seed)
+            self.model = Model(cfg.model, len(self.prepared.vocab), dtype=self.dtype, rng=self.rng)
+            self.optimizer = make_optimizer(self.model.params, self.tc)
+            self.p = Progress(lr=self.tc.lr)
+            self.state = None
+            if resume:
+                self._resume()
+            self._claim_out(resume, force)
+        except BaseException:
+            self.lock.release()
+            raise
 
     # ------------------------------------------------------------------ setup
-    def _prepare_out(self, resume: bool, force: bool) -> None:
+    _RUN_FILES = ("checkpoint.npz", "best.npz", "metrics.jsonl", "summary.json")
+
+    def _check_out(self, resume: bool, force: bool) -> None:
+        """Refuse an unusable or busy output folder, writing nothing (but the lock in an existing one)."""
         out = self.out
-        if os.path.exists(out) and not os.path.isdir(out):
+        if os.path.lexists(out) and not os.path.isdir(out):
             raise DataError(f"output folder {out} is a file")
+        if os.path.isdir(out):
+            self.lock.acquire()            # refuses a folder that another live run holds
+        else:
+            # the nearest existing ancestor must be a folder we may write into
+            parent = os.path.dirname(os.path.abspath(out))
+            while not os.path.lexists(parent):
+                parent = os.path.dirname(parent)
+            if not os.path.isdir(parent):
+                raise DataError(f"cannot create output folder {out}: {parent} is a file")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise DataError(f"cannot create output folder {out}: {parent} is not writable")
         ck = os.path.join(out, "checkpoint.npz")
         if resume:
             if not os.path.exists(ck):
@@ -223,22 +268,51 @@ class Trainer:
         elif os.path.exists(ck) and not force:
             raise DataError(f"{out} already holds a training run (checkpoint.npz); "
                             f"use --resume to continue it or --force to start over")
+        elif not force:
+            # files of a run that stopped before its first checkpoint: nothing to resume, but not ours to delete
+            left = [n for n in self._RUN_FILES if os.path.isfile(os.path.join(out, n))
+                    and os.path.getsize(os.path.join(out, n)) > 0]
+            if left:
+                raise DataError(f"{out} holds files of an earlier run ({', '.join(left)}) but no checkpoint.npz "
+                                f"to resume from; use --force to start over")
+        if os.path.isdir(out) and not os.access(out, os.W_OK | os.X_OK):
+            raise DataError(f"cannot write to output folder {out}: permission denied")
+
+    def _claim_out(self, resume: bool, force: bool) -> None:
+        """Create OUT, hold its lock, and clear what a fresh start replaces (the first writes)."""
+        out = self.out
         try:
             os.makedirs(out, exist_ok=True)
-            probe = os.path.join(out, ".write-test")
-            with open(probe, "w"):
-                pass
-            os.unlink(probe)
+        except OSError as exc:
+            raise DataError(f"cannot create output folder {out}: {exc.strerror}") from None
+        self.lock.acquire()
+        if self.lock.taken_over is not None:
+            self.log(f"took over {self.lock.path} from PID {self.lock.taken_over}, which is no longer running")
+        try:
+            for name in os.listdir(out):   # temporary files of writes that were killed
+                if (name.startswith(".ckpt-") and name.endswith(".npz.tmp")) or any(
+                        name.startswith(f"{f}.tmp-") for f in self._RUN_FILES + ("config.yaml",)):
+                    os.unlink(os.path.join(out, name))
+            if resume:
+                self._trim_metrics()
+            else:
+                for name in self._RUN_FILES:
+                    path = os.path.join(out, name)
+                    if os.path.exists(path):
+                        os.unlink(path)
         except OSError as exc:
             raise DataError(f"cannot write to output folder {out}: {exc.strerror}") from None
-        if force and not resume:
-            for name in ("checkpoint.npz", "best.npz", "metrics.jsonl", "summary.json"):
-                path = os.path.join(out, name)
-                if os.path.exists(path):
-                    os.unlink(path)
 
     def _check_data(self) -> None:
-        tc = self.tc
+        tc, vocab = self.tc, self.prepared.vocab
+        if len(vocab) < 2:
+            only = f" ({vocab.tokens[0]!r})" if len(vocab) else ""
+            raise DataError(f"the vocabulary of {self.prepared.folder} has {len(vocab)} type{only}: there is "
+                            f"nothing to predict; a language model needs at least 2 distinct tokens")
+        for name, tokens in (("train", self.train_tokens), ("valid", self.valid_tokens), ("test", self.test_tokens)):
+            if len(tokens) and int(tokens.max()) >= len(vocab):
+                raise DataError(f"{self.prepared.folder}/{name}.npy holds token id {int(tokens.max())}, outside the "
+                                f"vocabulary of {len(vocab)} (corrupted; re-run 'rnnlm preprocess --force')")
         if tc.bptt == "full" and self.sep is None:
             raise ConfigError("train.bptt=full needs sentence boundaries (data.eos at word level or "
                               "data.newline_symbol at char level)")
@@ -260,11 +334,18 @@ class Trainer:
                 "vocab_size": len(self.prepared.vocab), "vocab_sha256": vocab_checksum(self.prepared),
                 "has_state": self.state is not None}
 
-    def _save(self, name: str, params=None) -> str:
+    def _save(self, name: str) -> str:
+        """Write OUT/name atomically; never over a good checkpoint with non-finite weights."""
         path = os.path.join(self.out, name)
+        bad = find_nonfinite(self.model.params)
+        if bad:
+            raise TrainingError(f"parameter {bad} holds non-finite values at step {self.p.step}; {name} was not "
+                                f"overwritten (lower train.lr or clip gradients); {self._last_good()}")
         state = self.state if self.state is not None else ()
-        arrays = checkpoint.pack(params or self.model.params, self.optimizer.state, state, self.rng, self._meta())
+        arrays = checkpoint.pack(self.model.params, self.optimizer.state, state, self.rng, self._meta())
         checkpoint.save(path, arrays)
+        if name == "checkpoint.npz":
+            self.last_saved = (path, self.p.step)
         return path
 
     def _resume(self) -> None:
@@ -279,18 +360,22 @@ class Trainer:
                                           f"{saved.get(section, {}).get(key)!r} in the checkpoint but "
                                           f"{mine[section][key]!r} in the configuration")
         check_model_matches(self.model, self.prepared, meta, path)
-        self.model = Model(self.cfg.model, len(self.prepared.vocab), dtype=self.dtype, params=params)
-        self.optimizer = make_optimizer(self.model.params, self.tc)
-        self.optimizer.load_state(optim)
-        self.rng.bit_generator.state = rng_state
-        self.p = Progress(**meta["progress"])
+        check_params(params, path)
+        try:
+            self.model = Model(self.cfg.model, len(self.prepared.vocab), dtype=self.dtype, params=params)
+            self.optimizer = make_optimizer(self.model.params, self.tc)
+            self.optimizer.load_state(optim)
+            self.rng.bit_generator.state = rng_state
+            self.p = Progress(**meta["progress"])
+            self.state = tuple(np.array(s, dtype=self.dtype) for s in state) if meta.get("has_state") else None
+        except (ConfigError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"cannot resume from {path}: incomplete or inconsistent checkpoint ({exc})") from None
         self.p.stopped = ""            # a run stopped by max_steps or a signal may go on
-        self.state = tuple(np.array(s, dtype=self.dtype) for s in state) if meta.get("has_state") else None
-        self._trim_metrics()
+        self.last_saved = (path, self.p.step)
         self.log(f"resumed from {path} at step {self.p.step} (epoch {self.p.epoch + 1}, batch {self.p.batch})")
 
     def _trim_metrics(self) -> None:
-        """Drop metric lines logged after the checkpoint (they will be logged again)."""
+        """Drop metric lines logged after the checkpoint, and final evaluations (all are logged again)."""
         path = os.path.join(self.out, "metrics.jsonl")
         if not os.path.exists(path):
             return
@@ -298,14 +383,12 @@ class Trainer:
         with open(path, encoding="utf-8") as fh:
             for line in fh:
                 try:
-                    if json.loads(line).get("step", 0) <= self.p.step:
-                        kept.append(line)
+                    entry = json.loads(line)
                 except ValueError:
                     break   # a torn last line from a killed process
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.writelines(kept)
-        os.replace(tmp, path)
+                if isinstance(entry, dict) and entry.get("step", 0) <= self.p.step and not entry.get("final"):
+                    kept.append(line if line.endswith("\n") else line + "\n")
+        _write_atomic(path, "".join(kept))
 
     # ------------------------------------------------------------------ signals
     def _on_signal(self, signum, frame):
@@ -313,18 +396,33 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
-        tc, p = self.tc, self.p
-        with open(os.path.join(self.out, "config.yaml"), "w", encoding="utf-8") as fh:
-            fh.write(to_yaml(self.cfg))
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        self.metrics = open(os.path.join(self.out, "metrics.jsonl"), "a", encoding="utf-8")
+        """Train to the end; the folder's lock is released however this ends."""
         try:
-            self._loop()
+            try:
+                _write_atomic(os.path.join(self.out, "config.yaml"), to_yaml(self.cfg))
+                old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+                try:
+                    self.metrics = open(os.path.join(self.out, "metrics.jsonl"), "a", encoding="utf-8")
+                    try:
+                        self._loop()
+                    finally:
+                        self.metrics.close()
+                finally:
+                    for s, handler in old.items():
+                        signal.signal(s, handler)
+                return self._finish()
+            except OSError as exc:   # a full disk or a vanished folder while writing logs
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise TrainingError(f"writing to {self.out} failed: {exc.strerror or exc}{where}; "
+                                    f"{self._last_good()}") from None
         finally:
-            self.metrics.close()
-            for s, handler in old.items():
-                signal.signal(s, handler)
-        return self._finish()
+            self.lock.release()
+
+    def _last_good(self) -> str:
+        if self.last_saved is None:
+            return "last good checkpoint: none yet"
+        path, step = self.last_saved
+        return f"last good checkpoint: {path} (step {step})"
 
     def _loop(self) -> None:
         tc, p = self.tc, self.p
@@ -339,10 +437,15 @@ class Trainer:
             if bar is not None:
                 bar.close()
             bar = self._bar(len(batches), p.batch, f"epoch {p.epoch + 1}/{total_epochs}")
-            if p.batch == 0 and tc.bptt != "full":
-                self.state = None
-            interval = {"tokens": 0, "loss": 0.0, "count": 0.0, "t0": time.perf_counter()}
+            if p.batch == 0:
+                p.log_loss = p.log_count = 0.0       # a metrics line covers one epoch at most
+                if tc.bptt != "full":
+                    self.state = None
+            interval = {"tokens": 0, "t0": time.perf_counter()}
             for batch in batches.iterate(p.batch):
+                if tc.max_steps and p.step >= tc.max_steps:   # resumed at the limit: no extra update
+                    p.stopped = f"reached train.max_steps={tc.max_steps}"
+                    break
                 self._update(batch, interval, bar)
                 p.batch = batch.index + 1
                 p.wall = time.perf_counter() - start_time
@@ -395,15 +498,15 @@ class Trainer:
         if tc.log_param_norms_every and p.step % tc.log_param_norms_every == 0:
             param_norms = {k: global_norm({k: g}) for k, g in grads.items()}
         if bad is not None:
-            self._nonfinite(bad)
+            self._nonfinite(bad, grads)
             self.state = None                  # a poisoned state is not carried on
         else:
             p.nonfinite_run = 0
             self.optimizer.step(self.model.params, grads, p.lr)
             self.state = next_state
             p.tokens += n_tok
-            interval["loss"] += fwd.loss
-            interval["count"] += fwd.count
+            p.log_loss += fwd.loss
+            p.log_count += fwd.count
         interval["tokens"] += n_tok
         clipped = math.isfinite(pre) and post < pre
         p.clipped += int(bool(clipped))
@@ -411,7 +514,7 @@ class Trainer:
             bar.update(1)
         if p.step % tc.log_every == 0 or param_norms is not None:
             dt = max(time.perf_counter() - interval["t0"], 1e-9)
-            loss = interval["loss"] / interval["count"] if interval["count"] else float("nan")
+            loss = p.log_loss / p.log_count if p.log_count else float("nan")
             line = {"step": p.step, "epoch": p.epoch + 1, "tokens": p.tokens, "lr": p.lr, "loss": loss,
                     "ppl": perplexity(loss) if math.isfinite(loss) else None,
                     "grad_norm": pre if math.isfinite(pre) else None,
@@ -424,21 +527,29 @@ class Trainer:
             if bar is not None:
                 bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{line['ppl'] or float('nan'):.1f}",
                                 gnorm=f"{pre:.2f}", lr=f"{p.lr:.3g}", tok_s=f"{line['tokens_per_sec']:.0f}")
-            interval.update(tokens=0, loss=0.0, count=0.0, t0=time.perf_counter())
+            interval.update(tokens=0, t0=time.perf_counter())
+            p.log_loss = p.log_count = 0.0
 
-    def _nonfinite(self, what: str) -> None:
+    def _nonfinite(self, what: str, grads: dict) -> None:
+        """The non-finite policy for one update whose loss or gradient (`what`) is NaN/inf."""
         tc, p = self.tc, self.p
-        last = os.path.join(self.out, "checkpoint.npz")
-        last = last if os.path.exists(last) else "none yet"
+        poisoned = find_nonfinite(self.model.params)
+        if poisoned:   # skipping cannot help: an earlier update overflowed the weights
+            raise TrainingError(f"parameter {poisoned} holds non-finite values at step {p.step} (an update "
+                                f"overflowed; lower train.lr or clip gradients); {self._last_good()}")
+        if what == "loss":
+            culprit = find_nonfinite(grads)
+            desc = f"non-finite loss at step {p.step}" + (f" (gradient in {culprit} too)" if culprit else "")
+        else:
+            desc = f"non-finite gradient in {what} at step {p.step}"
         if tc.nonfinite == "error":
-            raise TrainingError(f"non-finite {'loss' if what == 'loss' else 'gradient in ' + what} at step {p.step}; "
-                                f"last good checkpoint: {last} (lower train.lr, or set train.nonfinite=skip)")
+            raise TrainingError(f"{desc}; {self._last_good()} (lower train.lr, or set train.nonfinite=skip)")
         p.nonfinite_skipped += 1
         p.nonfinite_run += 1
-        self.log(f"step {p.step}: non-finite {what}, update skipped ({p.nonfinite_run} in a row)")
+        self.log(f"step {p.step}: {desc}; update skipped ({p.nonfinite_run} in a row)")
         if p.nonfinite_run >= tc.max_nonfinite:
             raise TrainingError(f"{p.nonfinite_run} consecutive non-finite updates (train.max_nonfinite="
-                                f"{tc.max_nonfinite}) at step {p.step}; last good checkpoint: {last}")
+                                f"{tc.max_nonfinite}) at step {p.step}, the last: {desc}; {self._last_good()}")
 
     def _write_metric(self, line: dict) -> None:
         self.metrics.write(json.dumps(line) + "\n")
@@ -468,7 +579,8 @@ class Trainer:
         self._write_metric(line)
         self.log(f"step {p.step}: valid loss {loss:.4f}, ppl {result['ppl']:.2f}")
         improved = loss < p.best_loss
-        if tc.reject_threshold and math.isfinite(p.best_loss) and loss > p.best_loss * (1 + tc.reject_threshold):
+        worse = not math.isfinite(loss) or loss > p.best_loss * (1 + tc.reject_threshold)
+        if tc.reject_threshold and math.isfinite(p.best_loss) and worse:
             # roll back to the best parameters and cut the rate (as faster-rnnlm does)
             params, optim, _, _, _ = checkpoint.read(os.path.join(self.out, "best.npz"))
             for k in self.model.params:
@@ -511,13 +623,27 @@ class Trainer:
                 summary[f"{split}_bits"] = r["bits"]
                 self._append_metric({"step": p.step, "epoch": p.epoch, "split": split, "final": True,
                                      "loss": r["loss"], "ppl": r["ppl"], "tokens": r["tokens"], "elapsed": p.wall})
-        with open(os.path.join(self.out, "summary.json"), "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=2)
+        _write_atomic(os.path.join(self.out, "summary.json"), json.dumps(summary, indent=2))
         return summary
 
     def _append_metric(self, line: dict) -> None:
         with open(os.path.join(self.out, "metrics.jsonl"), "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line) + "\n")
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write a small text file whole or not at all (temporary sibling, fsync, rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def train(cfg: Config, resume: bool = False, force: bool = False, progress: bool = True, log=None) -> dict:
