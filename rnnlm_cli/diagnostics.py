@@ -1,0 +1,774 @@
+"""Gradient diagnostics: what backpropagation through time does to the gradient, per time step.
+
+dE_t/ds_k contains the product of step Jacobians ds_j/ds_{j-1}, j = k+1..t: with small weights
+and saturating units it shrinks exponentially in the lag d = t - k (vanishing), with large
+weights it can grow (exploding). `diagnose` measures this on real sequences (B contiguous
+length-T windows of the validation split, or of the training split when there is none; the
+state starts from zeros) or, with no prepared data, on random tokens. The model runs in
+float64 (parameters cast) without dropout, and every number comes from the same BPTT code
+that trains (`Model.backward`, `cells.Cell.backward_step`).
+
+Definitions (s_k is the state after input k: h_k, or (h_k, c_k) for the LSTM; E_t is the
+-log p of output t summed over the batch, i.e. the SUM loss with scale 1):
+
+    g(t, k)            ||dE_t/ds_k||_2 per sequence, then the mean over all sequences
+                       (from `Model.backward(fwd, truncation=T, on_lag=hook)`: window mode
+                       with k = T is full BPTT and visits every (t, d))
+    raw[d]             mean over t = d..T-1 of g(t, t-d)
+    normalised[d]      mean over t = d..T-1 of g(t, t-d) / g(t, t): normalised per output t
+                       first, then averaged, so every output weighs the same whatever its loss
+    decay_rate         least-squares slope of ln normalised[d] against d, over the lags where
+                       normalised[d] is finite and > 0 (per step; < 0 means decaying)
+    half_life          ln 2 / -decay_rate when decay_rate < 0, else null (no decay)
+    horizon            the largest lag d with normalised[d'] > threshold for every d' <= d;
+                       horizon_is_lower_bound is true when it never fell below (d = T-1)
+    max_norm_ratio     the largest g(t, t-d) / g(t, t) over all t, d (> 1: gradient grows)
+
+JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
+
+    data          "random tokens", "valid" or "train" (the split the sequences come from),
+                  "mixed" when the models differ
+    steps         T (null when the models differ);  batches N, batch_size B, threshold
+    models        one entry per model:
+      label       name in tables ("defaults", a config file's stem, "cell=gru", a checkpoint)
+      model       {cell, hidden_size, embedding_size, vocab_size, init, recurrent_init,
+                   init_scale, recurrent_scale, forget_bias, source}
+      data, data_folder, data_note (random tokens only: why), steps, sequences (N*B)
+      lag_profile {raw [T], normalised [T], matrix [T][T] g(t, k) with null for k > t;
+                   LSTM only: h and c, each {raw, normalised, matrix} of ||dE_t/dh_k|| and
+                   ||dE_t/dc_k|| (normalised by the state's g(t, t))}
+      decay_rate, half_life, horizon, horizon_is_lower_bound, max_norm_ratio
+      jacobian    {state_size P (H, or 2H for the LSTM),
+                   spectral_norm {mean [T], min [T], max [T]}: ||ds_j/ds_{j-1}||_2 per step j
+                     over the sequences (j = 0 is the Jacobian w.r.t. the initial state),
+                   overall {mean, min, max},
+                   products [{span, mean, min, max}]: ||ds_{T-1}/ds_{T-1-span}||_2 for spans
+                     1, 2, 4, ... and T (the product of the last `span` step Jacobians),
+                   recurrent {blocks [{block, sigma_max, gamma, bound, below_bound}],
+                     verdict, applies, note}: Pascanu et al. 2013: with |f'| <= gamma,
+                     vanishing is certain when sigma_max(W_h) < bound = 1/gamma
+                     (gamma 1 for tanh and relu, 1/4 for sigmoid); verdict
+                     "vanishing guaranteed" or "not excluded"; the bound applies to the
+                     tanh/relu cell only, gated cells are always "not excluded"}
+      saturation  {tanh | sigmoid | relu_zero: {units [names], criterion, per_step [T], mean,
+                   by_unit {name: mean}}}: the fraction of units with |s| > 0.99 (tanh: h;
+                   GRU n; LSTM g and tanh(c)), of sigmoid gates within 0.01 of 0 or 1, of
+                   ReLU units exactly 0, read from the forward cache
+      lag_contribution {norm [T], fraction [T], total_norm}: ||C_d||_F where
+                   C_d = h_prev^T recurrent_da(lag d) is what lag d adds to dE/dW_h
+                   (sum over d of C_d = dW_h; fraction = norm / ||dW_h||_F)
+      truncation_bias [{k, cosine, norm_ratio, W_h_cosine, W_h_norm_ratio}]: the gradient of
+                   window truncation k (Model.backward(fwd, truncation=k)) against full BPTT,
+                   over all parameters flattened and for cell.W_h alone; k from
+                   diagnose.truncations below T, plus T (cosine 1 and ratio 1 by construction)
+    history       (with --run) see `history_report`
+
+All gradients of several batches are summed before they are compared; norms are averaged
+over all N*B sequences. Non-finite numbers are written as null.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnnlm_cli import report
+from rnnlm_cli.config import Config, build_config
+from rnnlm_cli.errors import ConfigError, DataError
+from rnnlm_cli.model import Model
+
+RANDOM = "random tokens"
+SATURATION = {"tanh": "|s| > 0.99", "sigmoid": "s < 0.01 or s > 0.99", "relu_zero": "s == 0"}
+
+
+# --------------------------------------------------------------------------- what to diagnose
+
+@dataclass
+class Spec:
+    """One model to diagnose: a configuration, and the trained model when from a checkpoint."""
+
+    label: str
+    cfg: Config
+    source: str = "defaults"
+    model: Model | None = None          # float64, from a checkpoint; None: initialise from cfg
+    meta: dict | None = None            # the checkpoint's meta
+
+
+def checkpoint_spec(path: str, config_path: str | None, overrides, load) -> Spec:
+    """A Spec from a training checkpoint (train.load_model, cast to float64). The configuration
+    (data and diagnose sections) is the checkpoint's resolved one, or `config_path` when given,
+    plus the --set overrides; the model is always the checkpoint's. load(path, overrides) -> Config.
+    """
+    from rnnlm_cli.train import load_model
+
+    model, cfg, meta = load_model(path, dtype=np.float64)
+    if config_path:
+        cfg = load(config_path, list(overrides))
+    elif overrides:
+        cfg = build_config(meta["config"], list(overrides))
+    label = os.path.basename(os.path.normpath(path))
+    return Spec(label=label, cfg=cfg, source=f"checkpoint {path}", model=model, meta=meta)
+
+
+def parse_sweep(text: str) -> tuple[str, list[str]]:
+    """'model.cell=tanh,gru' -> ('model.cell', ['tanh', 'gru']); commas inside [] stay."""
+    key, sep, raw = text.partition("=")
+    parts = key.strip().split(".")
+    values, depth, cur = [], 0, ""
+    for ch in raw:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            values.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    values.append(cur.strip())
+    if not sep or len(parts) != 2 or not all(parts) or not all(values) or depth != 0:
+        raise ConfigError(f"--sweep expects section.key=value1,value2,..., got '{text}'")
+    return key.strip(), values
+
+
+def expand_sweeps(sweeps) -> list[tuple[str, list[str]]]:
+    """The grid of several --sweep options: [(label, overrides)], one per combination."""
+    parsed = [parse_sweep(s) for s in sweeps]
+    if not parsed:
+        return [("", [])]
+    grid = []
+    for combo in itertools.product(*[[(k, v) for v in values] for k, values in parsed]):
+        label = " ".join(f"{k.split('.')[1]}={v}" for k, v in combo)
+        grid.append((label, [f"{k}={v}" for k, v in combo]))
+    return grid
+
+
+def config_specs(config_paths, overrides, sweeps, load) -> list[Spec]:
+    """Specs for configuration files (none: the built-in defaults) x sweep combinations.
+
+    load(path, overrides) -> Config (the CLI passes its load_cfg).
+    """
+    paths = list(config_paths) or [None]
+    stems = [os.path.splitext(os.path.basename(p))[0] if p else "defaults" for p in paths]
+    names = stems if len(set(stems)) == len(stems) else [p or "defaults" for p in paths]
+    specs = []
+    for path, name in zip(paths, names):
+        for sweep_label, sweep_overrides in expand_sweeps(sweeps):
+            try:
+                cfg = load(path, list(overrides) + sweep_overrides)
+            except ConfigError as exc:
+                if not sweep_overrides:
+                    raise
+                raise ConfigError(f"--sweep {sweep_label}: {exc}") from None
+            label = sweep_label if sweep_label and len(paths) == 1 else " ".join(filter(None, (name, sweep_label)))
+            specs.append(Spec(label=label, cfg=cfg, source=f"config {path}" if path else "defaults"))
+    return specs
+
+
+# --------------------------------------------------------------------------- sequences
+
+def _sequences(spec: Spec, steps: int, batches: int, batch_size: int, random_tokens: bool,
+               rng: np.random.Generator, progress: bool):
+    """([(x, y)] of (T, B) token ids, data info, vocabulary size) for one Spec."""
+    from rnnlm_cli.batching import batchify
+    from rnnlm_cli.corpus import ensure_prepared
+
+    cfg = spec.cfg
+    if random_tokens or (cfg.data.train is None and not os.path.isdir(cfg.data.prepared)):
+        V = spec.model.V if spec.model is not None else cfg.diagnose.random_vocab
+        seqs = [(rng.integers(0, V, size=(steps, batch_size)), rng.integers(0, V, size=(steps, batch_size)))
+                for _ in range(batches)]
+        why = "--random-tokens" if random_tokens else f"no data.train and no prepared data at {cfg.data.prepared}"
+        return seqs, {"data": RANDOM, "data_folder": None, "data_note": why}, V
+    prepared = ensure_prepared(cfg, progress=progress)
+    if spec.model is not None:
+        from rnnlm_cli.train import check_model_matches
+
+        check_model_matches(spec.model, prepared, spec.meta or {}, spec.source)
+    split = "valid" if prepared.meta["tokens"]["valid"] > 0 else "train"
+    streams = batchify(np.asarray(prepared.split(split)), batch_size)          # (n, B)
+    need = batches * steps + 1
+    if streams.shape[0] < need:
+        raise DataError(f"the {split} split of {prepared.folder} has {prepared.meta['tokens'][split]} tokens: "
+                        f"{batch_size} streams of {streams.shape[0]} are too short for {batches} batch(es) of "
+                        f"{steps} steps (need {need} per stream); lower --steps, --batches or diagnose.batch_size")
+    seqs = [(streams[c * steps:(c + 1) * steps], streams[c * steps + 1:(c + 1) * steps + 1])
+            for c in range(batches)]
+    return seqs, {"data": split, "data_folder": prepared.folder, "data_note": None}, len(prepared.vocab)
+
+
+# --------------------------------------------------------------------------- one model
+
+class LagRecorder:
+    """The on_lag hook: sums per-sequence norms of dE_{i+d}/ds_i into (t, k) matrices and the
+    lag-d contributions to dE/dW_h. Set `cache` to the current forward's cache before use."""
+
+    def __init__(self, cell, T: int):
+        H, GH = cell.H, cell.gates * cell.H
+        self.cell, self.T, self.cache = cell, T, None
+        self.h = np.zeros((T, T))                 # (t, k) sums of ||dE_t/dh_k||
+        self.c = np.zeros((T, T)) if cell.has_c else None
+        self.s = np.zeros((T, T)) if cell.has_c else self.h
+        self.contrib = np.zeros((T, H, GH))        # (lag, H, GH)
+
+    def __call__(self, d, dh_lag, dc_lag, da_lag):
+        n, B, H = dh_lag.shape
+        i = np.arange(n)
+        nh = np.linalg.norm(dh_lag, axis=-1)                           # (n, B)
+        self.h[i + d, i] += nh.sum(axis=1)
+        if self.c is not None:
+            nc = np.zeros_like(nh) if dc_lag is None else np.linalg.norm(dc_lag, axis=-1)
+            self.c[i + d, i] += nc.sum(axis=1)
+            self.s[i + d, i] += np.sqrt(nh * nh + nc * nc).sum(axis=1)
+        hprev = self.cache.arrays["h_prev"][:n].reshape(n * B, H)
+        dah = self.cell.recurrent_da(self.cache[:n], da_lag).reshape(n * B, -1)
+        self.contrib[d] += hprev.T @ dah                               # undoes h_{t-1} @ W_h, lag d only
+
+
+def _profile(g: np.ndarray, diag: np.ndarray) -> dict:
+    """raw and normalised lag profiles of a (t, k) matrix, normalised per t by diag[t]."""
+    T = len(g)
+    t = np.arange(T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = g / diag[:, None]
+    raw = [float(g[t[d:], t[d:] - d].mean()) for d in range(T)]
+    normalised = [float(ratio[t[d:], t[d:] - d].mean()) for d in range(T)]
+    matrix = np.where(t[None, :] <= t[:, None], g, np.nan)
+    return {"raw": raw, "normalised": normalised, "matrix": matrix}, ratio
+
+
+def decay_fit(normalised, threshold: float) -> dict:
+    """decay_rate, half_life, horizon (see the module docstring) of a normalised lag profile."""
+    v = np.asarray(normalised, dtype=float)
+    d = np.arange(len(v))
+    ok = np.isfinite(v) & (v > 0)
+    rate = float(np.polyfit(d[ok], np.log(v[ok]), 1)[0]) if ok.sum() >= 2 else None
+    half_life = math.log(2) / -rate if rate is not None and rate < 0 else None
+    below = np.flatnonzero(~(v > threshold))
+    horizon = int(below[0]) - 1 if below.size else len(v) - 1
+    return {"decay_rate": rate, "half_life": half_life, "horizon": max(horizon, 0),
+            "horizon_is_lower_bound": not below.size}
+
+
+def _probes(cell, B: int, dtype):
+    """Identity basis over the state: dh (P, B, H) and dc (P, B, H) or None; P = H or 2H."""
+    H = cell.H
+    P = 2 * H if cell.has_c else H
+    dh = np.zeros((P, B, H), dtype=dtype)
+    dh[np.arange(H), :, np.arange(H)] = 1
+    dc = None
+    if cell.has_c:
+        dc = np.zeros((P, B, H), dtype=dtype)
+        dc[H + np.arange(H), :, np.arange(H)] = 1
+    return dh, dc
+
+
+def step_jacobian(cell, cache, j: int, probes) -> np.ndarray:
+    """ds_j/ds_{j-1} (B, P, P) of position j, row p = the derivative of state unit p, from the
+    cell's own backward step applied to every basis vector at once."""
+    dh, dc = probes
+    _, dh_prev, dc_prev = cell.backward_step(cache[j], dh, dc)           # (P, B, H) each
+    rows = dh_prev if dc_prev is None else np.concatenate([dh_prev, dc_prev], axis=-1)
+    return rows.transpose(1, 0, 2)
+
+
+def spectral_norms(J: np.ndarray) -> np.ndarray:
+    """||J[b]||_2 for a stack J (B, P, P): sqrt of the largest eigenvalue of J J^T (same value
+    as np.linalg.norm(J, 2) per matrix; eigvalsh is several times faster than the SVD)."""
+    top = np.linalg.eigvalsh(J @ J.transpose(0, 2, 1))[:, -1]
+    return np.sqrt(np.maximum(top, 0.0))
+
+
+def recurrent_bound(cell, W_h: np.ndarray) -> dict:
+    """Largest singular value of W_h (per gate block) against 1/gamma (Pascanu et al. 2013)."""
+    H = cell.H
+    names = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}.get(cell.name, ("W_h",))
+    tanh_like = {"n", "g", "W_h"}
+    blocks = []
+    for b, name in enumerate(names):
+        sigma = float(np.linalg.norm(W_h[:, b * H:(b + 1) * H], 2))
+        gamma = 1.0 if name in tanh_like else 0.25
+        blocks.append({"block": name, "sigma_max": sigma, "gamma": gamma, "bound": 1.0 / gamma,
+                       "below_bound": sigma < 1.0 / gamma})
+    applies = cell.name in ("tanh", "relu")
+    verdict = "vanishing guaranteed" if applies and blocks[0]["below_bound"] else "not excluded"
+    note = ("||ds_t/ds_{t-1}|| <= gamma sigma_max(W_h) < 1 when sigma_max < 1/gamma" if applies else
+            "the bound covers tanh/relu cells only; the gated path (z * h or f * c) lies outside it")
+    return {"blocks": blocks, "verdict": verdict, "applies": applies, "note": note}
+
+
+def _saturation_units(cell, cache) -> list[tuple[str, str, np.ndarray]]:
+    """(unit name, kind, values (T, B, H)) read from the forward cache."""
+    H, a = cell.H, cache.arrays
+    if cell.name == "tanh":
+        return [("h", "tanh", a["h"])]
+    if cell.name == "relu":
+        return [("h", "relu_zero", a["h"])]
+    if cell.name == "gru":
+        return [("r", "sigmoid", a["rz"][..., :H]), ("z", "sigmoid", a["rz"][..., H:]), ("n", "tanh", a["n"])]
+    gates = a["ifgo"]
+    return [("i", "sigmoid", gates[..., :H]), ("f", "sigmoid", gates[..., H:2 * H]),
+            ("g", "tanh", gates[..., 2 * H:3 * H]), ("o", "sigmoid", gates[..., 3 * H:]),
+            ("tanh(c)", "tanh", a["tc"])]
+
+
+def _saturated(kind: str, v: np.ndarray) -> np.ndarray:
+    if kind == "tanh":
+        return np.abs(v) > 0.99
+    if kind == "sigmoid":
+        return (v < 0.01) | (v > 0.99)
+    return v == 0
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    cos = float(a @ b) / (na * nb) if na > 0 and nb > 0 else float("nan")
+    return cos, na / nb if nb > 0 else float("nan")
+
+
+def _spans(T: int) -> list[int]:
+    spans = [1 << i for i in range(T.bit_length()) if (1 << i) <= T]
+    return spans if spans[-1] == T else spans + [T]
+
+
+def diagnose_model(model: Model, seqs, threshold: float, truncations) -> dict:
+    """Every per-model measurement of the module docstring on batches `seqs` [(x, y)]."""
+    cell = model.cell
+    T, B = seqs[0][0].shape
+    rec = LagRecorder(cell, T)
+    ks = sorted({k for k in truncations if k < T} | {T})
+    grad_sums = {k: None for k in ks}
+    full_sum, dW_sum = None, np.zeros_like(model.params["cell.W_h"])
+    jac_norms = np.zeros((T, 0))                                        # (T, sequences)
+    prod_norms = {s: [] for s in _spans(T)}
+    sat = {}                                                            # (name, kind) -> saturated count (T,)
+
+    def add(total, grads):
+        flat = {k: v.copy() for k, v in grads.items()}
+        return flat if total is None else {k: total[k] + flat[k] for k in total}
+
+    for x, y in seqs:
+        # lag profile and lag contributions: window mode with k = T is full BPTT, every (t, d)
+        fwd = model.forward(x, y)
+        rec.cache = fwd.cache
+        dW_sum += model.backward(fwd, truncation=T, on_lag=rec)["cell.W_h"]
+        # step Jacobians and their products from the end, through the cell's backward step
+        probes = _probes(cell, B, model.dtype)
+        norms = np.empty((T, B))
+        prod = np.broadcast_to(np.eye(probes[0].shape[0]), (B,) + (probes[0].shape[0],) * 2)
+        for j in range(T - 1, -1, -1):
+            J = step_jacobian(cell, fwd.cache, j, probes)                # (B, P, P)
+            norms[j] = spectral_norms(J)
+            prod = prod @ J                                              # ds_{T-1}/ds_{j-1}
+            if T - j in prod_norms:
+                prod_norms[T - j].append(spectral_norms(prod))
+        jac_norms = np.concatenate([jac_norms, norms], axis=1)
+        # saturation, read from the forward cache
+        for name, kind, v in _saturation_units(cell, fwd.cache):
+            count = _saturated(kind, v).sum(axis=(1, 2))                 # (T,)
+            sat[(name, kind)] = sat.get((name, kind), 0) + count
+        # truncation bias: a fresh forward per backward (the output backward works in place)
+        full_sum = add(full_sum, model.backward(model.forward(x, y)))
+        for k in ks:
+            grad_sums[k] = add(grad_sums[k], model.backward(model.forward(x, y), truncation=k))
+
+    n_seq = len(seqs) * B
+    g_s = rec.s / n_seq
+    diag = np.diag(g_s).copy()
+    profile, ratio = _profile(g_s, diag)
+    if cell.has_c:
+        profile["h"] = _profile(rec.h / n_seq, diag)[0]
+        profile["c"] = _profile(rec.c / n_seq, diag)[0]
+    below = np.tril(np.ones((T, T), dtype=bool))
+    finite = ratio[below & np.isfinite(ratio)]
+    out = {"lag_profile": profile, **decay_fit(profile["normalised"], threshold),
+           "max_norm_ratio": float(finite.max()) if finite.size else None}
+
+    out["jacobian"] = {
+        "state_size": probes[0].shape[0],
+        "spectral_norm": {"mean": jac_norms.mean(axis=1), "min": jac_norms.min(axis=1),
+                          "max": jac_norms.max(axis=1)},
+        "overall": {"mean": float(jac_norms.mean()), "min": float(jac_norms.min()), "max": float(jac_norms.max())},
+        "products": [{"span": s, "mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
+                     for s, v in ((s, np.concatenate(v)) for s, v in prod_norms.items())],
+        "recurrent": recurrent_bound(cell, model.params["cell.W_h"]),
+    }
+
+    units_total = n_seq * cell.H
+    saturation = {}
+    for kind in SATURATION:
+        names = [(n, k) for (n, k) in sat if k == kind]
+        if not names:
+            continue
+        per_step = sum(sat[u] for u in names) / (units_total * len(names))
+        saturation[kind] = {"units": [n for n, _ in names], "criterion": SATURATION[kind],
+                            "per_step": per_step, "mean": float(per_step.mean()),
+                            "by_unit": {n: float(sat[(n, kind)].mean() / units_total) for n, _ in names}}
+    out["saturation"] = saturation
+
+    total = float(np.linalg.norm(dW_sum))
+    contrib = np.linalg.norm(rec.contrib.reshape(T, -1), axis=1)
+    out["lag_contribution"] = {"norm": contrib, "fraction": contrib / total if total > 0 else contrib * np.nan,
+                               "total_norm": total}
+
+    flat_full = np.concatenate([v.ravel() for v in full_sum.values()])
+    bias = []
+    for k in ks:
+        cos, ratio_k = _cosine(np.concatenate([v.ravel() for v in grad_sums[k].values()]), flat_full)
+        wcos, wratio = _cosine(grad_sums[k]["cell.W_h"].ravel(), full_sum["cell.W_h"].ravel())
+        bias.append({"k": k, "cosine": cos, "norm_ratio": ratio_k, "W_h_cosine": wcos, "W_h_norm_ratio": wratio})
+    out["truncation_bias"] = bias
+    return out
+
+
+# --------------------------------------------------------------------------- several models
+
+def _model_info(model: Model, spec: Spec) -> dict:
+    m = model.cfg
+    info = {"cell": m.cell, "hidden_size": m.hidden_size, "embedding_size": m.embedding_size,
+            "vocab_size": model.V, "init": m.init, "recurrent_init": m.recurrent_init,
+            "init_scale": m.init_scale, "recurrent_scale": m.recurrent_scale}
+    if m.cell == "lstm":
+        info["forget_bias"] = m.forget_bias
+    info["source"] = spec.source
+    return info
+
+
+def diagnose(specs: list[Spec], steps: int | None = None, batches: int | None = None,
+             batch_size: int | None = None, threshold: float | None = None, random_tokens: bool = False,
+             progress: bool = False) -> dict:
+    """Diagnose every Spec; None arguments fall back to each config's diagnose section."""
+    entries = []
+    for spec in specs:
+        d = spec.cfg.diagnose
+        T, N, B = steps or d.steps, batches or d.batches, batch_size or d.batch_size
+        thr = threshold if threshold is not None else d.threshold
+        rng = np.random.default_rng(spec.cfg.train.seed)
+        data_rng = rng.spawn(1)[0]
+        seqs, data, V = _sequences(spec, T, N, B, random_tokens, data_rng, progress)
+        model = spec.model or Model(spec.cfg.model, V, dtype=np.float64, rng=rng)
+        entry = {"label": spec.label, "model": _model_info(model, spec), **data, "steps": T,
+                 "batches": N, "batch_size": B, "threshold": thr, "sequences": N * B}
+        entry.update(diagnose_model(model, seqs, thr, d.truncations))
+        entries.append(entry)
+
+    def common(key):
+        values = {json.dumps(e[key]) for e in entries}
+        return entries[0][key] if len(values) == 1 else None
+
+    data = common("data")
+    return report.jsonable({"data": data if data is not None else "mixed", "steps": common("steps"),
+                            "batches": common("batches"), "batch_size": common("batch_size"),
+                            "threshold": common("threshold"), "models": entries})
+
+
+def gate_failures(result: dict, min_horizon: int | None = None, max_ratio: float | None = None) -> list[str]:
+    """One message per model that fails --fail-if-vanishing / --fail-if-exploding."""
+    failures = []
+    for m in result.get("models", []):
+        if min_horizon is not None and m["horizon"] < min_horizon:
+            failures.append(f"{m['label']}: vanishing gradient: horizon {m['horizon']} < {min_horizon}")
+        ratio = m["max_norm_ratio"]
+        if max_ratio is not None and (ratio is None or ratio > max_ratio):
+            failures.append(f"{m['label']}: exploding gradient: max norm ratio "
+                            f"{report.fmt_num(ratio)} > {report.fmt_num(max_ratio)}")
+    return failures
+
+
+# --------------------------------------------------------------------------- training history
+
+SPIKE_WINDOW = 50   # a spike is measured against the median of up to this many previous lines
+
+
+def _read_metrics(run_dir: str) -> tuple[str, list[tuple[int, dict]], int]:
+    """(path, [(line number, step line)], number of evaluation lines) of OUT/metrics.jsonl."""
+    if not os.path.isdir(run_dir):
+        raise DataError(f"run folder not found: {run_dir}")
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise DataError(f"{path} not found (is {run_dir} the output folder of 'rnnlm train'?)")
+    steps, evals = [], 0
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, text in enumerate(fh, 1):
+                if not text.strip():
+                    continue
+                try:
+                    obj = json.loads(text)
+                except ValueError as exc:
+                    raise DataError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{path}, line {lineno}: expected a JSON object")
+                if "split" in obj:
+                    evals += 1
+                    continue
+                for key in ("step", "grad_norm"):
+                    value = obj.get(key)
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise DataError(f"{path}, line {lineno}: a step line needs a number '{key}', "
+                                        f"got {value!r}")
+                steps.append((lineno, obj))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    if not steps:
+        raise DataError(f"{path} has no step lines (an empty or evaluation-only log)")
+    return path, steps, evals
+
+
+def _percentiles(v: np.ndarray) -> dict:
+    if not v.size:
+        return {k: None for k in ("p5", "p25", "p50", "p75", "p95", "max")}
+    p = np.percentile(v, [5, 25, 50, 75, 95])
+    return {"p5": p[0], "p25": p[1], "p50": p[2], "p75": p[3], "p95": p[4], "max": v.max()}
+
+
+def history_report(run_dir: str, top: int = 5) -> dict:
+    """Gradient-norm statistics of a training run from OUT/metrics.jsonl (one line per logged
+    update; lines with "split" are evaluations and are skipped). JSON:
+
+        file, step_lines, evaluation_lines, first_step, last_step
+        grad_norm      {p5, p25, p50, p75, p95, max} of the pre-clip norms (finite ones)
+        nonfinite      {grad_norm_lines: lines whose norm is NaN/inf,
+                        skipped: the last cumulative nonfinite_skipped (null if never logged),
+                        steps: the steps at which that count went up}
+        clip_rate      fraction of the lines with "clipped": true (null if never logged)
+        spikes         the `top` largest ratios norm / median of the previous SPIKE_WINDOW norms:
+                       [{step, grad_norm, running_median, ratio}]
+        by_epoch       [{epoch, lines, median_grad_norm, clip_rate}]
+        param_grad_norms {name: {lines, p50, max}} from the lines that carry them
+    """
+    path, lines, evals = _read_metrics(run_dir)
+    objs = [o for _, o in lines]
+    norms = np.array([float(o["grad_norm"]) for o in objs])
+    finite = np.isfinite(norms)
+    # non-finite events: the cumulative skip counter and non-finite norms
+    counts = [(o["step"], o["nonfinite_skipped"]) for o in objs if isinstance(o.get("nonfinite_skipped"), int)]
+    went_up = [s for (s, c), (_, prev) in zip(counts, [(None, 0)] + counts) if c > prev]
+    clipped = [bool(o["clipped"]) for o in objs if "clipped" in o]
+    # spikes against the running median of the previous lines
+    spikes = []
+    for i in range(1, len(norms)):
+        window = norms[max(0, i - SPIKE_WINDOW):i]
+        window = window[np.isfinite(window)]
+        if finite[i] and window.size:
+            med = float(np.median(window))
+            if med > 0:
+                spikes.append({"step": objs[i]["step"], "grad_norm": norms[i], "running_median": med,
+                               "ratio": norms[i] / med})
+    spikes.sort(key=lambda r: -r["ratio"])
+    # trend by epoch
+    by_epoch = []
+    epochs = sorted({o["epoch"] for o in objs if isinstance(o.get("epoch"), (int, float))})
+    for e in epochs:
+        idx = [i for i, o in enumerate(objs) if o.get("epoch") == e]
+        v = norms[idx][finite[idx]]
+        clip = [bool(objs[i]["clipped"]) for i in idx if "clipped" in objs[i]]
+        by_epoch.append({"epoch": e, "lines": len(idx), "median_grad_norm": float(np.median(v)) if v.size else None,
+                         "clip_rate": sum(clip) / len(clip) if clip else None})
+    # per-parameter norms where logged
+    per_param: dict[str, list[float]] = {}
+    for o in objs:
+        if isinstance(o.get("param_grad_norms"), dict):
+            for name, value in o["param_grad_norms"].items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    per_param.setdefault(name, []).append(float(value))
+    param_stats = {}
+    for name, values in per_param.items():
+        v = np.array(values)
+        v = v[np.isfinite(v)]
+        param_stats[name] = {"lines": len(values), "p50": float(np.median(v)) if v.size else None,
+                             "max": float(v.max()) if v.size else None}
+    return report.jsonable({
+        "file": path, "step_lines": len(objs), "evaluation_lines": evals,
+        "first_step": objs[0]["step"], "last_step": objs[-1]["step"],
+        "grad_norm": _percentiles(norms[finite]),
+        "nonfinite": {"grad_norm_lines": int((~finite).sum()),
+                      "skipped": counts[-1][1] if counts else None, "steps": went_up},
+        "clip_rate": sum(clipped) / len(clipped) if clipped else None,
+        "spikes": spikes[:top], "by_epoch": by_epoch, "param_grad_norms": param_stats})
+
+
+# --------------------------------------------------------------------------- rendering
+
+def _lags(T: int) -> list[int]:
+    """Lags shown in tables: 0, 1, 2, 3, 4, 6, 8, 12, 16, 24, ... and T-1."""
+    lags, d = [0, 1, 2, 3], 4
+    while d < T:
+        lags += [d, d * 3 // 2]
+        d *= 2
+    return sorted({x for x in lags if x < T} | {T - 1})
+
+
+def _horizon(m: dict) -> str:
+    return f">={m['horizon']}" if m["horizon_is_lower_bound"] else str(m["horizon"])
+
+
+def _half_life(m: dict) -> str:
+    return "inf" if m["half_life"] is None else report.fmt_num(m["half_life"])
+
+
+def _model_detail(m: dict) -> str:
+    T = m["steps"]
+    prof, contrib = m["lag_profile"], m["lag_contribution"]
+    lstm = "h" in prof
+    head = ["lag", "raw norm", "normalised"] + (["h normalised", "c normalised"] if lstm else []) + ["dW_h share"]
+    rows = [[d, prof["raw"][d], prof["normalised"][d]]
+            + ([prof["h"]["normalised"][d], prof["c"]["normalised"][d]] if lstm else [])
+            + [contrib["fraction"][d]] for d in _lags(T)]
+    info = m["model"]
+    out = [f"== {m['label']}: {info['cell']}, H={info['hidden_size']}, recurrent_init={info['recurrent_init']} "
+           f"x{report.fmt_num(info['recurrent_scale'])}, {info['source']}",
+           f"decay rate {report.fmt_num(m['decay_rate'])} per step, half-life {_half_life(m)} steps, "
+           f"horizon {_horizon(m)} (threshold {report.fmt_num(m['threshold'])}), "
+           f"max norm ratio {report.fmt_num(m['max_norm_ratio'])}",
+           report.table(head, rows),
+           "(raw: mean over t of ||dE_t/ds_(t-d)||; normalised: per t by ||dE_t/ds_t||, then the mean;",
+           f" dW_h share: ||lag-d part of dE/dW_h|| / ||dE/dW_h||, ||dE/dW_h|| = {report.fmt_num(contrib['total_norm'])})"]
+    jac = m["jacobian"]
+    o = jac["overall"]
+    out.append(f"step Jacobian ||ds_j/ds_(j-1)||_2 ({jac['state_size']}x{jac['state_size']}): "
+               f"mean {report.fmt_num(o['mean'])}, min {report.fmt_num(o['min'])}, max {report.fmt_num(o['max'])}")
+    out.append(report.table(["span", "mean", "min", "max"],
+                            [[p["span"], p["mean"], p["min"], p["max"]] for p in jac["products"]],
+                            title="product of the last `span` step Jacobians, ||ds_(T-1)/ds_(T-1-span)||_2:"))
+    rb = jac["recurrent"]
+    blocks = ", ".join(f"{b['block']} {report.fmt_num(b['sigma_max'])} [{report.fmt_num(b['bound'])}]"
+                       for b in rb["blocks"])
+    out.append(f"sigma_max(W_h) [bound 1/gamma]: {blocks} -> {rb['verdict']}" + ("" if rb["applies"] else f"\n  ({rb['note']})"))
+    out.append("saturation: " + "; ".join(f"{kind} {s['mean']:.1%} ({', '.join(s['units'])}: {s['criterion']})"
+                                          for kind, s in m["saturation"].items()))
+    out.append(report.table(["k", "cosine", "norm ratio", "W_h cosine", "W_h norm ratio"],
+                            [[b["k"], b["cosine"], b["norm_ratio"], b["W_h_cosine"], b["W_h_norm_ratio"]]
+                             for b in m["truncation_bias"]],
+                            title="truncation bias: window-k gradient against full BPTT", digits=4))
+    return "\n".join(out)
+
+
+def render_history(h: dict) -> str:
+    g = h["grad_norm"]
+    out = [f"training history: {h['file']} ({h['step_lines']} step lines, steps {h['first_step']}.."
+           f"{h['last_step']}, {h['evaluation_lines']} evaluations)",
+           report.table(["", "p5", "p25", "p50", "p75", "p95", "max"],
+                        [["grad norm"] + [g[k] for k in ("p5", "p25", "p50", "p75", "p95", "max")]]),
+           f"clip rate {report.fmt_num(h['clip_rate'])}; non-finite: {h['nonfinite']['grad_norm_lines']} lines "
+           f"with a NaN/inf norm, skipped updates {report.fmt_num(h['nonfinite']['skipped'])}"
+           + (f" (count rose at steps {', '.join(map(str, h['nonfinite']['steps'][:10]))})"
+              if h["nonfinite"]["steps"] else "")]
+    if h["spikes"]:
+        out.append(report.table(["step", "grad norm", "running median", "ratio"],
+                                [[s["step"], s["grad_norm"], s["running_median"], s["ratio"]] for s in h["spikes"]],
+                                title="largest spikes:"))
+    if h["by_epoch"]:
+        out.append(report.table(["epoch", "lines", "median grad norm", "clip rate"],
+                                [[e["epoch"], e["lines"], e["median_grad_norm"], e["clip_rate"]]
+                                 for e in h["by_epoch"]], title="by epoch:"))
+    if h["param_grad_norms"]:
+        out.append(report.table(["parameter", "lines", "median", "max"],
+                                [[k, v["lines"], v["p50"], v["max"]] for k, v in h["param_grad_norms"].items()],
+                                title="per-parameter gradient norms:"))
+    return "\n".join(out)
+
+
+def render_table(result: dict) -> str:
+    """The human-readable report: summary, chart, side-by-side lags, then each model."""
+    parts = []
+    if "history" in result:
+        parts.append(render_history(result["history"]))
+    models = result.get("models") or []
+    if not models:
+        return "\n\n".join(parts)
+    first = models[0]
+    where = f" ({first['data_folder']})" if first.get("data_folder") else ""
+    parts.append(f"data: {result['data']}{where}; {first['batches']} batch(es) x {first['batch_size']} sequences x "
+                 f"{first['steps']} steps from the zero state\n"
+                 f"float64, no dropout; E_t = -log p of output t; s_k = the state after input k")
+    rows = []
+    for m in models:
+        rb = m["jacobian"]["recurrent"]
+        rows.append([m["label"], m["model"]["cell"], m["model"]["hidden_size"], m["decay_rate"], _half_life(m),
+                     _horizon(m), m["max_norm_ratio"], m["jacobian"]["overall"]["mean"],
+                     max(b["sigma_max"] for b in rb["blocks"]), rb["verdict"].replace("vanishing ", "")])
+    parts.append(report.table(["model", "cell", "H", "decay/step", "half-life", "horizon", "max ratio",
+                               "mean ||J||", "sigma(W_h)", "vanishing"], rows))
+    parts.append(report.log_chart({m["label"]: m["lag_profile"]["normalised"] for m in models}, x_label="lag d",
+                                  y_label="normalised gradient norm ||dE_t/ds_(t-d)|| / ||dE_t/ds_t||, mean over t"))
+    if len(models) > 1:
+        T = min(m["steps"] for m in models)
+        parts.append(report.table(["lag"] + [m["label"] for m in models],
+                                  [[d] + [m["lag_profile"]["normalised"][d] for m in models] for d in _lags(T)],
+                                  title="normalised gradient norm by lag, side by side:"))
+    parts += [_model_detail(m) for m in models]
+    return "\n\n".join(parts)
+
+
+CSV_COLUMNS = ("model", "quantity", "i", "j", "value")
+
+
+def csv_rows(result: dict):
+    """Long-format rows (model, quantity, i, j, value); see the command's help for i and j."""
+    for m in result.get("models") or []:
+        name = m["label"]
+        prof = m["lag_profile"]
+
+        def matrix(q, g):
+            for t, row in enumerate(g):
+                for k, v in enumerate(row[:t + 1]):
+                    yield name, q, t, k, v
+
+        yield from matrix("grad_norm", prof["matrix"])
+        for q in ("raw", "normalised"):
+            yield from ((name, f"lag_profile_{q}", d, None, v) for d, v in enumerate(prof[q]))
+        for part in ("h", "c"):
+            if part in prof:
+                yield from matrix(f"grad_norm_{part}", prof[part]["matrix"])
+                yield from ((name, f"lag_profile_{part}_normalised", d, None, v)
+                            for d, v in enumerate(prof[part]["normalised"]))
+        for q in ("decay_rate", "half_life", "horizon", "max_norm_ratio"):
+            yield name, q, None, None, m[q]
+        jac = m["jacobian"]
+        for stat in ("mean", "min", "max"):
+            yield from ((name, f"jacobian_norm_{stat}", j, None, v) for j, v in enumerate(jac["spectral_norm"][stat]))
+            yield from ((name, f"jacobian_product_{stat}", p["span"], None, p[stat]) for p in jac["products"])
+        for b in jac["recurrent"]["blocks"]:
+            yield name, "sigma_max", b["block"], None, b["sigma_max"]
+            yield name, "sigma_bound", b["block"], None, b["bound"]
+        for kind, s in m["saturation"].items():
+            yield from ((name, f"saturation_{kind}", t, None, v) for t, v in enumerate(s["per_step"]))
+        yield from ((name, "lag_contribution", d, None, v) for d, v in enumerate(m["lag_contribution"]["norm"]))
+        yield from ((name, "lag_contribution_fraction", d, None, v)
+                    for d, v in enumerate(m["lag_contribution"]["fraction"]))
+        for b in m["truncation_bias"]:
+            for q in ("cosine", "norm_ratio", "W_h_cosine", "W_h_norm_ratio"):
+                yield name, f"truncation_{q}", b["k"], None, b[q]
+    h = result.get("history")
+    if h:
+        for k, v in h["grad_norm"].items():
+            yield "history", f"grad_norm_{k}", None, None, v
+        yield "history", "clip_rate", None, None, h["clip_rate"]
+        yield "history", "nonfinite_skipped", None, None, h["nonfinite"]["skipped"]
+        for s in h["spikes"]:
+            yield "history", "spike_ratio", s["step"], None, s["ratio"]
+        for e in h["by_epoch"]:
+            yield "history", "epoch_median_grad_norm", e["epoch"], None, e["median_grad_norm"]
+
+
+def to_csv(result: dict) -> str:
+    return report.csv_text(CSV_COLUMNS, csv_rows(result))
+
+
+def plot(result: dict, path: str) -> None:
+    """PNG: normalised norm against lag per model (log y) and the (t, k) heat map of the first."""
+    models = result["models"]
+    first = models[0]
+    report.save_figure(path, [
+        {"kind": "lines", "title": "normalised gradient norm by lag", "x_label": "lag d = t - k",
+         "y_label": "||dE_t/ds_(t-d)|| / ||dE_t/ds_t||", "log_y": True,
+         "series": {m["label"]: m["lag_profile"]["normalised"] for m in models}},
+        {"kind": "heatmap", "title": f"log10 ||dE_t/ds_k||: {first['label']}", "x_label": "k (state)",
+         "y_label": "t (output)", "matrix": [[np.nan if v is None else v for v in row]
+                                            for row in first["lag_profile"]["matrix"]],
+         "log": True, "colorbar": "log10 norm"}])

@@ -1,0 +1,440 @@
+"""Gradient diagnostics: per-step norms against finite differences, exact known cases,
+Jacobians, the training-history report, and the `diagnose-gradients` command."""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rnnlm_cli import diagnostics
+from rnnlm_cli.cli import cli
+from rnnlm_cli.config import ModelConfig, load_config
+from rnnlm_cli.diagnostics import (LagRecorder, Spec, decay_fit, diagnose, diagnose_model, history_report,
+                                   spectral_norms, step_jacobian)
+from rnnlm_cli.errors import DataError
+from rnnlm_cli.model import Model
+
+CELLS = ("tanh", "relu", "gru", "lstm")
+V, E, H, T, B = 7, 3, 4, 6, 2
+
+
+def make_model(cell="tanh", seed=0, **kw):
+    cfg = ModelConfig(cell=cell, embedding_size=E, hidden_size=H, **kw)
+    model = Model(cfg, V, dtype=np.float64, rng=np.random.default_rng(seed))
+    rng = np.random.default_rng(seed + 100)
+    for p in model.params.values():          # biases off zero, weights a little larger
+        p += rng.uniform(-0.3, 0.3, size=p.shape)
+    return model
+
+
+def tokens(seed=1, steps=T, batch=B):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, V, size=(steps, batch)), rng.integers(0, V, size=(steps, batch))
+
+
+# --------------------------------------------------------------------------- per-step norms
+
+def _fd_grad_norms(model, x, y, t, k, eps=1e-6):
+    """||dE_t/ds_k|| per sequence by central differences; E_t = loss of output t only."""
+    state = model.forward(x[:k + 1], y[:k + 1]).state            # s_k: after input k
+    flat = np.concatenate(state, axis=-1)                          # (B, P)
+
+    def E_t(f):
+        s = tuple(f[:, i * H:(i + 1) * H] for i in range(len(state)))
+        if t == k:                                                 # E_t from h_t directly
+            return model.output.forward(model.params, s[0], y[t], None)[0]
+        return float(model.forward(x[k + 1:t + 1], y[k + 1:t + 1], state=s).nll[-1].sum())
+
+    grad = np.zeros_like(flat)
+    for idx in np.ndindex(*flat.shape):
+        plus, minus = flat.copy(), flat.copy()
+        plus[idx] += eps
+        minus[idx] -= eps
+        grad[idx] = (E_t(plus) - E_t(minus)) / (2 * eps)
+    return np.linalg.norm(grad, axis=1)                            # (B,)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_lag_matrix_equals_finite_differences_of_E_t_wrt_s_k(cell):
+    model = make_model(cell)
+    x, y = tokens()
+    res = diagnose_model(model, [(x, y)], threshold=1e-3, truncations=[1, 2])
+    g = np.array(res["lag_profile"]["matrix"], dtype=float)
+    for t, k in [(0, 0), (3, 3), (3, 2), (5, 1), (5, 0), (4, 2)]:
+        want = _fd_grad_norms(model, x, y, t, k).mean()
+        assert g[t, k] == pytest.approx(want, rel=1e-6)
+    assert np.isnan(g[1, 4])                                        # k > t: no dependence
+    # profiles from the matrix: raw mean over t of g(t, t-d); normalised per t first
+    d = 2
+    ts = np.arange(d, T)
+    assert res["lag_profile"]["raw"][d] == pytest.approx(g[ts, ts - d].mean())
+    assert res["lag_profile"]["normalised"][d] == pytest.approx((g[ts, ts - d] / g[ts, ts]).mean())
+
+
+def test_lstm_reports_h_and_c_and_their_state_norm():
+    model = make_model("lstm")
+    x, y = tokens()
+    prof = diagnose_model(model, [(x, y)], 1e-3, [1])["lag_profile"]
+    gh, gc, gs = (np.nan_to_num(np.array(m, dtype=float)) for m in
+                  (prof["h"]["matrix"], prof["c"]["matrix"], prof["matrix"]))
+    assert np.all(gc[np.arange(T), np.arange(T)] == 0)              # E_t sees c_t only through h_t
+    assert np.all(gs >= np.maximum(gh, gc) - 1e-15) and np.all(gs <= gh + gc + 1e-15)
+
+
+# --------------------------------------------------------------------------- exact cases
+
+@pytest.mark.parametrize("a", [0.8, 1.0])
+def test_relu_identity_profile_is_exactly_a_to_the_d(a):
+    cfg = ModelConfig(cell="relu", embedding_size=E, hidden_size=H, recurrent_init="identity", recurrent_scale=a)
+    model = Model(cfg, V, dtype=np.float64, rng=np.random.default_rng(0))
+    model.params["cell.b"] += 5.0                                    # pre-activations stay positive
+    steps = 12
+    res = diagnose_model(model, [tokens(steps=steps)], threshold=1e-3, truncations=[1, 4])
+    assert res["saturation"]["relu_zero"]["mean"] == 0
+    d = np.arange(steps)
+    np.testing.assert_allclose(res["lag_profile"]["normalised"], a ** d, rtol=1e-12)
+    assert res["jacobian"]["overall"]["max"] == pytest.approx(a, rel=1e-12)
+    assert res["jacobian"]["products"][-1]["mean"] == pytest.approx(a ** steps, rel=1e-10)
+    if a == 1.0:                                                      # the IRNN keeps the norm
+        assert abs(res["decay_rate"]) < 1e-12 and res["half_life"] is None
+        assert res["horizon"] == steps - 1 and res["horizon_is_lower_bound"]
+        assert res["max_norm_ratio"] == pytest.approx(1.0)
+    else:
+        assert res["decay_rate"] == pytest.approx(math.log(a), rel=1e-10)
+        assert res["half_life"] == pytest.approx(math.log(2) / -math.log(a), rel=1e-10)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_truncation_T_matches_full_bptt_and_short_ones_do_not(cell):
+    model = make_model(cell)
+    res = diagnose_model(model, [tokens(), tokens(seed=2)], threshold=1e-3, truncations=[1, 3, 99])
+    bias = {b["k"]: b for b in res["truncation_bias"]}
+    assert sorted(bias) == [1, 3, T]                                   # k >= T is only T itself
+    for key in ("cosine", "norm_ratio", "W_h_cosine", "W_h_norm_ratio"):
+        assert bias[T][key] == pytest.approx(1.0, abs=1e-12)
+    assert bias[1]["W_h_cosine"] < 1 - 1e-6
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_lag_contributions_sum_to_dWh(cell):
+    model = make_model(cell)
+    x, y = tokens()
+    fwd = model.forward(x, y)
+    rec = LagRecorder(model.cell, T)
+    rec.cache = fwd.cache
+    window = model.backward(fwd, truncation=T, on_lag=rec)["cell.W_h"]
+    full = model.backward(model.forward(x, y))["cell.W_h"]
+    np.testing.assert_allclose(rec.contrib.sum(axis=0), full, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(window, full, rtol=1e-10, atol=1e-12)
+    assert np.all(rec.contrib[T - 1] == 0)                              # lag T-1 meets h_{-1} = 0
+    res = diagnose_model(model, [(x, y)], 1e-3, [1])["lag_contribution"]
+    assert res["total_norm"] == pytest.approx(np.linalg.norm(full))
+    np.testing.assert_allclose(res["norm"], np.linalg.norm(rec.contrib.reshape(T, -1), axis=1))
+
+
+def test_tanh_jacobian_is_diag_one_minus_s2_times_Wh_transposed():
+    model = make_model("tanh")
+    x, y = tokens()
+    fwd = model.forward(x, y)
+    W = model.params["cell.W_h"]
+    probes = diagnostics._probes(model.cell, B, np.float64)
+    res = diagnose_model(model, [(x, y)], 1e-3, [1])["jacobian"]
+    for j in range(T):
+        J = step_jacobian(model.cell, fwd.cache, j, probes)
+        s = fwd.hs[j]                                                   # (B, H)
+        by_hand = np.stack([np.diag(1 - s[b] ** 2) @ W.T for b in range(B)])
+        np.testing.assert_allclose(J, by_hand, rtol=1e-12, atol=1e-15)
+        norms = [np.linalg.norm(by_hand[b], 2) for b in range(B)]
+        np.testing.assert_allclose(spectral_norms(J), norms, rtol=1e-10)
+        assert res["spectral_norm"]["mean"][j] == pytest.approx(np.mean(norms), rel=1e-10)
+        assert res["spectral_norm"]["max"][j] == pytest.approx(max(norms), rel=1e-10)
+    prod = [{p["span"]: p for p in res["products"]}[s]["mean"] for s in (1, 2, 4, T)]
+    assert prod[0] == pytest.approx(res["spectral_norm"]["mean"][-1])
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_gated_step_jacobian_equals_finite_differences(cell):
+    model = make_model(cell)
+    x, y = tokens()
+    fwd = model.forward(x, y)
+    j, eps = 3, 1e-6
+    J = step_jacobian(model.cell, fwd.cache, j, diagnostics._probes(model.cell, B, np.float64))
+    flat = np.concatenate(model.cell.state_at(fwd.cache, j), axis=-1)       # s_{j-1} (B, P)
+
+    def step(f):
+        s = tuple(f[:, i * H:(i + 1) * H] for i in range(flat.shape[1] // H))
+        return np.concatenate(model.forward(x[j:j + 1], y[j:j + 1], state=s).state, axis=-1)
+
+    for q in range(flat.shape[1]):
+        plus, minus = flat.copy(), flat.copy()
+        plus[:, q] += eps
+        minus[:, q] -= eps
+        np.testing.assert_allclose(J[:, :, q], (step(plus) - step(minus)) / (2 * eps), atol=1e-8)
+
+
+def test_recurrent_bound_verdicts():
+    small = Model(ModelConfig(cell="tanh", hidden_size=H, embedding_size=E, recurrent_scale=0.5), V,
+                  dtype=np.float64)
+    rb = diagnostics.recurrent_bound(small.cell, small.params["cell.W_h"])
+    assert rb["blocks"][0]["sigma_max"] == pytest.approx(np.linalg.norm(small.params["cell.W_h"], 2))
+    assert rb["blocks"][0]["sigma_max"] < 1 and rb["verdict"] == "vanishing guaranteed"
+    large = Model(ModelConfig(cell="tanh", hidden_size=H, embedding_size=E, recurrent_scale=3), V)
+    assert diagnostics.recurrent_bound(large.cell, large.params["cell.W_h"])["verdict"] == "not excluded"
+    lstm = Model(ModelConfig(cell="lstm", hidden_size=H, embedding_size=E, recurrent_scale=0.1), V)
+    rb = diagnostics.recurrent_bound(lstm.cell, lstm.params["cell.W_h"])
+    assert [(b["block"], b["gamma"], b["bound"]) for b in rb["blocks"]] == [
+        ("i", 0.25, 4.0), ("f", 0.25, 4.0), ("g", 1.0, 1.0), ("o", 0.25, 4.0)]
+    assert all(b["below_bound"] for b in rb["blocks"]) and rb["verdict"] == "not excluded" and not rb["applies"]
+
+
+def test_saturation_is_read_from_the_forward_cache():
+    model = make_model("tanh", init_scale=8.0)
+    x, y = tokens()
+    sat = diagnose_model(model, [(x, y)], 1e-3, [1])["saturation"]
+    want = (np.abs(model.forward(x, y).hs) > 0.99).mean(axis=(1, 2))
+    np.testing.assert_allclose(sat["tanh"]["per_step"], want)
+    assert sat["tanh"]["mean"] > 0.2 and list(sat) == ["tanh"]
+    gru = diagnose_model(make_model("gru"), [(x, y)], 1e-3, [1])["saturation"]
+    assert set(gru) == {"tanh", "sigmoid"} and gru["sigmoid"]["units"] == ["r", "z"]
+
+
+def test_decay_fit():
+    d = np.arange(20)
+    fit = decay_fit(0.5 ** d, threshold=1e-3)
+    assert fit["decay_rate"] == pytest.approx(math.log(0.5))
+    assert fit["half_life"] == pytest.approx(1.0)
+    assert fit["horizon"] == 9 and not fit["horizon_is_lower_bound"]        # 0.5^10 < 1e-3 < 0.5^9
+    grow = decay_fit(1.1 ** d, threshold=1e-3)
+    assert grow["decay_rate"] > 0 and grow["half_life"] is None and grow["horizon_is_lower_bound"]
+    with_zero = decay_fit([1.0, 0.1, 0.0, float("nan")], threshold=1e-3)   # fit over finite > 0 only
+    assert with_zero["decay_rate"] == pytest.approx(math.log(0.1)) and with_zero["horizon"] == 1
+
+
+def test_sweep_parsing():
+    assert diagnostics.parse_sweep("model.cell=tanh,gru") == ("model.cell", ["tanh", "gru"])
+    assert diagnostics.parse_sweep("diagnose.truncations=[1,2],[4]") == ("diagnose.truncations", ["[1,2]", "[4]"])
+    grid = diagnostics.expand_sweeps(["model.cell=tanh,gru", "model.hidden_size=8,16"])
+    assert [g[0] for g in grid] == ["cell=tanh hidden_size=8", "cell=tanh hidden_size=16",
+                                    "cell=gru hidden_size=8", "cell=gru hidden_size=16"]
+    for bad in ("model.cell", "cell=tanh", "model.cell=", "model.cell=tanh,,gru", "model.cell=[1,2"):
+        with pytest.raises(diagnostics.ConfigError, match="--sweep expects"):
+            diagnostics.parse_sweep(bad)
+
+
+def test_diagnose_random_tokens_when_there_is_no_prepared_data(tmp_path):
+    cfg = load_config(None, ["model.hidden_size=5", "model.embedding_size=3", f"data.prepared={tmp_path / 'none'}"])
+    res = diagnose([Spec("x", cfg)], steps=5, batches=2, batch_size=3)
+    m = res["models"][0]
+    assert res["data"] == "random tokens" and m["data_note"].startswith("no data.train")
+    assert m["sequences"] == 6 and m["model"]["vocab_size"] == cfg.diagnose.random_vocab
+    json.dumps(res, allow_nan=False)                                     # strict JSON
+    again = diagnose([Spec("x", cfg)], steps=5, batches=2, batch_size=3)
+    assert again == res                                                  # seeded
+
+
+# --------------------------------------------------------------------------- training history
+
+def _metrics(path, lines):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+
+def test_history_report_on_a_synthetic_log(tmp_path):
+    norms = [1.0, 2.0, 1.5, 2.5, 2.0, 20.0, 1.8, 2.2, 3.0, 2.6, 9.0, 2.4]
+    lines = []
+    for i, g in enumerate(norms):
+        line = {"step": 10 * (i + 1), "epoch": 1 if i < 6 else 2, "tokens": 100 * i, "lr": 0.1, "loss": 4.0,
+                "ppl": 54.6, "grad_norm": g, "grad_norm_clipped": min(g, 5.0), "clipped": g > 5.0,
+                "nonfinite_skipped": 0 if i < 8 else (1 if i < 10 else 3), "tokens_per_sec": 1000.0}
+        if i % 4 == 0:
+            line["param_grad_norms"] = {"cell.W_h": g / 2, "embedding": g / 4}
+        lines.append(line)
+        if i == 5:
+            lines.append({"split": "valid", "step": 60, "loss": 4.1, "ppl": 60.3})
+    _metrics(tmp_path / "run", lines)
+    h = history_report(str(tmp_path / "run"))
+    assert h["step_lines"] == 12 and h["evaluation_lines"] == 1
+    assert (h["first_step"], h["last_step"]) == (10, 120)
+    want = np.percentile(norms, [5, 25, 50, 75, 95])
+    assert [h["grad_norm"][k] for k in ("p5", "p25", "p50", "p75", "p95")] == pytest.approx(want)
+    assert h["grad_norm"]["max"] == 20.0
+    assert h["clip_rate"] == pytest.approx(2 / 12)
+    assert h["nonfinite"] == {"grad_norm_lines": 0, "skipped": 3, "steps": [90, 110]}
+    assert h["spikes"][0]["step"] == 60 and h["spikes"][0]["ratio"] == pytest.approx(20.0 / 2.0)
+    assert h["spikes"][1]["step"] == 110 and len(h["spikes"]) == 5
+    assert h["by_epoch"] == [{"epoch": 1, "lines": 6, "median_grad_norm": 2.0, "clip_rate": pytest.approx(1 / 6)},
+                             {"epoch": 2, "lines": 6, "median_grad_norm": 2.5, "clip_rate": pytest.approx(1 / 6)}]
+    assert h["param_grad_norms"]["cell.W_h"] == {"lines": 3, "p50": 1.0, "max": 1.5}
+
+
+def test_history_report_errors_name_the_file_and_line(tmp_path):
+    with pytest.raises(DataError, match="run folder not found"):
+        history_report(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="metrics.jsonl not found"):
+        history_report(str(tmp_path / "empty"))
+    (tmp_path / "empty" / "metrics.jsonl").write_text("\n", encoding="utf-8")
+    with pytest.raises(DataError, match="has no step lines"):
+        history_report(str(tmp_path / "empty"))
+    _metrics(tmp_path / "bad", [{"step": 1, "grad_norm": 1.0}])
+    with open(tmp_path / "bad" / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"step": 2, "grad_norm": \n')
+    with pytest.raises(DataError, match=r"metrics.jsonl, line 2: not valid JSON"):
+        history_report(str(tmp_path / "bad"))
+    _metrics(tmp_path / "nonorm", [{"step": 1, "grad_norm": 1.0}, {"step": 2, "loss": 3.0}])
+    with pytest.raises(DataError, match=r"line 2: a step line needs a number 'grad_norm'"):
+        history_report(str(tmp_path / "nonorm"))
+
+
+# --------------------------------------------------------------------------- the command
+
+SMALL = ["--set", "model.hidden_size=6", "--set", "model.embedding_size=4", "--steps", "8"]
+FIELDS = ("lag_profile", "decay_rate", "half_life", "horizon", "jacobian", "saturation", "lag_contribution",
+          "truncation_bias", "model", "data", "steps")
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(map(str, args)), prog_name="rnnlm")
+
+
+@pytest.fixture
+def no_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                 # data/prepared (the default) does not exist here
+    return tmp_path
+
+
+def test_bare_command_runs_on_random_tokens_and_says_so(no_data):
+    result = invoke("diagnose-gradients")
+    assert result.exit_code == 0, result.output
+    assert "measured on random tokens (vocabulary 100)" in result.stderr
+    assert "data: random tokens" in result.stdout and "decay rate" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100
+    assert max(len(line) for line in result.stdout.splitlines() if line[6:8] == " |") <= 80    # the chart
+
+
+def test_json_has_the_documented_fields(no_data):
+    result = invoke("diagnose-gradients", *SMALL, "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["data"] == "random tokens" and doc["steps"] == 8 and len(doc["models"]) == 1
+    m = doc["models"][0]
+    for field in FIELDS:
+        assert field in m, field
+    assert m["data"] == "random tokens" and m["model"]["cell"] == "tanh"
+    assert len(m["lag_profile"]["matrix"]) == 8 and m["lag_profile"]["matrix"][0][1] is None
+
+
+def test_csv_output(no_data):
+    result = invoke("diagnose-gradients", *SMALL, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == ["model", "quantity", "i", "j", "value"]
+    g = [r for r in rows if r["quantity"] == "grad_norm"]
+    assert len(g) == 8 * 9 // 2 and all(int(r["j"]) <= int(r["i"]) for r in g)
+    assert {"decay_rate", "horizon", "truncation_cosine", "saturation_tanh"} <= {r["quantity"] for r in rows}
+
+
+def test_fail_gates_exit_1_and_name_the_model(no_data):
+    result = invoke("diagnose-gradients", *SMALL, "--fail-if-vanishing", 1000)
+    assert result.exit_code == 1
+    assert "FAILED: defaults: vanishing gradient: horizon" in result.stderr
+    assert invoke("diagnose-gradients", *SMALL, "--fail-if-vanishing", 1).exit_code == 0
+    result = invoke("diagnose-gradients", *SMALL, "--fail-if-exploding", 0.5)
+    assert result.exit_code == 1 and "exploding gradient" in result.stderr
+    assert invoke("diagnose-gradients", *SMALL, "--fail-if-exploding", 10).exit_code == 0
+
+
+def test_sweep_gives_one_model_per_value(no_data):
+    result = invoke("diagnose-gradients", *SMALL, "--sweep", "model.cell=tanh,lstm", "--format", "json")
+    assert result.exit_code == 0, result.output
+    models = json.loads(result.stdout)["models"]
+    assert [m["label"] for m in models] == ["cell=tanh", "cell=lstm"]
+    assert [m["model"]["cell"] for m in models] == ["tanh", "lstm"]
+    assert "h" in models[1]["lag_profile"] and models[1]["jacobian"]["state_size"] == 12
+
+
+def test_several_configs_side_by_side(no_data):
+    (no_data / "a.yaml").write_text("model: {cell: gru}\n", encoding="utf-8")
+    (no_data / "b.yaml").write_text("model: {cell: relu}\n", encoding="utf-8")
+    result = invoke("diagnose-gradients", "--config", "a.yaml", "--config", "b.yaml", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "side by side" in result.stdout and "== a: gru" in result.stdout and "== b: relu" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sweep", "model.cell"], "--sweep expects section.key=value1,value2,..., got 'model.cell'"),
+    (["--sweep", "model.cel=tanh,gru"], None),
+    (["--checkpoint", "x.npz", "--sweep", "model.cell=tanh"], None),
+])
+def test_usage_errors_are_one_line_exit_2(no_data, args, message):
+    result = invoke("diagnose-gradients", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1 and result.stdout == ""
+    if message:
+        assert result.stderr == f"Error: {message}\n"
+
+
+def test_plot_without_matplotlib_fails_before_any_work(no_data, monkeypatch):
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(diagnostics, "diagnose", lambda *a, **k: pytest.fail("work started"))
+    result = invoke("diagnose-gradients", "--plot", "out.png")
+    assert result.exit_code == 1
+    assert result.stderr == "Error: --plot needs matplotlib: pip install 'rnnlm[plot]'\n"
+    assert result.stdout == ""
+
+
+def test_plot_writes_a_png_when_matplotlib_is_there(no_data):
+    pytest.importorskip("matplotlib")
+    result = invoke("diagnose-gradients", *SMALL, "--sweep", "model.cell=tanh,gru", "--plot", "out.png")
+    assert result.exit_code == 0, result.output
+    assert (no_data / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_real_sequences_come_from_the_validation_split(no_data, tiny_word_corpus):
+    c = tiny_word_corpus
+    args = ["--set", f"data.train={c['train']}", "--set", f"data.valid={c['valid']}", "--set", f"data.test={c['test']}",
+            "--set", "model.hidden_size=5", "--set", "diagnose.batch_size=1", "--steps", 3, "--quiet"]
+    result = invoke("diagnose-gradients", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)["models"][0]
+    assert m["data"] == "valid" and m["model"]["vocab_size"] == 7 and "random" not in result.stderr
+    result = invoke("diagnose-gradients", *args, "--steps", 10)
+    assert result.exit_code == 1 and "too short for 1 batch(es) of 10 steps" in result.stderr
+
+
+def test_checkpoint_and_run_history_together(no_data):
+    from rnnlm_cli import checkpoint
+
+    cfg = load_config(None, ["model.hidden_size=5", "model.embedding_size=3"])
+    model = Model(cfg.model, 11, dtype=np.float64, rng=np.random.default_rng(3))
+    ck = no_data / "ck.npz"
+    checkpoint.save(str(ck), checkpoint.pack(model.params, {}, (), None,
+                                             {"config": cfg.to_dict(), "vocab_size": 11}))
+    _metrics(no_data / "run", [{"step": s, "grad_norm": float(s)} for s in range(1, 6)])
+    result = invoke("diagnose-gradients", "--checkpoint", ck, "--run", no_data / "run", "--steps", 6,
+                    "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    m = doc["models"][0]
+    assert m["label"] == "ck.npz" and m["model"]["vocab_size"] == 11 and m["model"]["source"].startswith("checkpoint")
+    assert m["jacobian"]["recurrent"]["blocks"][0]["sigma_max"] == pytest.approx(
+        np.linalg.norm(model.params["cell.W_h"], 2))
+    assert doc["history"]["grad_norm"]["max"] == 5.0
+    result = invoke("diagnose-gradients", "--run", no_data / "run")
+    assert result.exit_code == 0 and "training history" in result.stdout and "== " not in result.stdout
+    result = invoke("diagnose-gradients", "--run", no_data / "nope")
+    assert result.exit_code == 1 and result.stderr == f"Error: run folder not found: {no_data / 'nope'}\n"
