@@ -301,13 +301,15 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, quiet, 
 
 def _checkpoint_context(checkpoint_path, config_path, overrides):
     """(model, cfg, prepared) for commands that read a trained checkpoint."""
+    from rnnlm_cli.config import build_config
     from rnnlm_cli.corpus import load_prepared
     from rnnlm_cli.train import check_model_matches, load_model
-    from rnnlm_cli.checkpoint import read
 
     model, cfg, meta = load_model(checkpoint_path)
-    if config_path or overrides:
+    if config_path:
         cfg = load_cfg(config_path, overrides)
+    elif overrides:   # on top of the checkpoint's own configuration
+        cfg = build_config(meta["config"], list(overrides))
     prepared = load_prepared(cfg.data.prepared)
     check_model_matches(model, prepared, meta, checkpoint_path)
     return model, cfg, prepared
