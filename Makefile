@@ -12,11 +12,12 @@ DEMO   := runs/demo
 
 install: $(STAMP)
 
-# re-installs only when the package metadata changes (editable install: code changes need nothing)
-$(STAMP): setup.cfg pyproject.toml
+# re-installs only when the package metadata changes (editable install: code changes need nothing);
+# the plot extra (matplotlib) is installed too, so `--plot FILE.png` and its tests work here
+$(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,plot]'
 	touch $(STAMP)
 
 test: $(STAMP)
