@@ -8,7 +8,7 @@ RNNLM  := $(VENV)/bin/rnnlm
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: install test demo bench lint clean
+.PHONY: install test demo bench lint clean probe probe-horizons
 
 install: $(STAMP)
 
@@ -30,6 +30,29 @@ demo: $(STAMP)
 	$(RNNLM) evaluate --checkpoint $(DEMO)/tanh/best.npz --split test
 	$(RNNLM) generate --checkpoint $(DEMO)/tanh/best.npz --n 3 --prime "the man"
 	$(RNNLM) gradcheck --all
+
+# long-range agreement (rnnlm probe): six models on the agreement corpus, accuracy by distance side
+# by side, then each model's gradient horizon next to its long-distance accuracy (results/probe.md)
+PROBE_MODELS := tanh irnn gru lstm tanh-k5 tanh-k35
+PROBE_RUNS   := runs/probe
+PROBE_CKS    := $(foreach m,$(PROBE_MODELS),--checkpoint $(PROBE_RUNS)/$(m)/best.npz)
+
+probe: $(STAMP)
+	@for m in $(PROBE_MODELS); do \
+	  echo "training $$m (configs/probe/$$m.yaml)" >&2; \
+	  $(RNNLM) train --config configs/probe/$$m.yaml --force --quiet > /dev/null || exit 1; \
+	done
+	$(RNNLM) probe $(PROBE_CKS) --format json > $(PROBE_RUNS)/probe.json
+	$(RNNLM) probe $(PROBE_CKS)
+	@$(MAKE) --no-print-directory probe-horizons
+
+# reads the runs of `make probe` (does not train)
+probe-horizons: $(STAMP)
+	@for m in $(PROBE_MODELS); do \
+	  $(RNNLM) diagnose-gradients --checkpoint $(PROBE_RUNS)/$$m/best.npz --format json --quiet \
+	    > $(PROBE_RUNS)/$$m/diagnose.json || exit 1; \
+	done
+	$(PY) -m rnnlm_cli.probe $(PROBE_RUNS)/probe.json $(foreach m,$(PROBE_MODELS),$(PROBE_RUNS)/$(m)/diagnose.json)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py

@@ -138,6 +138,14 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    data: str | None = _opt(None, "agreement probe items, JSON lines (corpora/README.md); null = this checkout's "
+                                  "corpora/agreement/probe.jsonl", path=True)
+    bins: list[int] = _opt([1, 2, 4, 8, 16, 30], "ascending upper edges of the distance bins: [1, 2, 4] = 1, 2, 3-4; "
+                                                 "the last bin also takes longer distances")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -145,6 +153,7 @@ class Config:
     diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
     gradcheck: GradcheckConfig = field(default_factory=GradcheckConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -337,6 +346,9 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"data.split: expected three non-negative ratios summing to 1 with train > 0, got {split}")
     if any(k < 1 for k in cfg.diagnose.truncations):
         raise ConfigError(f"diagnose.truncations: expected positive integers, got {cfg.diagnose.truncations}")
+    bins = cfg.probe.bins
+    if not bins or bins[0] < 0 or any(a >= b for a, b in zip(bins, bins[1:])):
+        raise ConfigError(f"probe.bins: expected strictly increasing distances >= 0, got {bins}")
 
 
 def build_config(doc: dict, overrides: list[str] | tuple[str, ...] = (), base_dir: str | None = None) -> Config:
