@@ -260,9 +260,11 @@ def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, 
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.npz (bit-identical to an uninterrupted run).")
 @click.option("--force", is_flag=True, help="Start over in an output folder that holds a previous run.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N updates in all (train.max_steps).")
+@click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a result record (config hash, commit, machine, summary, learning curve) as JSON.")
 @quiet_option
 @format_option()
-def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, quiet, fmt):
+def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_path, quiet, fmt):
     """Train a language model; writes checkpoints, metrics.jsonl and summary.json to OUT.
 
     Progress goes to stderr (a bar on a terminal); the summary goes to stdout. SIGINT/SIGTERM
@@ -292,6 +294,12 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, quiet, 
                          + [f"--set {o}" for o in extra] + ["--resume"])
         click.echo(f"Interrupted: checkpoint saved to {exc.path}; resume with: {again}", err=True)
         sys.exit(exc.code)
+    if record_path:
+        import os
+
+        from rnnlm_cli.results import make_record, write_record
+        name = os.path.splitext(os.path.basename(config_path or "default"))[0]
+        write_record(record_path, make_record(name, cfg, summary, cfg.train.out))
     if fmt == "json":
         echo_json(summary)
     else:

@@ -1,0 +1,96 @@
+"""Result records: one JSON file per measured training run (`rnnlm train --record FILE`).
+
+A record holds what a later change needs to be compared against it: the resolved
+configuration and its sha256, the commit it ran at, the machine, the summary (final validation
+and test figures, wall time, tokens/s) and the learning curve (every validation evaluation with
+its wall-clock time). `results_table(records)` renders the README table.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import subprocess
+
+import numpy as np
+
+from rnnlm_cli.config import Config, to_yaml
+
+
+def _commit(folder: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def learning_curve(out_dir: str) -> list[dict]:
+    """The validation evaluations of a run: step, epoch, elapsed seconds, loss, ppl, lr."""
+    curve = []
+    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as fh:
+        for line in fh:
+            m = json.loads(line)
+            if m.get("split") == "valid" and not m.get("final"):
+                curve.append({k: m.get(k) for k in ("step", "epoch", "elapsed", "loss", "ppl", "lr")})
+    return curve
+
+
+def make_record(name: str, cfg: Config, summary: dict, out_dir: str) -> dict:
+    """A record of one finished training run."""
+    text = to_yaml(cfg)
+    return {
+        "name": name,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(os.path.dirname(os.path.abspath(__file__))),
+        "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
+                    "numpy": np.__version__},
+        "summary": summary,
+        "curve": learning_curve(out_dir),
+        "config": cfg.to_dict(),
+    }
+
+
+def write_record(path: str, record: dict) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(record, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def results_table(records: list[dict], anchors: dict[str, str] | None = None) -> str:
+    """A Markdown table: config, cell and size, figure, epochs, wall time, anchor."""
+    anchors = anchors or {}
+    rows = ["| config | model | valid | test | epochs | wall time | tokens/s | published anchor |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        s, m, d = r["summary"], r["config"]["model"], r["config"]["data"]
+        unit = "nats/char" if d["level"] == "char" else "ppl"
+
+        def fig(split):
+            if f"{split}_loss" not in s:
+                return "-"
+            return f"{s[f'{split}_loss']:.3f} {unit}" if unit != "ppl" else f"{s[f'{split}_ppl']:.1f}"
+
+        size = f"{m['cell']} E={m['embedding_size']} H={m['hidden_size']}"
+        rows.append(f"| {r['name']} | {size} | {fig('valid')} | {fig('test')} | {s['epochs']} | "
+                    f"{s['wall_time_s'] / 60:.1f} min | {s['tokens_per_sec']:,.0f} | {anchors.get(r['name'], '')} |")
+    return "\n".join(rows)
