@@ -247,6 +247,22 @@ def _all_keys() -> list[str]:
     return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in fields(cls)]
 
 
+def _suggest_key(section: str, key: str) -> str:
+    """A close key of the same section, else a nearly equal key of another one (e.g. model.lr -> train.lr).
+
+    Whole 'section.key' strings are not compared: their shared prefix makes unrelated keys look
+    alike (train.learning_rate is not train.nonfinite).
+    """
+    others = {f.name: s for s, cls in reversed(SECTIONS.items()) if s != section for f in fields(cls)}
+    if key in others:   # the right key in the wrong section (the first section that has it)
+        return f" (did you mean {others[key]}.{key}?)"
+    hint = _suggest(key, [f.name for f in fields(SECTIONS[section])], f"{section}.")
+    if hint:
+        return hint
+    close = difflib.get_close_matches(key, list(others), n=1, cutoff=0.85)
+    return f" (did you mean {others[close[0]]}.{close[0]}?)" if close else ""
+
+
 def _check_value(key: str, value: Any, f: dataclasses.Field, hint: Any) -> Any:
     """Coerce and validate one value against its field's type and range."""
     meta = f.metadata
@@ -323,7 +339,7 @@ def _build_section(name: str, values: dict, base_dir: str | None) -> Any:
     kwargs = {}
     for key, value in values.items():
         if not isinstance(key, str) or key not in by_name:
-            raise ConfigError(f"unknown key '{name}.{key}'" + _suggest(str(key), list(by_name), f"{name}."))
+            raise ConfigError(f"unknown key '{name}.{key}'" + _suggest_key(name, str(key)))
         f = by_name[key]
         checked = _check_value(f"{name}.{key}", value, f, hints[key])
         if f.metadata.get("path") and isinstance(checked, str) and "\0" in checked:
@@ -375,7 +391,7 @@ def build_config(doc: dict, overrides: list[str] | tuple[str, ...] = (), base_di
         merged = {**sections.get(section, {}), key: value}
         full = f"{section}.{key}"
         if key not in {f.name for f in fields(SECTIONS[section])}:
-            raise ConfigError(f"--set {text}: unknown key '{full}'" + _suggest(full, _all_keys()))
+            raise ConfigError(f"--set {text}: unknown key '{full}'" + _suggest_key(section, key))
         sections[section] = merged
         current = dataclasses.asdict(built[section])
         # re-validate the one key from the override, resolving paths against the cwd
