@@ -485,8 +485,10 @@ class Trainer:
     def _update(self, batch, interval: dict, bar) -> None:
         tc, p = self.tc, self.p
         mode = tc.bptt
-        fwd, grads, next_state = bptt.batch_gradients(self.model, batch, self.state, mode=mode, window=tc.window,
-                                                      train=True, rng=self.rng, normalize="token")
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # NaN/inf are caught below, by name
+            fwd, grads, next_state = bptt.batch_gradients(self.model, batch, self.state, mode=mode,
+                                                          window=tc.window, train=True, rng=self.rng,
+                                                          normalize="token")
         p.step += 1
         n_tok = int(fwd.count)
         # clip (measures the pre-clip norm), then the non-finite policy
