@@ -37,6 +37,9 @@ PROBE_MODELS := tanh irnn gru lstm tanh-k5 tanh-k35
 PROBE_RUNS   := runs/probe
 PROBE_CKS    := $(foreach m,$(PROBE_MODELS),--checkpoint $(PROBE_RUNS)/$(m)/best.npz)
 
+# one BLAS thread: these models are small, and threaded BLAS on a busy 2-core machine ran 10-20x slower
+probe probe-horizons: export OMP_NUM_THREADS := 1
+
 probe: $(STAMP)
 	@for m in $(PROBE_MODELS); do \
 	  echo "training $$m (configs/probe/$$m.yaml)" >&2; \
