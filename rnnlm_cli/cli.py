@@ -436,10 +436,20 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
     """Long-range agreement accuracy by distance: does the model prefer the verb form that
     agrees with the subject d words back?
 
-    Each model reads <eos> + prefix from the zero state and an item is correct when
-    log p(verb) > log p(wrong). Per distance bin (probe.bins): items, accuracy with a Wilson
-    95% interval, and the mean margin log p(verb) - log p(wrong). --config/--set give the
-    probe section only; each checkpoint brings its own model and vocabulary.
+    Each model reads <eos> + prefix from the zero state (what full-BPTT training sees at a
+    sentence start; stream-trained models normally carry a state there) and an item is
+    correct when log p(verb) > log p(wrong); a tie counts as wrong. Per distance bin
+    (probe.bins): items, accuracy with a Wilson 95% interval, and the mean margin
+    log p(verb) - log p(wrong). --config/--set give the probe section only; each checkpoint
+    brings its own model and vocabulary.
+
+    \b
+    JSON (--format json): {data, items, distance_range, bin_edges, confidence, interval, rule,
+    models: [{label, path, cell, recurrent_init, hidden_size, embedding_size, bptt, k1, k2,
+    valid_ppl, oov_prefix_tokens, bins: [{bin, lo, hi, n, correct, accuracy, ci_low, ci_high,
+    mean_margin}], distances: [{distance, n, ...}], overall: {n, ...}}]}.
+    CSV (--format csv): label,bin,lo,hi,n,correct,accuracy,ci_low,ci_high,mean_margin; one row
+    per model and bin, then one `all` row per model.
 
     \b
     Example:
