@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from rnnlm_cli import agreement as A
 from rnnlm_cli import probe as P
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import build_config
-from rnnlm_cli.errors import ConfigError, DataError
+from rnnlm_cli.errors import ConfigError
 from rnnlm_cli.train import load_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
