@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnlm_cli.blas import loop_threads
+
 
 # --------------------------------------------------------------------------- forward
 
@@ -29,12 +31,14 @@ def forward_sequence(cell, params: dict, xproj: np.ndarray, state: tuple):
     """Run the cell over xproj (T, B, GH) from `state`; returns the filled cells.Cache.
 
     params: the cell's parameters without the `cell.` prefix. The cache arrays are allocated
-    once here; the loop itself allocates nothing per step.
+    once here; the loop itself allocates nothing per step. The loop's small GEMMs run on one
+    BLAS thread (blas.loop_threads).
     """
     T, B, _ = xproj.shape
     cache = cell.new_cache(T, B, state, params)
-    for t in range(T):
-        cell.forward_step(cache, t, xproj[t])
+    with loop_threads():
+        for t in range(T):
+            cell.forward_step(cache, t, xproj[t])
     return cache
 
 
@@ -52,15 +56,17 @@ def backward_full(cell, cache, dhs: np.ndarray, want_states: bool = False):
     T, B, H = dhs.shape
     da_all = np.empty((T, B, cell.gates * H), dtype=dhs.dtype)      # (T, B, GH)
     dcs = np.empty_like(dhs) if (want_states and cell.has_c) else None
+    cell.prepare_backward(cache)                                      # factors of every position at once
     dc = None
     dh_prev = None
-    for t in range(T - 1, -1, -1):
-        dh = dhs[t:t + 1]                                            # (1, B, H)
-        if dh_prev is not None:
-            dh += dh_prev
-        if dcs is not None:
-            dcs[t] = 0 if dc is None else dc[0]
-        _, dh_prev, dc = cell.backward_step(cache[t], dh, dc, out=da_all[t:t + 1])
+    with loop_threads():
+        for t in range(T - 1, -1, -1):
+            dh = dhs[t:t + 1]                                         # (1, B, H)
+            if dh_prev is not None:
+                dh += dh_prev
+            if dcs is not None:
+                dcs[t] = 0 if dc is None else dc[0]
+            _, dh_prev, dc = cell.backward_step(cache[t], dh, dc, out=da_all[t:t + 1])
     states = None
     if want_states:
         states = StateGrads(dh=dhs, dc=dcs, dh0=dh_prev[0], dc0=None if dc is None else dc[0])
@@ -84,6 +90,7 @@ def backward_window(cell, cache, dhs: np.ndarray, k: int, on_lag=None) -> np.nda
     if k < 1:
         raise ValueError(f"window truncation must be >= 1, got {k}")
     da_all = np.zeros((T, B, cell.gates * H), dtype=dhs.dtype)     # (T, B, GH)
+    cell.prepare_backward(cache)                                      # factors of every position at once
     D, Dc = dhs, None
     for d in range(min(k, T)):
         n = T - d

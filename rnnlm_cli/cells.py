@@ -29,6 +29,14 @@ ds_t/ds_{t-1} (transposed product v^T J) in one call.
 
 `da_h` (the gradient w.r.t. the recurrent product h_{t-1} W_h) equals `da` except for the GRU
 candidate block, which is multiplied by the reset gate (`recurrent_da`).
+
+Speed of the backward. Everything in a step's backward that does not depend on dh (the
+derivatives of the nonlinearities, products of gates) is computed for all positions of a record
+at once by `backward_factors(cache)` (a tuple of arrays with the record's leading time axis);
+a step then costs a handful of element-wise products on (B, H) arrays and one GEMM with the
+contiguous copy of W_h^T (`w_hT`, made once per record: with a transposed view the GEMM is 2-3x
+slower at these shapes). The BPTT loops call `prepare_backward(cache)` once, which stores the
+factors in the record, so every slice `cache[t]` carries its rows.
 """
 
 from __future__ import annotations
@@ -115,6 +123,7 @@ class Cell:
     name = ""
     gates = 1
     has_c = False           # lstm: the state carries a memory cell c
+    n_factors = 0           # arrays returned by backward_factors
     extra_params: tuple = ()
 
     def __init__(self, hidden_size: int):
@@ -154,7 +163,38 @@ class Cell:
         return tuple(cache.seq[k][n].copy() for k in (("h", "c") if self.has_c else ("h",)))
 
     # ------------------------------------------------------------------ backward
+    def w_hT(self, cache: Cache) -> np.ndarray:
+        """W_h^T as a C-contiguous (GH, H) array, made once per forward record (shared by slices)."""
+        wt = cache.weights.get("W_hT")
+        if wt is None:
+            wt = cache.weights["W_hT"] = np.ascontiguousarray(cache.weights["W_h"].T)
+        return wt
+
+    def backward_factors(self, cache: Cache) -> tuple:
+        """The dh-independent parts of the backward for every position of `cache` (leading axis)."""
+        raise NotImplementedError
+
+    def prepare_backward(self, cache: Cache) -> None:
+        """Compute the factors of a whole record once and keep them in it (as arrays `_fac<i>`,
+        so slices taken afterwards carry their rows), plus W_h^T; the BPTT loops call this."""
+        if "_fac0" not in cache.arrays:
+            for i, f in enumerate(self.backward_factors(cache)):
+                cache.arrays[f"_fac{i}"] = f
+        self.w_hT(cache)
+
     def backward_step(self, cache: Cache, dh, dc=None, out=None):
+        """One backward step over the positions of `cache` (see the module docstring); the
+        factors come from the record when `prepare_backward` stored them, else are computed."""
+        a = cache.arrays
+        if "_fac0" in a:
+            fac = tuple(a[f"_fac{i}"] for i in range(self.n_factors))
+        else:
+            fac = self.backward_factors(cache)
+        da = self._da_buffer(dh, cache, out)
+        return self.backward_apply(fac, self.w_hT(cache), dh, dc, da)
+
+    def backward_apply(self, fac, wt, dh, dc, da):
+        """The step itself: da (written in place), dh_prev, dc_prev from dh, dc and the factors."""
         raise NotImplementedError
 
     def recurrent_da(self, cache: Cache, da: np.ndarray) -> np.ndarray:
@@ -186,6 +226,7 @@ class ElmanCell(Cell):
     """s_t = f(x_t W_x + s_{t-1} W_h + b) with f = tanh or relu. Cache: h, h_prev."""
 
     gates = 1
+    n_factors = 1
 
     def __init__(self, hidden_size: int, activation: str):
         super().__init__(hidden_size)
@@ -200,18 +241,15 @@ class ElmanCell(Cell):
         else:
             np.maximum(a, 0, out=h[t + 1])
 
-    def backward_step(self, cache: Cache, dh, dc=None, out=None):
+    def backward_factors(self, cache: Cache) -> tuple:
         h = cache.arrays["h"]
-        da = self._da_buffer(dh, cache, out)
         if self.name == "tanh":
-            # undoes h = tanh(a): da = dh * (1 - h^2)
-            np.multiply(h, h, out=da)  # h broadcasts against probe batches
-            np.subtract(1, da, out=da)
-            da *= dh
-        else:
-            # undoes h = max(a, 0): da = dh * [h > 0]
-            np.multiply(dh, h > 0, out=da)
-        dh_prev = da @ cache.weights["W_h"].T  # undoes a = ... + h_{t-1} @ W_h
+            return (1 - h * h,)                  # undoes h = tanh(a): da = dh * (1 - h^2)
+        return ((h > 0).astype(h.dtype),)        # undoes h = max(a, 0): da = dh * [h > 0]
+
+    def backward_apply(self, fac, wt, dh, dc, da):
+        np.multiply(dh, fac[0], out=da)
+        dh_prev = np.matmul(da, wt)            # undoes a = ... + h_{t-1} @ W_h
         return da, dh_prev, None
 
 
@@ -228,6 +266,7 @@ class GRUCell(Cell):
 
     name = "gru"
     gates = 3
+    n_factors = 3
     extra_params = ("b_h",)
 
     def param_shapes(self, input_size: int) -> dict:
@@ -265,24 +304,31 @@ class GRUCell(Cell):
         out *= rz[:, H:]
         out += n
 
-    def backward_step(self, cache, dh, dc=None, out=None):
+    def backward_factors(self, cache) -> tuple:
+        """F (N, B, 3, H): da = dh * F per block; Fh: the same with the n block times r (the
+        gradient w.r.t. the recurrent product); z: the direct path h_prev -> h."""
         H = self.H
         rz, n, hn, h_prev = (cache.arrays[k] for k in ("rz", "n", "hn", "h_prev"))
         r, z = rz[..., :H], rz[..., H:]
-        da = self._da_buffer(dh, cache, out)
-        # undoes h = n + z * (h_prev - n)
-        dn = dh * (1 - z)
-        dz = dh * (h_prev - n)
-        # undoes n = tanh(xproj_n + r * hn)
-        dpre_n = np.multiply(dn, 1 - n * n, out=da[..., 2 * H:])
-        # undoes [r, z] = sigmoid(...)
-        np.multiply(dpre_n * hn, r * (1 - r), out=da[..., :H])
-        np.multiply(dz, z * (1 - z), out=da[..., H:2 * H])
-        # undoes the recurrent product h_prev @ W_h (the n block sits behind r)
-        dah = da.copy()
-        dah[..., 2 * H:] *= r
-        dh_prev = dah @ cache.weights["W_h"].T
-        dh_prev += dh * z
+        F = np.empty(n.shape[:-1] + (3, H), dtype=n.dtype)      # (N, B, 3, H)
+        # undoes h = n + z * (h_prev - n), then n = tanh(xproj_n + r * hn)
+        np.multiply(1 - z, 1 - n * n, out=F[..., 2, :])
+        # undoes r = sigmoid(.) through r * hn, and z = sigmoid(.) through z * (h_prev - n)
+        np.multiply(F[..., 2, :] * hn, r * (1 - r), out=F[..., 0, :])
+        np.multiply(h_prev - n, z * (1 - z), out=F[..., 1, :])
+        Fh = F.copy()
+        Fh[..., 2, :] *= r                     # the n block sits behind r in the recurrent product
+        return F, Fh, z
+
+    def backward_apply(self, fac, wt, dh, dc, da):
+        F, Fh, z = fac
+        H = self.H
+        d3 = dh[..., None, :]
+        lead = da.shape[:-1]
+        np.multiply(d3, F, out=da.reshape(lead + (3, H)))
+        dah = d3 * Fh                          # (.., 3, H) gradient w.r.t. h_prev @ W_h
+        dh_prev = np.matmul(dah.reshape(lead + (3 * H,)), wt)
+        dh_prev += dh * z                      # undoes h = ... + z * h_prev
         return da, dh_prev, None
 
     def recurrent_da(self, cache, da):
@@ -316,6 +362,7 @@ class LSTMCell(Cell):
 
     name = "lstm"
     gates = 4
+    n_factors = 4
     has_c = True
 
     def init_params(self, input_size, cfg, rng, dtype):
@@ -333,42 +380,57 @@ class LSTMCell(Cell):
                             ifgo=np.empty((T, B, 4 * H), dtype=dtype),
                             tc=np.empty((T, B, H), dtype=dtype))
         cache.work["ig"] = np.empty((B, H), dtype=dtype)
+        # all four gates in one tanh: sigmoid(a) = 0.5 + 0.5 tanh(a / 2), tanh for the g block
+        half = np.full(4 * H, 0.5, dtype=dtype)
+        half[2 * H:3 * H] = 1.0
+        shift = np.full(4 * H, 0.5, dtype=dtype)
+        shift[2 * H:3 * H] = 0.0
+        cache.work.update(scale=half, shift=shift)
         return cache
 
     def forward_step(self, cache, t, xp):
         H = self.H
-        h, c = cache.seq["h"], cache.seq["c"]
+        h, c, w = cache.seq["h"], cache.seq["c"], cache.work
         g, tc = cache.arrays["ifgo"][t], cache.arrays["tc"][t]
         np.matmul(h[t], cache.weights["W_h"], out=g)  # (B, 4H)
         g += xp
-        sigmoid(g[:, :2 * H], out=g[:, :2 * H])
-        np.tanh(g[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])
-        sigmoid(g[:, 3 * H:], out=g[:, 3 * H:])
-        ig = cache.work["ig"]
+        # [i, f, g, o] = [sig, sig, tanh, sig]: one scale, one tanh, one affine map
+        g *= w["scale"]
+        np.tanh(g, out=g)
+        g *= w["scale"]
+        g += w["shift"]
+        ig = w["ig"]
         np.multiply(g[:, :H], g[:, 2 * H:3 * H], out=ig)
         np.multiply(g[:, H:2 * H], c[t], out=c[t + 1])
         c[t + 1] += ig
         np.tanh(c[t + 1], out=tc)
         np.multiply(g[:, 3 * H:], tc, out=h[t + 1])
 
-    def backward_step(self, cache, dh, dc=None, out=None):
+    def backward_factors(self, cache) -> tuple:
+        """A = o (1 - tc^2) (dh -> dc), F (N, B, 3, H) (dc -> da of i, f, g), Fo (dh -> da_o), f."""
         H = self.H
         gates, tc, c_prev = cache.arrays["ifgo"], cache.arrays["tc"], cache.arrays["c_prev"]
         i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
-        da = self._da_buffer(dh, cache, out)
-        # undoes h = o * tanh(c)
-        do = dh * tc
-        dct = dh * o * (1 - tc * tc)
+        A = o * (1 - tc * tc)                   # undoes h = o * tanh(c) (the c path)
+        F = np.empty(tc.shape[:-1] + (3, H), dtype=tc.dtype)     # (N, B, 3, H)
+        # undoes c = f * c_prev + i * g and the gate nonlinearities
+        np.multiply(g, i * (1 - i), out=F[..., 0, :])
+        np.multiply(c_prev, f * (1 - f), out=F[..., 1, :])
+        np.multiply(i, 1 - g * g, out=F[..., 2, :])
+        Fo = tc * (o * (1 - o))                 # undoes h = o * tanh(c) (the o path)
+        return A, F, Fo, f
+
+    def backward_apply(self, fac, wt, dh, dc, da):
+        A, F, Fo, f = fac
+        H = self.H
+        dct = dh * A
         if dc is not None:
             dct += dc
-        # undoes c = f * c_prev + i * g
+        lead = da.shape[:-1]
+        np.multiply(dct[..., None, :], F, out=da.reshape(lead + (4, H))[..., :3, :])
+        np.multiply(dh, Fo, out=da[..., 3 * H:])
         dc_prev = dct * f
-        # undoes the gate nonlinearities
-        np.multiply(dct * g, i * (1 - i), out=da[..., :H])
-        np.multiply(dct * c_prev, f * (1 - f), out=da[..., H:2 * H])
-        np.multiply(dct * i, 1 - g * g, out=da[..., 2 * H:3 * H])
-        np.multiply(do, o * (1 - o), out=da[..., 3 * H:])
-        dh_prev = da @ cache.weights["W_h"].T
+        dh_prev = np.matmul(da, wt)
         return da, dh_prev, dc_prev
 
 
