@@ -13,9 +13,13 @@ Error per element: |a - n| / max(|a| + |n|, floor). The floor is 1e6 times the
 finite-difference noise level (rounding of the loss, ~1e-15 |f| / eps; about 4e-3 at the
 default sizes), so elements whose gradient is too small for differences to resolve are
 compared absolutely (pure noise there reads at most ~1e-6) instead of producing a
-meaningless relative error. The floor does not depend on the tolerance. Each (cell, mode, tying) also gets a
+meaningless relative error. The floor does not depend on the tolerance. Each (cell, mode, tying, softmax) also gets a
 directional check v . grad vs (f(theta + eps v) - f(theta - eps v)) / 2 eps for a random
 unit vector v over all parameters (param "direction").
+
+softmax=class is checked with C = model.num_classes (round(sqrt(V)) when 0) classes of equal
+id ranges over the random vocabulary (no word counts there), so every class has two or more
+words at the default sizes and every word-matrix column is exercised.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import numpy as np
 from rnnlm_cli.cells import CELLS
 from rnnlm_cli.model import Model
 from rnnlm_cli.bptt import MODES
+
+SOFTMAXES = ("full", "class")
 
 NOISE = 1e-15       # relative rounding error of a float64 loss summed over a few dozen terms
 FLOOR_FACTOR = 1e6  # floor of the relative-error denominator = FLOOR_FACTOR * noise
@@ -116,19 +122,20 @@ def _check_one(model, loss_fn, grad_fn, eps, samples, rng):
 
 
 def run_gradcheck(cfg, cells=None, modes=None, tying=None, samples=None, tolerance=None,
-                  rng: np.random.Generator | None = None) -> dict:
+                  rng: np.random.Generator | None = None, softmaxes=None) -> dict:
     """Check analytic gradients against finite differences.
 
-    cells / modes / tying: lists to combine (None = the config's model.cell, train.bptt,
-    model.tie_weights). samples: elements checked per parameter (None = gradcheck.samples;
-    0 = all). tolerance: None = gradcheck.tolerance. rng: None = seeded from train.seed.
-    Returns {"passed", "tolerance", "checks": [{"cell", "bptt", "tie_weights", "setting",
-    "param", "max_rel_error", "checked", "passed"}, ...]}.
+    cells / modes / tying / softmaxes: lists to combine (None = the config's model.cell,
+    train.bptt, model.tie_weights, model.softmax). samples: elements checked per parameter
+    (None = gradcheck.samples; 0 = all). tolerance: None = gradcheck.tolerance. rng: None =
+    seeded from train.seed. Returns {"passed", "tolerance", "checks": [{"cell", "bptt",
+    "tie_weights", "softmax", "setting", "param", "max_rel_error", "checked", "passed"}, ...]}.
     """
     gc = cfg.gradcheck
     cells = list(cells) if cells else [cfg.model.cell]
     modes = list(modes) if modes else [cfg.train.bptt]
     tying = list(tying) if tying is not None else [cfg.model.tie_weights]
+    softmaxes = list(softmaxes) if softmaxes else [cfg.model.softmax]
     samples = gc.samples if samples is None else samples
     tolerance = gc.tolerance if tolerance is None else tolerance
     rng = rng if rng is not None else np.random.default_rng(cfg.train.seed)
@@ -138,38 +145,43 @@ def run_gradcheck(cfg, cells=None, modes=None, tying=None, samples=None, toleran
     for m in modes:
         if m not in MODES:
             raise ValueError(f"unknown bptt mode {m!r}")
+    for sm in softmaxes:
+        if sm not in SOFTMAXES:
+            raise ValueError(f"unknown softmax {sm!r}")
     checks = []
-    for cell in cells:
-        for mode in modes:
-            for tie in tying:
-                mcfg = dataclasses.replace(cfg.model, cell=cell, embedding_size=gc.hidden_size,
-                                           hidden_size=gc.hidden_size, tie_weights=bool(tie),
-                                           dropout_embedding=0.0, dropout_output=0.0)
-                model = Model(mcfg, gc.vocab_size, dtype=np.float64, rng=rng)
-                for name, p in model.params.items():             # move biases off zero
-                    if p.ndim == 1:
-                        p += rng.uniform(-0.5, 0.5, size=p.shape)
-                loss_fn, grad_fn, setting = _problem(model, mode, cfg, rng)
-                for name, err, n in _check_one(model, loss_fn, grad_fn, gc.eps, samples, rng):
-                    checks.append({"cell": cell, "bptt": mode, "tie_weights": bool(tie), "setting": setting,
-                                   "param": name, "max_rel_error": float(err), "checked": n,
-                                   "passed": bool(err <= tolerance)})
+    for softmax in softmaxes:
+        for cell in cells:
+            for mode in modes:
+                for tie in tying:
+                    mcfg = dataclasses.replace(cfg.model, cell=cell, embedding_size=gc.hidden_size,
+                                               hidden_size=gc.hidden_size, tie_weights=bool(tie),
+                                               dropout_embedding=0.0, dropout_output=0.0, softmax=softmax)
+                    model = Model(mcfg, gc.vocab_size, dtype=np.float64, rng=rng)
+                    for name, p in model.params.items():             # move biases off zero
+                        if p.ndim == 1:
+                            p += rng.uniform(-0.5, 0.5, size=p.shape)
+                    loss_fn, grad_fn, setting = _problem(model, mode, cfg, rng)
+                    for name, err, n in _check_one(model, loss_fn, grad_fn, gc.eps, samples, rng):
+                        checks.append({"cell": cell, "bptt": mode, "tie_weights": bool(tie), "softmax": softmax,
+                                       "setting": setting, "param": name, "max_rel_error": float(err),
+                                       "checked": n, "passed": bool(err <= tolerance)})
     return {"passed": all(c["passed"] for c in checks), "tolerance": float(tolerance), "checks": checks}
 
 
 def all_combinations() -> dict:
-    """Keyword arguments of run_gradcheck for `--all`: every cell x every mode x tying on/off."""
-    return {"cells": list(CELLS), "modes": list(MODES), "tying": [False, True]}
+    """Keyword arguments of run_gradcheck for `--all`: every cell x every mode x tying on/off x
+    full and class-factorised softmax."""
+    return {"cells": list(CELLS), "modes": list(MODES), "tying": [False, True], "softmaxes": list(SOFTMAXES)}
 
 
 def render_table(result: dict) -> str:
     """The checks as an aligned text table plus one PASSED/FAILED summary line."""
-    head = ("cell", "bptt", "tied", "setting", "param", "max_rel_error", "checked", "result")
-    rows = [(c["cell"], c["bptt"], "yes" if c["tie_weights"] else "no", c["setting"], c["param"],
-             f"{c['max_rel_error']:.2e}", str(c["checked"]), "ok" if c["passed"] else "FAIL")
+    head = ("cell", "bptt", "tied", "softmax", "setting", "param", "max_rel_error", "checked", "result")
+    rows = [(c["cell"], c["bptt"], "yes" if c["tie_weights"] else "no", c.get("softmax", "full"), c["setting"],
+             c["param"], f"{c['max_rel_error']:.2e}", str(c["checked"]), "ok" if c["passed"] else "FAIL")
             for c in result["checks"]]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
-    right = {5, 6}
+    right = {6, 7}
     lines = []
     for r in (head, *rows):
         lines.append("  ".join(v.rjust(w) if i in right else v.ljust(w)

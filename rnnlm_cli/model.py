@@ -2,7 +2,8 @@
 
     e_t   = embedding[x_t]                       (dropout_embedding when training)
     s_t   = cell(e_t, s_{t-1})                   (bptt.forward_sequence)
-    y_hat = softmax(h_t V + c)                   (dropout_output on h_t when training)
+    y_hat = softmax(h_t V + c)                   (dropout_output on h_t when training;
+                                                  or class-factorised: softmax.py)
     E     = -sum_t mask_t log y_hat_t[y_t]
 
 Parameters (`model.params`, one dict of arrays, the names are the checkpoint format):
@@ -11,6 +12,9 @@ Parameters (`model.params`, one dict of arrays, the names are the checkpoint for
     output.W    (H, V)      absent with tie_weights: the output matrix is embedding.T and
                             its gradient is summed into `embedding`
     output.b    (V,)
+    output.class_W (H, C), output.class_b (C,)   softmax=class only (softmax.py); the class
+                            assignment is `model.class_bounds` (C+1 word-id boundaries), which a
+                            checkpoint stores in its meta ("class_bounds") to rebuild the model
 
 Gradient convention. `backward(fwd)` returns the gradient of the SUM loss `fwd.loss`
 (-log p summed over the masked positions) times `scale` (default 1). Training should use the
@@ -19,7 +23,12 @@ gradient of the MEAN loss per token: `scale=1 / fwd.count` (this is what `loss_a
 so it costs nothing.
 
 Output layers are pluggable objects with the interface of `FullSoftmax` (param_names,
-init_params, forward, backward, logits); `make_output` picks one from the config.
+init_params, forward, backward, logits); `softmax.make_output` picks one from the config.
+
+Gradients come back as a `grads.Gradients` mapping: dense arrays, except that the untied
+embedding (only the batch's token rows are non-zero) and the class softmax's word matrix
+(only the columns of the classes present) stay compact until someone reads them densely;
+clipping and plain SGD use the compact form directly (optim.py).
 """
 
 from __future__ import annotations
@@ -31,101 +40,8 @@ import numpy as np
 from rnnlm_cli import bptt
 from rnnlm_cli.cells import Cache, input_init, make_cell
 from rnnlm_cli.errors import ConfigError
-
-
-# --------------------------------------------------------------------------- output layers
-
-class FullSoftmax:
-    """Full softmax over V words: logits = H @ W + b, over all N = T*B positions at once.
-
-    Memory: one (N, V) buffer per forward; it holds the logits, then the probabilities, then
-    (in backward, in place) the logit gradient (p - onehot) * mask * scale.
-    """
-
-    def __init__(self, hidden_size: int, vocab_size: int, tied: bool):
-        self.H, self.V, self.tied = hidden_size, vocab_size, tied
-        self.param_names = ("output.b",) if tied else ("output.W", "output.b")
-
-    def param_shapes(self) -> dict:
-        shapes = {"output.b": (self.V,)}
-        if not self.tied:
-            shapes["output.W"] = (self.H, self.V)
-        return shapes
-
-    def init_params(self, cfg, rng: np.random.Generator, dtype) -> dict:
-        params = {"output.b": np.zeros(self.V, dtype=dtype)}
-        if not self.tied:
-            params["output.W"] = input_init(rng, self.H, self.V, (self.H, self.V), cfg.init, cfg.init_scale, dtype)
-        return params
-
-    def weight(self, params: dict) -> np.ndarray:
-        """The (H, V) output matrix (a transposed view of the embedding when tied)."""
-        return params["embedding"].T if self.tied else params["output.W"]
-
-    def logits(self, params: dict, h2: np.ndarray) -> np.ndarray:
-        """(N, H) -> (N, V) unnormalised log-probabilities."""
-        z = h2 @ self.weight(params)
-        z += params["output.b"]
-        return z
-
-    def forward(self, params: dict, h2: np.ndarray, y: np.ndarray, mask: np.ndarray | None):
-        """h2 (N, H), y (N,), mask (N,) or None -> (loss_sum, nll (N,), cache dict)."""
-        N = h2.shape[0]
-        buf = self.logits(params, h2)                       # (N, V) the one big buffer
-        rows = np.arange(N)
-        # log-softmax: subtract the row max, exponentiate in place
-        m = buf.max(axis=1)                                 # (N,)
-        buf -= m[:, None]
-        zy = buf[rows, y]                                   # (N,) target logit - max
-        np.exp(buf, out=buf)
-        s = buf.sum(axis=1)                                 # (N,)
-        nll = np.log(s)
-        nll -= zy                                           # -log p[y]
-        loss = float(nll.sum(dtype=np.float64) if mask is None else np.dot(nll, mask))
-        return loss, nll, {"buf": buf, "s": s, "y": y, "mask": mask, "h2": h2, "scale": None}
-
-    def backward(self, params: dict, cache: dict, scale: float, grads: dict, dh_out: np.ndarray | None = None):
-        """Accumulate output-parameter gradients into `grads`; return dE/dh2 (N, H).
-
-        The first call turns the buffer into (p - onehot(y)) * mask * scale IN PLACE (undoes
-        the log-softmax); later calls on the same forward reuse it and rescale the (small)
-        results, so backward can run several times (e.g. different truncations).
-        With tied weights the output-matrix gradient lands in grads["embedding"] (V, E).
-        """
-        buf, y, mask, h2 = cache["buf"], cache["y"], cache["mask"], cache["h2"]
-        N = buf.shape[0]
-        dtype = buf.dtype
-        if cache["scale"] is None:
-            folded = scale if scale != 0 else 1.0
-            rowscale = (dtype.type(folded) / cache["s"]).astype(dtype, copy=False)  # (N,)
-            coef = np.full(N, folded, dtype=dtype)
-            if mask is not None:
-                rowscale *= mask
-                coef *= mask
-            buf *= rowscale[:, None]
-            buf[np.arange(N), y] -= coef
-            cache["scale"] = folded
-        ratio = scale / cache["scale"]
-        W = self.weight(params)
-        # undoes logits = h2 @ W + b
-        grads["output.b"] = buf.sum(axis=0)
-        if self.tied:
-            grads["embedding"] = buf.T @ h2                  # (V, H) = (V, E)
-        else:
-            grads["output.W"] = h2.T @ buf                   # (H, V)
-        dh = buf @ W.T if dh_out is None else np.matmul(buf, W.T, out=dh_out)
-        if ratio != 1.0:
-            for k in ("output.b", "embedding" if self.tied else "output.W"):
-                grads[k] *= dtype.type(ratio)
-            dh *= dtype.type(ratio)
-        return dh
-
-
-def make_output(cfg, hidden_size: int, vocab_size: int):
-    """The output layer named by `cfg.softmax` (a ModelConfig)."""
-    if cfg.softmax == "full":
-        return FullSoftmax(hidden_size, vocab_size, cfg.tie_weights)
-    raise ConfigError(f"model.softmax: '{cfg.softmax}' is not available in this build")
+from rnnlm_cli.grads import Compact, Gradients
+from rnnlm_cli.softmax import ClassSoftmax, FullSoftmax, make_output, scatter_rows, sum_rows  # noqa: F401
 
 
 # --------------------------------------------------------------------------- forward record
@@ -177,14 +93,18 @@ class StateGrads:
 # --------------------------------------------------------------------------- model
 
 class Model:
-    """Model(cfg: ModelConfig, vocab_size, dtype=np.float32, rng=None, params=None).
+    """Model(cfg: ModelConfig, vocab_size, dtype=np.float32, rng=None, params=None,
+    class_counts=None, class_bounds=None).
 
     With `params` (e.g. from a checkpoint) the arrays are copied and cast to `dtype`;
     otherwise they are initialised from `rng` (a np.random.Generator; default seed 0).
+    softmax=class: `class_bounds` (from a checkpoint's meta) fixes the classes; otherwise they
+    come from `class_counts` (the vocabulary's training counts, frequency binning) or, with
+    neither, are C equal id ranges (see softmax.make_output).
     """
 
     def __init__(self, cfg, vocab_size: int, dtype=np.float32, rng: np.random.Generator | None = None,
-                 params: dict | None = None):
+                 params: dict | None = None, class_counts=None, class_bounds=None):
         if cfg.tie_weights and cfg.embedding_size != cfg.hidden_size:
             raise ConfigError(f"model.tie_weights needs model.embedding_size == model.hidden_size, "
                               f"got {cfg.embedding_size} and {cfg.hidden_size}")
@@ -192,7 +112,7 @@ class Model:
         self.V, self.E, self.H = int(vocab_size), cfg.embedding_size, cfg.hidden_size
         self.dtype = np.dtype(dtype)
         self.cell = make_cell(cfg.cell, self.H)
-        self.output = make_output(cfg, self.H, self.V)
+        self.output = make_output(cfg, self.H, self.V, class_bounds=class_bounds, class_counts=class_counts)
         shapes = self.param_shapes()
         if params is None:
             rng = rng if rng is not None else np.random.default_rng(0)
@@ -216,6 +136,11 @@ class Model:
         shapes.update({f"cell.{k}": v for k, v in self.cell.param_shapes(self.E).items()})
         shapes.update(self.output.param_shapes())
         return shapes
+
+    @property
+    def class_bounds(self) -> list[int] | None:
+        """softmax=class: the C+1 word-id boundaries of the classes (for checkpoints); else None."""
+        return [int(b) for b in self.output.bounds] if isinstance(self.output, ClassSoftmax) else None
 
     def num_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
@@ -307,7 +232,7 @@ class Model:
     def _backward(self, fwd, truncation, scale, on_lag, want_states):
         p = self.params
         T, B = fwd.x.shape
-        grads: dict[str, np.ndarray] = {}
+        grads = Gradients()
         # output layer -> dE/dh_t of the scored positions, written into dhs
         dhs = np.zeros((T, B, self.H), dtype=self.dtype)                # (T, B, H)
         dh_out = dhs[fwd.loss_start:].reshape(-1, self.H)
@@ -328,10 +253,12 @@ class Model:
         dx = da_all.reshape(T * B, -1) @ p["cell.W_x"].T                # (T*B, E)
         if fwd.emb_mask is not None:
             dx *= fwd.emb_mask.reshape(T * B, self.E)
-        if "embedding" not in grads:
-            grads["embedding"] = np.zeros_like(p["embedding"])
-        scatter_rows(grads["embedding"], fwd.x.reshape(-1), dx)
-        return {k: grads[k] for k in p}, state_grads
+        if "embedding" in grads:                                        # tied: dense already
+            scatter_rows(grads["embedding"], fwd.x.reshape(-1), dx)
+        else:                                                           # only the tokens' rows
+            rows, values = sum_rows(fwd.x.reshape(-1), dx)
+            grads.set_compact("embedding", Compact(p["embedding"].shape, self.dtype, 0, rows, values))
+        return Gradients((k, grads.raw_item(k)) for k in p), state_grads
 
     # ------------------------------------------------------------------ conveniences
     def loss_and_grads(self, x, y, state=None, mask=None, train: bool = True, rng=None, truncation=None,
@@ -360,11 +287,3 @@ class Model:
         cache = bptt.forward_sequence(self.cell, self._cell_params(), xproj, state)
         h = cache.seq["h"][1]                                                  # (B, H)
         return self.output.logits(p, h), self.cell.state_at(cache, 1)
-
-
-def scatter_rows(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
-    """target[rows[i]] += values[i] with repeated rows summed (sort + reduceat; faster than np.add.at)."""
-    order = np.argsort(rows, kind="stable")
-    srt = rows[order]
-    starts = np.flatnonzero(np.concatenate(([True], srt[1:] != srt[:-1])))
-    target[srt[starts]] += np.add.reduceat(values[order], starts, axis=0)

@@ -9,6 +9,12 @@ log the pre-clip norm (the quantity that explodes) without a second pass:
 
 A non-finite gradient is never rescaled (that would spread NaN to every parameter); check
 `find_nonfinite(grads)` and apply the `train.nonfinite` policy.
+
+Compact gradients. `grads` may be a plain dict of arrays or a `grads.Gradients`, whose entries
+can be compact (zero outside some rows: the embedding's token rows, the class softmax's word
+columns). Clipping reads and scales only the stored values, and SGD without momentum or weight
+decay updates only those rows (the "sparse update"); every other optimizer reads the dense
+gradient, which is exactly the same numbers.
 """
 
 from __future__ import annotations
@@ -18,16 +24,25 @@ import math
 import numpy as np
 
 from rnnlm_cli.errors import CheckpointError
+from rnnlm_cli.grads import Compact
 
 CLIP_MODES = ("norm", "value", "none")
 
 
 # --------------------------------------------------------------------------- clipping
 
+def _arrays(grads) -> list[np.ndarray]:
+    """Every stored gradient array: the values of compact entries, dense arrays as they are."""
+    raw = getattr(grads, "raw", None)
+    if raw is None:
+        return list(grads.values())
+    return [g.values if isinstance(g, Compact) else g for _, g in raw()]
+
+
 def global_norm(grads: dict) -> float:
     """sqrt(sum of squares over every element of every array), as a Python float."""
     total = 0.0
-    for g in grads.values():
+    for g in _arrays(grads):
         flat = g.reshape(-1)
         with np.errstate(over="ignore", invalid="ignore"):
             sq = float(np.dot(flat, flat))
@@ -56,17 +71,19 @@ def clip_gradients(grads: dict, mode: str, threshold: float) -> tuple[float, flo
         if pre <= threshold:
             return pre, pre
         factor = threshold / pre
-        for g in grads.values():
+        for g in _arrays(grads):
             g *= g.dtype.type(factor)
         return pre, pre * factor
-    for g in grads.values():
+    for g in _arrays(grads):
         np.clip(g, -threshold, threshold, out=g)
     return pre, global_norm(grads)
 
 
 def find_nonfinite(grads: dict) -> str | None:
     """Name of the first array holding a NaN or infinity, else None."""
-    for name, g in grads.items():
+    raw = getattr(grads, "raw", None)
+    for name, g in (raw() if raw is not None else grads.items()):
+        g = g.values if isinstance(g, Compact) else g
         with np.errstate(over="ignore", invalid="ignore"):
             quick = np.isfinite(g.sum())     # one fast pass; confirmed element-wise if it fails
         if not quick and not np.isfinite(g).all():
@@ -90,15 +107,25 @@ class Optimizer:
         self.state = {f"{slot}/{name}": np.zeros_like(p) for slot in self.slots for name, p in params.items()}
         self.state["t"] = np.zeros((), dtype=np.int64)
 
+    sparse_ok = False       # whether _update_compact may update only a compact gradient's rows
+
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
         self.state["t"] += 1
+        compact = getattr(grads, "compact", None) if self.sparse_ok and not self.weight_decay else None
         for name, p in params.items():
+            c = compact(name) if compact is not None else None
+            if c is not None:
+                self._update_compact(p, c, lr)
+                continue
             g = grads[name]
             if self.weight_decay:
                 g = g + self.weight_decay * p
             self._update(name, p, g, lr)
 
     def _update(self, name, p, g, lr):
+        raise NotImplementedError
+
+    def _update_compact(self, p, c, lr):
         raise NotImplementedError
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -119,7 +146,18 @@ class SGD(Optimizer):
     def __init__(self, params, momentum=0.0, nesterov=False, weight_decay=0.0):
         self.slots = ("v",) if momentum else ()
         self.momentum, self.nesterov = momentum, nesterov
+        self.sparse_ok = not momentum
         super().__init__(params, weight_decay)
+
+    def _update_compact(self, p, c, lr):
+        """p -= lr * g on the rows the compact gradient c holds (the rest of g is zero)."""
+        step = c.values * p.dtype.type(lr)
+        view = np.moveaxis(p, c.axis, 0)
+        if c.runs is not None:
+            for start, stop, off in c.runs:
+                view[start:stop] -= step[off:off + stop - start]
+        else:
+            view[c.index] -= step            # index is unique: no repeated-row hazard
 
     def _update(self, name, p, g, lr):
         if not self.momentum:

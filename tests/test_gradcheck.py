@@ -21,11 +21,11 @@ def all_result():
 
 def test_every_cell_mode_and_tying_passes(all_result):
     assert all_result["passed"], [c for c in all_result["checks"] if not c["passed"]]
-    combos = {(c["cell"], c["bptt"], c["tie_weights"]) for c in all_result["checks"]}
-    assert len(combos) == 4 * 3 * 2
+    combos = {(c["cell"], c["bptt"], c["tie_weights"], c["softmax"]) for c in all_result["checks"]}
+    assert len(combos) == 4 * 3 * 2 * 2
     assert all_result["tolerance"] == 1e-6
     directions = [c for c in all_result["checks"] if c["param"] == "direction"]
-    assert len(directions) == 24 and max(c["max_rel_error"] for c in directions) < 1e-7
+    assert len(directions) == 48 and max(c["max_rel_error"] for c in directions) < 1e-7
     gru = {c["param"] for c in all_result["checks"] if c["cell"] == "gru" and not c["tie_weights"]}
     assert {"cell.b_h", "output.W", "embedding"} <= gru
     tied = {c["param"] for c in all_result["checks"] if c["tie_weights"]}
@@ -34,7 +34,8 @@ def test_every_cell_mode_and_tying_passes(all_result):
 
 def test_result_rows_have_the_documented_keys(all_result):
     row = all_result["checks"][0]
-    assert set(row) == {"cell", "bptt", "tie_weights", "setting", "param", "max_rel_error", "checked", "passed"}
+    assert set(row) == {"cell", "bptt", "tie_weights", "softmax", "setting", "param", "max_rel_error", "checked",
+                        "passed"}
     stream = {c["setting"] for c in all_result["checks"] if c["bptt"] == "stream"}
     assert stream == {"k1=3,k2=6"}                     # a k2 > k1 chunk
 
@@ -76,9 +77,9 @@ def test_defaults_come_from_the_config():
 
 def test_table_rendering(all_result):
     text = render_table(all_result)
-    assert text.splitlines()[0].split() == ["cell", "bptt", "tied", "setting", "param", "max_rel_error",
+    assert text.splitlines()[0].split() == ["cell", "bptt", "tied", "softmax", "setting", "param", "max_rel_error",
                                             "checked", "result"]
-    assert text.splitlines()[-1].startswith("PASSED: 162 checks")
+    assert text.splitlines()[-1].startswith("PASSED: 372 checks")
 
 
 # --------------------------------------------------------------------------- CLI

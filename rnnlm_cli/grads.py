@@ -1,0 +1,88 @@
+"""Gradients: a dict-like mapping name -> array, where some entries are held compactly.
+
+Most of an embedding's gradient is zero (only the rows of the batch's tokens are not), and so
+is most of the class-factorised output layer's word matrix (only the columns of the classes
+the batch's targets fall in). `Gradients` keeps such an entry as a `Compact`:
+
+    index   (n,) unique positions along `axis` of the parameter; everything else is zero
+    values  (n, ...) the gradient at those positions, the indexed axis first
+            (rows of a (V, E) embedding: (n, E); columns of an (H, V) matrix: (n, H))
+    runs    optional [(start, stop, offset)]: `index` as contiguous ranges, values[offset:...]
+
+Reading `grads[name]` gives the dense array (built once, on first access; the compact form is
+then dropped, so editing the dense array in place is safe). Code that knows about the compact
+form asks `grads.compact(name)` first: clipping measures and scales only the stored values and
+plain SGD updates only those rows (optim.py). Everything else sees an ordinary mapping of dense
+arrays, exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+import numpy as np
+
+
+class Compact:
+    """A gradient that is zero outside `index` along `axis` (see the module docstring)."""
+
+    __slots__ = ("shape", "dtype", "axis", "index", "values", "runs")
+
+    def __init__(self, shape, dtype, axis: int, index: np.ndarray, values: np.ndarray, runs=None):
+        self.shape, self.dtype, self.axis = tuple(shape), np.dtype(dtype), axis
+        self.index, self.values, self.runs = index, values, runs
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=self.dtype)
+        view = np.moveaxis(out, self.axis, 0)
+        if self.runs is not None:
+            for start, stop, off in self.runs:
+                view[start:stop] = self.values[off:off + stop - start]
+        else:
+            view[self.index] = self.values
+        return out
+
+
+class Gradients(MutableMapping):
+    """name -> gradient; entries may be `Compact` until read (see the module docstring)."""
+
+    def __init__(self, items=None):
+        self._items: dict = dict(items or {})
+
+    def __getitem__(self, name):
+        g = self._items[name]
+        if isinstance(g, Compact):
+            g = self._items[name] = g.dense()
+        return g
+
+    def __setitem__(self, name, value):
+        self._items[name] = value
+
+    def __delitem__(self, name):
+        del self._items[name]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+    def compact(self, name) -> Compact | None:
+        """The compact form of `name` while it has not been read densely, else None."""
+        g = self._items.get(name)
+        return g if isinstance(g, Compact) else None
+
+    def set_compact(self, name, compact: Compact) -> None:
+        self._items[name] = compact
+
+    def raw_item(self, name):
+        """The stored entry of `name`: a dense array or a Compact."""
+        return self._items[name]
+
+    def raw(self):
+        """(name, dense array or Compact) pairs without building anything dense."""
+        return self._items.items()
+
+    def __repr__(self):
+        kinds = {k: "compact" if isinstance(v, Compact) else "dense" for k, v in self._items.items()}
+        return f"Gradients({kinds})"

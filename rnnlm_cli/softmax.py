@@ -1,0 +1,379 @@
+"""Output layers: the full softmax and the class-factorised softmax (Mikolov et al. 2011).
+
+Both take the hidden states of all N = T*B scored positions at once and share one interface:
+
+    param_shapes() / init_params(cfg, rng, dtype)
+    forward(params, h2 (N, H), y (N,), mask (N,) or None) -> (loss_sum, nll (N,), cache)
+    backward(params, cache, scale, grads, dh_out=None) -> dE/dh2 (N, H); parameter gradients
+        of scale * loss_sum go into `grads` (a grads.Gradients); re-entrant: the forward's
+        cache is never modified, so backward may run several times on one forward
+    logits(params, h2 (N, H)) -> (N, V) scores whose softmax is the model's distribution
+        (normalised log-probabilities for the class softmax)
+
+Softmax gradient without a pass over the (N, V) buffer. The forward keeps E = exp(z - max)
+(unnormalised) and the row sums s. The logit gradient is r_i E_i - coef_i onehot(y_i) with
+r_i = scale mask_i / s_i and coef_i = scale mask_i, so every product takes the row scale on its
+small side: dW = (r h2)^T E - (coef h2 scattered into the target columns), dh = r (E W^T) -
+coef W[:, y]^T, db = r^T E - bincount(y, coef).
+
+Class-factorised softmax. Words are assigned to C classes by `frequency_classes` (Mikolov's
+frequency binning: words sorted by count, the cumulative unigram mass cut into C equal parts).
+The vocabulary is sorted by count, so each class is a contiguous id range
+bounds[c] .. bounds[c+1] and the class's words are a contiguous column block of output.W.
+
+    P(w | h) = P(c(w) | h) P(w | c(w), h)
+    P(c | h)     = softmax(h class_W + class_b)                      over the C classes
+    P(w | c, h)  = softmax(h W[:, block c] + b[block c])             over the words of c
+
+Parameters: output.class_W (H, C), output.class_b (C,), output.W (H, V) (absent when tied:
+the word part then uses embedding.T), output.b (V,). Training groups the positions by their
+target's class, so the word part is one small GEMM per class present in the batch; classes of
+one word need nothing (P(w | c) = 1). The word-matrix gradient is returned compact (only the
+columns of the classes present; see grads.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+
+import numpy as np
+
+from rnnlm_cli.cells import input_init
+from rnnlm_cli.errors import ConfigError
+from rnnlm_cli.grads import Compact
+
+
+class BufferPool:
+    """Large scratch arrays reused across batches of the same shape.
+
+    A buffer is handed out again only when nothing else refers to it (no forward record, no
+    view of it is alive: `sys.getrefcount`), so reuse can never clobber data still in use.
+    Keeps `per_shape` buffers for each of the last `shapes` shapes.
+    """
+
+    def __init__(self, per_shape: int = 2, shapes: int = 3):
+        self.per_shape, self.shapes = per_shape, shapes
+        self._bufs: OrderedDict = OrderedDict()
+
+    def get(self, shape, dtype) -> np.ndarray:
+        key = (tuple(shape), np.dtype(dtype).str)
+        bufs = self._bufs.get(key)
+        if bufs is None:
+            bufs = self._bufs[key] = []
+            while len(self._bufs) > self.shapes:
+                self._bufs.popitem(last=False)
+        self._bufs.move_to_end(key)
+        for i in range(len(bufs)):
+            if sys.getrefcount(bufs[i]) == 2:        # the list's reference and the argument's
+                return bufs[i]
+        buf = np.empty(shape, dtype=dtype)
+        if len(bufs) < self.per_shape:
+            bufs.append(buf)
+        return buf
+
+
+def _softmax_stats(buf: np.ndarray, target: np.ndarray):
+    """In place: buf (N, K) logits -> E = exp(buf - rowmax); returns (s (N,), nll (N,)) with
+    s the row sums of E and nll = log s - (z_target - max)."""
+    rows = np.arange(buf.shape[0])
+    m = buf.max(axis=1)                                  # (N,)
+    buf -= m[:, None]
+    zy = buf[rows, target]                               # (N,) target logit - max
+    np.exp(buf, out=buf)
+    s = buf @ np.ones(buf.shape[1], dtype=buf.dtype)     # (N,) row sums (a GEMV: 2x a sum)
+    nll = np.log(s)
+    nll -= zy
+    return s, nll
+
+
+def _loss(nll: np.ndarray, mask) -> float:
+    return float(nll.sum(dtype=np.float64) if mask is None else np.dot(nll, mask))
+
+
+def _row_coefficients(s, mask, scale, dtype):
+    """r = scale mask / s and coef = scale mask, both (N,)."""
+    coef = np.full(s.shape[0], scale, dtype=dtype)
+    if mask is not None:
+        coef *= mask
+    return coef / s, coef
+
+
+def scatter_rows(target: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """target[rows[i]] += values[i] with repeated rows summed (sort + reduceat; faster than np.add.at)."""
+    uniq, summed = sum_rows(rows, values)
+    target[uniq] += summed
+
+
+def sum_rows(rows: np.ndarray, values: np.ndarray):
+    """(unique rows (n,), values summed per row (n, ...)), rows sorted."""
+    order = np.argsort(rows, kind="stable")
+    srt = rows[order]
+    starts = np.flatnonzero(np.concatenate(([True], srt[1:] != srt[:-1])))
+    return srt[starts], np.add.reduceat(values[order], starts, axis=0)
+
+
+# --------------------------------------------------------------------------- full softmax
+
+class FullSoftmax:
+    """Full softmax over V words: logits = h2 @ W + b, over all N positions at once.
+
+    Memory: one (N, V) buffer per forward (from a pool: reused across batches once the forward
+    that used it is gone); it holds the logits, then E = exp(logits - max).
+    """
+
+    kind = "full"
+
+    def __init__(self, hidden_size: int, vocab_size: int, tied: bool):
+        self.H, self.V, self.tied = hidden_size, vocab_size, tied
+        self.param_names = ("output.b",) if tied else ("output.W", "output.b")
+        self.pool = BufferPool()
+
+    def param_shapes(self) -> dict:
+        shapes = {"output.b": (self.V,)}
+        if not self.tied:
+            shapes["output.W"] = (self.H, self.V)
+        return shapes
+
+    def init_params(self, cfg, rng: np.random.Generator, dtype) -> dict:
+        params = {"output.b": np.zeros(self.V, dtype=dtype)}
+        if not self.tied:
+            params["output.W"] = input_init(rng, self.H, self.V, (self.H, self.V), cfg.init, cfg.init_scale, dtype)
+        return params
+
+    def weight(self, params: dict) -> np.ndarray:
+        """The (H, V) output matrix (a transposed view of the embedding when tied)."""
+        return params["embedding"].T if self.tied else params["output.W"]
+
+    def logits(self, params: dict, h2: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(N, H) -> (N, V) unnormalised log-probabilities."""
+        z = np.matmul(h2, self.weight(params), out=out)
+        z += params["output.b"]
+        return z
+
+    def forward(self, params: dict, h2: np.ndarray, y: np.ndarray, mask: np.ndarray | None):
+        """h2 (N, H), y (N,), mask (N,) or None -> (loss_sum, nll (N,), cache dict)."""
+        N = h2.shape[0]
+        buf = self.logits(params, h2, out=self.pool.get((N, self.V), h2.dtype))   # (N, V)
+        s, nll = _softmax_stats(buf, y)                                           # buf = E now
+        return _loss(nll, mask), nll, {"buf": buf, "s": s, "y": y, "mask": mask, "h2": h2}
+
+    def backward(self, params: dict, cache: dict, scale: float, grads, dh_out: np.ndarray | None = None):
+        """Accumulate output-parameter gradients into `grads`; return dE/dh2 (N, H).
+
+        With tied weights the output-matrix gradient lands in grads["embedding"] (V, E).
+        """
+        E, y, h2 = cache["buf"], cache["y"], cache["h2"]
+        dtype = E.dtype
+        r, coef = _row_coefficients(cache["s"], cache["mask"], scale, dtype)
+        hr = h2 * r[:, None]                                  # (N, H)
+        ch = h2 * coef[:, None]                               # (N, H)
+        # undoes logits = h2 @ W + b with dlogits = r E - coef onehot(y)
+        db = r @ E                                            # (V,)
+        db -= np.bincount(y, weights=coef, minlength=self.V).astype(dtype, copy=False)
+        grads["output.b"] = db
+        if self.tied:
+            gW = E.T @ hr                                     # (V, E)
+            scatter_rows(gW, y, -ch)
+            grads["embedding"] = gW
+        else:
+            gW = hr.T @ E                                     # (H, V)
+            scatter_rows(gW.T, y, -ch)
+            grads["output.W"] = gW
+        W = self.weight(params)
+        dh = np.matmul(E, W.T, out=dh_out)                    # (N, H)
+        dh *= r[:, None]
+        Wy = params["embedding"][y] if self.tied else W[:, y].T   # (N, H) the targets' columns
+        Wy *= coef[:, None]
+        dh -= Wy
+        return dh
+
+
+# --------------------------------------------------------------------------- class softmax
+
+def frequency_classes(counts, num_classes: int) -> np.ndarray:
+    """Mikolov's frequency binning -> class boundaries (C'+1,) over word ids 0..V-1.
+
+    Words in id order (the vocabulary is sorted by count, descending) accumulate their unigram
+    mass; a word goes to the current class a, and a moves on to a+1 once the mass passed
+    (a+1)/C (rnnlm toolkit 0.3e). So a frequent word may have a class of its own and the rare
+    tail shares one class of many words. Classes are contiguous id ranges; an empty class
+    cannot occur (C' <= C classes are returned, C' < C only for tiny vocabularies).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    V = len(counts)
+    C = max(1, min(int(num_classes), V))
+    total = counts.sum()
+    if total <= 0:
+        return even_classes(V, C)
+    cum = np.minimum(np.cumsum(counts) / total, 1.0)
+    cls = np.empty(V, dtype=np.int64)
+    a = 0
+    for i in range(V):
+        cls[i] = a
+        if cum[i] > (a + 1) / C and a < C - 1:
+            a += 1
+    return np.concatenate(([0], np.flatnonzero(np.diff(cls)) + 1, [V])).astype(np.int64)
+
+
+def even_classes(vocab_size: int, num_classes: int) -> np.ndarray:
+    """C contiguous classes of (nearly) equal size: the fallback without word counts."""
+    C = max(1, min(int(num_classes), vocab_size))
+    return np.round(np.linspace(0, vocab_size, C + 1)).astype(np.int64)
+
+
+def default_num_classes(cfg, vocab_size: int) -> int:
+    return cfg.num_classes if cfg.num_classes > 0 else max(1, int(round(np.sqrt(vocab_size))))
+
+
+class ClassSoftmax:
+    """Class-factorised softmax (see the module docstring). `bounds` (C+1,): class c holds the
+    word ids bounds[c] .. bounds[c+1]-1."""
+
+    kind = "class"
+
+    def __init__(self, hidden_size: int, vocab_size: int, tied: bool, bounds):
+        bounds = np.asarray(bounds, dtype=np.int64)
+        if (bounds.ndim != 1 or len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != vocab_size
+                or np.any(np.diff(bounds) <= 0)):
+            raise ConfigError(f"class boundaries must rise strictly from 0 to the vocabulary size {vocab_size}")
+        self.H, self.V, self.tied = hidden_size, vocab_size, tied
+        self.bounds = bounds
+        self.C = len(bounds) - 1
+        self.size = np.diff(bounds)                                   # (C,)
+        self.class_of = np.repeat(np.arange(self.C), self.size)       # (V,)
+        self.local = np.arange(vocab_size) - bounds[self.class_of]    # (V,) index within the class
+        self.param_names = ("output.class_W", "output.class_b") + (() if tied else ("output.W",)) + ("output.b",)
+
+    def param_shapes(self) -> dict:
+        shapes = {"output.class_W": (self.H, self.C), "output.class_b": (self.C,), "output.b": (self.V,)}
+        if not self.tied:
+            shapes["output.W"] = (self.H, self.V)
+        return shapes
+
+    def init_params(self, cfg, rng: np.random.Generator, dtype) -> dict:
+        params = {"output.class_W": input_init(rng, self.H, self.C, (self.H, self.C), cfg.init, cfg.init_scale, dtype),
+                  "output.class_b": np.zeros(self.C, dtype=dtype)}
+        if not self.tied:
+            params["output.W"] = input_init(rng, self.H, self.V, (self.H, self.V), cfg.init, cfg.init_scale, dtype)
+        params["output.b"] = np.zeros(self.V, dtype=dtype)
+        return params
+
+    def weight(self, params: dict) -> np.ndarray:
+        return params["embedding"].T if self.tied else params["output.W"]
+
+    # ------------------------------------------------------------------ full distribution
+    def logits(self, params: dict, h2: np.ndarray) -> np.ndarray:
+        """(N, H) -> (N, V) log P(w | h) for every word (normalised; generation, tests)."""
+        zc = h2 @ params["output.class_W"] + params["output.class_b"]     # (N, C)
+        zc -= zc.max(axis=1, keepdims=True)
+        zc -= np.log(np.exp(zc).sum(axis=1, keepdims=True))                # log P(c | h)
+        z = h2 @ self.weight(params) + params["output.b"]                  # (N, V)
+        starts = self.bounds[:-1]
+        m = np.maximum.reduceat(z, starts, axis=1)                         # (N, C) per-class max
+        z -= m[:, self.class_of]
+        lse = np.log(np.add.reduceat(np.exp(z), starts, axis=1))           # (N, C)
+        z += (zc - lse)[:, self.class_of]
+        return z
+
+    # ------------------------------------------------------------------ training / scoring
+    def forward(self, params: dict, h2: np.ndarray, y: np.ndarray, mask: np.ndarray | None):
+        """h2 (N, H), y (N,), mask (N,) or None -> (loss_sum, nll (N,), cache dict)."""
+        N, dtype = h2.shape[0], h2.dtype
+        y = np.asarray(y)
+        cls = self.class_of[y]                                             # (N,)
+        # class part: softmax over the C classes
+        Ec = h2 @ params["output.class_W"]                                 # (N, C)
+        Ec += params["output.class_b"]
+        sc, nll = _softmax_stats(Ec, cls)
+        # word part: positions grouped by class, one GEMM per class of two or more words
+        order = np.argsort(cls, kind="stable")                             # (N,)
+        cs = cls[order]
+        first = np.flatnonzero(np.concatenate(([True], cs[1:] != cs[:-1])))
+        groups = [(int(c), int(a), int(b)) for c, a, b in
+                  zip(cs[first], first, np.append(first[1:], N)) if self.size[c] > 1]
+        hs = h2[order]                                                     # (N, H) sorted by class
+        size_s = self.size[cs]                                             # (N,)
+        S = int(size_s.max())
+        Ew = np.zeros((N, S), dtype=dtype)                                 # (N, S) padded class logits
+        W = self.weight(params)
+        for c, a, b in groups:
+            lo = self.bounds[c]
+            np.matmul(hs[a:b], W[:, lo:lo + self.size[c]], out=Ew[a:b, :self.size[c]])
+        cols = self.bounds[cs][:, None] + np.arange(S)                     # (N, S) word ids
+        valid = np.arange(S) < size_s[:, None]
+        bias = params["output.b"][np.minimum(cols, self.V - 1)]
+        bias[~valid] = -np.inf                                             # padding: probability 0
+        Ew += bias
+        ys = y[order]
+        sw, nll_w = _softmax_stats(Ew, self.local[ys])
+        nll[order] += nll_w
+        cache = {"h2": h2, "y": y, "cls": cls, "mask": mask, "Ec": Ec, "sc": sc, "order": order, "hs": hs,
+                 "groups": groups, "Ew": Ew, "sw": sw, "cols": cols, "valid": valid, "ys": ys}
+        return _loss(nll, mask), nll, cache
+
+    def backward(self, params: dict, cache: dict, scale: float, grads, dh_out: np.ndarray | None = None):
+        """Accumulate output-parameter gradients into `grads`; return dE/dh2 (N, H)."""
+        h2, mask, order = cache["h2"], cache["mask"], cache["order"]
+        N, dtype = h2.shape[0], h2.dtype
+        rows = np.arange(N)
+        # class part: dzc = r E - coef onehot(class)   (undoes zc = h2 class_W + class_b)
+        r, coef = _row_coefficients(cache["sc"], mask, scale, dtype)
+        dzc = cache["Ec"] * r[:, None]                                     # (N, C)
+        dzc[rows, cache["cls"]] -= coef
+        grads["output.class_W"] = h2.T @ dzc
+        grads["output.class_b"] = np.ones(N, dtype=dtype) @ dzc
+        dh = np.matmul(dzc, params["output.class_W"].T, out=dh_out)        # (N, H)
+        # word part, in class order: dzw = r E - coef onehot(word within class)
+        ms = None if mask is None else mask[order]
+        rw, cw = _row_coefficients(cache["sw"], ms, scale, dtype)
+        dzw = cache["Ew"] * rw[:, None]                                    # (N, S)
+        dzw[rows, self.local[cache["ys"]]] -= cw
+        valid = cache["valid"]
+        db = np.bincount(cache["cols"][valid], weights=dzw[valid], minlength=self.V).astype(dtype)
+        grads["output.b"] = db
+        hs, W = cache["hs"], self.weight(params)
+        dhs = np.zeros((N, self.H), dtype=dtype)                           # (N, H) sorted order
+        groups = cache["groups"]
+        total = int(sum(self.size[c] for c, _, _ in groups))
+        values = np.empty((total, self.H), dtype=dtype)                    # (M, H) touched columns
+        runs, off = [], 0
+        for c, a, b in groups:
+            lo, n = int(self.bounds[c]), int(self.size[c])
+            d = dzw[a:b, :n]
+            np.matmul(d.T, hs[a:b], out=values[off:off + n])               # undoes hs @ W[:, block]
+            np.matmul(d, W[:, lo:lo + n].T, out=dhs[a:b])
+            runs.append((lo, lo + n, off))
+            off += n
+        index = np.concatenate([np.arange(lo, hi) for lo, hi, _ in runs]) if runs else np.zeros(0, np.int64)
+        name = "embedding" if self.tied else "output.W"
+        shape = (self.V, self.H) if self.tied else (self.H, self.V)
+        word = Compact(shape, dtype, 0 if self.tied else 1, index, values, runs)
+        if self.tied:
+            grads[name] = word.dense()          # the embedding's input rows are added to it later
+        else:
+            grads.set_compact(name, word)
+        dh[order] += dhs
+        return dh
+
+
+def make_output(cfg, hidden_size: int, vocab_size: int, class_bounds=None, class_counts=None):
+    """The output layer named by `cfg.softmax` (a ModelConfig).
+
+    softmax=class: the classes are `class_bounds` when given (e.g. from a checkpoint), else
+    Mikolov's frequency binning of `class_counts` (the vocabulary's training counts), else C
+    equal id ranges; C = model.num_classes, or round(sqrt(V)) when that is 0.
+    """
+    if cfg.softmax == "full":
+        return FullSoftmax(hidden_size, vocab_size, cfg.tie_weights)
+    if cfg.softmax == "class":
+        if class_bounds is None:
+            C = default_num_classes(cfg, vocab_size)
+            if class_counts is not None:
+                if len(class_counts) != vocab_size:
+                    raise ConfigError(f"class counts cover {len(class_counts)} words, the vocabulary has {vocab_size}")
+                class_bounds = frequency_classes(class_counts, C)
+            else:
+                class_bounds = even_classes(vocab_size, C)
+        return ClassSoftmax(hidden_size, vocab_size, cfg.tie_weights, class_bounds)
+    raise ConfigError(f"model.softmax: '{cfg.softmax}' is not available in this build")
