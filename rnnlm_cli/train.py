@@ -97,7 +97,7 @@ def load_model(path: str, dtype=None) -> tuple[Model, Config, dict]:
     check_params(params, path)
     dtype = dtype or cfg.train.dtype
     try:
-        model = Model(cfg.model, vocab_size, dtype=dtype, params=params)
+        model = Model(cfg.model, vocab_size, dtype=dtype, params=params, class_bounds=meta.get("class_bounds"))
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path} does not match its configuration: {exc}") from None
     return model, cfg, meta
@@ -231,7 +231,8 @@ class Trainer:
             self._check_data()
             self.dtype = np.dtype(self.tc.dtype)
             self.rng = np.random.default_rng(self.tc.seed)
-            self.model = Model(cfg.model, len(self.prepared.vocab), dtype=self.dtype, rng=self.rng)
+            self.model = Model(cfg.model, len(self.prepared.vocab), dtype=self.dtype, rng=self.rng,
+                               class_counts=self.prepared.vocab.counts)
             self.optimizer = make_optimizer(self.model.params, self.tc)
             self.p = Progress(lr=self.tc.lr)
             self.state = None
@@ -332,7 +333,7 @@ class Trainer:
     def _meta(self) -> dict:
         return {"progress": dataclasses.asdict(self.p), "config": self.cfg.to_dict(),
                 "vocab_size": len(self.prepared.vocab), "vocab_sha256": vocab_checksum(self.prepared),
-                "has_state": self.state is not None}
+                "has_state": self.state is not None, "class_bounds": self.model.class_bounds}
 
     def _save(self, name: str) -> str:
         """Write OUT/name atomically; never over a good checkpoint with non-finite weights."""
@@ -362,7 +363,8 @@ class Trainer:
         check_model_matches(self.model, self.prepared, meta, path)
         check_params(params, path)
         try:
-            self.model = Model(self.cfg.model, len(self.prepared.vocab), dtype=self.dtype, params=params)
+            self.model = Model(self.cfg.model, len(self.prepared.vocab), dtype=self.dtype, params=params,
+                               class_bounds=meta.get("class_bounds"), class_counts=self.prepared.vocab.counts)
             self.optimizer = make_optimizer(self.model.params, self.tc)
             self.optimizer.load_state(optim)
             self.rng.bit_generator.state = rng_state
