@@ -536,7 +536,7 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
       rnnlm diagnose-gradients --run runs/demo/tanh
       rnnlm diagnose-gradients --config configs/tiny.yaml --fail-if-vanishing 10
     """
-    from rnnlm_cli import diagnostics, report
+    from rnnlm_cli import diagnostics, history, report
 
     # refuse impossible combinations and a missing matplotlib before any work starts
     if checkpoints and (sweeps or len(config_paths) > 1):
@@ -553,7 +553,7 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
         diagnostics.parse_sweep(text)
     result = {}
     if run_dir:
-        result["history"] = diagnostics.history_report(run_dir)
+        result["history"] = history.history_report(run_dir)
     if models_wanted:
         if checkpoints:
             specs = [diagnostics.checkpoint_spec(p, config_paths[0] if config_paths else None, overrides, load_cfg)
@@ -568,13 +568,13 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
                 click.echo(f"note: {m['label']}: measured on random tokens (vocabulary {m['model']['vocab_size']}), "
                            f"not real text ({m['data_note']})", err=True)
         if plot_path:
-            diagnostics.plot(diagnosis, plot_path)
+            report.plot_diagnostics(diagnosis, plot_path)
     if fmt == "json":
         echo_json(result)
     elif fmt == "csv":
-        click.echo(diagnostics.to_csv(result), nl=False)
+        click.echo(report.diagnostics_csv(result), nl=False)
     else:
-        click.echo(diagnostics.render_table(result))
+        click.echo(report.diagnostics_text(result))
     failures = diagnostics.gate_failures(result, min_horizon, max_ratio)
     for line in failures:
         click.echo(f"FAILED: {line}", err=True)

@@ -11,6 +11,13 @@ Nothing here knows about models: every function takes plain lists, dicts and num
                                     y on a log scale with one labelled row per decade
     require_matplotlib(option)      the pyplot module, or RnnlmError naming the `plot` extra
     save_figure(path, panels)       line panels (log y) and heat maps into one PNG
+
+The last section renders the JSON result of `rnnlm diagnose-gradients` (schema: the docstring of
+diagnostics.py; "history": history.py) with the helpers above:
+
+    diagnostics_text(result)        summary table, lag chart, side-by-side lags, per-model detail
+    diagnostics_csv(result)         long-format CSV: model, quantity, i, j, value
+    plot_diagnostics(result, path)  lag profiles (log y) and the (t, k) heat map of the first model
 """
 
 from __future__ import annotations
@@ -216,3 +223,191 @@ def save_figure(path: str, panels: list[dict], option: str = "--plot") -> None:
         raise RnnlmError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         plt.close(fig)
+
+
+# --------------------------------------------------------------------------- diagnose-gradients results
+# The JSON result of diagnostics.diagnose (plus "history" from history.history_report) as text,
+# long-format CSV and a PNG. Plain dicts in, text out: the schema is in diagnostics.py.
+
+
+def _lags(T: int) -> list[int]:
+    """Lags shown in tables: 0, 1, 2, 3, 4, 6, 8, 12, 16, 24, ... and T-1."""
+    lags, d = [0, 1, 2, 3], 4
+    while d < T:
+        lags += [d, d * 3 // 2]
+        d *= 2
+    return sorted({x for x in lags if x < T} | {T - 1})
+
+
+def _horizon(m: dict) -> str:
+    return f">={m['horizon']}" if m["horizon_is_lower_bound"] else str(m["horizon"])
+
+
+def _half_life(m: dict) -> str:
+    return "inf" if m["half_life"] is None else fmt_num(m["half_life"])
+
+
+def _model_detail(m: dict) -> str:
+    """One model's section: lag table, Jacobians, the bound, saturation, truncation bias."""
+    T = m["steps"]
+    prof, contrib = m["lag_profile"], m["lag_contribution"]
+    lstm = "h" in prof
+    head = ["lag", "raw norm", "normalised"] + (["h normalised", "c normalised"] if lstm else []) + ["dW_h share"]
+    rows = [[d, prof["raw"][d], prof["normalised"][d]]
+            + ([prof["h"]["normalised"][d], prof["c"]["normalised"][d]] if lstm else [])
+            + [contrib["fraction"][d]] for d in _lags(T)]
+    info = m["model"]
+    out = [f"== {m['label']}: {info['cell']}, H={info['hidden_size']}, recurrent_init={info['recurrent_init']} "
+           f"x{fmt_num(info['recurrent_scale'])}, {info['source']}",
+           f"decay rate {fmt_num(m['decay_rate'])} per step, half-life {_half_life(m)} steps, "
+           f"horizon {_horizon(m)} (threshold {fmt_num(m['threshold'])}), "
+           f"max norm ratio {fmt_num(m['max_norm_ratio'])}",
+           table(head, rows),
+           "(raw: mean over t of ||dE_t/ds_(t-d)||; normalised: per t by ||dE_t/ds_t||, then the mean;",
+           f" dW_h share: ||lag-d part of dE/dW_h|| / ||dE/dW_h||, ||dE/dW_h|| = {fmt_num(contrib['total_norm'])})"]
+    jac = m["jacobian"]
+    o = jac["overall"]
+    out.append(f"step Jacobian ||ds_j/ds_(j-1)||_2 ({jac['state_size']}x{jac['state_size']}): "
+               f"mean {fmt_num(o['mean'])}, min {fmt_num(o['min'])}, max {fmt_num(o['max'])}")
+    out.append(table(["span", "mean", "min", "max"],
+                            [[p["span"], p["mean"], p["min"], p["max"]] for p in jac["products"]],
+                            title="product of the last `span` step Jacobians, ||ds_(T-1)/ds_(T-1-span)||_2:"))
+    rb = jac["recurrent"]
+    blocks = ", ".join(f"{b['block']} {fmt_num(b['sigma_max'])} [{fmt_num(b['bound'])}]"
+                       for b in rb["blocks"])
+    out.append(f"sigma_max(W_h) [bound 1/gamma]: {blocks} -> {rb['verdict']}" + ("" if rb["applies"] else f"\n  ({rb['note']})"))
+    out.append("saturation: " + "; ".join(f"{kind} {s['mean']:.1%} ({', '.join(s['units'])}: {s['criterion']})"
+                                          for kind, s in m["saturation"].items()))
+    out.append(table(["k", "cosine", "norm ratio", "W_h cosine", "W_h norm ratio"],
+                            [[b["k"], b["cosine"], b["norm_ratio"], b["W_h_cosine"], b["W_h_norm_ratio"]]
+                             for b in m["truncation_bias"]],
+                            title="truncation bias: window-k gradient against full BPTT", digits=4))
+    return "\n".join(out)
+
+
+def history_text(h: dict) -> str:
+    """The training-history part (history.history_report) as text."""
+    g = h["grad_norm"]
+    out = [f"training history: {h['file']} ({h['step_lines']} step lines, steps {h['first_step']}.."
+           f"{h['last_step']}, {h['evaluation_lines']} evaluations)",
+           table(["", "p5", "p25", "p50", "p75", "p95", "max"],
+                        [["grad norm"] + [g[k] for k in ("p5", "p25", "p50", "p75", "p95", "max")]]),
+           f"clip rate {fmt_num(h['clip_rate'])}; non-finite: {h['nonfinite']['grad_norm_lines']} lines "
+           f"with a NaN/inf norm, skipped updates {fmt_num(h['nonfinite']['skipped'])}"
+           + (f" (count rose at steps {', '.join(map(str, h['nonfinite']['steps'][:10]))})"
+              if h["nonfinite"]["steps"] else "")]
+    if h["spikes"]:
+        out.append(table(["step", "grad norm", "running median", "ratio"],
+                                [[s["step"], s["grad_norm"], s["running_median"], s["ratio"]] for s in h["spikes"]],
+                                title="largest spikes:"))
+    if h["by_epoch"]:
+        out.append(table(["epoch", "lines", "median grad norm", "clip rate"],
+                                [[e["epoch"], e["lines"], e["median_grad_norm"], e["clip_rate"]]
+                                 for e in h["by_epoch"]], title="by epoch:"))
+    if h["param_grad_norms"]:
+        out.append(table(["parameter", "lines", "median", "max"],
+                                [[k, v["lines"], v["p50"], v["max"]] for k, v in h["param_grad_norms"].items()],
+                                title="per-parameter gradient norms:"))
+    return "\n".join(out)
+
+
+def diagnostics_text(result: dict) -> str:
+    """The human-readable report: summary, chart, side-by-side lags, then each model."""
+    parts = []
+    if "history" in result:
+        parts.append(history_text(result["history"]))
+    models = result.get("models") or []
+    if not models:
+        return "\n\n".join(parts)
+    first = models[0]
+    where = f" ({first['data_folder']})" if first.get("data_folder") else ""
+    parts.append(f"data: {result['data']}{where}; {first['batches']} batch(es) x {first['batch_size']} sequences x "
+                 f"{first['steps']} steps from the zero state\n"
+                 f"float64, no dropout; E_t = -log p of output t; s_k = the state after input k")
+    rows = []
+    for m in models:
+        rb = m["jacobian"]["recurrent"]
+        rows.append([m["label"], m["model"]["cell"], m["model"]["hidden_size"], m["decay_rate"], _half_life(m),
+                     _horizon(m), m["max_norm_ratio"], m["jacobian"]["overall"]["mean"],
+                     max(b["sigma_max"] for b in rb["blocks"]), rb["verdict"].replace("vanishing ", "")])
+    parts.append(table(["model", "cell", "H", "decay/step", "half-life", "horizon", "max ratio",
+                               "mean ||J||", "sigma(W_h)", "vanishing"], rows))
+    parts.append(log_chart({m["label"]: m["lag_profile"]["normalised"] for m in models}, x_label="lag d",
+                                  y_label="normalised gradient norm ||dE_t/ds_(t-d)|| / ||dE_t/ds_t||, mean over t"))
+    if len(models) > 1:
+        T = min(m["steps"] for m in models)
+        parts.append(table(["lag"] + [m["label"] for m in models],
+                                  [[d] + [m["lag_profile"]["normalised"][d] for m in models] for d in _lags(T)],
+                                  title="normalised gradient norm by lag, side by side:"))
+    parts += [_model_detail(m) for m in models]
+    return "\n\n".join(parts)
+
+
+DIAGNOSTICS_CSV_COLUMNS = ("model", "quantity", "i", "j", "value")
+
+
+def diagnostics_csv_rows(result: dict):
+    """Long-format rows (model, quantity, i, j, value); see the command's help for i and j."""
+    for m in result.get("models") or []:
+        name = m["label"]
+        prof = m["lag_profile"]
+
+        def matrix(q, g):
+            for t, row in enumerate(g):
+                for k, v in enumerate(row[:t + 1]):
+                    yield name, q, t, k, v
+
+        yield from matrix("grad_norm", prof["matrix"])
+        for q in ("raw", "normalised"):
+            yield from ((name, f"lag_profile_{q}", d, None, v) for d, v in enumerate(prof[q]))
+        for part in ("h", "c"):
+            if part in prof:
+                yield from matrix(f"grad_norm_{part}", prof[part]["matrix"])
+                yield from ((name, f"lag_profile_{part}_normalised", d, None, v)
+                            for d, v in enumerate(prof[part]["normalised"]))
+        for q in ("decay_rate", "half_life", "horizon", "max_norm_ratio"):
+            yield name, q, None, None, m[q]
+        jac = m["jacobian"]
+        for stat in ("mean", "min", "max"):
+            yield from ((name, f"jacobian_norm_{stat}", j, None, v) for j, v in enumerate(jac["spectral_norm"][stat]))
+            yield from ((name, f"jacobian_product_{stat}", p["span"], None, p[stat]) for p in jac["products"])
+        for b in jac["recurrent"]["blocks"]:
+            yield name, "sigma_max", b["block"], None, b["sigma_max"]
+            yield name, "sigma_bound", b["block"], None, b["bound"]
+        for kind, s in m["saturation"].items():
+            yield from ((name, f"saturation_{kind}", t, None, v) for t, v in enumerate(s["per_step"]))
+        yield from ((name, "lag_contribution", d, None, v) for d, v in enumerate(m["lag_contribution"]["norm"]))
+        yield from ((name, "lag_contribution_fraction", d, None, v)
+                    for d, v in enumerate(m["lag_contribution"]["fraction"]))
+        for b in m["truncation_bias"]:
+            for q in ("cosine", "norm_ratio", "W_h_cosine", "W_h_norm_ratio"):
+                yield name, f"truncation_{q}", b["k"], None, b[q]
+    h = result.get("history")
+    if h:
+        for k, v in h["grad_norm"].items():
+            yield "history", f"grad_norm_{k}", None, None, v
+        yield "history", "clip_rate", None, None, h["clip_rate"]
+        yield "history", "nonfinite_skipped", None, None, h["nonfinite"]["skipped"]
+        for s in h["spikes"]:
+            yield "history", "spike_ratio", s["step"], None, s["ratio"]
+        for e in h["by_epoch"]:
+            yield "history", "epoch_median_grad_norm", e["epoch"], None, e["median_grad_norm"]
+
+
+def diagnostics_csv(result: dict) -> str:
+    """diagnostics_csv_rows as CSV text with a header line."""
+    return csv_text(DIAGNOSTICS_CSV_COLUMNS, diagnostics_csv_rows(result))
+
+
+def plot_diagnostics(result: dict, path: str) -> None:
+    """PNG: normalised norm against lag per model (log y) and the (t, k) heat map of the first."""
+    models = result["models"]
+    first = models[0]
+    save_figure(path, [
+        {"kind": "lines", "title": "normalised gradient norm by lag", "x_label": "lag d = t - k",
+         "y_label": "||dE_t/ds_(t-d)|| / ||dE_t/ds_t||", "log_y": True,
+         "series": {m["label"]: m["lag_profile"]["normalised"] for m in models}},
+        {"kind": "heatmap", "title": f"log10 ||dE_t/ds_k||: {first['label']}", "x_label": "k (state)",
+         "y_label": "t (output)", "matrix": [[np.nan if v is None else v for v in row]
+                                            for row in first["lag_profile"]["matrix"]],
+         "log": True, "colorbar": "log10 norm"}])

@@ -1,0 +1,133 @@
+"""Training history: gradient-norm statistics of a training run, from its metrics log.
+
+`rnnlm train` appends one JSON line per logged update to OUT/metrics.jsonl (README: step,
+epoch, grad_norm before clipping, clipped, nonfinite_skipped, param_grad_norms, ...) and one
+line with "split" per evaluation. `history_report(OUT)` reads that log and summarises what the
+gradient did during training: percentiles of the pre-clip norm, the clip rate, non-finite
+events, the largest spikes against a running median, the trend by epoch and per-parameter
+norms. `rnnlm diagnose-gradients --run OUT` prints it (report.diagnostics_text) and puts it
+under "history" in the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from rnnlm_cli import report
+from rnnlm_cli.errors import DataError
+
+SPIKE_WINDOW = 50   # a spike is measured against the median of up to this many previous lines
+
+
+def _read_metrics(run_dir: str) -> tuple[str, list[tuple[int, dict]], int]:
+    """(path, [(line number, step line)], number of evaluation lines) of OUT/metrics.jsonl."""
+    if not os.path.isdir(run_dir):
+        raise DataError(f"run folder not found: {run_dir}")
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise DataError(f"{path} not found (is {run_dir} the output folder of 'rnnlm train'?)")
+    steps, evals = [], 0
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, text in enumerate(fh, 1):
+                if not text.strip():
+                    continue
+                try:
+                    obj = json.loads(text)
+                except ValueError as exc:
+                    raise DataError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{path}, line {lineno}: expected a JSON object")
+                if "split" in obj:
+                    evals += 1
+                    continue
+                for key in ("step", "grad_norm"):
+                    value = obj.get(key)
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise DataError(f"{path}, line {lineno}: a step line needs a number '{key}', "
+                                        f"got {value!r}")
+                steps.append((lineno, obj))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    if not steps:
+        raise DataError(f"{path} has no step lines (an empty or evaluation-only log)")
+    return path, steps, evals
+
+
+def _percentiles(v: np.ndarray) -> dict:
+    if not v.size:
+        return {k: None for k in ("p5", "p25", "p50", "p75", "p95", "max")}
+    p = np.percentile(v, [5, 25, 50, 75, 95])
+    return {"p5": p[0], "p25": p[1], "p50": p[2], "p75": p[3], "p95": p[4], "max": v.max()}
+
+
+def history_report(run_dir: str, top: int = 5) -> dict:
+    """Gradient-norm statistics of a training run from OUT/metrics.jsonl (one line per logged
+    update; lines with "split" are evaluations and are skipped). JSON:
+
+        file, step_lines, evaluation_lines, first_step, last_step
+        grad_norm      {p5, p25, p50, p75, p95, max} of the pre-clip norms (finite ones)
+        nonfinite      {grad_norm_lines: lines whose norm is NaN/inf,
+                        skipped: the last cumulative nonfinite_skipped (null if never logged),
+                        steps: the steps at which that count went up}
+        clip_rate      fraction of the lines with "clipped": true (null if never logged)
+        spikes         the `top` largest ratios norm / median of the previous SPIKE_WINDOW norms:
+                       [{step, grad_norm, running_median, ratio}]
+        by_epoch       [{epoch, lines, median_grad_norm, clip_rate}]
+        param_grad_norms {name: {lines, p50, max}} from the lines that carry them
+    """
+    path, lines, evals = _read_metrics(run_dir)
+    objs = [o for _, o in lines]
+    norms = np.array([float(o["grad_norm"]) for o in objs])
+    finite = np.isfinite(norms)
+    # non-finite events: the cumulative skip counter and non-finite norms
+    counts = [(o["step"], o["nonfinite_skipped"]) for o in objs if isinstance(o.get("nonfinite_skipped"), int)]
+    went_up = [s for (s, c), (_, prev) in zip(counts, [(None, 0)] + counts) if c > prev]
+    clipped = [bool(o["clipped"]) for o in objs if "clipped" in o]
+    # spikes against the running median of the previous lines
+    spikes = []
+    for i in range(1, len(norms)):
+        window = norms[max(0, i - SPIKE_WINDOW):i]
+        window = window[np.isfinite(window)]
+        if finite[i] and window.size:
+            med = float(np.median(window))
+            if med > 0:
+                spikes.append({"step": objs[i]["step"], "grad_norm": norms[i], "running_median": med,
+                               "ratio": norms[i] / med})
+    spikes.sort(key=lambda r: -r["ratio"])
+    # trend by epoch
+    by_epoch = []
+    epochs = sorted({o["epoch"] for o in objs if isinstance(o.get("epoch"), (int, float))})
+    for e in epochs:
+        idx = [i for i, o in enumerate(objs) if o.get("epoch") == e]
+        v = norms[idx][finite[idx]]
+        clip = [bool(objs[i]["clipped"]) for i in idx if "clipped" in objs[i]]
+        by_epoch.append({"epoch": e, "lines": len(idx), "median_grad_norm": float(np.median(v)) if v.size else None,
+                         "clip_rate": sum(clip) / len(clip) if clip else None})
+    # per-parameter norms where logged
+    per_param: dict[str, list[float]] = {}
+    for o in objs:
+        if isinstance(o.get("param_grad_norms"), dict):
+            for name, value in o["param_grad_norms"].items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    per_param.setdefault(name, []).append(float(value))
+    param_stats = {}
+    for name, values in per_param.items():
+        v = np.array(values)
+        v = v[np.isfinite(v)]
+        param_stats[name] = {"lines": len(values), "p50": float(np.median(v)) if v.size else None,
+                             "max": float(v.max()) if v.size else None}
+    return report.jsonable({
+        "file": path, "step_lines": len(objs), "evaluation_lines": evals,
+        "first_step": objs[0]["step"], "last_step": objs[-1]["step"],
+        "grad_norm": _percentiles(norms[finite]),
+        "nonfinite": {"grad_norm_lines": int((~finite).sum()),
+                      "skipped": counts[-1][1] if counts else None, "steps": went_up},
+        "clip_rate": sum(clipped) / len(clipped) if clipped else None,
+        "spikes": spikes[:top], "by_epoch": by_epoch, "param_grad_norms": param_stats})
+
