@@ -4,10 +4,15 @@ numpy's OpenBLAS uses every core by default (OPENBLAS_NUM_THREADS / OMP_NUM_THRE
 number at start-up). That suits the big products of the output layer, but the time loop is a
 chain of small GEMMs, (B, H) @ (H, G*H) with B = 20: handing each to two threads costs more in
 synchronisation than it saves (2-3x slower measured at H = 200, and far worse when other
-processes compete for the cores). `loop_threads()` drops OpenBLAS to one thread inside the
-time loops and restores the previous count afterwards.
+processes compete for the cores: a threaded GEMM then waits for a descheduled helper thread,
+up to a time slice per call; a class-softmax training step measured 5x slower that way).
 
-    RNNLM_LOOP_THREADS   BLAS threads inside the time loops: default 1; 0 leaves the count alone
+So the model runs its forward and backward under `loop_threads()` (one thread), and only the
+big products -- at least BIG_GEMM multiply-adds, i.e. the full softmax's three (N, H) x (H, V)
+products -- go back to every thread the process started with (`big_gemm(macs)`).
+
+    RNNLM_LOOP_THREADS   BLAS threads for everything but the big products: default 1;
+                         0 leaves OpenBLAS alone (every call may use every thread)
 
 The switch is process-wide (OpenBLAS has one thread count), so two models running in
 different Python threads at once would see each other's setting. Without OpenBLAS (MKL,
@@ -32,6 +37,8 @@ _CONFIG = ("scipy_openblas_get_config64_", "scipy_openblas_get_config", "openbla
 
 _state: dict = {}
 
+BIG_GEMM = 64_000_000   # multiply-adds from which a product gets every thread back
+
 
 def _symbol(lib, names, restype, argtypes=()):
     for name in names:
@@ -55,7 +62,7 @@ def _openblas() -> dict:
             lib = ctypes.CDLL(path)
             setter, getter = _symbol(lib, _SET, None, (ctypes.c_int,)), _symbol(lib, _GET, ctypes.c_int)
             if setter is not None and getter is not None:
-                _state.update(found=True, path=path, set=setter, get=getter,
+                _state.update(found=True, path=path, set=setter, get=getter, default=int(getter()),
                               core=_symbol(lib, _CORE, ctypes.c_char_p), config=_symbol(lib, _CONFIG, ctypes.c_char_p))
                 break
     except (OSError, AttributeError):
@@ -74,6 +81,35 @@ def num_threads() -> int | None:
     """OpenBLAS's current thread count (None without OpenBLAS)."""
     lib = _openblas()
     return int(lib["get"]()) if lib.get("found") else None
+
+
+@contextmanager
+def nothing():
+    yield
+
+
+def big_gemm(macs: float):
+    """Every thread the process started with, for a product of at least BIG_GEMM multiply-adds
+    (inside loop_threads); a no-op context for smaller ones."""
+    return all_threads() if macs >= BIG_GEMM else nothing()
+
+
+@contextmanager
+def all_threads():
+    """Run the block with the thread count OpenBLAS had when first seen here."""
+    lib = _openblas() if _loop_threads_setting() else {}
+    if not lib.get("found"):
+        yield
+        return
+    before = int(lib["get"]())
+    if before >= lib["default"]:
+        yield
+        return
+    lib["set"](lib["default"])
+    try:
+        yield
+    finally:
+        lib["set"](before)
 
 
 @contextmanager

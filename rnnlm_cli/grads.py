@@ -5,9 +5,10 @@ is most of the class-factorised output layer's word matrix (only the columns of 
 the batch's targets fall in). `Gradients` keeps such an entry as a `Compact`:
 
     index   (n,) unique positions along `axis` of the parameter; everything else is zero
-    values  (n, ...) the gradient at those positions, the indexed axis first
-            (rows of a (V, E) embedding: (n, E); columns of an (H, V) matrix: (n, H))
-    runs    optional [(start, stop, offset)]: `index` as contiguous ranges, values[offset:...]
+    values  the gradient at those positions, laid out like the parameter with `axis` cut
+            down to n (rows of a (V, E) embedding: (n, E); columns of an (H, V) matrix: (H, n))
+    runs    optional [(start, stop, offset)]: `index` as contiguous ranges; the block of a run
+            is values[offset:offset + stop - start] along `axis`
 
 Reading `grads[name]` gives the dense array (built once, on first access; the compact form is
 then dropped, so editing the dense array in place is safe). Code that knows about the compact
@@ -32,14 +33,17 @@ class Compact:
         self.shape, self.dtype, self.axis = tuple(shape), np.dtype(dtype), axis
         self.index, self.values, self.runs = index, values, runs
 
+    def at(self, sel) -> tuple:
+        """An index tuple selecting `sel` (a slice or an index array) along `axis`."""
+        return (slice(None),) * self.axis + (sel,)
+
     def dense(self) -> np.ndarray:
         out = np.zeros(self.shape, dtype=self.dtype)
-        view = np.moveaxis(out, self.axis, 0)
         if self.runs is not None:
             for start, stop, off in self.runs:
-                view[start:stop] = self.values[off:off + stop - start]
+                out[self.at(slice(start, stop))] = self.values[self.at(slice(off, off + stop - start))]
         else:
-            view[self.index] = self.values
+            out[self.at(self.index)] = self.values
         return out
 
 

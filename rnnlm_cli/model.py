@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnlm_cli import bptt
+from rnnlm_cli import blas, bptt
 from rnnlm_cli.cells import Cache, input_init, make_cell
 from rnnlm_cli.errors import ConfigError
 from rnnlm_cli.grads import Compact, Gradients
@@ -158,6 +158,10 @@ class Model:
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, y, state=None, mask=None, train: bool = False, rng=None, loss_start: int = 0) -> Forward:
+        with blas.loop_threads():          # one BLAS thread but for the big products (blas.py)
+            return self._forward(x, y, state, mask, train, rng, loss_start)
+
+    def _forward(self, x, y, state, mask, train, rng, loss_start) -> Forward:
         """Run T steps on x (T, B) and score y (T, B) from `loss_start` on.
 
         state: the initial state tuple (None = zeros), a constant. mask: (T, B) 0/1 weights
@@ -230,6 +234,10 @@ class Model:
         return self._backward(fwd, None, scale, None, want_states=True)
 
     def _backward(self, fwd, truncation, scale, on_lag, want_states):
+        with blas.loop_threads():
+            return self._backward_body(fwd, truncation, scale, on_lag, want_states)
+
+    def _backward_body(self, fwd, truncation, scale, on_lag, want_states):
         p = self.params
         T, B = fwd.x.shape
         grads = Gradients()
@@ -286,4 +294,5 @@ class Model:
         xproj = (p["embedding"][ids[0]] @ p["cell.W_x"] + p["cell.b"])[None]   # (1, B, GH)
         cache = bptt.forward_sequence(self.cell, self._cell_params(), xproj, state)
         h = cache.seq["h"][1]                                                  # (B, H)
-        return self.output.logits(p, h), self.cell.state_at(cache, 1)
+        with blas.loop_threads():
+            return self.output.logits(p, h), self.cell.state_at(cache, 1)

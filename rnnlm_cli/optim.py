@@ -152,12 +152,11 @@ class SGD(Optimizer):
     def _update_compact(self, p, c, lr):
         """p -= lr * g on the rows the compact gradient c holds (the rest of g is zero)."""
         step = c.values * p.dtype.type(lr)
-        view = np.moveaxis(p, c.axis, 0)
         if c.runs is not None:
             for start, stop, off in c.runs:
-                view[start:stop] -= step[off:off + stop - start]
+                p[c.at(slice(start, stop))] -= step[c.at(slice(off, off + stop - start))]
         else:
-            view[c.index] -= step            # index is unique: no repeated-row hazard
+            p[c.at(c.index)] -= step         # index is unique: no repeated-row hazard
 
     def _update(self, name, p, g, lr):
         if not self.momentum:

@@ -39,6 +39,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from rnnlm_cli.blas import big_gemm, loop_threads
 from rnnlm_cli.cells import input_init
 from rnnlm_cli.errors import ConfigError
 from rnnlm_cli.grads import Compact
@@ -147,7 +148,8 @@ class FullSoftmax:
 
     def logits(self, params: dict, h2: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(N, H) -> (N, V) unnormalised log-probabilities."""
-        z = np.matmul(h2, self.weight(params), out=out)
+        with big_gemm(h2.shape[0] * self.H * self.V):
+            z = np.matmul(h2, self.weight(params), out=out)
         z += params["output.b"]
         return z
 
@@ -168,20 +170,16 @@ class FullSoftmax:
         r, coef = _row_coefficients(cache["s"], cache["mask"], scale, dtype)
         hr = h2 * r[:, None]                                  # (N, H)
         ch = h2 * coef[:, None]                               # (N, H)
+        W = self.weight(params)
         # undoes logits = h2 @ W + b with dlogits = r E - coef onehot(y)
-        db = r @ E                                            # (V,)
+        with big_gemm(E.size * self.H):
+            db = r @ E                                        # (V,)
+            gW = E.T @ hr if self.tied else hr.T @ E          # (V, E) or (H, V)
+            dh = np.matmul(E, W.T, out=dh_out)                # (N, H)
         db -= np.bincount(y, weights=coef, minlength=self.V).astype(dtype, copy=False)
         grads["output.b"] = db
-        if self.tied:
-            gW = E.T @ hr                                     # (V, E)
-            scatter_rows(gW, y, -ch)
-            grads["embedding"] = gW
-        else:
-            gW = hr.T @ E                                     # (H, V)
-            scatter_rows(gW.T, y, -ch)
-            grads["output.W"] = gW
-        W = self.weight(params)
-        dh = np.matmul(E, W.T, out=dh_out)                    # (N, H)
+        scatter_rows(gW if self.tied else gW.T, y, -ch)
+        grads["embedding" if self.tied else "output.W"] = gW
         dh *= r[:, None]
         Wy = params["embedding"][y] if self.tied else W[:, y].T   # (N, H) the targets' columns
         Wy *= coef[:, None]
@@ -279,6 +277,10 @@ class ClassSoftmax:
     # ------------------------------------------------------------------ training / scoring
     def forward(self, params: dict, h2: np.ndarray, y: np.ndarray, mask: np.ndarray | None):
         """h2 (N, H), y (N,), mask (N,) or None -> (loss_sum, nll (N,), cache dict)."""
+        with loop_threads():                       # small GEMMs only (see blas.py)
+            return self._forward(params, h2, y, mask)
+
+    def _forward(self, params, h2, y, mask):
         N, dtype = h2.shape[0], h2.dtype
         y = np.asarray(y)
         cls = self.class_of[y]                                             # (N,)
@@ -286,73 +288,84 @@ class ClassSoftmax:
         Ec = h2 @ params["output.class_W"]                                 # (N, C)
         Ec += params["output.class_b"]
         sc, nll = _softmax_stats(Ec, cls)
-        # word part: positions grouped by class, one GEMM per class of two or more words
-        order = np.argsort(cls, kind="stable")                             # (N,)
+        # word part: the positions whose class has 2+ words, grouped by class (a stable sort)
+        order = np.argsort(cls, kind="stable")
+        order = order[self.size[cls[order]] > 1]                           # (R,) rows that need it
         cs = cls[order]
-        first = np.flatnonzero(np.concatenate(([True], cs[1:] != cs[:-1])))
-        groups = [(int(c), int(a), int(b)) for c, a, b in
-                  zip(cs[first], first, np.append(first[1:], N)) if self.size[c] > 1]
-        hs = h2[order]                                                     # (N, H) sorted by class
-        size_s = self.size[cs]                                             # (N,)
-        S = int(size_s.max())
-        Ew = np.zeros((N, S), dtype=dtype)                                 # (N, S) padded class logits
+        n = self.size[cs]                                                  # (R,) words in each row's class
+        R = len(order)
+        first = np.flatnonzero(np.concatenate(([True], cs[1:] != cs[:-1]))) if R else np.zeros(0, np.int64)
+        last = np.append(first[1:], R)
+        row_off = np.concatenate(([0], np.cumsum(n)[:-1])).astype(np.int64)  # (R,) row starts in Z
+        L = int(n.sum())
+        # Z (L,): row r holds the n[r] logits of its class; a group of rows is one GEMM output
+        Z = np.empty(L, dtype=dtype)
+        hs = h2[order]                                                     # (R, H)
         W = self.weight(params)
-        for c, a, b in groups:
-            lo = self.bounds[c]
-            np.matmul(hs[a:b], W[:, lo:lo + self.size[c]], out=Ew[a:b, :self.size[c]])
-        cols = self.bounds[cs][:, None] + np.arange(S)                     # (N, S) word ids
-        valid = np.arange(S) < size_s[:, None]
-        bias = params["output.b"][np.minimum(cols, self.V - 1)]
-        bias[~valid] = -np.inf                                             # padding: probability 0
-        Ew += bias
-        ys = y[order]
-        sw, nll_w = _softmax_stats(Ew, self.local[ys])
-        nll[order] += nll_w
-        cache = {"h2": h2, "y": y, "cls": cls, "mask": mask, "Ec": Ec, "sc": sc, "order": order, "hs": hs,
-                 "groups": groups, "Ew": Ew, "sw": sw, "cols": cols, "valid": valid, "ys": ys}
+        groups = []
+        for a, b in zip(first.tolist(), last.tolist()):
+            c = int(cs[a])
+            lo, k, off = int(self.bounds[c]), int(self.size[c]), int(row_off[a])
+            np.matmul(hs[a:b], W[:, lo:lo + k], out=Z[off:off + (b - a) * k].reshape(b - a, k))
+            groups.append((lo, k, a, b, off))
+        colid = np.arange(L) + np.repeat(self.bounds[cs] - row_off, n)    # (L,) word id of each entry
+        Z += params["output.b"][colid]
+        # row-wise log-softmax over the ragged rows
+        tpos = row_off + self.local[y[order]]                              # (R,) target entries
+        nll_w = np.zeros(0, dtype=dtype)
+        sw = np.zeros(0, dtype=dtype)
+        if R:
+            m = np.maximum.reduceat(Z, row_off)
+            Z -= np.repeat(m, n)
+            zy = Z[tpos]
+            np.exp(Z, out=Z)
+            sw = np.add.reduceat(Z, row_off)
+            nll_w = np.log(sw)
+            nll_w -= zy
+            nll[order] += nll_w
+        cache = {"h2": h2, "cls": cls, "mask": mask, "Ec": Ec, "sc": sc, "order": order, "n": n, "hs": hs,
+                 "groups": groups, "Z": Z, "sw": sw, "colid": colid, "tpos": tpos}
         return _loss(nll, mask), nll, cache
 
     def backward(self, params: dict, cache: dict, scale: float, grads, dh_out: np.ndarray | None = None):
         """Accumulate output-parameter gradients into `grads`; return dE/dh2 (N, H)."""
+        with loop_threads():
+            return self._backward(params, cache, scale, grads, dh_out)
+
+    def _backward(self, params, cache, scale, grads, dh_out):
         h2, mask, order = cache["h2"], cache["mask"], cache["order"]
         N, dtype = h2.shape[0], h2.dtype
-        rows = np.arange(N)
         # class part: dzc = r E - coef onehot(class)   (undoes zc = h2 class_W + class_b)
         r, coef = _row_coefficients(cache["sc"], mask, scale, dtype)
         dzc = cache["Ec"] * r[:, None]                                     # (N, C)
-        dzc[rows, cache["cls"]] -= coef
+        dzc[np.arange(N), cache["cls"]] -= coef
         grads["output.class_W"] = h2.T @ dzc
         grads["output.class_b"] = np.ones(N, dtype=dtype) @ dzc
         dh = np.matmul(dzc, params["output.class_W"].T, out=dh_out)        # (N, H)
-        # word part, in class order: dzw = r E - coef onehot(word within class)
-        ms = None if mask is None else mask[order]
-        rw, cw = _row_coefficients(cache["sw"], ms, scale, dtype)
-        dzw = cache["Ew"] * rw[:, None]                                    # (N, S)
-        dzw[rows, self.local[cache["ys"]]] -= cw
-        valid = cache["valid"]
-        db = np.bincount(cache["cols"][valid], weights=dzw[valid], minlength=self.V).astype(dtype)
-        grads["output.b"] = db
+        # word part: dZ = r E - coef onehot(word within class), row by row
+        rw, cw = _row_coefficients(cache["sw"], None if mask is None else mask[order], scale, dtype)
+        dZ = cache["Z"] * np.repeat(rw, cache["n"])                        # (L,)
+        dZ[cache["tpos"]] -= cw
+        grads["output.b"] = np.bincount(cache["colid"], weights=dZ, minlength=self.V).astype(dtype)
         hs, W = cache["hs"], self.weight(params)
-        dhs = np.zeros((N, self.H), dtype=dtype)                           # (N, H) sorted order
-        groups = cache["groups"]
-        total = int(sum(self.size[c] for c, _, _ in groups))
-        values = np.empty((total, self.H), dtype=dtype)                    # (M, H) touched columns
-        runs, off = [], 0
-        for c, a, b in groups:
-            lo, n = int(self.bounds[c]), int(self.size[c])
-            d = dzw[a:b, :n]
-            np.matmul(d.T, hs[a:b], out=values[off:off + n])               # undoes hs @ W[:, block]
-            np.matmul(d, W[:, lo:lo + n].T, out=dhs[a:b])
-            runs.append((lo, lo + n, off))
-            off += n
+        dhs = np.empty_like(hs)                                            # (R, H)
+        total = sum(k for _, k, _, _, _ in cache["groups"])
+        values = np.empty((self.H, total), dtype=dtype)                    # (H, M) touched columns
+        runs, voff = [], 0
+        for lo, k, a, b, off in cache["groups"]:
+            d = dZ[off:off + (b - a) * k].reshape(b - a, k)                # (rows, k) one class's block
+            np.matmul(hs[a:b].T, d, out=values[:, voff:voff + k])          # undoes hs @ W[:, block]
+            np.matmul(d, W[:, lo:lo + k].T, out=dhs[a:b])
+            if runs and runs[-1][1] == lo:                                 # adjacent classes: one run
+                runs[-1] = (runs[-1][0], lo + k, runs[-1][2])
+            else:
+                runs.append((lo, lo + k, voff))
+            voff += k
         index = np.concatenate([np.arange(lo, hi) for lo, hi, _ in runs]) if runs else np.zeros(0, np.int64)
-        name = "embedding" if self.tied else "output.W"
-        shape = (self.V, self.H) if self.tied else (self.H, self.V)
-        word = Compact(shape, dtype, 0 if self.tied else 1, index, values, runs)
-        if self.tied:
-            grads[name] = word.dense()          # the embedding's input rows are added to it later
+        if self.tied:                           # the embedding (V, E) holds W^T: rows
+            grads["embedding"] = Compact((self.V, self.H), dtype, 0, index, values.T, runs).dense()
         else:
-            grads.set_compact(name, word)
+            grads.set_compact("output.W", Compact((self.H, self.V), dtype, 1, index, values, runs))
         dh[order] += dhs
         return dh
 
