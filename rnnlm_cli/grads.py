@@ -9,6 +9,8 @@ the batch's targets fall in). `Gradients` keeps such an entry as a `Compact`:
             down to n (rows of a (V, E) embedding: (n, E); columns of an (H, V) matrix: (H, n))
     runs    optional [(start, stop, offset)]: `index` as contiguous ranges; the block of a run
             is values[offset:offset + stop - start] along `axis`
+    scale   a factor the values still have to be multiplied by (norm clipping sets it instead
+            of rescaling every value; `fold()` applies it)
 
 Reading `grads[name]` gives the dense array (built once, on first access; the compact form is
 then dropped, so editing the dense array in place is safe). Code that knows about the compact
@@ -27,17 +29,26 @@ import numpy as np
 class Compact:
     """A gradient that is zero outside `index` along `axis` (see the module docstring)."""
 
-    __slots__ = ("shape", "dtype", "axis", "index", "values", "runs")
+    __slots__ = ("shape", "dtype", "axis", "index", "values", "runs", "scale")
 
     def __init__(self, shape, dtype, axis: int, index: np.ndarray, values: np.ndarray, runs=None):
         self.shape, self.dtype, self.axis = tuple(shape), np.dtype(dtype), axis
         self.index, self.values, self.runs = index, values, runs
+        self.scale = 1.0
+
+    def fold(self) -> np.ndarray:
+        """Apply the pending scale to the values; returns them."""
+        if self.scale != 1.0:
+            self.values *= self.values.dtype.type(self.scale)
+            self.scale = 1.0
+        return self.values
 
     def at(self, sel) -> tuple:
         """An index tuple selecting `sel` (a slice or an index array) along `axis`."""
         return (slice(None),) * self.axis + (sel,)
 
     def dense(self) -> np.ndarray:
+        self.fold()
         out = np.zeros(self.shape, dtype=self.dtype)
         if self.runs is not None:
             for start, stop, off in self.runs:

@@ -31,18 +31,24 @@ CLIP_MODES = ("norm", "value", "none")
 
 # --------------------------------------------------------------------------- clipping
 
-def _arrays(grads) -> list[np.ndarray]:
-    """Every stored gradient array: the values of compact entries, dense arrays as they are."""
+def _entries(grads) -> list:
+    """Every stored gradient: dense arrays, and Compact entries of a grads.Gradients."""
     raw = getattr(grads, "raw", None)
-    if raw is None:
-        return list(grads.values())
-    return [g.values if isinstance(g, Compact) else g for _, g in raw()]
+    return list(grads.values()) if raw is None else [g for _, g in raw()]
+
+
+def _arrays(grads) -> list[np.ndarray]:
+    """Every stored gradient array, pending compact scales applied."""
+    return [g.fold() if isinstance(g, Compact) else g for g in _entries(grads)]
 
 
 def global_norm(grads: dict) -> float:
     """sqrt(sum of squares over every element of every array), as a Python float."""
     total = 0.0
-    for g in _arrays(grads):
+    for g in _entries(grads):
+        factor = 1.0
+        if isinstance(g, Compact):
+            g, factor = g.values, g.scale * g.scale
         flat = g.reshape(-1)
         with np.errstate(over="ignore", invalid="ignore"):
             sq = float(np.dot(flat, flat))
@@ -51,7 +57,7 @@ def global_norm(grads: dict) -> float:
             big = float(np.abs(flat).max())
             scaled = flat.astype(np.float64) / big
             sq = big * big * float(np.dot(scaled, scaled))
-        total += sq
+        total += sq * factor
     return math.sqrt(total)
 
 
@@ -71,8 +77,11 @@ def clip_gradients(grads: dict, mode: str, threshold: float) -> tuple[float, flo
         if pre <= threshold:
             return pre, pre
         factor = threshold / pre
-        for g in _arrays(grads):
-            g *= g.dtype.type(factor)
+        for g in _entries(grads):
+            if isinstance(g, Compact):
+                g.scale *= factor            # applied when the values are used
+            else:
+                g *= g.dtype.type(factor)
         return pre, pre * factor
     for g in _arrays(grads):
         np.clip(g, -threshold, threshold, out=g)
@@ -151,7 +160,7 @@ class SGD(Optimizer):
 
     def _update_compact(self, p, c, lr):
         """p -= lr * g on the rows the compact gradient c holds (the rest of g is zero)."""
-        step = c.values * p.dtype.type(lr)
+        step = c.values * p.dtype.type(lr * c.scale)
         if c.runs is not None:
             for start, stop, off in c.runs:
                 p[c.at(slice(start, stop))] -= step[c.at(slice(off, off + stop - start))]

@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""rnnlm benchmark: training/evaluation/preprocessing throughput on Penn Treebank.
+
+    python scripts/bench.py                       # every config, 3 repeats, a table
+    python scripts/bench.py --quick               # a fast smoke run (1 repeat, few steps)
+    python scripts/bench.py --configs tanh,lstm --repeats 5 --format json
+    python scripts/bench.py --time-to-quality     # minutes: wall time to validation ppl 150
+    python scripts/bench.py --env RNNLM_LOOP_THREADS=0 --configs lstm   # A/B an env knob
+
+Every config runs in a fresh subprocess (so its peak RSS, ru_maxrss of that child, is its own):
+it warms up, then times a fixed number of REAL training steps (bptt.batch_gradients -> clip
+-> optimizer.step) `--repeats` times; the table shows the median and the spread (min-max) of
+tokens/s. "bound" is the fraction of the matrix-multiply bound: FLOPs per token (counted from
+the shapes: every GEMM of the forward and backward) times tokens/s, divided by the float32
+GEMM rate measured in the same run ((700x200) @ (200x10000), also in a fresh child).
+
+When `torch` is importable, the equivalent PyTorch model (nn.Embedding + nn.RNN/GRU/LSTM +
+nn.Linear, SGD + clip_grad_norm_, torch.set_num_threads(2)) is timed in the same run and the
+ratio ours/PyTorch is printed beside each full-softmax config. torch is not a dependency.
+
+Data: ../shared/corpora/ptb (relative to the repository root; --corpus to point elsewhere),
+preprocessed by rnnlm itself into a temporary folder. Without it, a synthetic Zipf stream over a
+10,000-word vocabulary stands in, and the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+DEFAULT_CORPUS = os.path.join(ROOT, "..", "shared", "corpora", "ptb")
+PTB_FILES = ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt")
+
+# E = H = 200, V = 10k (PTB), B = 20; steps: timed training steps per repeat
+CONFIGS = {
+    "tanh":      {"kind": "train", "cell": "tanh", "softmax": "full", "k1": 35, "steps": 40, "warmup": 3},
+    "gru":       {"kind": "train", "cell": "gru", "softmax": "full", "k1": 35, "steps": 30, "warmup": 3},
+    "lstm":      {"kind": "train", "cell": "lstm", "softmax": "full", "k1": 35, "steps": 30, "warmup": 3},
+    "relu":      {"kind": "train", "cell": "relu", "softmax": "full", "k1": 35, "steps": 40, "warmup": 3},
+    "class-k4":  {"kind": "train", "cell": "tanh", "softmax": "class", "classes": 100, "k1": 4, "steps": 600,
+                  "warmup": 30},
+    "class-k35": {"kind": "train", "cell": "tanh", "softmax": "class", "classes": 100, "k1": 35, "steps": 80,
+                  "warmup": 5},
+    "eval":      {"kind": "eval", "cell": "tanh", "softmax": "full", "k1": 35, "tokens": 40000},
+    "eval-class": {"kind": "eval", "cell": "tanh", "softmax": "class", "classes": 100, "k1": 35, "tokens": 40000},
+    "preprocess": {"kind": "preprocess"},
+}
+TORCH_CELLS = ("tanh", "gru", "lstm", "relu")
+SHAPE = {"E": 200, "H": 200, "B": 20}
+GEMM_SHAPE = (700, 200, 10000)
+TTQ_TARGET = 150.0
+PEERS = {"mikolov_rnnlm_0.3e": 10900.0}     # words/s quoted in issue #6 (another machine: AMD EPYC)
+
+
+# --------------------------------------------------------------------------- counting
+
+def gates(cell: str) -> int:
+    return {"tanh": 1, "relu": 1, "gru": 3, "lstm": 4}[cell]
+
+
+def flops_per_token(cell: str, E: int, H: int, V: int, softmax: str = "full", C: int = 0,
+                    mean_class_size: float = 0.0, train: bool = True) -> float:
+    """Multiply-add FLOPs (2 per MAC) of every GEMM per token, from the shapes.
+
+    cell: x W_x and h W_h forward; backward dW_x, dW_h, dx, dh_prev (3x the forward).
+    full softmax: h W (H x V) forward; dW and dh backward. class softmax: the class part
+    (H x C) plus the word part over the target's class (mean_class_size words on average).
+    Element-wise work (nonlinearities, exp) is not counted.
+    """
+    G = gates(cell)
+    cell_fwd = 2 * (E + H) * G * H
+    out_fwd = 2 * H * V if softmax == "full" else 2 * H * (C + mean_class_size)
+    fwd = cell_fwd + out_fwd
+    return 3 * fwd if train else fwd
+
+
+def mean_class_size(counts, classes: int) -> float:
+    """Average size of the target's class, weighted by the unigram counts (~V/C by design)."""
+    from rnnlm_cli.softmax import frequency_classes
+    bounds = frequency_classes(counts, classes)
+    size = np.diff(bounds)
+    mass = np.add.reduceat(np.asarray(counts, dtype=np.float64), bounds[:-1])
+    return float((mass * size).sum() / mass.sum())
+
+
+def gemm_rate(shape=GEMM_SHAPE, seconds: float = 1.0, repeats: int = 5) -> float:
+    """float32 GEMM rate in GFLOP/s: the best of `repeats` timings of (m x k) @ (k x n)."""
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a = rng.random((m, k), dtype=np.float32)
+    b = rng.random((k, n), dtype=np.float32)
+    c = np.empty((m, n), dtype=np.float32)
+    np.matmul(a, b, out=c)
+    t0 = time.perf_counter()
+    np.matmul(a, b, out=c)
+    per = max(time.perf_counter() - t0, 1e-6)
+    calls = max(1, int(seconds / repeats / per))
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            np.matmul(a, b, out=c)
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return 2.0 * m * k * n / best / 1e9
+
+
+# --------------------------------------------------------------------------- data
+
+def synthetic_corpus(folder: str, vocab: int = 10000, tokens: int = 1_000_000, seed: int = 0) -> None:
+    """Write ptb.{train,valid,test}.txt with a Zipf(1.1) word stream over `vocab` types and
+    sentences of ~20 words: a stand-in with PTB's sizes when the real corpus is absent."""
+    rng = np.random.default_rng(seed)
+    words = np.array([f"w{i}" for i in range(vocab)])
+    ranks = np.arange(1, vocab + 1, dtype=np.float64)
+    p = ranks ** -1.1
+    p /= p.sum()
+    os.makedirs(folder, exist_ok=True)
+    for name, n in zip(PTB_FILES, (tokens, tokens // 12, tokens // 11)):
+        ids = rng.choice(vocab, size=n, p=p)
+        cuts = np.cumsum(rng.integers(5, 35, size=n // 5 + 2))
+        lines = [" ".join(words[ids[a:b]]) for a, b in zip(np.r_[0, cuts], cuts) if a < n]
+        with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+
+def data_config(corpus: str, prepared: str):
+    from rnnlm_cli.config import load_config
+    return load_config(None, [f"data.train={os.path.join(corpus, PTB_FILES[0])}",
+                              f"data.valid={os.path.join(corpus, PTB_FILES[1])}",
+                              f"data.test={os.path.join(corpus, PTB_FILES[2])}",
+                              f"data.prepared={prepared}"])
+
+
+def prepare(corpus: str, prepared: str) -> None:
+    from rnnlm_cli import corpus as corpus_mod
+    cfg = data_config(corpus, prepared)
+    corpus_mod.preprocess(cfg.data, cfg, force=True, progress=False)
+
+
+# --------------------------------------------------------------------------- one config (child side)
+
+def model_config(spec: dict, extra=()):
+    from rnnlm_cli.config import load_config
+    E, H, B = (spec.get(k, SHAPE[k]) for k in ("E", "H", "B"))
+    sets = [f"model.cell={spec['cell']}", f"model.embedding_size={E}", f"model.hidden_size={H}",
+            f"model.softmax={spec['softmax']}", f"model.num_classes={spec.get('classes', 0)}",
+            f"train.batch_size={B}", f"train.k1={spec['k1']}", "train.optimizer=sgd", "train.lr=1.0",
+            "train.clip=norm", "train.clip_threshold=5.0", "train.eval_batch_size=10"]
+    return load_config(None, sets + list(extra))
+
+
+def run_ours(spec: dict, prepared: str, repeats: int) -> dict:
+    """Time training steps (or evaluation) of our model; tokens/s per repeat."""
+    from rnnlm_cli import bptt
+    from rnnlm_cli.batching import StreamBatches
+    from rnnlm_cli.corpus import load_prepared
+    from rnnlm_cli.model import Model
+    from rnnlm_cli.optim import clip_gradients, make_optimizer
+    from rnnlm_cli.train import evaluate_tokens, separator_id
+
+    data = load_prepared(prepared)
+    V = len(data.vocab)
+    cfg = model_config(spec)
+    rng = np.random.default_rng(0)
+    model = Model(cfg.model, V, rng=rng, class_counts=data.vocab.counts)
+    info = {"V": V, "params": model.num_params()}
+    if spec["softmax"] == "class":
+        info["classes"] = len(model.class_bounds) - 1
+        info["mean_class_size"] = mean_class_size(data.vocab.counts, spec["classes"])
+    runs = []
+    if spec["kind"] == "eval":
+        tokens = np.asarray(data.split("valid"), dtype=np.int64)
+        tokens = np.resize(tokens, spec.get("tokens", len(tokens)))
+        sep = separator_id(data)
+        evaluate_tokens(model, tokens[:2000], cfg, sep)             # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            evaluate_tokens(model, tokens, cfg, sep)
+            runs.append(len(tokens) / (time.perf_counter() - t0))
+        return {"runs": runs, **info}
+    tc = cfg.train
+    optimizer = make_optimizer(model.params, tc)
+    batches = StreamBatches(np.asarray(data.split("train"), dtype=np.int64), tc.batch_size, tc.k1)
+    state, c = None, 0
+
+    def steps(n):
+        nonlocal state, c
+        done = 0
+        for _ in range(n):
+            batch = batches.batch(c % len(batches))
+            c += 1
+            fwd, grads, state = bptt.batch_gradients(model, batch, state, mode="stream")
+            clip_gradients(grads, tc.clip, tc.clip_threshold)
+            optimizer.step(model.params, grads, tc.lr)
+            done += int(fwd.count)
+        return done
+
+    steps(spec.get("warmup", 3))
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = steps(spec["steps"])
+        runs.append(n / (time.perf_counter() - t0))
+    return {"runs": runs, **info}
+
+
+def run_torch(spec: dict, prepared: str, repeats: int, threads: int) -> dict:
+    """The same training step in PyTorch (CPU): Embedding + RNN/GRU/LSTM + Linear, SGD, clip."""
+    import torch
+    from torch import nn
+
+    from rnnlm_cli.batching import batchify
+    from rnnlm_cli.corpus import load_prepared
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    data = load_prepared(prepared)
+    V, E, H, B, T = len(data.vocab), SHAPE["E"], SHAPE["H"], SHAPE["B"], spec["k1"]
+    cell = spec["cell"]
+    rnn = {"tanh": lambda: nn.RNN(E, H), "relu": lambda: nn.RNN(E, H, nonlinearity="relu"),
+           "gru": lambda: nn.GRU(E, H), "lstm": lambda: nn.LSTM(E, H)}[cell]()
+    emb, out = nn.Embedding(V, E), nn.Linear(H, V)
+    params = list(emb.parameters()) + list(rnn.parameters()) + list(out.parameters())
+    opt = torch.optim.SGD(params, lr=1.0)
+    loss_fn = nn.CrossEntropyLoss()
+    stream = torch.from_numpy(batchify(np.asarray(data.split("train"), dtype=np.int64), B))
+    n_chunks = (len(stream) - 1) // T
+    state = {"h": None, "c": 0}
+
+    def steps(n):
+        for _ in range(n):
+            i = state["c"] % n_chunks
+            state["c"] += 1
+            x, y = stream[i * T:(i + 1) * T], stream[i * T + 1:(i + 1) * T + 1]
+            h = state["h"]
+            if h is not None:
+                h = tuple(s.detach() for s in h) if isinstance(h, tuple) else h.detach()
+            opt.zero_grad()
+            o, h = rnn(emb(x), h)
+            loss = loss_fn(out(o).reshape(-1, V), y.reshape(-1))
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            state["h"] = h
+        return n * T * B
+
+    steps(spec.get("warmup", 3))
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = steps(spec["steps"])
+        runs.append(n / (time.perf_counter() - t0))
+    return {"runs": runs, "torch": torch.__version__, "torch_threads": threads}
+
+
+def run_preprocess(corpus: str, repeats: int) -> dict:
+    size = sum(os.path.getsize(os.path.join(corpus, f)) for f in PTB_FILES)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats + 1):
+            t0 = time.perf_counter()
+            prepare(corpus, os.path.join(tmp, "p"))
+            if r:                                                      # the first run warms the cache
+                runs.append(size / 1e6 / (time.perf_counter() - t0))
+    return {"runs": runs, "bytes": size, "unit": "MB/s"}
+
+
+def child_main(job: dict) -> dict:
+    """Run one job (in this fresh process) and add its peak RSS."""
+    kind = job["what"]
+    if kind == "gemm":
+        result = {"gflops": gemm_rate(tuple(job.get("shape", GEMM_SHAPE)))}
+    elif kind == "preprocess":
+        result = run_preprocess(job["corpus"], job["repeats"])
+    elif kind == "torch":
+        result = run_torch(job["spec"], job["prepared"], job["repeats"], job.get("threads", 2))
+    else:
+        result = run_ours(job["spec"], job["prepared"], job["repeats"])
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return result
+
+
+def run_child(job: dict, env_extra: dict | None = None, timeout: float = 1800) -> dict:
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(job)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"error": " | ".join(tail) or f"exit {proc.returncode}"}
+    return json.loads(lines[-1])
+
+
+# --------------------------------------------------------------------------- machine
+
+def machine() -> dict:
+    from rnnlm_cli import blas
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {"cpu": model, "cores": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__,
+            "blas": blas.info(), "threads_env": {k: os.environ[k] for k in (
+                "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "RNNLM_LOOP_THREADS", "OPENBLAS_CORETYPE",
+                "OPENBLAS_L2_SIZE") if k in os.environ}}
+    try:
+        import threadpoolctl
+        info["threadpoolctl"] = [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+                                 for d in threadpoolctl.threadpool_info()]
+    except ImportError:
+        pass
+    return info
+
+
+def torch_available() -> str | None:
+    try:
+        import importlib.util
+        return "yes" if importlib.util.find_spec("torch") else None
+    except (ImportError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- summarising
+
+def summarise(runs: list[float]) -> dict:
+    return {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs}
+
+
+def render_table(report: dict) -> str:
+    rows = [("config", "tokens/s", "spread (min-max)", "vs torch", "bound", "peak RSS", "note")]
+    for r in report["results"]:
+        if "error" in r:
+            rows.append((r["name"], "error", "", "", "", "", r["error"][:60]))
+            continue
+        s = r["summary"]
+        unit = r.get("unit", "tok/s")
+        fmt = (lambda v: f"{v:.1f}") if unit == "MB/s" else (lambda v: f"{v:,.0f}")
+        rows.append((r["name"], fmt(s["median"]) + ("" if unit == "tok/s" else f" {unit}"),
+                     f"{fmt(s['min'])}-{fmt(s['max'])}",
+                     f"{r['vs_torch']:.2f}x" if r.get("vs_torch") else "",
+                     f"{r['bound_fraction']:.0%}" if r.get("bound_fraction") else "",
+                     f"{r['peak_rss_mb']:.0f} MB", r.get("note", "")))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(v).rjust(w) if 0 < i < 6 else str(v).ljust(w) for i, (v, w) in
+                       enumerate(zip(row, widths))).rstrip() for row in rows]
+    m = report["machine"]
+    head = [f"rnnlm bench: {m['cpu']}, {m['cores']} cores, numpy {m['numpy']}, "
+            f"BLAS {m['blas'].get('config') or m['blas'].get('openblas')} ({m['blas'].get('core', '?')})",
+            f"data: {report['data']}",
+            f"float32 GEMM {GEMM_SHAPE[0]}x{GEMM_SHAPE[1]} @ {GEMM_SHAPE[1]}x{GEMM_SHAPE[2]}: "
+            f"{report['gemm_gflops']:.0f} GFLOP/s (median of {len(report['gemm_runs'])} children)",
+            f"{report['repeats']} repeats per config, load average before/after: "
+            f"{report['load_before']} / {report['load_after']}", ""]
+    out = head + lines
+    if report.get("time_to_quality"):
+        out += ["", render_ttq(report["time_to_quality"])]
+    return "\n".join(out)
+
+
+def render_ttq(t: dict) -> str:
+    if "error" in t:
+        return f"time to quality: {t['error']}"
+    if t.get("seconds") is None:
+        return (f"time to quality: validation perplexity {t['target']} not reached in {t['epochs']} epoch(s); "
+                f"best {t['best_ppl']:.1f} after {t['wall_s']:.0f} s")
+    lines = [f"time to validation perplexity {t['target']:.0f} ({t['config']}): {t['seconds']:.0f} s, "
+             f"{t['tokens']:,} training tokens (step {t['step']}, ppl {t['ppl']:.1f})"]
+    for name, p in t.get("peers", {}).items():
+        lines.append(f"  {name}: {p['tokens_per_s']:,.0f} tok/s -> est. {p['seconds']:.0f} s for the same tokens "
+                     f"(ours is {p['seconds'] / t['seconds']:.1f}x faster; {p['source']})")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- time to quality
+
+def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 3, eval_every: int = 200,
+                    extra=(), poll: float = 0.5) -> dict:
+    """Train the PTB tanh config with `rnnlm train` (a subprocess) and watch its metrics.jsonl:
+    the first validation line at or below `target` perplexity gives the wall time (`elapsed`,
+    the trainer's own clock, evaluations included) and the training tokens; the run is then
+    stopped with SIGTERM (it saves a checkpoint and exits)."""
+    import signal
+    spec = dict(CONFIGS["tanh"])
+    sets = [f"model.cell={spec['cell']}", f"model.embedding_size={SHAPE['E']}", f"model.hidden_size={SHAPE['H']}",
+            f"train.batch_size={SHAPE['B']}", f"train.k1={spec['k1']}", f"data.prepared={prepared}",
+            f"train.epochs={epochs}", f"train.eval_every={eval_every}", "train.log_every=100",
+            "train.optimizer=adam", "train.lr=0.002", "train.clip=norm", "train.clip_threshold=1.0",
+            "train.eval_batch_size=10"] + list(extra)
+    hit, best = None, math.inf
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "run")
+        cmd = [sys.executable, "-m", "rnnlm_cli", "train", "--quiet", "--out", out]
+        for item in sets:
+            cmd += ["--set", item]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        metrics, seen = os.path.join(out, "metrics.jsonl"), 0
+        while True:
+            done = proc.poll() is not None
+            if os.path.exists(metrics):
+                with open(metrics, encoding="utf-8") as fh:
+                    lines = fh.read().splitlines()
+                for line in lines[seen:]:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        break
+                    seen += 1
+                    if rec.get("split") == "valid" and not rec.get("final"):
+                        best = min(best, rec["ppl"])
+                        if rec["ppl"] <= target and hit is None:
+                            hit = rec
+            if hit is not None and not done:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait()
+                break
+            if done:
+                break
+            time.sleep(poll)
+        wall = time.perf_counter() - t0
+        err = proc.stderr.read() if proc.stderr else ""
+    result = {"config": "tanh E=H=200 B=20 k1=35, adam lr 0.002, clip 1.0", "target": target,
+              "epochs": epochs, "eval_every": eval_every, "wall_s": wall, "best_ppl": best,
+              "command": "rnnlm train " + " ".join(f"--set {x}" for x in sets if not x.startswith("data."))}
+    if hit is None:
+        if best == math.inf:
+            return {"error": f"no validation line (exit {proc.returncode}): {err.strip().splitlines()[-1:] }"}
+        result["seconds"] = None
+        return result
+    result.update(seconds=hit["elapsed"], step=hit["step"], ppl=hit["ppl"],
+                  tokens=hit["step"] * SHAPE["B"] * spec["k1"])
+    return result
+
+
+# --------------------------------------------------------------------------- main
+
+def parse_env(items) -> dict:
+    env = {}
+    for item in items or ():
+        key, _, value = item.partition("=")
+        env[key] = value
+    return env
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default=",".join(CONFIGS),
+                    help=f"comma-separated subset of: {', '.join(CONFIGS)} (default: all)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per config (default 3)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, a few steps per config")
+    ap.add_argument("--format", choices=("table", "json"), default="table")
+    ap.add_argument("--corpus", default=DEFAULT_CORPUS, help="folder holding ptb.{train,valid,test}.txt")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    ap.add_argument("--torch-threads", type=int, default=2)
+    ap.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment for the children (repeatable)")
+    ap.add_argument("--time-to-quality", action="store_true",
+                    help=f"also train the tanh config until validation perplexity {TTQ_TARGET:.0f} (minutes)")
+    ap.add_argument("--ttq-epochs", type=int, default=3)
+    ap.add_argument("--ttq-eval-every", type=int, default=200)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(child_main(json.loads(args.child))))
+        return 0
+
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
+    repeats = 1 if args.quick else max(1, args.repeats)
+    env = parse_env(args.env)
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = os.path.abspath(args.corpus)
+        if all(os.path.isfile(os.path.join(corpus, f)) for f in PTB_FILES):
+            data_note = f"Penn Treebank ({corpus})"
+        else:
+            data_note = (f"SYNTHETIC: {corpus} has no PTB files; a Zipf(1.1) stream over 10,000 words "
+                         f"with PTB's sizes stands in (figures are not PTB figures)")
+            corpus = os.path.join(tmp, "synthetic")
+            synthetic_corpus(corpus, tokens=200_000 if args.quick else 1_000_000)
+        prepared = os.path.join(tmp, "prepared")
+        prepare(corpus, prepared)
+        if args.format == "table":
+            print(f"data: {data_note}", file=sys.stderr)
+
+        gemm_runs = [run_child({"what": "gemm"}, env).get("gflops", float("nan")) for _ in range(3)]
+        gflops = statistics.median(gemm_runs)
+        vocab = len(open(os.path.join(prepared, "vocab.txt"), encoding="utf-8").read().splitlines())
+        use_torch = not args.no_torch and torch_available()
+        results = []
+        torch_speed = {}
+        for name in names:
+            spec = dict(CONFIGS[name])
+            if args.quick:
+                spec["steps"] = max(2, spec.get("steps", 0) // 10)
+                spec["warmup"] = 1
+                spec["tokens"] = 5000
+            if args.format == "table":
+                print(f"  running {name} ...", file=sys.stderr)
+            if spec["kind"] == "preprocess":
+                r = run_child({"what": "preprocess", "corpus": corpus, "repeats": repeats}, env)
+                entry = {"name": name, **r, "unit": "MB/s", "note": "corpus.preprocess, PTB train+valid+test"}
+            else:
+                r = run_child({"what": "ours", "spec": spec, "prepared": prepared, "repeats": repeats}, env)
+                entry = {"name": name, **r, "spec": spec}
+                if "error" not in r:
+                    fpt = flops_per_token(spec["cell"], SHAPE["E"], SHAPE["H"], vocab, spec["softmax"],
+                                          r.get("classes", 0), r.get("mean_class_size", 0.0),
+                                          train=spec["kind"] == "train")
+                    entry["flops_per_token"] = fpt
+                    entry["bound_tokens_per_s"] = gflops * 1e9 / fpt
+                    note = f"{spec['kind']}, {spec['softmax']} softmax, k1={spec['k1']}"
+                    if spec["softmax"] == "class":
+                        note += f", C={r.get('classes')}"
+                    entry["note"] = note
+            if "error" not in entry:
+                entry["summary"] = summarise(entry["runs"])
+                if entry.get("bound_tokens_per_s"):
+                    entry["bound_fraction"] = entry["summary"]["median"] / entry["bound_tokens_per_s"]
+            results.append(entry)
+            if use_torch and spec["kind"] == "train" and spec["softmax"] == "full" and spec["cell"] in TORCH_CELLS:
+                if args.format == "table":
+                    print(f"  running torch-{name} ...", file=sys.stderr)
+                t = run_child({"what": "torch", "spec": spec, "prepared": prepared, "repeats": repeats,
+                               "threads": args.torch_threads}, env)
+                tentry = {"name": f"torch-{name}", **t, "spec": spec}
+                if "error" not in t:
+                    tentry["summary"] = summarise(t["runs"])
+                    tentry["note"] = f"PyTorch {t['torch']} CPU, {t['torch_threads']} threads"
+                    fpt = entry.get("flops_per_token")
+                    if fpt:
+                        tentry["bound_fraction"] = tentry["summary"]["median"] * fpt / (gflops * 1e9)
+                    torch_speed[name] = tentry["summary"]["median"]
+                    if "summary" in entry:
+                        entry["vs_torch"] = entry["summary"]["median"] / torch_speed[name]
+                results.append(tentry)
+
+        report = {"machine": machine(), "data": data_note, "gemm_gflops": gflops, "gemm_runs": gemm_runs,
+                  "gemm_shape": list(GEMM_SHAPE), "repeats": repeats, "env": env, "results": results,
+                  "load_before": load_before, "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
+        if args.time_to_quality:
+            if args.format == "table":
+                print("  time to quality (minutes) ...", file=sys.stderr)
+            ttq = time_to_quality(prepared, epochs=args.ttq_epochs, eval_every=args.ttq_eval_every)
+            if ttq.get("seconds"):
+                peers = {}
+                if "tanh" in torch_speed:
+                    peers["pytorch_cpu_tanh"] = {"tokens_per_s": torch_speed["tanh"],
+                                                 "source": "measured in this run, SGD step"}
+                else:
+                    peers["pytorch_cpu_tanh"] = {"tokens_per_s": 5660.0, "source": "issue #6 figure, other machine"}
+                peers["mikolov_rnnlm_0.3e"] = {"tokens_per_s": PEERS["mikolov_rnnlm_0.3e"],
+                                               "source": "issue #6 figure, other machine"}
+                for p in peers.values():
+                    p["seconds"] = ttq["tokens"] / p["tokens_per_s"]
+                ttq["peers"] = peers
+                ttq["assumption"] = ("a peer needs the same number of training tokens as we did and runs at "
+                                     "its steady throughput (no evaluation or start-up time)")
+            report["time_to_quality"] = ttq
+        report["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Smoke test of scripts/bench.py's functions at tiny sizes (no timing claims)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("rnnlm_bench", ROOT / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flop_counts(bench):
+    # the issue's full-softmax figure: ~12.3 MFLOP per token, the output layer's 6 H V dominating
+    fpt = bench.flops_per_token("tanh", 200, 200, 10000)
+    assert fpt == 6 * 200 * 10000 + 6 * 400 * 200
+    assert bench.flops_per_token("lstm", 200, 200, 10000) - fpt == 6 * 400 * 600
+    cls = bench.flops_per_token("tanh", 200, 200, 10000, "class", C=100, mean_class_size=100.0)
+    assert cls == 6 * 200 * 200 + 6 * 400 * 200
+    assert bench.flops_per_token("tanh", 200, 200, 10000, train=False) == fpt / 3
+    counts = [400, 90, 60, 50, 30, 20, 15, 12, 10, 8]
+    assert 1.0 <= bench.mean_class_size(counts, 3) <= len(counts)
+
+
+def test_gemm_rate_is_positive(bench):
+    assert bench.gemm_rate((16, 8, 32), seconds=0.01, repeats=2) > 0
+
+
+def test_tiny_run_and_table(bench, tmp_path):
+    corpus, prepared = tmp_path / "corpus", tmp_path / "prepared"
+    bench.synthetic_corpus(str(corpus), vocab=40, tokens=3000)
+    bench.prepare(str(corpus), str(prepared))
+    results = []
+    for softmax, kind in (("full", "train"), ("class", "train"), ("full", "eval")):
+        spec = {"kind": kind, "cell": "lstm", "softmax": softmax, "classes": 4, "k1": 5, "steps": 3, "warmup": 1,
+                "tokens": 300, "E": 6, "H": 8, "B": 3}
+        r = bench.run_ours(spec, str(prepared), repeats=2)
+        assert len(r["runs"]) == 2 and all(v > 0 for v in r["runs"])
+        results.append({"name": f"{softmax}-{kind}", **r, "summary": bench.summarise(r["runs"]), "peak_rss_mb": 1.0,
+                        "bound_fraction": 0.5, "note": softmax})
+    pre = bench.run_preprocess(str(corpus), repeats=1)
+    assert pre["runs"][0] > 0
+    results.append({"name": "preprocess", **pre, "summary": bench.summarise(pre["runs"]), "peak_rss_mb": 1.0})
+    report = {"machine": bench.machine(), "data": "synthetic", "gemm_gflops": 1.0, "gemm_runs": [1.0],
+              "repeats": 2, "results": results, "load_before": "0", "load_after": "0"}
+    text = bench.render_table(report)
+    assert "full-train" in text and "class-train" in text and "MB/s" in text
+    assert np.isfinite(report["results"][0]["summary"]["median"])

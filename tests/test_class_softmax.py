@@ -1,0 +1,214 @@
+"""Class-factorised softmax: frequency binning, exact normalisation, a plain reference loss,
+finite differences for every cell, compact gradients and sparse SGD, checkpoint round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rnnlm_cli.cells import CELLS
+from rnnlm_cli.config import ModelConfig, load_config
+from rnnlm_cli.gradcheck import _check_one, run_gradcheck
+from rnnlm_cli.grads import Compact, Gradients
+from rnnlm_cli.model import Model
+from rnnlm_cli.optim import SGD, clip_gradients, global_norm
+from rnnlm_cli.softmax import default_num_classes, even_classes, frequency_classes
+
+V, H = 23, 4
+# sorted descending, as the vocabulary is: a dominant word, a few frequent ones, a long tail
+COUNTS = [400, 90, 60, 50, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 4, 3, 3, 2, 2, 2, 1, 1, 1]
+
+
+def make(cell="tanh", tie=False, C=5, counts=COUNTS, seed=0, dtype=np.float64):
+    cfg = ModelConfig(cell=cell, embedding_size=H, hidden_size=H, softmax="class", num_classes=C, tie_weights=tie)
+    model = Model(cfg, V, dtype=dtype, rng=np.random.default_rng(seed), class_counts=counts)
+    rng = np.random.default_rng(seed + 1)
+    for p in model.params.values():          # move biases off zero, weights up a little
+        p += rng.uniform(-0.5, 0.5, size=p.shape)
+    return model
+
+
+def batch(T=5, B=4, seed=2):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, V, size=(T, B)), rng.integers(0, V, size=(T, B))
+
+
+# --------------------------------------------------------------------------- class assignment
+
+def test_frequency_binning_follows_mikolov():
+    # cumulative mass .5 .7 .8 .9 .95 .98 1.0 with C = 3: the boundary word joins the class it
+    # crosses, then the next class begins
+    assert frequency_classes([50, 20, 10, 10, 5, 3, 2], 3).tolist() == [0, 1, 2, 7]
+    bounds = frequency_classes(COUNTS, 5)
+    assert bounds[0] == 0 and bounds[-1] == V and np.all(np.diff(bounds) > 0)
+    assert bounds.tolist()[:3] == [0, 1, 2]                  # the dominant words get classes of their own
+
+
+def test_binning_splits_the_mass_into_nearly_equal_parts():
+    counts = np.sort(np.random.default_rng(0).zipf(1.3, size=5000))[::-1]
+    C = 40
+    bounds = frequency_classes(counts, C)
+    assert len(bounds) == C + 1 and np.all(np.diff(bounds) > 0)
+    mass = np.add.reduceat(counts.astype(float), bounds[:-1]) / counts.sum()
+    single = np.diff(bounds) == 1
+    # a class of several words never holds much more than 1/C plus its last word
+    assert np.all(mass[~single] <= 1 / C + counts.max() / counts.sum())
+    # rare words share big classes, frequent words small ones
+    assert np.diff(bounds)[-1] > 100 * np.diff(bounds)[0]
+
+
+def test_defaults_and_fallbacks():
+    assert default_num_classes(ModelConfig(), 10000) == 100
+    assert default_num_classes(ModelConfig(num_classes=7), 10000) == 7
+    assert even_classes(7, 3).tolist() == [0, 2, 5, 7]
+    model = Model(ModelConfig(softmax="class", embedding_size=3, hidden_size=3), 10)   # no counts
+    assert model.class_bounds == even_classes(10, 3).tolist()
+    # C is capped at V, and the binning may use fewer classes when the mass leaves no room
+    assert frequency_classes([1, 1], 5).tolist() == [0, 2]
+    assert frequency_classes([1, 1, 1, 1], 4).tolist() == [0, 2, 3, 4]
+
+
+# --------------------------------------------------------------------------- probabilities
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_probabilities_sum_to_one_and_match_the_training_path(tie):
+    model = make(tie=tie)
+    x, y = batch()
+    logp, _ = model.log_probs(x, y)
+    state = None
+    for t in range(len(x)):
+        full, state = model.step_logits(x[t], state)        # (B, V) log P(w | h)
+        np.testing.assert_allclose(np.exp(full).sum(axis=1), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(full[np.arange(x.shape[1]), y[t]], logp[t], rtol=1e-10, atol=1e-12)
+
+
+def reference_nll(model, h, y):
+    """-log P(y | h) written out: class softmax times softmax within the class's words."""
+    p, out = model.params, model.output
+    W = p["embedding"].T if model.cfg.tie_weights else p["output.W"]
+    zc = h @ p["output.class_W"] + p["output.class_b"]
+    c = out.class_of[y]
+    pc = np.exp(zc[c]) / np.exp(zc).sum()
+    lo, hi = out.bounds[c], out.bounds[c + 1]
+    zw = h @ W[:, lo:hi] + p["output.b"][lo:hi]
+    pw = np.exp(zw[y - lo]) / np.exp(zw).sum()
+    return -np.log(pc * pw)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_loss_equals_a_plain_reference(tie):
+    model = make(tie=tie, seed=3)
+    x, y = batch(seed=4)
+    mask = np.ones(x.shape)
+    mask[3:, 1] = 0
+    fwd = model.forward(x, y, mask=mask)
+    hs = fwd.hs
+    ref = sum(reference_nll(model, hs[t, b], y[t, b]) for t in range(x.shape[0]) for b in range(x.shape[1])
+              if mask[t, b])
+    assert fwd.loss == pytest.approx(ref, rel=1e-12)
+    assert fwd.count == mask.sum()
+
+
+# --------------------------------------------------------------------------- gradients
+
+def test_gradcheck_passes_for_every_cell_with_class_softmax():
+    cfg = load_config(None)
+    result = run_gradcheck(cfg, cells=list(CELLS), modes=["full", "window", "stream"], tying=[False, True],
+                           softmaxes=["class"])
+    assert result["passed"], [c for c in result["checks"] if not c["passed"]]
+    params = {c["param"] for c in result["checks"]}
+    assert {"output.class_W", "output.class_b", "output.W", "output.b"} <= params
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("tie", [False, True])
+def test_finite_differences_with_one_word_classes_and_lone_positions(cell, tie):
+    """Frequency-binned classes (several of one word) and a batch where most classes hold a single
+    position: the paths gradcheck's equal classes never take."""
+    model = make(cell=cell, tie=tie, seed=5)
+    assert 1 in np.diff(model.class_bounds)
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, V, size=(3, 2))
+    y = np.array([[0, 5], [21, 1], [9, 14]])                   # classes 0, one-word ones, the tail class
+    state = tuple(rng.uniform(-0.5, 0.5, size=(2, H)) for _ in model.initial_state(2))
+    rows = _check_one(model, lambda: model.forward(x, y, state).loss,
+                      lambda: model.backward(model.forward(x, y, state)), 1e-5, 0, rng)
+    worst = {name: err for name, err, _ in rows}
+    assert max(worst.values()) < 1e-6, worst
+
+
+def test_word_matrix_gradient_is_compact_and_exact():
+    model = make(seed=7)
+    x, y = batch(T=2, B=2, seed=8)
+    grads = model.backward(model.forward(x, y))
+    word = grads.compact("output.W")
+    assert word is not None and word.axis == 1
+    touched = set(np.unique(model.output.class_of[y.ravel()]).tolist())
+    expect = [w for w in range(V) if model.output.class_of[w] in touched and np.diff(model.class_bounds)[
+        model.output.class_of[w]] > 1]
+    assert word.index.tolist() == expect
+    dense = grads["output.W"]                                   # materialised on demand
+    assert grads.compact("output.W") is None
+    untouched = np.setdiff1d(np.arange(V), expect)
+    assert np.all(dense[:, untouched] == 0)
+    emb = grads.compact("embedding")
+    assert emb is not None and emb.index.tolist() == sorted(set(x.ravel().tolist()))
+
+
+def test_sparse_sgd_and_clipping_equal_the_dense_path():
+    model = make(seed=9, dtype=np.float32)
+    x, y = batch(seed=10)
+    grads = model.backward(model.forward(x, y), scale=1 / x.size)
+    dense = {k: np.array(v) for k, v in Gradients(dict(grads.raw())).items()}   # materialised copy
+    assert isinstance(grads.raw_item("output.W"), Compact)
+    assert global_norm(grads) == pytest.approx(global_norm(dense), rel=1e-5)
+    pre, post = clip_gradients(grads, "norm", 0.1)
+    pre_d, post_d = clip_gradients(dense, "norm", 0.1)
+    assert (pre, post) == pytest.approx((pre_d, post_d), rel=1e-5)
+    p_sparse = {k: v.copy() for k, v in model.params.items()}
+    p_dense = {k: v.copy() for k, v in model.params.items()}
+    SGD(p_sparse).step(p_sparse, grads, 0.5)
+    SGD(p_dense).step(p_dense, dense, 0.5)
+    for k in p_dense:
+        np.testing.assert_allclose(p_sparse[k], p_dense[k], rtol=1e-6, atol=1e-7)
+
+
+def test_backward_is_reentrant():
+    model = make(seed=11)
+    x, y = batch(seed=12)
+    fwd = model.forward(x, y)
+    a = model.backward(fwd)
+    b = model.backward(fwd, scale=0.5)
+    for k in a:
+        np.testing.assert_allclose(b[k], 0.5 * a[k], rtol=1e-12, atol=1e-15)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def test_class_bounds_rebuild_the_model():
+    model = make(seed=13)
+    copy = Model(model.cfg, V, dtype=np.float64, params=model.params, class_bounds=model.class_bounds)
+    x, y = batch(seed=14)
+    np.testing.assert_array_equal(copy.log_probs(x, y)[0], model.log_probs(x, y)[0])
+
+
+def test_training_stores_the_classes_in_the_checkpoint(tmp_path):
+    from rnnlm_cli.train import load_model, train
+    lines = [f"the {n} {v} home" for n, v in [("dog", "runs"), ("dogs", "run"), ("cat", "runs"),
+                                               ("cats", "run")] * 30]
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = load_config(None, [f"data.train={tmp_path / 'train.txt'}", f"data.valid={tmp_path / 'valid.txt'}",
+                             f"data.test={tmp_path / 'test.txt'}", f"data.prepared={tmp_path / 'prep'}",
+                             f"train.out={tmp_path / 'run'}", "model.softmax=class", "model.num_classes=3",
+                             "model.hidden_size=8", "model.embedding_size=8", "train.batch_size=4",
+                             "train.k1=5", "train.epochs=1", "train.optimizer=sgd", "train.lr=0.5"])
+    summary = train(cfg, progress=False)
+    model, _, meta = load_model(str(tmp_path / "run" / "checkpoint.npz"))
+    assert meta["class_bounds"] == model.class_bounds and len(model.class_bounds) == 4
+    assert model.params["output.class_W"].shape == (8, 3)
+    assert np.isfinite(summary["valid_ppl"])
+    cfg_full = dataclasses.replace(cfg.model, softmax="full")
+    assert Model(cfg_full, 10).class_bounds is None
