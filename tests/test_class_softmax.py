@@ -212,3 +212,20 @@ def test_training_stores_the_classes_in_the_checkpoint(tmp_path):
     assert np.isfinite(summary["valid_ppl"])
     cfg_full = dataclasses.replace(cfg.model, softmax="full")
     assert Model(cfg_full, 10).class_bounds is None
+
+
+@pytest.mark.parametrize("softmax", ["full", "class"])
+def test_no_float64_in_float32_training(softmax):
+    from rnnlm_cli import bptt
+    from rnnlm_cli.batching import StreamBatches
+    cfg = ModelConfig(cell="gru", embedding_size=H, hidden_size=H, softmax=softmax, num_classes=5)
+    model = Model(cfg, V, dtype=np.float32, rng=np.random.default_rng(0), class_counts=COUNTS)
+    tokens = np.random.default_rng(1).integers(0, V, size=400)
+    fwd, grads, state = bptt.batch_gradients(model, StreamBatches(tokens, 4, 6).batch(0), None)
+    assert fwd.nll.dtype == np.float32 and all(s.dtype == np.float32 for s in state)
+    for name, g in grads.raw():
+        arr = g.values if isinstance(g, Compact) else g
+        assert arr.dtype == np.float32, name
+    clip_gradients(grads, "norm", 1e-3)
+    SGD(model.params).step(model.params, grads, 0.1)
+    assert all(p.dtype == np.float32 for p in model.params.values())
