@@ -57,8 +57,9 @@ probe-horizons: $(STAMP)
 	done
 	$(PY) -m rnnlm_cli.probe $(PROBE_RUNS)/probe.json $(foreach m,$(PROBE_MODELS),$(PROBE_RUNS)/$(m)/diagnose.json)
 
+# throughput table (docs/performance.md); e.g. make bench BENCH_ARGS="--quick" or "--time-to-quality"
 bench: $(STAMP)
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m compileall -q rnnlm_cli tests scripts
