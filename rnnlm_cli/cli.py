@@ -510,7 +510,8 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
     prepared data, said on stderr), in float64 without dropout, with the training BPTT code:
     g(t, k) = ||dE_t/ds_k|| (E_t: the loss of output t), its profile by lag d = t - k (raw,
     and normalised per t by g(t, t)), decay rate, half-life and horizon; step-Jacobian spectral
-    norms and their products; sigma_max(W_h) against the Pascanu et al. bound; saturated units;
+    norms and their products (on the first diagnose.jacobian_sequences sequences, by Lanczos);
+    sigma_max(W_h) against the Pascanu et al. bound; saturated units;
     each lag's share of dE/dW_h; and the bias of window truncation k against full BPTT.
     --run RUN reports the logged gradient norms of a training run instead (add --checkpoint for both).
 
@@ -518,8 +519,9 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
     JSON (--format json): {data, steps, batches, batch_size, threshold, models: [{label,
     model {cell, hidden_size, ...}, data, steps, lag_profile {raw, normalised, matrix[t][k]
     (+ h, c for lstm)}, decay_rate, half_life, horizon, horizon_is_lower_bound,
-    max_norm_ratio, jacobian {spectral_norm {mean,min,max}[T], overall, products [{span,..}],
-    recurrent {blocks [{block, sigma_max, gamma, bound, below_bound}], verdict}},
+    max_norm_ratio, jacobian {sequences, spectral_norm {mean,min,max}[T], overall,
+    products [{span,..}], recurrent {blocks [{block, sigma_max, gamma, bound, below_bound}],
+    verdict}},
     saturation {tanh|sigmoid|relu_zero: {per_step, mean, ...}}, lag_contribution {norm,
     fraction, total_norm}, truncation_bias [{k, cosine, norm_ratio, W_h_cosine,
     W_h_norm_ratio}]}], history (with --run)}; NaN/inf are null. Full schema: the docstring

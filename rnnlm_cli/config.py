@@ -113,6 +113,7 @@ class DiagnoseConfig:
     batch_size: int = _opt(10, "sequences per batch", low=1)
     threshold: float = _opt(1e-3, "horizon: largest lag whose normalised gradient norm stays above this", low=0.0, low_open=True)
     truncations: list[int] = _opt([1, 2, 4, 8, 16], "truncation lengths compared with full BPTT (T is always added)")
+    jacobian_sequences: int = _opt(4, "sequences whose step Jacobians are measured (the first ones; 0 = all)", low=0)
     random_vocab: int = _opt(100, "vocabulary size of the random tokens used when there is no prepared data", low=2)
 
 

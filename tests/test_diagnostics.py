@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from rnnlm_cli import diagnostics
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import ModelConfig, load_config
-from rnnlm_cli.diagnostics import LagRecorder, Spec, decay_fit, diagnose, diagnose_model, spectral_norms, step_jacobian
+from rnnlm_cli.diagnostics import LagRecorder, Spec, decay_fit, diagnose, diagnose_model
+from rnnlm_cli.jacobians import probes, spectral_norms, step_jacobian
 from rnnlm_cli.model import Model
 
 CELLS = ("tanh", "relu", "gru", "lstm")
@@ -142,10 +143,10 @@ def test_tanh_jacobian_is_diag_one_minus_s2_times_Wh_transposed():
     x, y = tokens()
     fwd = model.forward(x, y)
     W = model.params["cell.W_h"]
-    probes = diagnostics._probes(model.cell, B, np.float64)
+    basis = probes(model.cell, B, np.float64)
     res = diagnose_model(model, [(x, y)], 1e-3, [1])["jacobian"]
     for j in range(T):
-        J = step_jacobian(model.cell, fwd.cache, j, probes)
+        J = step_jacobian(model.cell, fwd.cache, j, basis)
         s = fwd.hs[j]                                                   # (B, H)
         by_hand = np.stack([np.diag(1 - s[b] ** 2) @ W.T for b in range(B)])
         np.testing.assert_allclose(J, by_hand, rtol=1e-12, atol=1e-15)
@@ -155,26 +156,6 @@ def test_tanh_jacobian_is_diag_one_minus_s2_times_Wh_transposed():
         assert res["spectral_norm"]["max"][j] == pytest.approx(max(norms), rel=1e-10)
     prod = [{p["span"]: p for p in res["products"]}[s]["mean"] for s in (1, 2, 4, T)]
     assert prod[0] == pytest.approx(res["spectral_norm"]["mean"][-1])
-
-
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_gated_step_jacobian_equals_finite_differences(cell):
-    model = make_model(cell)
-    x, y = tokens()
-    fwd = model.forward(x, y)
-    j, eps = 3, 1e-6
-    J = step_jacobian(model.cell, fwd.cache, j, diagnostics._probes(model.cell, B, np.float64))
-    flat = np.concatenate(model.cell.state_at(fwd.cache, j), axis=-1)       # s_{j-1} (B, P)
-
-    def step(f):
-        s = tuple(f[:, i * H:(i + 1) * H] for i in range(flat.shape[1] // H))
-        return np.concatenate(model.forward(x[j:j + 1], y[j:j + 1], state=s).state, axis=-1)
-
-    for q in range(flat.shape[1]):
-        plus, minus = flat.copy(), flat.copy()
-        plus[:, q] += eps
-        minus[:, q] -= eps
-        np.testing.assert_allclose(J[:, :, q], (step(plus) - step(minus)) / (2 * eps), atol=1e-8)
 
 
 def test_recurrent_bound_verdicts():
@@ -358,3 +339,11 @@ def test_real_sequences_come_from_the_validation_split(no_data, tiny_word_corpus
     assert m["data"] == "valid" and m["model"]["vocab_size"] == 7 and "random" not in result.stderr
     result = invoke("diagnose-gradients", *args, "--steps", 10)
     assert result.exit_code == 1 and "too short for 1 batch(es) of 10 steps" in result.stderr
+
+
+@pytest.mark.parametrize("batches, jacobian_sequences", [(1, 0), (2, 1), (3, 4), (2, 0)])
+def test_tick_count_is_the_progress_total(batches, jacobian_sequences):
+    ticks = []
+    seqs = [tokens(seed=s) for s in range(batches)]
+    diagnose_model(make_model("tanh"), seqs, 1e-3, [1, 2, 99], jacobian_sequences, tick=lambda: ticks.append(1))
+    assert len(ticks) == diagnostics.work_units(T, batches, B, [1, 2, 99], jacobian_sequences)

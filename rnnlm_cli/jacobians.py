@@ -1,0 +1,186 @@
+"""Step Jacobians J_j = ds_j/ds_{j-1} of a recurrent cell, and their spectral norms.
+
+s_j is the state after input j: h_j, or (h_j, c_j) for the LSTM, as P = H or 2H numbers
+(row p of J_j: the derivative of state unit p). From the forward record of one batch:
+
+    vjp(u)   u^T J_j, the cell's own backward step (`Cell.backward_apply`): what BPTT multiplies by
+    jvp(v)   J_j v, the exact transpose of that step (`tangent`: the linearised forward step)
+
+`top_singular_values` finds ||J||_2 = sqrt(lambda_max(J^T J)) of many maps at once by Lanczos
+on J^T J through jvp and vjp, never forming J: an iteration costs two (n, H) x (H, GH) products
+where forming J costs P backward steps and a dense eigen-solver O(P^3) (H = 650 LSTM: 1300 x 1300
+per position). It stops when the Ritz residual bounds the error of lambda_max by `tol` relative
+(so sigma by tol / 2), after P iterations (Lanczos is then exact) or after `max_iter`.
+
+`step_jacobian` forms J explicitly from P backward steps on the identity basis; the tests use it
+as the reference, and `spectral_norms` is the dense-eigen-solver norm of such stacks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+# --------------------------------------------------------------------------- the maps
+
+def tangent(cell, fac, W_h: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """J v for n positions: v (n, P) a change of s_{j-1}, fac the cell's backward factors of
+    those positions (`Cell.backward_factors`, leading axis n); the exact transpose of
+    `Cell.backward_apply`, block by block (its factors are the local derivatives)."""
+    H = cell.H
+    a = v[:, :H] @ W_h                                   # (n, GH) change of h_{j-1} @ W_h
+    if cell.name in ("tanh", "relu"):
+        return a * fac[0]                                # h = f(a): dh = f'(a) da
+    if cell.name == "gru":
+        _, Fh, z = fac
+        dh = np.einsum("nkh,nkh->nh", a.reshape(-1, 3, H), Fh)    # through r, z and r * hn
+        dh += v * z                                      # h = ... + z * h_prev
+        return dh
+    A, F, Fo, f = fac
+    a4 = a.reshape(-1, 4, H)
+    dc = np.einsum("nkh,nkh->nh", a4[:, :3], F)          # c = f * c_prev + i * g through i, f, g
+    dc += v[:, H:] * f                                   # ... and through c_prev
+    dh = a4[:, 3] * Fo + dc * A                          # h = o * tanh(c) through o and c
+    return np.concatenate([dh, dc], axis=1)
+
+
+class StepMaps:
+    """u^T J and J v for every position (j, b) of a forward record with T steps of B sequences,
+    position (j, b) at flat index j * B + b; `idx` picks positions, u and v are (len(idx), P)."""
+
+    def __init__(self, cell, cache):
+        self.cell = cell
+        self.T, self.B = cache.arrays["h"].shape[:2]
+        self.P = 2 * cell.H if cell.has_c else cell.H
+        self.fac = tuple(f.reshape((self.T * self.B,) + f.shape[2:]) for f in cell.backward_factors(cache))
+        self.W_h = cache.weights["W_h"]                  # (H, GH)
+        self.W_hT = cell.w_hT(cache)                     # (GH, H) contiguous, as the backward uses it
+
+    def vjp(self, u: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        H = self.cell.H
+        da = np.empty((len(idx), self.cell.gates * H), dtype=u.dtype)
+        dc = u[:, H:] if self.cell.has_c else None
+        _, dh_prev, dc_prev = self.cell.backward_apply(tuple(f[idx] for f in self.fac), self.W_hT,
+                                                       u[:, :H], dc, da)
+        return dh_prev if dc_prev is None else np.concatenate([dh_prev, dc_prev], axis=1)
+
+    def jvp(self, v: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return tangent(self.cell, tuple(f[idx] for f in self.fac), self.W_h, v)
+
+    def products(self, spans):
+        """(jvp, vjp) of the products ds_{T-1}/ds_{T-1-span} = J_{T-1} ... J_{T-span} for every
+        span and sequence: map i * B + b is spans[i] of sequence b. One pass over the positions
+        serves all the maps of a call (each position's W_h is read once)."""
+        span_of = np.repeat(np.asarray(spans), self.B)
+        seq_of = np.tile(np.arange(self.B), len(spans))
+
+        def chain(w, idx, positions, step):
+            w = w.copy()
+            span, seq = span_of[idx], seq_of[idx]
+            for j in positions(self.T - span.max()):
+                rows = np.flatnonzero(span >= self.T - j)          # the maps whose product holds J_j
+                w[rows] = step(w[rows], j * self.B + seq[rows])
+            return w
+
+        def jvp(v, idx):                                 # J_{T-span} first
+            return chain(v, idx, lambda first: range(first, self.T), self.jvp)
+
+        def vjp(u, idx):                                 # J_{T-1}^T first, as BPTT
+            return chain(u, idx, lambda first: range(self.T - 1, first - 1, -1), self.vjp)
+
+        return jvp, vjp
+
+
+# --------------------------------------------------------------------------- Lanczos
+
+def _top_ritz(alphas: list, betas: list) -> tuple[np.ndarray, np.ndarray]:
+    """Largest eigenvalue of each Lanczos tridiagonal (n, k, k) and its residual bound
+    beta_k |last component of its eigenvector|."""
+    a = np.stack(alphas, axis=1)                         # (n, k)
+    b = np.stack(betas, axis=1)                          # (n, k)
+    n, k = a.shape
+    T = np.zeros((n, k, k))
+    i = np.arange(k)
+    T[:, i, i] = a
+    T[:, i[:-1], i[1:]] = T[:, i[1:], i[:-1]] = b[:, :-1]
+    w, V = np.linalg.eigh(T)
+    return w[:, -1], np.abs(b[:, -1] * V[:, -1, -1])
+
+
+def _safe_norms(a: np.ndarray) -> np.ndarray:
+    """Row norms of a (n, P) that do not underflow when the entries' squares would (~1e-160)."""
+    big = np.abs(a).max(axis=1)
+    big = np.where(big > 0, big, 1.0)
+    return big * np.linalg.norm(a / big[:, None], axis=1)
+
+
+def top_singular_values(jvp, vjp, n: int, P: int, rng: np.random.Generator, tol: float = 1e-10,
+                        max_iter: int = 300, check_every: int = 5) -> np.ndarray:
+    """||J_i||_2 of n linear maps on R^P given as jvp(v, idx) = J v and vjp(u, idx) = J^T u
+    ((len(idx), P) arrays for the maps idx), by Lanczos on J^T J with a random start.
+
+    Each map is scaled by c = ||J q_0|| first so that J^T J / c^2 stays far from underflow
+    (products of many small Jacobians). Maps leave the batch as they converge.
+    """
+    sigma = np.zeros(n)
+    idx = np.arange(n)
+    q = rng.standard_normal((n, P))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    scale = _safe_norms(jvp(q, idx))                     # (n,) <= sigma
+    live = scale > 0                                     # J q_0 = 0 for a random q_0: J = 0
+    idx, q, scale = idx[live], q[live], scale[live]
+    q_prev = np.zeros_like(q)
+    beta = np.zeros(len(idx))
+    alphas, betas = [], []
+    limit = min(P, max_iter)
+    k = 0
+    while idx.size:
+        # one Lanczos step on G = J^T J / c^2
+        w = vjp(jvp(q, idx) / scale[:, None], idx) / scale[:, None]
+        alpha = np.einsum("np,np->n", w, q)
+        w -= alpha[:, None] * q + beta[:, None] * q_prev
+        beta = np.linalg.norm(w, axis=1)
+        alphas.append(alpha)
+        betas.append(beta)
+        k += 1
+        # converged maps leave: Ritz residual small, or an invariant subspace (beta ~ 0), or k = P
+        if k % check_every == 0 or k >= limit or np.any(beta <= tol * np.abs(alpha)):
+            theta, resid = _top_ritz(alphas, betas)
+            done = (resid <= tol * theta) | (k >= limit)
+            sigma[idx[done]] = scale[done] * np.sqrt(np.maximum(theta[done], 0.0))
+            keep = ~done
+            idx, q, q_prev, w, beta, scale = idx[keep], q[keep], q_prev[keep], w[keep], beta[keep], scale[keep]
+            alphas, betas = [x[keep] for x in alphas], [x[keep] for x in betas]
+        q_prev, q = q, w / np.where(beta > 0, beta, 1.0)[:, None]
+    return sigma
+
+
+# --------------------------------------------------------------------------- explicit, for checks
+
+def probes(cell, B: int, dtype):
+    """Identity basis over the state: dh (P, B, H) and dc (P, B, H) or None; P = H or 2H."""
+    H = cell.H
+    P = 2 * H if cell.has_c else H
+    dh = np.zeros((P, B, H), dtype=dtype)
+    dh[np.arange(H), :, np.arange(H)] = 1
+    dc = None
+    if cell.has_c:
+        dc = np.zeros((P, B, H), dtype=dtype)
+        dc[H + np.arange(H), :, np.arange(H)] = 1
+    return dh, dc
+
+
+def step_jacobian(cell, cache, j: int, basis) -> np.ndarray:
+    """ds_j/ds_{j-1} (B, P, P) of position j, row p = the derivative of state unit p, from the
+    cell's own backward step applied to every basis vector (`probes`) at once."""
+    dh, dc = basis
+    _, dh_prev, dc_prev = cell.backward_step(cache[j], dh, dc)           # (P, B, H) each
+    rows = dh_prev if dc_prev is None else np.concatenate([dh_prev, dc_prev], axis=-1)
+    return rows.transpose(1, 0, 2)
+
+
+def spectral_norms(J: np.ndarray) -> np.ndarray:
+    """||J[b]||_2 for a stack J (B, P, P): sqrt of the largest eigenvalue of J J^T (same value
+    as np.linalg.norm(J, 2) per matrix; eigvalsh is several times faster than the SVD)."""
+    top = np.linalg.eigvalsh(J @ J.transpose(0, 2, 1))[:, -1]
+    return np.sqrt(np.maximum(top, 0.0))
