@@ -341,6 +341,18 @@ def torch_available() -> str | None:
 
 # --------------------------------------------------------------------------- summarising
 
+def merge_rounds(name: str, rounds: list[dict], spec: dict) -> dict:
+    """One entry from the per-round children: all runs, the largest peak RSS."""
+    bad = [r for r in rounds if "error" in r]
+    if bad:
+        return {"name": name, "error": bad[0]["error"], "spec": spec}
+    entry = {"name": name, **rounds[0], "spec": spec}
+    entry["runs"] = [v for r in rounds for v in r["runs"]]
+    entry["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
+    entry["summary"] = summarise(entry["runs"])
+    return entry
+
+
 def summarise(runs: list[float]) -> dict:
     return {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs}
 
@@ -356,7 +368,9 @@ def render_table(report: dict) -> str:
         fmt = (lambda v: f"{v:.1f}") if unit == "MB/s" else (lambda v: f"{v:,.0f}")
         rows.append((r["name"], fmt(s["median"]) + ("" if unit == "tok/s" else f" {unit}"),
                      f"{fmt(s['min'])}-{fmt(s['max'])}",
-                     f"{r['vs_torch']:.2f}x" if r.get("vs_torch") else "",
+                     (f"{r['vs_torch']:.2f}x" + (f" ({min(r['vs_torch_rounds']):.2f}-{max(r['vs_torch_rounds']):.2f})"
+                                                 if len(r.get("vs_torch_rounds", [])) > 1 else ""))
+                     if r.get("vs_torch") else "",
                      f"{r['bound_fraction']:.0%}" if r.get("bound_fraction") else "",
                      f"{r['peak_rss_mb']:.0f} MB", r.get("note", "")))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
@@ -367,12 +381,13 @@ def render_table(report: dict) -> str:
             f"BLAS {m['blas'].get('config') or m['blas'].get('openblas')} ({m['blas'].get('core', '?')})",
             f"data: {report['data']}",
             f"float32 GEMM {GEMM_SHAPE[0]}x{GEMM_SHAPE[1]} @ {GEMM_SHAPE[1]}x{GEMM_SHAPE[2]}: "
-            f"{report['gemm_gflops']:.0f} GFLOP/s (median of {len(report['gemm_runs'])} children)",
+            f"{report['gemm_gflops']:.0f} GFLOP/s (median of {len(report['gemm_runs'])} children: "
+            f"{', '.join(f'{g:.0f}' for g in report['gemm_runs'])})",
             f"{report['repeats']} repeats per config, load average before/after: "
             f"{report['load_before']} / {report['load_after']}", ""]
     out = head + lines
-    if report.get("time_to_quality"):
-        out += ["", render_ttq(report["time_to_quality"])]
+    for ttq in report.get("time_to_quality") or []:
+        out += ["", render_ttq(ttq)]
     return "\n".join(out)
 
 
@@ -380,10 +395,10 @@ def render_ttq(t: dict) -> str:
     if "error" in t:
         return f"time to quality: {t['error']}"
     if t.get("seconds") is None:
-        return (f"time to quality: validation perplexity {t['target']} not reached in {t['epochs']} epoch(s); "
-                f"best {t['best_ppl']:.1f} after {t['wall_s']:.0f} s")
-    lines = [f"time to validation perplexity {t['target']:.0f} ({t['config']}): {t['seconds']:.0f} s, "
-             f"{t['tokens']:,} training tokens (step {t['step']}, ppl {t['ppl']:.1f})"]
+        return (f"time to quality ({t['softmax']} softmax): validation perplexity {t['target']} not reached in "
+                f"{t['epochs']} epoch(s); best {t['best_ppl']:.1f} after {t['wall_s']:.0f} s")
+    lines = [f"time to validation perplexity {t['target']:.0f}: {t['seconds']:.0f} s, {t['tokens']:,} training "
+             f"tokens (step {t['step']}, ppl {t['ppl']:.1f})", f"  {t['config']}"]
     for name, p in t.get("peers", {}).items():
         lines.append(f"  {name}: {p['tokens_per_s']:,.0f} tok/s -> est. {p['seconds']:.0f} s for the same tokens "
                      f"(ours is {p['seconds'] / t['seconds']:.1f}x faster; {p['source']})")
@@ -392,19 +407,23 @@ def render_ttq(t: dict) -> str:
 
 # --------------------------------------------------------------------------- time to quality
 
-def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 3, eval_every: int = 200,
-                    extra=(), poll: float = 0.5) -> dict:
+TTQ_SETTINGS = ["model.cell=tanh", f"model.embedding_size={SHAPE['E']}", f"model.hidden_size={SHAPE['H']}",
+                "model.tie_weights=true", "model.dropout_embedding=0.1", "model.dropout_output=0.25",
+                "model.num_classes=100", f"train.batch_size={SHAPE['B']}", "train.k1=35", "train.optimizer=adam",
+                "train.lr=0.002", "train.clip=norm", "train.clip_threshold=1.0", "train.schedule=plateau",
+                "train.lr_factor=0.5", "train.eval_batch_size=10", "train.log_every=100"]
+
+
+def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 6, eval_every: int = 200,
+                    extra=(), poll: float = 0.5, softmax: str = "full") -> dict:
     """Train the PTB tanh config with `rnnlm train` (a subprocess) and watch its metrics.jsonl:
     the first validation line at or below `target` perplexity gives the wall time (`elapsed`,
     the trainer's own clock, evaluations included) and the training tokens; the run is then
     stopped with SIGTERM (it saves a checkpoint and exits)."""
     import signal
     spec = dict(CONFIGS["tanh"])
-    sets = [f"model.cell={spec['cell']}", f"model.embedding_size={SHAPE['E']}", f"model.hidden_size={SHAPE['H']}",
-            f"train.batch_size={SHAPE['B']}", f"train.k1={spec['k1']}", f"data.prepared={prepared}",
-            f"train.epochs={epochs}", f"train.eval_every={eval_every}", "train.log_every=100",
-            "train.optimizer=adam", "train.lr=0.002", "train.clip=norm", "train.clip_threshold=1.0",
-            "train.eval_batch_size=10"] + list(extra)
+    sets = TTQ_SETTINGS + [f"model.softmax={softmax}", f"data.prepared={prepared}", f"train.epochs={epochs}",
+                           f"train.eval_every={eval_every}"] + list(extra)
     hit, best = None, math.inf
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "run")
@@ -438,7 +457,8 @@ def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 3, 
             time.sleep(poll)
         wall = time.perf_counter() - t0
         err = proc.stderr.read() if proc.stderr else ""
-    result = {"config": "tanh E=H=200 B=20 k1=35, adam lr 0.002, clip 1.0", "target": target,
+    result = {"config": f"tanh E=H=200 tied, {softmax} softmax, dropout 0.1/0.25, B=20 k1=35, adam 0.002 "
+                        f"(plateau halving), clip 1.0", "softmax": softmax, "target": target,
               "epochs": epochs, "eval_every": eval_every, "wall_s": wall, "best_ppl": best,
               "command": "rnnlm train " + " ".join(f"--set {x}" for x in sets if not x.startswith("data."))}
     if hit is None:
@@ -449,6 +469,19 @@ def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 3, 
     result.update(seconds=hit["elapsed"], step=hit["step"], ppl=hit["ppl"],
                   tokens=hit["step"] * SHAPE["B"] * spec["k1"])
     return result
+
+
+def peer_estimates(tokens: int, torch_tanh: float | None) -> dict:
+    """The peers' time for `tokens` training tokens at their throughput."""
+    if torch_tanh:
+        peers = {"pytorch_cpu_tanh": {"tokens_per_s": torch_tanh, "source": "measured in this run (SGD step)"}}
+    else:
+        peers = {"pytorch_cpu_tanh": {"tokens_per_s": 5660.0, "source": "issue #6 figure, other machine"}}
+    peers["mikolov_rnnlm_0.3e"] = {"tokens_per_s": PEERS["mikolov_rnnlm_0.3e"],
+                                   "source": "issue #6 figure, other machine"}
+    for p in peers.values():
+        p["seconds"] = tokens / p["tokens_per_s"]
+    return peers
 
 
 # --------------------------------------------------------------------------- main
@@ -475,8 +508,10 @@ def main(argv=None) -> int:
     ap.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment for the children (repeatable)")
     ap.add_argument("--time-to-quality", action="store_true",
                     help=f"also train the tanh config until validation perplexity {TTQ_TARGET:.0f} (minutes)")
-    ap.add_argument("--ttq-epochs", type=int, default=3)
-    ap.add_argument("--ttq-eval-every", type=int, default=200)
+    ap.add_argument("--ttq-epochs", type=int, default=6, help="most epochs the time-to-quality run may take")
+    ap.add_argument("--ttq-eval-every", type=int, default=200, help="updates between its validations")
+    ap.add_argument("--ttq-softmax", default="full,class",
+                    help="output layer(s) of the time-to-quality runs (comma-separated: full, class)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -506,7 +541,7 @@ def main(argv=None) -> int:
         if args.format == "table":
             print(f"data: {data_note}", file=sys.stderr)
 
-        gemm_runs = [run_child({"what": "gemm"}, env).get("gflops", float("nan")) for _ in range(3)]
+        gemm_runs = [run_child({"what": "gemm"}, env).get("gflops", float("nan")) for _ in range(2)]
         gflops = statistics.median(gemm_runs)
         vocab = len(open(os.path.join(prepared, "vocab.txt"), encoding="utf-8").read().splitlines())
         use_torch = not args.no_torch and torch_available()
@@ -523,63 +558,70 @@ def main(argv=None) -> int:
             if spec["kind"] == "preprocess":
                 r = run_child({"what": "preprocess", "corpus": corpus, "repeats": repeats}, env)
                 entry = {"name": name, **r, "unit": "MB/s", "note": "corpus.preprocess, PTB train+valid+test"}
-            else:
-                r = run_child({"what": "ours", "spec": spec, "prepared": prepared, "repeats": repeats}, env)
-                entry = {"name": name, **r, "spec": spec}
-                if "error" not in r:
-                    fpt = flops_per_token(spec["cell"], SHAPE["E"], SHAPE["H"], vocab, spec["softmax"],
-                                          r.get("classes", 0), r.get("mean_class_size", 0.0),
-                                          train=spec["kind"] == "train")
-                    entry["flops_per_token"] = fpt
-                    entry["bound_tokens_per_s"] = gflops * 1e9 / fpt
-                    note = f"{spec['kind']}, {spec['softmax']} softmax, k1={spec['k1']}"
-                    if spec["softmax"] == "class":
-                        note += f", C={r.get('classes')}"
-                    entry["note"] = note
+                if "error" not in entry:
+                    entry["summary"] = summarise(entry["runs"])
+                results.append(entry)
+                continue
+            with_torch = (use_torch and spec["kind"] == "train" and spec["softmax"] == "full"
+                          and spec["cell"] in TORCH_CELLS)
+            jobs = {"ours": {"what": "ours", "spec": spec, "prepared": prepared}}
+            if with_torch:
+                jobs["torch"] = {"what": "torch", "spec": spec, "prepared": prepared, "threads": args.torch_threads}
+            # ours and PyTorch alternate, one repeat per fresh child, so a change in the machine's
+            # load hits both sides alike; the peak RSS is the largest of the config's children
+            rounds = {k: [] for k in jobs}
+            for _ in range(repeats):
+                for key, job in jobs.items():
+                    rounds[key].append(run_child({**job, "repeats": 1}, env))
+            entry = merge_rounds(name, rounds["ours"], spec)
             if "error" not in entry:
-                entry["summary"] = summarise(entry["runs"])
-                if entry.get("bound_tokens_per_s"):
-                    entry["bound_fraction"] = entry["summary"]["median"] / entry["bound_tokens_per_s"]
+                fpt = flops_per_token(spec["cell"], SHAPE["E"], SHAPE["H"], vocab, spec["softmax"],
+                                      entry.get("classes", 0), entry.get("mean_class_size", 0.0),
+                                      train=spec["kind"] == "train")
+                entry["flops_per_token"] = fpt
+                entry["bound_tokens_per_s"] = gflops * 1e9 / fpt
+                entry["bound_fraction"] = entry["summary"]["median"] / entry["bound_tokens_per_s"]
+                entry["note"] = f"{spec['kind']}, {spec['softmax']} softmax, k1={spec['k1']}" + (
+                    f", C={entry.get('classes')}" if spec["softmax"] == "class" else "")
             results.append(entry)
-            if use_torch and spec["kind"] == "train" and spec["softmax"] == "full" and spec["cell"] in TORCH_CELLS:
-                if args.format == "table":
-                    print(f"  running torch-{name} ...", file=sys.stderr)
-                t = run_child({"what": "torch", "spec": spec, "prepared": prepared, "repeats": repeats,
-                               "threads": args.torch_threads}, env)
-                tentry = {"name": f"torch-{name}", **t, "spec": spec}
-                if "error" not in t:
-                    tentry["summary"] = summarise(t["runs"])
-                    tentry["note"] = f"PyTorch {t['torch']} CPU, {t['torch_threads']} threads"
-                    fpt = entry.get("flops_per_token")
-                    if fpt:
-                        tentry["bound_fraction"] = tentry["summary"]["median"] * fpt / (gflops * 1e9)
+            if with_torch:
+                tentry = merge_rounds(f"torch-{name}", rounds["torch"], spec)
+                if "error" not in tentry:
+                    tentry["note"] = f"PyTorch {tentry['torch']} CPU, {tentry['torch_threads']} threads"
+                    if entry.get("flops_per_token"):
+                        tentry["bound_fraction"] = tentry["summary"]["median"] * entry["flops_per_token"] / (gflops * 1e9)
                     torch_speed[name] = tentry["summary"]["median"]
                     if "summary" in entry:
                         entry["vs_torch"] = entry["summary"]["median"] / torch_speed[name]
+                        # the ratio of each round (same minute of machine time), for the spread
+                        entry["vs_torch_rounds"] = [a / b for a, b in zip(entry["runs"], tentry["runs"])]
                 results.append(tentry)
+        gemm_runs.append(run_child({"what": "gemm"}, env).get("gflops", float("nan")))
 
+        gflops = statistics.median(gemm_runs)           # 2 children before the configs, 1 after
+        for entry in results:
+            if entry.get("flops_per_token") and "summary" in entry:
+                entry["bound_tokens_per_s"] = gflops * 1e9 / entry["flops_per_token"]
+                entry["bound_fraction"] = entry["summary"]["median"] / entry["bound_tokens_per_s"]
+            elif entry["name"].startswith("torch-") and "summary" in entry:
+                base = next(e for e in results if e["name"] == entry["name"][6:])
+                if base.get("flops_per_token"):
+                    entry["bound_fraction"] = entry["summary"]["median"] * base["flops_per_token"] / (gflops * 1e9)
         report = {"machine": machine(), "data": data_note, "gemm_gflops": gflops, "gemm_runs": gemm_runs,
                   "gemm_shape": list(GEMM_SHAPE), "repeats": repeats, "env": env, "results": results,
                   "load_before": load_before, "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
         if args.time_to_quality:
             if args.format == "table":
                 print("  time to quality (minutes) ...", file=sys.stderr)
-            ttq = time_to_quality(prepared, epochs=args.ttq_epochs, eval_every=args.ttq_eval_every)
-            if ttq.get("seconds"):
-                peers = {}
-                if "tanh" in torch_speed:
-                    peers["pytorch_cpu_tanh"] = {"tokens_per_s": torch_speed["tanh"],
-                                                 "source": "measured in this run, SGD step"}
-                else:
-                    peers["pytorch_cpu_tanh"] = {"tokens_per_s": 5660.0, "source": "issue #6 figure, other machine"}
-                peers["mikolov_rnnlm_0.3e"] = {"tokens_per_s": PEERS["mikolov_rnnlm_0.3e"],
-                                               "source": "issue #6 figure, other machine"}
-                for p in peers.values():
-                    p["seconds"] = ttq["tokens"] / p["tokens_per_s"]
-                ttq["peers"] = peers
-                ttq["assumption"] = ("a peer needs the same number of training tokens as we did and runs at "
-                                     "its steady throughput (no evaluation or start-up time)")
-            report["time_to_quality"] = ttq
+            report["time_to_quality"] = []
+            for softmax in [x.strip() for x in args.ttq_softmax.split(",") if x.strip()]:
+                ttq = time_to_quality(prepared, epochs=args.ttq_epochs, eval_every=args.ttq_eval_every,
+                                      softmax=softmax)
+                if ttq.get("seconds"):
+                    ttq["peers"] = peer_estimates(ttq["tokens"], torch_speed.get("tanh"))
+                    ttq["assumption"] = ("a peer needs the same number of training tokens as we did and runs at "
+                                         "its steady throughput (no evaluation or start-up time)")
+                report["time_to_quality"].append(ttq)
         report["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     if args.format == "json":
