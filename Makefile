@@ -8,7 +8,7 @@ RNNLM  := $(VENV)/bin/rnnlm
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: install test demo bench lint clean probe probe-horizons
+.PHONY: install test demo diagnose bench lint clean probe probe-horizons
 
 install: $(STAMP)
 
@@ -30,6 +30,36 @@ demo: $(STAMP)
 	$(RNNLM) evaluate --checkpoint $(DEMO)/tanh/best.npz --split test
 	$(RNNLM) generate --checkpoint $(DEMO)/tanh/best.npz --n 3 --prime "the man"
 	$(RNNLM) gradcheck --all
+	$(RNNLM) diagnose-gradients --config configs/diagnose/tanh.yaml --config configs/diagnose/irnn.yaml \
+	  --config configs/diagnose/gru.yaml --config configs/diagnose/lstm.yaml
+
+# the figures of docs/diagnostics.md: lag profiles of four fresh models (tanh, IRNN, GRU, LSTM) on the
+# agreement corpus, and on Penn Treebank when $(PTB) exists; then the demo model trained (2 epochs)
+# against its fresh self. Text and JSON in runs/diagnose/, PNGs in docs/ (about a minute).
+PTB            := ../shared/corpora/ptb
+DIAG_OUT       := runs/diagnose
+DIAG_AGREEMENT := $(foreach m,tanh irnn gru lstm,--config configs/diagnose/$(m).yaml)
+DIAG_PTB       := $(foreach m,tanh irnn gru lstm,--config configs/diagnose/ptb-$(m).yaml)
+
+diagnose: $(STAMP)
+	@mkdir -p $(DIAG_OUT)
+	$(RNNLM) diagnose-gradients $(DIAG_AGREEMENT) --plot docs/lag_profile_agreement.png > $(DIAG_OUT)/agreement.txt
+	$(RNNLM) diagnose-gradients $(DIAG_AGREEMENT) --format json --quiet > $(DIAG_OUT)/agreement.json
+	@cat $(DIAG_OUT)/agreement.txt
+	@if [ -d $(PTB) ]; then \
+	  set -x; \
+	  $(RNNLM) diagnose-gradients $(DIAG_PTB) --plot docs/lag_profile_ptb.png > $(DIAG_OUT)/ptb.txt && \
+	  $(RNNLM) diagnose-gradients $(DIAG_PTB) --format json --quiet > $(DIAG_OUT)/ptb.json && \
+	  cat $(DIAG_OUT)/ptb.txt; \
+	else \
+	  echo "Penn Treebank part skipped: $(PTB) not found (corpora/README.md says how to get it)"; \
+	fi
+	$(RNNLM) train --config configs/tiny.yaml --set train.out=$(DIAG_OUT)/tiny-trained --force --quiet > /dev/null
+	$(RNNLM) diagnose-gradients --checkpoint $(DIAG_OUT)/tiny-trained/best.npz --config configs/diagnose/tanh.yaml \
+	  > $(DIAG_OUT)/trained.txt
+	$(RNNLM) diagnose-gradients --checkpoint $(DIAG_OUT)/tiny-trained/best.npz --config configs/diagnose/tanh.yaml \
+	  --format json --quiet > $(DIAG_OUT)/trained.json
+	@head -5 $(DIAG_OUT)/trained.txt
 
 # long-range agreement (rnnlm probe): six models on the agreement corpus, accuracy by distance side
 # by side, then each model's gradient horizon next to its long-distance accuracy (results/probe.md)

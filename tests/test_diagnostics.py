@@ -347,3 +347,21 @@ def test_tick_count_is_the_progress_total(batches, jacobian_sequences):
     seqs = [tokens(seed=s) for s in range(batches)]
     diagnose_model(make_model("tanh"), seqs, 1e-3, [1, 2, 99], jacobian_sequences, tick=lambda: ticks.append(1))
     assert len(ticks) == diagnostics.work_units(T, batches, B, [1, 2, 99], jacobian_sequences)
+
+
+def test_demo_configs_share_the_demo_data_and_differ_only_in_the_model():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tiny = load_config(str(root / "configs" / "tiny.yaml"))
+    cfgs = {m: load_config(str(root / "configs" / "diagnose" / f"{m}.yaml")) for m in ("tanh", "irnn", "gru", "lstm")}
+    assert {c.data.prepared for c in cfgs.values()} == {tiny.data.prepared}
+    assert {c.data.train for c in cfgs.values()} == {tiny.data.train}
+    assert [(c.model.cell, c.model.recurrent_init) for c in cfgs.values()] == [
+        ("tanh", "uniform"), ("relu", "identity"), ("gru", "uniform"), ("lstm", "uniform")]
+    assert len({repr((c.model.hidden_size, c.model.embedding_size, c.train.seed, c.diagnose)) for c in cfgs.values()}) == 1
+    ptb = {m: load_config(str(root / "configs" / "diagnose" / f"ptb-{m}.yaml")) for m in cfgs}
+    ref = load_config(str(root / "configs" / "ptb-rnn.yaml"))
+    for m, c in ptb.items():
+        assert (c.data.train, c.data.prepared) == (ref.data.train, ref.data.prepared)
+        assert (c.model.cell, c.model.recurrent_init) == (cfgs[m].model.cell, cfgs[m].model.recurrent_init)
