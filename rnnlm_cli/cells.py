@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnlm_cli.blas import big_gemm
 from rnnlm_cli.errors import ConfigError
 
 
@@ -215,9 +216,10 @@ class Cell:
         da2 = da_all.reshape(T * B, GH)
         hprev = cache.arrays["h_prev"].reshape(T * B, self.H)
         dah = self.recurrent_da(cache, da_all).reshape(T * B, GH)
-        grads = {"W_x": x2.T @ da2,          # undoes xproj = X @ W_x + b
-                 "W_h": hprev.T @ dah,       # undoes h_{t-1} @ W_h
-                 "b": _column_sums(da2)}
+        with big_gemm(T * B * GH * max(self.H, x2.shape[1])):
+            grads = {"W_x": x2.T @ da2,          # undoes xproj = X @ W_x + b
+                     "W_h": hprev.T @ dah}       # undoes h_{t-1} @ W_h
+        grads["b"] = _column_sums(da2)
         return grads
 
     def _da_buffer(self, dh, cache, out):
@@ -348,8 +350,10 @@ class GRUCell(Cell):
         da2 = da_all.reshape(T * B, GH)
         hprev = cache.arrays["h_prev"].reshape(T * B, H)
         dah = self.recurrent_da(cache, da_all).reshape(T * B, GH)
-        return {"W_x": x2.T @ da2,
-                "W_h": hprev.T @ dah,
+        with big_gemm(T * B * GH * max(H, x2.shape[1])):
+            W_x, W_h = x2.T @ da2, hprev.T @ dah
+        return {"W_x": W_x,
+                "W_h": W_h,
                 "b": _column_sums(da2),
                 "b_h": _column_sums(dah[:, 2 * H:])}  # undoes hn = ... + b_h
 

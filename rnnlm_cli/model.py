@@ -189,7 +189,8 @@ class Model:
             emb_mask = self._dropout_mask(rng, emb.shape, cfg.dropout_embedding)
             emb *= emb_mask
         # input projection of all steps: one GEMM
-        xproj = emb.reshape(T * B, self.E) @ p["cell.W_x"]             # (T*B, GH)
+        with blas.big_gemm(T * B * self.E * p["cell.W_x"].shape[1]):
+            xproj = emb.reshape(T * B, self.E) @ p["cell.W_x"]         # (T*B, GH)
         xproj += p["cell.b"]
         xproj = xproj.reshape(T, B, -1)
         # the time loop
@@ -258,7 +259,8 @@ class Model:
         for k, g in self.cell.param_grads(fwd.cache, x2, da_all).items():
             grads[f"cell.{k}"] = g
         # undoes xproj = emb @ W_x: input gradient, dropout, then the embedding rows
-        dx = da_all.reshape(T * B, -1) @ p["cell.W_x"].T                # (T*B, E)
+        with blas.big_gemm(da_all.size * self.E):
+            dx = da_all.reshape(T * B, -1) @ p["cell.W_x"].T            # (T*B, E)
         if fwd.emb_mask is not None:
             dx *= fwd.emb_mask.reshape(T * B, self.E)
         if "embedding" in grads:                                        # tied: dense already

@@ -12,9 +12,10 @@ Both take the hidden states of all N = T*B scored positions at once and share on
 
 Softmax gradient without a pass over the (N, V) buffer. The forward keeps E = exp(z - max)
 (unnormalised) and the row sums s. The logit gradient is r_i E_i - coef_i onehot(y_i) with
-r_i = scale mask_i / s_i and coef_i = scale mask_i, so every product takes the row scale on its
-small side: dW = (r h2)^T E - (coef h2 scattered into the target columns), dh = r (E W^T) -
-coef W[:, y]^T, db = r^T E - bincount(y, coef).
+r_i = scale mask_i / s_i and coef_i = scale mask_i = r_i s_i, i.e. r_i (E_i - s_i onehot(y_i)):
+the backward subtracts s_i at the N target entries, lets every product take the row scale on
+its small side (dW = (r h2)^T E', dh = r (E' W^T), db = r^T E'), and puts the N saved entries
+back, so the forward's buffer is unchanged afterwards.
 
 Class-factorised softmax. Words are assigned to C classes by `frequency_classes` (Mikolov's
 frequency binning: words sorted by count, the cumulative unigram mass cut into C equal parts).
@@ -165,25 +166,24 @@ class FullSoftmax:
 
         With tied weights the output-matrix gradient lands in grads["embedding"] (V, E).
         """
-        E, y, h2 = cache["buf"], cache["y"], cache["h2"]
+        E, y, h2, s = cache["buf"], cache["y"], cache["h2"], cache["s"]
         dtype = E.dtype
-        r, coef = _row_coefficients(cache["s"], cache["mask"], scale, dtype)
+        r, _ = _row_coefficients(s, cache["mask"], scale, dtype)
         hr = h2 * r[:, None]                                  # (N, H)
-        ch = h2 * coef[:, None]                               # (N, H)
         W = self.weight(params)
-        # undoes logits = h2 @ W + b with dlogits = r E - coef onehot(y)
-        with big_gemm(E.size * self.H):
-            db = r @ E                                        # (V,)
-            gW = E.T @ hr if self.tied else hr.T @ E          # (V, E) or (H, V)
-            dh = np.matmul(E, W.T, out=dh_out)                # (N, H)
-        db -= np.bincount(y, weights=coef, minlength=self.V).astype(dtype, copy=False)
-        grads["output.b"] = db
-        scatter_rows(gW if self.tied else gW.T, y, -ch)
+        rows = np.arange(E.shape[0])
+        saved = E[rows, y]                                    # (N,) a copy
+        E[rows, y] -= s                                       # E' = E - s onehot(y): r E' = dlogits
+        try:
+            # undoes logits = h2 @ W + b
+            with big_gemm(E.size * self.H):
+                grads["output.b"] = r @ E                     # (V,)
+                gW = E.T @ hr if self.tied else hr.T @ E      # (V, E) or (H, V)
+                dh = np.matmul(E, W.T, out=dh_out)            # (N, H)
+        finally:
+            E[rows, y] = saved                                # the forward's buffer as it was
         grads["embedding" if self.tied else "output.W"] = gW
         dh *= r[:, None]
-        Wy = params["embedding"][y] if self.tied else W[:, y].T   # (N, H) the targets' columns
-        Wy *= coef[:, None]
-        dh -= Wy
         return dh
 
 
