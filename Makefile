@@ -93,7 +93,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m compileall -q rnnlm_cli tests scripts
-	$(PY) -m pyflakes rnnlm_cli tests scripts 2>/dev/null || true
+	$(PY) -m pyflakes rnnlm_cli tests scripts
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info .pytest_cache .hypothesis

@@ -1,8 +1,6 @@
 """Atomic checkpoint writing and verified loading."""
 
 import os
-import pickle
-import zipfile
 
 import numpy as np
 import pytest
