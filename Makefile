@@ -88,6 +88,18 @@ probe-horizons: $(STAMP)
 	$(PY) -m rnnlm_cli.probe $(PROBE_RUNS)/probe.json $(foreach m,$(PROBE_MODELS),$(PROBE_RUNS)/$(m)/diagnose.json)
 
 # throughput table (docs/performance.md); e.g. make bench BENCH_ARGS="--quick" or "--time-to-quality"
+# reference results (model quality): each trains end to end on the standard corpora
+# (../shared/corpora) and records results/NAME.json; `make results` renders the README table and
+# docs/learning_curves.png from the records
+QUALITY := ptb-rnn ptb-lstm ptb-gru shakespeare-char
+.PHONY: results $(QUALITY)
+
+$(QUALITY): $(STAMP)
+	$(RNNLM) train --config configs/$@.yaml --force --record results/$@.json
+
+results: $(STAMP)
+	$(PY) -m rnnlm_cli.results $(wildcard $(QUALITY:%=results/%.json)) --plot docs/learning_curves.png
+
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 

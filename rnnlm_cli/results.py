@@ -94,3 +94,66 @@ def results_table(records: list[dict], anchors: dict[str, str] | None = None) ->
         rows.append(f"| {r['name']} | {size} | {fig('valid')} | {fig('test')} | {s['epochs']} | "
                     f"{s['wall_time_s'] / 60:.1f} min | {s['tokens_per_sec']:,.0f} | {anchors.get(r['name'], '')} |")
     return "\n".join(rows)
+
+
+def curves_table(records: list[dict]) -> str:
+    """Validation perplexity against wall time, one row per evaluation, runs side by side."""
+    lines = []
+    for r in records:
+        lines.append(f"{r['name']}: " + ", ".join(
+            f"{c['elapsed'] / 60:.1f} min {c['ppl']:.1f}" for c in r["curve"] if c.get("ppl") is not None))
+    return "\n".join(lines)
+
+
+def plot_curves(records: list[dict], path: str) -> None:
+    """Validation perplexity (log axis) against wall-clock minutes, one line per run (matplotlib)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for r in records:
+        xs = [c["elapsed"] / 60 for c in r["curve"]]
+        ys = [c["ppl"] for c in r["curve"]]
+        ax.plot(xs, ys, marker="o", label=r["name"])
+    ax.set_yscale("log")
+    ax.set_xlabel("wall time (minutes, 2-core machine)")
+    ax.set_ylabel("validation perplexity")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m rnnlm_cli.results RECORD.json ... [--plot FILE.png]: the README table and curves."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.results", description=main.__doc__)
+    parser.add_argument("records", nargs="+")
+    parser.add_argument("--plot", default=None)
+    args = parser.parse_args(argv)
+    records = []
+    for path in args.records:
+        with open(path, encoding="utf-8") as fh:
+            records.append(json.load(fh))
+    print(results_table(records, ANCHORS))
+    print()
+    print(curves_table(records))
+    if args.plot:
+        plot_curves(records, args.plot)
+    return 0
+
+
+# published figures on the same data and counting (../shared/corpora/README.md, issue #8)
+ANCHORS = {
+    "ptb-rnn": "RNN LM 124.7 (Mikolov & Zweig 2012); KN5 141.2",
+    "ptb-lstm": "2-layer LSTM 200, no dropout, 114.5; LSTM 650 + dropout 82.7 (Zaremba et al. 2014)",
+    "ptb-gru": "-",
+    "shakespeare-char": "nanoGPT CPU 1.88, GPU 1.47 nats/char",
+}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

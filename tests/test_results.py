@@ -28,3 +28,13 @@ def test_train_record_holds_config_hash_curve_and_summary(tmp_path):
     row = table.splitlines()[2]
     assert row.startswith("| run | tanh E=8 H=8 | ") and row.endswith("| anchor 1.0 |")
     assert f"{r['summary']['valid_ppl']:.1f}" in row
+
+
+def test_curves_table_and_plot(tmp_path):
+    import pytest
+    from rnnlm_cli.results import curves_table, plot_curves
+    rec = {"name": "x", "curve": [{"elapsed": 60.0, "ppl": 200.0}, {"elapsed": 120.0, "ppl": 150.5}]}
+    assert curves_table([rec]) == "x: 1.0 min 200.0, 2.0 min 150.5"
+    pytest.importorskip("matplotlib", reason="plot extra not installed")
+    plot_curves([rec], str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
