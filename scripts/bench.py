@@ -399,6 +399,9 @@ def render_ttq(t: dict) -> str:
                 f"{t['epochs']} epoch(s); best {t['best_ppl']:.1f} after {t['wall_s']:.0f} s")
     lines = [f"time to validation perplexity {t['target']:.0f}: {t['seconds']:.0f} s, {t['tokens']:,} training "
              f"tokens (step {t['step']}, ppl {t['ppl']:.1f})", f"  {t['config']}"]
+    if t.get("train_tokens_per_s_median"):
+        lines.append(f"  the trainer's own logged throughput during the run: median "
+                     f"{t['train_tokens_per_s_median']:,.0f} tok/s (evaluations excluded)")
     for name, p in t.get("peers", {}).items():
         lines.append(f"  {name}: {p['tokens_per_s']:,.0f} tok/s -> est. {p['seconds']:.0f} s for the same tokens "
                      f"(ours is {p['seconds'] / t['seconds']:.1f}x faster; {p['source']})")
@@ -414,7 +417,7 @@ TTQ_SETTINGS = ["model.cell=tanh", f"model.embedding_size={SHAPE['E']}", f"model
                 "train.lr_factor=0.5", "train.eval_batch_size=10", "train.log_every=100"]
 
 
-def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 6, eval_every: int = 200,
+def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 6, eval_every: int = 400,
                     extra=(), poll: float = 0.5, softmax: str = "full") -> dict:
     """Train the PTB tanh config with `rnnlm train` (a subprocess) and watch its metrics.jsonl:
     the first validation line at or below `target` perplexity gives the wall time (`elapsed`,
@@ -424,7 +427,7 @@ def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 6, 
     spec = dict(CONFIGS["tanh"])
     sets = TTQ_SETTINGS + [f"model.softmax={softmax}", f"data.prepared={prepared}", f"train.epochs={epochs}",
                            f"train.eval_every={eval_every}"] + list(extra)
-    hit, best = None, math.inf
+    hit, best, speeds = None, math.inf, []
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "run")
         cmd = [sys.executable, "-m", "rnnlm_cli", "train", "--quiet", "--out", out]
@@ -444,6 +447,8 @@ def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 6, 
                     except ValueError:
                         break
                     seen += 1
+                    if "tokens_per_sec" in rec:
+                        speeds.append(rec["tokens_per_sec"])
                     if rec.get("split") == "valid" and not rec.get("final"):
                         best = min(best, rec["ppl"])
                         if rec["ppl"] <= target and hit is None:
@@ -460,6 +465,7 @@ def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 6, 
     result = {"config": f"tanh E=H=200 tied, {softmax} softmax, dropout 0.1/0.25, B=20 k1=35, adam 0.002 "
                         f"(plateau halving), clip 1.0", "softmax": softmax, "target": target,
               "epochs": epochs, "eval_every": eval_every, "wall_s": wall, "best_ppl": best,
+              "train_tokens_per_s_median": statistics.median(speeds) if speeds else None,
               "command": "rnnlm train " + " ".join(f"--set {x}" for x in sets if not x.startswith("data."))}
     if hit is None:
         if best == math.inf:
@@ -509,7 +515,7 @@ def main(argv=None) -> int:
     ap.add_argument("--time-to-quality", action="store_true",
                     help=f"also train the tanh config until validation perplexity {TTQ_TARGET:.0f} (minutes)")
     ap.add_argument("--ttq-epochs", type=int, default=6, help="most epochs the time-to-quality run may take")
-    ap.add_argument("--ttq-eval-every", type=int, default=200, help="updates between its validations")
+    ap.add_argument("--ttq-eval-every", type=int, default=400, help="updates between its validations")
     ap.add_argument("--ttq-softmax", default="full,class",
                     help="output layer(s) of the time-to-quality runs (comma-separated: full, class)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
