@@ -22,6 +22,7 @@ Accelerate, a build that cannot be found) everything here is a no-op.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import re
 from contextlib import contextmanager
@@ -55,7 +56,7 @@ def _openblas() -> dict:
         return _state
     _state["found"] = False
     try:
-        import numpy  # noqa: F401  (loads numpy's BLAS)
+        importlib.import_module("numpy")        # loads numpy's BLAS
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
             paths = sorted({m for m in re.findall(r"(/\S+\.so[.\d]*)", fh.read()) if "openblas" in m.lower()})
         for path in paths:

@@ -41,7 +41,7 @@ from rnnlm_cli import blas, bptt
 from rnnlm_cli.cells import Cache, input_init, make_cell
 from rnnlm_cli.errors import ConfigError
 from rnnlm_cli.grads import Compact, Gradients
-from rnnlm_cli.softmax import ClassSoftmax, FullSoftmax, make_output, scatter_rows, sum_rows  # noqa: F401
+from rnnlm_cli.softmax import ClassSoftmax, make_output, scatter_rows, sum_rows
 
 
 # --------------------------------------------------------------------------- forward record

@@ -281,7 +281,7 @@ class ClassSoftmax:
             return self._forward(params, h2, y, mask)
 
     def _forward(self, params, h2, y, mask):
-        N, dtype = h2.shape[0], h2.dtype
+        dtype = h2.dtype
         y = np.asarray(y)
         cls = self.class_of[y]                                             # (N,)
         # class part: softmax over the C classes
