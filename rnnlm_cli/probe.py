@@ -31,6 +31,7 @@ at p = 0 or 1, which matters with 30-120 items per bin.
 
 from __future__ import annotations
 
+import importlib
 import csv
 import io
 import math
@@ -323,7 +324,7 @@ def render_csv(result: dict) -> str:
 def check_plotting() -> None:
     """Raise RnnlmError unless matplotlib can be imported (call before any work)."""
     try:
-        import matplotlib  # noqa: F401
+        importlib.import_module("matplotlib")
     except ImportError:
         raise RnnlmError("--plot needs matplotlib, which is not installed "
                          "(pip install 'rnnlm[plot]')") from None
