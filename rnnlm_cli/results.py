@@ -100,8 +100,10 @@ def curves_table(records: list[dict]) -> str:
     """Validation perplexity against wall time, one row per evaluation, runs side by side."""
     lines = []
     for r in records:
+        char = r.get("config", {}).get("data", {}).get("level") == "char"   # nats/char, else ppl
         lines.append(f"{r['name']}: " + ", ".join(
-            f"{c['elapsed'] / 60:.1f} min {c['ppl']:.1f}" for c in r["curve"] if c.get("ppl") is not None))
+            f"{c['elapsed'] / 60:.1f} min {c['loss']:.3f}" if char else f"{c['elapsed'] / 60:.1f} min {c['ppl']:.1f}"
+            for c in r["curve"] if c.get("ppl") is not None))
     return "\n".join(lines)
 
 
