@@ -89,6 +89,16 @@ def echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
 
 
+def emit(result, fmt: str, table, csv=None) -> None:
+    """Print a result in the chosen --format: json, csv (csv(result)) or text (table(result))."""
+    if fmt == "json":
+        echo_json(result)
+    elif fmt == "csv":
+        click.echo(csv(result), nl=False)
+    else:
+        click.echo(table(result))
+
+
 @click.group(cls=RnnlmGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="rnnlm")
 @click.option("--debug", is_flag=True, help="Show a traceback instead of a one-line error.")
@@ -244,10 +254,7 @@ def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, 
         what = {"cells": list(cells) or None, "modes": list(modes) or None,
                 "tying": None if tie is None else [tie]}
     result = run_gradcheck(cfg, samples=samples, tolerance=tolerance, **what)
-    if fmt == "json":
-        echo_json(result)
-    else:
-        click.echo(render_table(result))
+    emit(result, fmt, render_table)
     if not result["passed"]:
         sys.exit(1)
 
@@ -465,12 +472,7 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
     result = probe.probe_checkpoints(list(checkpoints), data=data_path or cfg.probe.data, edges=cfg.probe.bins)
     if plot_path:
         probe.plot(result, plot_path)
-    if fmt == "json":
-        echo_json(result)
-    elif fmt == "csv":
-        click.echo(probe.render_csv(result), nl=False)
-    else:
-        click.echo(probe.render_table(result))
+    emit(result, fmt, probe.render_table, probe.render_csv)
 
 
 # --------------------------------------------------------------------------- diagnose-gradients
@@ -571,12 +573,7 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
                            f"not real text ({m['data_note']})", err=True)
         if plot_path:
             report.plot_diagnostics(diagnosis, plot_path)
-    if fmt == "json":
-        echo_json(result)
-    elif fmt == "csv":
-        click.echo(report.diagnostics_csv(result), nl=False)
-    else:
-        click.echo(report.diagnostics_text(result))
+    emit(result, fmt, report.diagnostics_text, report.diagnostics_csv)
     failures = diagnostics.gate_failures(result, min_horizon, max_ratio)
     for line in failures:
         click.echo(f"FAILED: {line}", err=True)
