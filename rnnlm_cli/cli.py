@@ -377,7 +377,7 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     if per_token:
         sep = separator_id(prepared)
         ids = np.asarray(tokens, dtype=np.int64)
-        scored = ids if (sep is not None and cfg.train.bptt != "full") or cfg.train.bptt == "full" else ids[1:]
+        scored = ids if sep is not None or cfg.train.bptt == "full" else ids[1:]   # the first token has no context
         try:
             with open(per_token, "w", encoding="utf-8") as fh:
                 for tok, lp in zip(scored, result.pop("logp")):
