@@ -57,6 +57,8 @@ class ModelConfig:
                                choices=("uniform", "xavier", "orthogonal", "identity"))
     init_scale: float = _opt(1.0, "multiplies every initial weight matrix", low=0.0, low_open=True)
     recurrent_scale: float = _opt(1.0, "further multiplies the initial recurrent matrix W", low=0.0, low_open=True)
+    embedding_scale: float = _opt(1.0, "further multiplies the initial embedding (+-1/sqrt(E) uniform); "
+                                  "sqrt(E) gives +-1, the scale of a one-hot input's fan-in of 1", low=0.0, low_open=True)
     forget_bias: float = _opt(1.0, "LSTM forget-gate bias at initialisation")
     dropout_embedding: float = _opt(0.0, "inverted dropout on the embeddings (training only)", low=0.0, high=0.95)
     dropout_output: float = _opt(0.0, "inverted dropout on the hidden states fed to the output layer", low=0.0, high=0.95)

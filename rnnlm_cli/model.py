@@ -116,8 +116,8 @@ class Model:
         shapes = self.param_shapes()
         if params is None:
             rng = rng if rng is not None else np.random.default_rng(0)
-            params = {"embedding": input_init(rng, self.E, self.V, (self.V, self.E), cfg.init, cfg.init_scale,
-                                              self.dtype)}
+            params = {"embedding": input_init(rng, self.E, self.V, (self.V, self.E), cfg.init,
+                                              cfg.init_scale * cfg.embedding_scale, self.dtype)}
             params.update({f"cell.{k}": v for k, v in self.cell.init_params(self.E, cfg, rng, self.dtype).items()})
             params.update(self.output.init_params(cfg, rng, self.dtype))
         else:

@@ -318,3 +318,15 @@ def test_backward_can_run_twice_on_one_forward_with_any_scale():
             np.testing.assert_allclose(a[k], 0.25 * ref[k], rtol=1e-12, atol=1e-15)
             np.testing.assert_allclose(b[k], ref[k], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(c["output.b"], 0.5 * ref["output.b"], rtol=1e-12)
+
+
+def test_embedding_scale_multiplies_only_the_initial_embedding():
+    base = ModelConfig(cell="tanh", embedding_size=16, hidden_size=16)
+    m1 = Model(base, 50, rng=np.random.default_rng(0))
+    m8 = Model(dataclasses.replace(base, embedding_scale=4.0), 50, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(m8.params["embedding"], 4.0 * m1.params["embedding"], rtol=1e-6)
+    assert np.abs(m8.params["embedding"]).max() <= 4.0 / math.sqrt(16) + 1e-6
+    assert np.abs(m8.params["embedding"]).max() > 0.9 * 4.0 / math.sqrt(16)
+    for k in m1.params:
+        if k != "embedding":
+            np.testing.assert_array_equal(m8.params[k], m1.params[k])

@@ -230,6 +230,26 @@ def test_adagrad_rmsprop_adam():
     assert g.shape == (2,)
 
 
+def test_adam_blocked_update_is_bit_identical_to_whole_array():
+    # the update runs in L2-sized blocks on big parameters; the arithmetic must not change
+    rng = np.random.default_rng(3)
+    shape = (3 * Adam.BLOCK // 100 + 7, 100)                       # several blocks and a ragged tail
+    p0 = rng.standard_normal(shape).astype(np.float32)
+    grads = [rng.standard_normal(shape).astype(np.float32) for _ in range(3)]
+    out = []
+    for block in (Adam.BLOCK, 10 ** 9):
+        p = {"w": p0.copy()}
+        opt = Adam(p)
+        opt.BLOCK = block
+        for g in grads:
+            opt.step(p, {"w": g}, lr=0.01)
+        out.append((p["w"], opt.state["m/w"], opt.state["v/w"]))
+    assert p0.size > 2 * Adam.BLOCK and out[0][0].dtype == np.float32
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(out[0][0], p0)
+
+
 # --------------------------------------------------------------------------- schedules
 
 def valid_lrs(out):
