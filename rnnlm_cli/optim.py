@@ -224,7 +224,7 @@ class Adam(Optimizer):
     # Elements per block: the update runs block by block so that its eleven passes read and
     # write the parameter, gradient and moments while they sit in the L2 cache (~2-3x faster
     # than whole-array passes on a 2M-element embedding; the arithmetic is unchanged).
-    BLOCK = 16384
+    BLOCK = 32768
 
     def _update(self, name, p, g, lr):
         m, v = self.state[f"m/{name}"], self.state[f"v/{name}"]

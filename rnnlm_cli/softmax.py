@@ -349,9 +349,26 @@ class ClassSoftmax:
         grads["output.b"] = np.bincount(cache["colid"], weights=dZ, minlength=self.V).astype(dtype)
         hs, W = cache["hs"], self.weight(params)
         dhs = np.empty_like(hs)                                            # (R, H)
+        pad_h = np.zeros((2, self.H), dtype=dtype)
+        if self.tied:
+            # the embedding (V, E) holds W^T: each class's gradient block is a contiguous row
+            # range, written straight into the dense gradient (no transposed copy)
+            gE = np.zeros((self.V, self.H), dtype=dtype)
+            for lo, k, a, b, off in cache["groups"]:
+                d = dZ[off:off + (b - a) * k].reshape(b - a, k)            # (rows, k) one class's block
+                if b - a == 1:      # numpy's matmul is ~10x slower with an inner dimension of 1: pad to 2
+                    pad_h[0] = hs[a]
+                    pad_d = np.zeros((2, k), dtype=dtype)
+                    pad_d[0] = d[0]
+                    np.matmul(pad_d.T, pad_h, out=gE[lo:lo + k])
+                else:
+                    np.matmul(d.T, hs[a:b], out=gE[lo:lo + k])            # undoes hs @ W[:, block]
+                np.matmul(d, W[:, lo:lo + k].T, out=dhs[a:b])
+            grads["embedding"] = gE
+            dh[order] += dhs
+            return dh
         total = sum(k for _, k, _, _, _ in cache["groups"])
         values = np.empty((self.H, total), dtype=dtype)                    # (H, M) touched columns
-        pad_h = np.zeros((2, self.H), dtype=dtype)
         runs, voff = [], 0
         for lo, k, a, b, off in cache["groups"]:
             d = dZ[off:off + (b - a) * k].reshape(b - a, k)                # (rows, k) one class's block
@@ -369,10 +386,7 @@ class ClassSoftmax:
                 runs.append((lo, lo + k, voff))
             voff += k
         index = np.concatenate([np.arange(lo, hi) for lo, hi, _ in runs]) if runs else np.zeros(0, np.int64)
-        if self.tied:                           # the embedding (V, E) holds W^T: rows
-            grads["embedding"] = Compact((self.V, self.H), dtype, 0, index, values.T, runs).dense()
-        else:
-            grads.set_compact("output.W", Compact((self.H, self.V), dtype, 1, index, values, runs))
+        grads.set_compact("output.W", Compact((self.H, self.V), dtype, 1, index, values, runs))
         dh[order] += dhs
         return dh
 
