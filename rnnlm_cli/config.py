@@ -78,6 +78,8 @@ class TrainConfig:
     k1: int = _opt(35, "stream/window: tokens per chunk per stream (forward steps between updates)", low=1)
     k2: int = _opt(0, "stream: steps each chunk backpropagates (>= k1; 0 = k1)", low=0)
     window: int = _opt(5, "window: every output backpropagates through at most this many states", low=1)
+    state_reset: float = _opt(0.0, "stream: chance that a stream starts its next chunk from the zero state, as "
+                              "evaluation and generation start (0 = only at epoch starts)", low=0.0, high=1.0)
     max_len: int = _opt(0, "full: longest sentence kept, longer ones are cut (0 = no limit)", low=0)
     epochs: int = _opt(1, "passes over the training data", low=0)
     max_steps: int = _opt(0, "stop after this many updates (0 = no limit)", low=0)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnlm_cli import checkpoint
+from rnnlm_cli import bptt, checkpoint
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
 from rnnlm_cli.errors import CheckpointError, DataError, TrainingError
 from rnnlm_cli.optim import SGD, Adagrad, Adam, RMSprop
-from rnnlm_cli.train import Trainer, evaluate_tokens, load_model, train
+from rnnlm_cli.train import Trainer, evaluate_tokens, load_model, reset_streams, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +89,7 @@ def test_memorises_a_50_token_sequence(tmp_path):
 
 @pytest.mark.parametrize("mode, extra", [
     ("stream", ["model.dropout_embedding=0.2", "model.dropout_output=0.2", "train.k2=12"]),
+    ("stream", ["model.cell=lstm", "train.state_reset=0.3"]),
     ("full", ["model.cell=lstm", "train.optimizer=sgd", "train.momentum=0.9", "train.lr=0.5"]),
     ("window", ["model.cell=gru", "train.window=3", "train.optimizer=rmsprop"]),
 ])
@@ -113,6 +114,36 @@ def test_resume_is_bit_exact(tmp_path, mode, extra):
     ma = [(m["step"], m["loss"]) for m in metrics(straight.train.out) if "split" not in m]
     mb = [(m["step"], m["loss"]) for m in metrics(rest.train.out) if "split" not in m]
     assert ma == mb
+
+
+def test_reset_streams_zeroes_chosen_rows_only():
+    rng = np.random.default_rng(0)
+    h, c = np.ones((500, 3), np.float32), np.full((500, 3), 2.0, np.float32)
+    out = reset_streams((h, c), rng, 0.3)
+    zero = ~out[0].any(axis=1)
+    assert 100 < zero.sum() < 200                                 # ~30% of 500 streams
+    np.testing.assert_array_equal(~out[1].any(axis=1), zero)      # h and c of the same streams
+    assert (out[0][~zero] == 1).all() and (out[1][~zero] == 2).all()
+    assert (h == 1).all() and (c == 2).all()                      # the input is left alone
+    assert reset_streams((h,), rng, 0.0)[0] is h and reset_streams(None, rng, 0.5) is None
+    assert not reset_streams((h,), rng, 1.0)[0].any()
+
+
+def test_state_reset_trains_the_zero_state(tmp_path, monkeypatch):
+    # with state_reset=1 every chunk starts from zero: the states handed to the model are all 0
+    seen = []
+    real = bptt.batch_gradients
+
+    def spy(model, batch, state, **kw):
+        seen.append(None if state is None else float(np.abs(state[0]).sum()))
+        return real(model, batch, state, **kw)
+
+    monkeypatch.setattr(bptt, "batch_gradients", spy)
+    train(config(tmp_path, "train.state_reset=1.0", "train.max_steps=6", out="r1"), progress=False)
+    assert len(seen) == 6 and all(s is None or s == 0.0 for s in seen)
+    seen.clear()
+    train(config(tmp_path, "train.max_steps=6", out="r0"), progress=False)
+    assert len(seen) == 6 and all(s > 0 for s in seen[1:])       # carried otherwise
 
 
 def test_resume_refuses_a_different_model(tmp_path):
