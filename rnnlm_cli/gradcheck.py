@@ -19,7 +19,7 @@ unit vector v over all parameters (param "direction").
 
 softmax=class is checked with C = model.num_classes (round(sqrt(V)) when 0) classes of equal
 id ranges over the random vocabulary (no word counts there), so every class has two or more
-words at the default sizes and every word-matrix column is exercised.
+words at the default sizes and every word of the word matrix is exercised.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Gradients: a dict-like mapping name -> array, where some entries are held compactly.
 
 Most of an embedding's gradient is zero (only the rows of the batch's tokens are not), and so
-is most of the class-factorised output layer's word matrix (only the columns of the classes
-the batch's targets fall in). `Gradients` keeps such an entry as a `Compact`:
+is most of the class-factorised output layer's word matrix (only the rows of the classes the
+batch's targets fall in). `Gradients` keeps such an entry as a `Compact`:
 
     index   (n,) unique positions along `axis` of the parameter; everything else is zero
     values  the gradient at those positions, laid out like the parameter with `axis` cut
-            down to n (rows of a (V, E) embedding: (n, E); columns of an (H, V) matrix: (H, n))
+            down to n (rows of a (V, E) embedding: (n, E); columns of an (H, V) matrix would be (H, n))
     runs    optional [(start, stop, offset)]: `index` as contiguous ranges; the block of a run
             is values[offset:offset + stop - start] along `axis`
     scale   a factor the values still have to be multiplied by (norm clipping sets it instead

@@ -9,7 +9,8 @@
 Parameters (`model.params`, one dict of arrays, the names are the checkpoint format):
     embedding   (V, E)
     cell.W_x    (E, G*H)    cell.W_h (H, G*H)    cell.b (G*H,)    cell.b_h (H,) GRU only
-    output.W    (H, V)      absent with tie_weights: the output matrix is embedding.T and
+    output.W    (H, V)      full softmax; (V, H) class softmax (word-major, softmax.py);
+                            absent with tie_weights: the output matrix is embedding.T and
                             its gradient is summed into `embedding`
     output.b    (V,)
     output.class_W (H, C), output.class_b (C,)   softmax=class only (softmax.py); the class
@@ -27,7 +28,7 @@ init_params, forward, backward, logits); `softmax.make_output` picks one from th
 
 Gradients come back as a `grads.Gradients` mapping: dense arrays, except that the untied
 embedding (only the batch's token rows are non-zero) and the class softmax's word matrix
-(only the columns of the classes present) stay compact until someone reads them densely;
+(only the rows of the classes present) stay compact until someone reads them densely;
 clipping and plain SGD use the compact form directly (optim.py).
 """
 

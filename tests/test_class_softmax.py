@@ -87,7 +87,7 @@ def test_probabilities_sum_to_one_and_match_the_training_path(tie):
 def reference_nll(model, h, y):
     """-log P(y | h) written out: class softmax times softmax within the class's words."""
     p, out = model.params, model.output
-    W = p["embedding"].T if model.cfg.tie_weights else p["output.W"]
+    W = p["embedding"].T if model.cfg.tie_weights else p["output.W"].T      # stored (V, H)
     zc = h @ p["output.class_W"] + p["output.class_b"]
     c = out.class_of[y]
     pc = np.exp(zc[c]) / np.exp(zc).sum()
@@ -144,7 +144,7 @@ def test_word_matrix_gradient_is_compact_and_exact():
     x, y = batch(T=2, B=2, seed=8)
     grads = model.backward(model.forward(x, y))
     word = grads.compact("output.W")
-    assert word is not None and word.axis == 1
+    assert word is not None and word.axis == 0 and word.shape == (V, model.H)   # rows of the (V, H) matrix
     touched = set(np.unique(model.output.class_of[y.ravel()]).tolist())
     expect = [w for w in range(V) if model.output.class_of[w] in touched and np.diff(model.class_bounds)[
         model.output.class_of[w]] > 1]
@@ -152,7 +152,7 @@ def test_word_matrix_gradient_is_compact_and_exact():
     dense = grads["output.W"]                                   # materialised on demand
     assert grads.compact("output.W") is None
     untouched = np.setdiff1d(np.arange(V), expect)
-    assert np.all(dense[:, untouched] == 0)
+    assert np.all(dense[untouched] == 0) and np.any(dense[expect] != 0)
     emb = grads.compact("embedding")
     assert emb is not None and emb.index.tolist() == sorted(set(x.ravel().tolist()))
 
