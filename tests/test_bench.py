@@ -55,3 +55,16 @@ def test_tiny_run_and_table(bench, tmp_path):
     text = bench.render_table(report)
     assert "full-train" in text and "class-train" in text and "MB/s" in text
     assert np.isfinite(report["results"][0]["summary"]["median"])
+
+
+def test_time_to_quality_reports_the_crossing(bench, tmp_path):
+    # a target every model meets: the first validation line is the crossing; the run is then stopped
+    corpus, prepared = tmp_path / "corpus", tmp_path / "prepared"
+    bench.synthetic_corpus(str(corpus), vocab=40, tokens=20000)
+    bench.prepare(str(corpus), str(prepared))
+    small = ["model.embedding_size=8", "model.hidden_size=8", "model.num_classes=4"]
+    r = bench.time_to_quality(str(prepared), target=1e9, epochs=1, eval_every=2, extra=small, softmax="class")
+    assert "error" not in r, r
+    assert r["step"] == 2 and r["ppl"] <= 1e9 and r["seconds"] > 0
+    assert r["tokens"] == 2 * bench.TTQ_B * 35                    # tokens at the TTQ run's own batch size
+    assert "B=40" in r["config"] and "train.batch_size=40" in r["command"]
