@@ -91,7 +91,7 @@ probe-horizons: $(STAMP)
 # reference results (model quality): each trains end to end on the standard corpora
 # (../shared/corpora) and records results/NAME.json; `make results` renders the README table and
 # docs/learning_curves.png from the records
-QUALITY := ptb-rnn ptb-rnn-512 ptb-lstm ptb-gru shakespeare-char
+QUALITY := ptb-rnn ptb-lstm ptb-gru shakespeare-char
 .PHONY: results $(QUALITY)
 
 $(QUALITY): $(STAMP)
