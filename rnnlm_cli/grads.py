@@ -9,6 +9,12 @@ batch's targets fall in). `Gradients` keeps such an entry as a `Compact`:
             down to n (rows of a (V, E) embedding: (n, E); columns of an (H, V) matrix would be (H, n))
     runs    optional [(start, stop, offset)]: `index` as contiguous ranges; the block of a run
             is values[offset:offset + stop - start] along `axis`
+    factors optional [(start, k, offset, d, h)]: the values as products not yet formed, the
+            block of rows start..start+k (at values[offset:offset + k]) being d^T h with d
+            (r, k) and h (r, H) -- the class softmax's word matrix, whose blocks are outer-
+            product sums over a few positions each. Its norm comes from the r x r Gram matrices
+            and plain SGD applies each block straight to the parameter, so the (M, H) values
+            are never written unless someone reads them (`values` forms them then).
     scale   a factor the values still have to be multiplied by (norm clipping sets it instead
             of rescaling every value; `fold()` applies it)
 
@@ -26,15 +32,58 @@ from collections.abc import MutableMapping
 import numpy as np
 
 
+def block_product(d: np.ndarray, h: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out = d^T h for d (r, k), h (r, H); one row is an outer product (numpy's matmul is ~10x
+    slower with an inner dimension of 1)."""
+    if d.shape[0] == 1:
+        return np.multiply(d[0][:, None], h[0][None, :], out=out)
+    return np.matmul(d.T, h, out=out)
+
+
 class Compact:
     """A gradient that is zero outside `index` along `axis` (see the module docstring)."""
 
-    __slots__ = ("shape", "dtype", "axis", "index", "values", "runs", "scale")
+    __slots__ = ("shape", "dtype", "axis", "index", "_values", "runs", "scale", "factors")
 
-    def __init__(self, shape, dtype, axis: int, index: np.ndarray, values: np.ndarray, runs=None):
+    def __init__(self, shape, dtype, axis: int, index: np.ndarray, values: np.ndarray | None, runs=None,
+                 factors=None):
+        if values is None and (factors is None or axis != 0):
+            raise ValueError("a Compact needs values, or factors along axis 0")
         self.shape, self.dtype, self.axis = tuple(shape), np.dtype(dtype), axis
-        self.index, self.values, self.runs = index, values, runs
+        self.index, self._values, self.runs, self.factors = index, values, runs, factors
         self.scale = 1.0
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            self._values = self._form()
+            self.factors = None
+        return self._values
+
+    @values.setter
+    def values(self, array: np.ndarray) -> None:
+        self._values, self.factors = array, None
+
+    @property
+    def factored(self) -> bool:
+        """Whether the values are still held as factors (not yet formed)."""
+        return self._values is None
+
+    def _form(self) -> np.ndarray:
+        size = sum(k for _, k, _, _, _ in self.factors)
+        out = np.empty((size,) + self.shape[1:], dtype=self.dtype)
+        for _, k, off, d, h in self.factors:
+            block_product(d, h, out[off:off + k])
+        return out
+
+    def factored_sq_norm(self) -> float:
+        """Sum of squares of the (unscaled) values from the factors: ||d^T h||^2 is the sum of
+        the element-wise product of the Gram matrices d d^T and h h^T (float64)."""
+        total = 0.0
+        for _, _, _, d, h in self.factors:
+            d64, h64 = d.astype(np.float64), h.astype(np.float64)
+            total += float(np.sum((d64 @ d64.T) * (h64 @ h64.T)))
+        return total
 
     def fold(self) -> np.ndarray:
         """Apply the pending scale to the values; returns them."""

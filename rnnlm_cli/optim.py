@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from rnnlm_cli.errors import CheckpointError
-from rnnlm_cli.grads import Compact
+from rnnlm_cli.grads import Compact, block_product
 
 CLIP_MODES = ("norm", "value", "none")
 
@@ -48,6 +48,9 @@ def global_norm(grads: dict) -> float:
     for g in _entries(grads):
         factor = 1.0
         if isinstance(g, Compact):
+            if g.factored:
+                total += g.factored_sq_norm() * g.scale * g.scale
+                continue
             g, factor = g.values, g.scale * g.scale
         flat = g.reshape(-1)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -160,6 +163,12 @@ class SGD(Optimizer):
 
     def _update_compact(self, p, c, lr):
         """p -= lr * g on the rows the compact gradient c holds (the rest of g is zero)."""
+        if c.factored:                       # block by block: p[rows] -= (f d)^T h, never forming g
+            f = p.dtype.type(lr * c.scale)
+            for start, k, _, d, h in c.factors:
+                tmp = block_product(d * f, h, np.empty((k,) + p.shape[1:], dtype=p.dtype))
+                p[start:start + k] -= tmp
+            return
         step = c.values * p.dtype.type(lr * c.scale)
         if c.runs is not None:
             for start, stop, off in c.runs:

@@ -43,7 +43,7 @@ import numpy as np
 from rnnlm_cli.blas import big_gemm, loop_threads
 from rnnlm_cli.cells import input_init
 from rnnlm_cli.errors import ConfigError
-from rnnlm_cli.grads import Compact
+from rnnlm_cli.grads import Compact, block_product
 
 
 class BufferPool:
@@ -353,26 +353,19 @@ class ClassSoftmax:
         grads["output.b"] = np.bincount(cache["colid"], weights=dZ, minlength=self.V).astype(dtype)
         hs, W = cache["hs"], self.weight(params)
         dhs = np.empty_like(hs)                                            # (R, H)
-        pad_h = np.zeros((2, self.H), dtype=dtype)
-        # each class's gradient block is a contiguous row range of the (V, H) matrix: one GEMM
-        # (d^T hs) writes it; with tie_weights straight into the dense embedding gradient (the
-        # input side adds its rows to it), else into the rows of a compact gradient
-        if self.tied:
-            target = np.zeros((self.V, self.H), dtype=dtype)              # the dense (V, E) gradient
-        else:
-            total = sum(k for _, k, _, _, _ in cache["groups"])
-            target = np.empty((total, self.H), dtype=dtype)               # (M, H) the touched rows
-        runs, voff = [], 0
+        # each class's gradient block is a contiguous row range of the (V, H) matrix, d^T hs:
+        # with tie_weights written straight into the dense embedding gradient (the input side
+        # adds its rows to it); untied kept as factors (grads.Compact): clipping takes its norm
+        # from r x r Gram matrices and plain SGD applies each block, so the (M, H) rows are
+        # only formed for an optimizer that needs them
+        target = np.zeros((self.V, self.H), dtype=dtype) if self.tied else None
+        runs, factors, voff = [], [], 0
         for lo, k, a, b, off in cache["groups"]:
             d = dZ[off:off + (b - a) * k].reshape(b - a, k)                # (rows, k) one class's block
-            out = target[lo:lo + k] if self.tied else target[voff:voff + k]
-            if b - a == 1:          # numpy's matmul is ~10x slower with an inner dimension of 1: pad to 2
-                pad_h[0] = hs[a]
-                pad_d = np.zeros((2, k), dtype=dtype)
-                pad_d[0] = d[0]
-                np.matmul(pad_d.T, pad_h, out=out)
+            if self.tied:
+                block_product(d, hs[a:b], target[lo:lo + k])               # undoes hs @ W[:, block]
             else:
-                np.matmul(d.T, hs[a:b], out=out)                           # undoes hs @ W[:, block]
+                factors.append((lo, k, voff, d, hs[a:b]))
             np.matmul(d, W[:, lo:lo + k].T, out=dhs[a:b])
             if runs and runs[-1][1] == lo:                                 # adjacent classes: one run
                 runs[-1] = (runs[-1][0], lo + k, runs[-1][2])
@@ -383,7 +376,7 @@ class ClassSoftmax:
             grads["embedding"] = target
         else:
             index = np.concatenate([np.arange(lo, hi) for lo, hi, _ in runs]) if runs else np.zeros(0, np.int64)
-            grads.set_compact("output.W", Compact((self.V, self.H), dtype, 0, index, target, runs))
+            grads.set_compact("output.W", Compact((self.V, self.H), dtype, 0, index, None, runs, factors))
         dh[order] += dhs
         return dh
 

@@ -175,6 +175,38 @@ def test_sparse_sgd_and_clipping_equal_the_dense_path():
         np.testing.assert_allclose(p_sparse[k], p_dense[k], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("shape", [(5, 4), (2, 2)])
+def test_factored_word_gradient_norm_update_and_values(shape):
+    # the untied word matrix's gradient stays as factors d^T h until someone reads the values
+    model = make(counts=None, seed=15, dtype=np.float32)          # 5 even classes of 4-5 words
+    x, y = batch(T=shape[0], B=shape[1], seed=8)
+    if shape == (2, 2):     # three targets in one multi-word class, one alone in another
+        out = model.output
+        multi = [c for c in range(out.C) if out.size[c] > 1]
+        y = np.array([[out.bounds[multi[0]]] * 2, [out.bounds[multi[0]], out.bounds[multi[1]]]])
+    grads = model.backward(model.forward(x, y), scale=1 / x.size)
+    word = grads.compact("output.W")
+    rows = sorted(d.shape[0] for _, _, _, d, _ in word.factors)
+    assert word.factored and (rows[-1] > 1 if shape == (5, 4) else rows[0] == 1)   # blocks and lone rows
+    formed = Compact(word.shape, word.dtype, 0, word.index, None, word.runs, word.factors).values
+    blocks = [np.einsum("rk,rh->kh", d.astype(np.float64), h.astype(np.float64)) for _, _, _, d, h in word.factors]
+    np.testing.assert_allclose(formed, np.concatenate(blocks), rtol=1e-5, atol=1e-9)
+    assert word.factored_sq_norm() == pytest.approx(float((formed.astype(np.float64) ** 2).sum()), rel=1e-5)
+    # norm clipping sets a scale; SGD then applies the blocks without forming the values
+    clip_gradients(grads, "norm", 1e-3)
+    assert word.factored and word.scale < 1
+    p = {k: v.copy() for k, v in model.params.items()}
+    SGD(p).step(p, grads, 0.5)
+    assert word.factored
+    expect = model.params["output.W"].copy()
+    for start, k, off, _, _ in word.factors:
+        expect[start:start + k] -= np.float32(0.5 * word.scale) * formed[off:off + k]
+    np.testing.assert_allclose(p["output.W"], expect, rtol=1e-5, atol=1e-8)
+    # reading it densely forms the values once (scale applied) and drops the factors
+    dense = grads["output.W"]
+    assert grads.compact("output.W") is None and dense.shape == (V, model.H)
+
+
 def test_backward_is_reentrant():
     model = make(seed=11)
     x, y = batch(seed=12)
