@@ -12,7 +12,7 @@ A non-finite gradient is never rescaled (that would spread NaN to every paramete
 
 Compact gradients. `grads` may be a plain dict of arrays or a `grads.Gradients`, whose entries
 can be compact (zero outside some rows: the embedding's token rows, the class softmax's word
-columns). Clipping reads and scales only the stored values, and SGD without momentum or weight
+rows). Clipping reads and scales only the stored values, and SGD without momentum or weight
 decay updates only those rows (the "sparse update"); every other optimizer reads the dense
 gradient, which is exactly the same numbers.
 """
@@ -163,11 +163,11 @@ class SGD(Optimizer):
 
     def _update_compact(self, p, c, lr):
         """p -= lr * g on the rows the compact gradient c holds (the rest of g is zero)."""
-        if c.factored:                       # block by block: p[rows] -= (f d)^T h, never forming g
+        if c.factored:                       # block by block: p[rows] -= d^T (f h), never forming g
             f = p.dtype.type(lr * c.scale)
+            tmp = np.empty((max((k for _, k, _, _, _ in c.factors), default=0),) + p.shape[1:], dtype=p.dtype)
             for start, k, _, d, h in c.factors:
-                tmp = block_product(d * f, h, np.empty((k,) + p.shape[1:], dtype=p.dtype))
-                p[start:start + k] -= tmp
+                p[start:start + k] -= block_product(d, h * f, tmp[:k])
             return
         step = c.values * p.dtype.type(lr * c.scale)
         if c.runs is not None:

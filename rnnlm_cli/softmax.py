@@ -305,15 +305,15 @@ class ClassSoftmax:
         # Z (L,): row r holds the n[r] logits of its class; a group of rows is one GEMM output
         Z = np.empty(L, dtype=dtype)
         hs = h2[order]                                                     # (R, H)
-        W = self.weight(params)
+        W, bias = self.weight(params), params["output.b"]
         groups = []
         for a, b in zip(first.tolist(), last.tolist()):
             c = int(cs[a])
             lo, k, off = int(self.bounds[c]), int(self.size[c]), int(row_off[a])
-            np.matmul(hs[a:b], W[:, lo:lo + k], out=Z[off:off + (b - a) * k].reshape(b - a, k))
+            block = Z[off:off + (b - a) * k].reshape(b - a, k)
+            np.matmul(hs[a:b], W[:, lo:lo + k], out=block)
+            block += bias[lo:lo + k]
             groups.append((lo, k, a, b, off))
-        colid = np.arange(L) + np.repeat(self.bounds[cs] - row_off, n)    # (L,) word id of each entry
-        Z += params["output.b"][colid]
         # row-wise log-softmax over the ragged rows
         tpos = row_off + self.local[y[order]]                              # (R,) target entries
         nll_w = np.zeros(0, dtype=dtype)
@@ -328,7 +328,7 @@ class ClassSoftmax:
             nll_w -= zy
             nll[order] += nll_w
         cache = {"h2": h2, "cls": cls, "mask": mask, "Ec": Ec, "sc": sc, "order": order, "n": n, "hs": hs,
-                 "groups": groups, "Z": Z, "sw": sw, "colid": colid, "tpos": tpos}
+                 "groups": groups, "Z": Z, "sw": sw, "tpos": tpos}
         return _loss(nll, mask), nll, cache
 
     def backward(self, params: dict, cache: dict, scale: float, grads, dh_out: np.ndarray | None = None):
@@ -350,7 +350,7 @@ class ClassSoftmax:
         rw, cw = _row_coefficients(cache["sw"], None if mask is None else mask[order], scale, dtype)
         dZ = cache["Z"] * np.repeat(rw, cache["n"])                        # (L,)
         dZ[cache["tpos"]] -= cw
-        grads["output.b"] = np.bincount(cache["colid"], weights=dZ, minlength=self.V).astype(dtype)
+        db = np.zeros(self.V, dtype=dtype)                                 # 0 for one-word classes
         hs, W = cache["hs"], self.weight(params)
         dhs = np.empty_like(hs)                                            # (R, H)
         # each class's gradient block is a contiguous row range of the (V, H) matrix, d^T hs:
@@ -362,6 +362,7 @@ class ClassSoftmax:
         runs, factors, voff = [], [], 0
         for lo, k, a, b, off in cache["groups"]:
             d = dZ[off:off + (b - a) * k].reshape(b - a, k)                # (rows, k) one class's block
+            d.sum(axis=0, out=db[lo:lo + k])
             if self.tied:
                 block_product(d, hs[a:b], target[lo:lo + k])               # undoes hs @ W[:, block]
             else:
@@ -372,6 +373,7 @@ class ClassSoftmax:
             else:
                 runs.append((lo, lo + k, voff))
             voff += k
+        grads["output.b"] = db
         if self.tied:
             grads["embedding"] = target
         else:

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import jittered_model, random_tokens
+
 from rnnlm_cli import diagnostics
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import ModelConfig, load_config
@@ -25,17 +27,11 @@ V, E, H, T, B = 7, 3, 4, 6, 2
 
 
 def make_model(cell="tanh", seed=0, **kw):
-    cfg = ModelConfig(cell=cell, embedding_size=E, hidden_size=H, **kw)
-    model = Model(cfg, V, dtype=np.float64, rng=np.random.default_rng(seed))
-    rng = np.random.default_rng(seed + 100)
-    for p in model.params.values():          # biases off zero, weights a little larger
-        p += rng.uniform(-0.3, 0.3, size=p.shape)
-    return model
+    return jittered_model(cell, V, E, H, seed, **kw)
 
 
 def tokens(seed=1, steps=T, batch=B):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, V, size=(steps, batch)), rng.integers(0, V, size=(steps, batch))
+    return random_tokens(V, steps, batch, seed)
 
 
 # --------------------------------------------------------------------------- per-step norms
@@ -227,12 +223,6 @@ FIELDS = ("lag_profile", "decay_rate", "half_life", "horizon", "jacobian", "satu
 
 def invoke(*args):
     return CliRunner().invoke(cli, list(map(str, args)), prog_name="rnnlm")
-
-
-@pytest.fixture
-def no_data(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)                 # data/prepared (the default) does not exist here
-    return tmp_path
 
 
 def test_bare_command_runs_on_random_tokens_and_says_so(no_data):

@@ -91,12 +91,6 @@ def invoke(*args):
     return CliRunner().invoke(cli, list(map(str, args)), prog_name="rnnlm")
 
 
-@pytest.fixture
-def no_data(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)                 # data/prepared (the default) does not exist here
-    return tmp_path
-
-
 def test_checkpoint_and_run_history_together(no_data):
     from rnnlm_cli import checkpoint
 

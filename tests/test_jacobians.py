@@ -6,27 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnlm_cli.config import ModelConfig
+from conftest import jittered_model, random_tokens
+
 from rnnlm_cli.diagnostics import diagnose_model, first_sequences
 from rnnlm_cli.jacobians import StepMaps, probes, spectral_norms, step_jacobian, top_singular_values
-from rnnlm_cli.model import Model
 
 CELLS = ("tanh", "relu", "gru", "lstm")
 V, E, T, B = 7, 3, 6, 2
 
 
 def make_model(cell, H=4, seed=0, **kw):
-    model = Model(ModelConfig(cell=cell, embedding_size=E, hidden_size=H, **kw), V, dtype=np.float64,
-                  rng=np.random.default_rng(seed))
-    rng = np.random.default_rng(seed + 100)
-    for p in model.params.values():          # biases off zero, weights a little larger
-        p += rng.uniform(-0.3, 0.3, size=p.shape)
-    return model
+    return jittered_model(cell, V, E, H, seed, **kw)
 
 
 def tokens(seed=1, steps=T, batch=B):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, V, size=(steps, batch)), rng.integers(0, V, size=(steps, batch))
+    return random_tokens(V, steps, batch, seed)
 
 
 def explicit(model, cache, steps):
