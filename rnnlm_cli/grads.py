@@ -27,6 +27,7 @@ arrays, exactly as before.
 
 from __future__ import annotations
 
+import math
 from collections.abc import MutableMapping
 
 import numpy as np
@@ -78,11 +79,16 @@ class Compact:
 
     def factored_sq_norm(self) -> float:
         """Sum of squares of the (unscaled) values from the factors: ||d^T h||^2 is the sum of
-        the element-wise product of the Gram matrices d d^T and h h^T (float64)."""
+        the element-wise product of the Gram matrices d d^T and h h^T (in the gradient's dtype;
+        a block whose float32 sum overflows is taken again in float64)."""
         total = 0.0
         for _, _, _, d, h in self.factors:
-            d64, h64 = d.astype(np.float64), h.astype(np.float64)
-            total += float(np.sum((d64 @ d64.T) * (h64 @ h64.T)))
+            with np.errstate(over="ignore", invalid="ignore"):
+                sq = float(np.vdot(d @ d.T, h @ h.T))
+            if not math.isfinite(sq):        # float32 overflowed (e.g. huge ReLU states): again in float64
+                d64, h64 = d.astype(np.float64), h.astype(np.float64)
+                sq = float(np.vdot(d64 @ d64.T, h64 @ h64.T))
+            total += sq
         return total
 
     def fold(self) -> np.ndarray:

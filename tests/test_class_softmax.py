@@ -207,6 +207,49 @@ def test_factored_word_gradient_norm_update_and_values(shape):
     assert grads.compact("output.W") is None and dense.shape == (V, model.H)
 
 
+@pytest.mark.parametrize("tie", [False, True])
+def test_products_in_pieces_change_no_number(monkeypatch, tie):
+    # the word part's products are cut into pieces (forward: column pieces of a small-kernel
+    # size; backward: pieces along the summed words; SGD: row pieces); tiny piece sizes on
+    # the 16-word class give the same losses, gradients and update as whole products
+    from rnnlm_cli import optim, softmax
+
+    def run():
+        model = make(tie=tie, C=8, seed=21)             # one class of 16 words, seven of one
+        assert model.output.size.max() == 16
+        x, y = batch(T=6, B=5, seed=22)
+        y[:, :3] = model.output.bounds[-2] + np.arange(3)        # several rows in the big class
+        fwd = model.forward(x, y)
+        grads = model.backward(fwd, scale=1 / x.size)
+        norm = global_norm(grads)
+        dense = {k: np.array(grads[k]) for k in grads}
+        grads = model.backward(fwd, scale=1 / x.size)
+        p = {k: v.copy() for k, v in model.params.items()}
+        SGD(p).step(p, grads, 0.3)
+        return fwd.nll, norm, dense, p
+
+    whole = run()
+    monkeypatch.setattr(softmax, "small_columns", lambda rows, inner: 3)
+    monkeypatch.setattr(softmax, "INNER_STEP", 5)
+    monkeypatch.setattr(optim, "UPDATE_ROWS", 4)
+    pieces = run()
+    np.testing.assert_allclose(pieces[0], whole[0], rtol=1e-12, atol=1e-13)
+    assert pieces[1] == pytest.approx(whole[1], rel=1e-12)
+    for k in whole[2]:
+        np.testing.assert_allclose(pieces[2][k], whole[2][k], rtol=1e-10, atol=1e-13, err_msg=k)
+        np.testing.assert_allclose(pieces[3][k], whole[3][k], rtol=1e-12, atol=1e-13, err_msg=k)
+
+
+def test_factored_norm_survives_float32_overflow():
+    # h h^T overflows float32 for states of 1e20; that block is taken again in float64
+    rng = np.random.default_rng(5)
+    d = rng.standard_normal((3, 4)).astype(np.float32)
+    h = (rng.standard_normal((3, 6)) * 1e20).astype(np.float32)
+    c = Compact((10, 6), np.float32, 0, np.arange(2, 6), None, [(2, 6, 0)], [(2, 4, 0, d, h)])
+    expect = float((np.einsum("rk,rh->kh", d.astype(np.float64), h.astype(np.float64)) ** 2).sum())
+    assert np.isfinite(expect) and c.factored_sq_norm() == pytest.approx(expect, rel=1e-5)
+
+
 def test_backward_is_reentrant():
     model = make(seed=11)
     x, y = batch(seed=12)
