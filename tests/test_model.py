@@ -288,6 +288,22 @@ def test_loss_start_scores_only_the_tail():
         np.testing.assert_allclose(g_tail[k], g_mask[k], rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("tie", [False, True])
+def test_softmax_statistics_in_row_blocks_match_the_reference(monkeypatch, tie):
+    # the full softmax takes its (N, V) buffer in cache-sized row blocks (bias added there);
+    # blocks of 3 rows (N = T * B) give the reference loss and the same gradients as one block
+    from rnnlm_cli import softmax
+    model = make_model("tanh", tie_weights=tie)
+    x, y = tokens(13)
+    whole = model.backward(model.forward(x, y))
+    monkeypatch.setattr(softmax, "STATS_BYTES", 3 * V * 8)          # float64 rows of V
+    fwd = model.forward(x, y)
+    assert fwd.loss == pytest.approx(reference_loss(model, x, y, None), rel=1e-12)
+    pieces = model.backward(fwd)
+    for k in whole:
+        np.testing.assert_allclose(pieces[k], whole[k], rtol=1e-12, atol=1e-15, err_msg=k)
+
+
 def test_large_logits_do_not_overflow():
     model = make_model("tanh", dtype=np.float32)
     model.params["output.b"][:] = 0
