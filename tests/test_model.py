@@ -294,6 +294,7 @@ def test_softmax_statistics_in_row_blocks_match_the_reference(monkeypatch, tie):
     # blocks of 3 rows (N = T * B) give the reference loss and the same gradients as one block
     from rnnlm_cli import softmax
     model = make_model("tanh", tie_weights=tie)
+    model.params["output.b"][:] = np.linspace(-1, 1, V)
     x, y = tokens(13)
     whole = model.backward(model.forward(x, y))
     monkeypatch.setattr(softmax, "STATS_BYTES", 3 * V * 8)          # float64 rows of V
