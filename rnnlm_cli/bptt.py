@@ -57,6 +57,8 @@ def backward_full(cell, cache, dhs: np.ndarray, want_states: bool = False):
     da_all = np.empty((T, B, cell.gates * H), dtype=dhs.dtype)      # (T, B, GH)
     dcs = np.empty_like(dhs) if (want_states and cell.has_c) else None
     cell.prepare_backward(cache)                                      # factors of every position at once
+    facs = tuple(cache.arrays[f"_fac{i}"] for i in range(cell.n_factors))
+    wt = cell.w_hT(cache)
     dc = None
     dh_prev = None
     with loop_threads():
@@ -66,7 +68,8 @@ def backward_full(cell, cache, dhs: np.ndarray, want_states: bool = False):
                 dh += dh_prev
             if dcs is not None:
                 dcs[t] = 0 if dc is None else dc[0]
-            _, dh_prev, dc = cell.backward_step(cache[t], dh, dc, out=da_all[t:t + 1])
+            # cell.backward_step(cache[t], ...) without building a sliced record per step
+            _, dh_prev, dc = cell.backward_apply(tuple(f[t:t + 1] for f in facs), wt, dh, dc, da_all[t:t + 1])
     states = None
     if want_states:
         states = StateGrads(dh=dhs, dc=dcs, dh0=dh_prev[0], dc0=None if dc is None else dc[0])

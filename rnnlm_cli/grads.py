@@ -82,13 +82,13 @@ class Compact:
         the element-wise product of the Gram matrices d d^T and h h^T (in the gradient's dtype;
         a block whose float32 sum overflows is taken again in float64)."""
         total = 0.0
-        for _, _, _, d, h in self.factors:
-            with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _, _, _, d, h in self.factors:
                 sq = float(np.vdot(d @ d.T, h @ h.T))
-            if not math.isfinite(sq):        # float32 overflowed (e.g. huge ReLU states): again in float64
-                d64, h64 = d.astype(np.float64), h.astype(np.float64)
-                sq = float(np.vdot(d64 @ d64.T, h64 @ h64.T))
-            total += sq
+                if not math.isfinite(sq):    # float32 overflowed (e.g. huge ReLU states): again in float64
+                    d64, h64 = d.astype(np.float64), h.astype(np.float64)
+                    sq = float(np.vdot(d64 @ d64.T, h64 @ h64.T))
+                total += sq
         return total
 
     def fold(self) -> np.ndarray:

@@ -41,10 +41,11 @@ def test_result_rows_have_the_documented_keys(all_result):
 
 
 def scaled_backward(cls, factor):
-    original = cls.backward_step
+    """The cell's backward step (every BPTT mode goes through backward_apply) with da off by `factor`."""
+    original = cls.backward_apply
 
-    def wrong(self, cache, dh, dc=None, out=None):
-        da, dh_prev, dc_prev = original(self, cache, dh, dc, out)
+    def wrong(self, fac, wt, dh, dc, da):
+        da, dh_prev, dc_prev = original(self, fac, wt, dh, dc, da)
         da *= factor
         return da, dh_prev, dc_prev
 
@@ -53,7 +54,7 @@ def scaled_backward(cls, factor):
 
 @pytest.mark.parametrize("cls,cell", [(cells.ElmanCell, "tanh"), (cells.GRUCell, "gru"), (cells.LSTMCell, "lstm")])
 def test_a_wrong_backward_fails(monkeypatch, cls, cell):
-    monkeypatch.setattr(cls, "backward_step", scaled_backward(cls, 1.01))
+    monkeypatch.setattr(cls, "backward_apply", scaled_backward(cls, 1.01))
     result = run_gradcheck(load_config(None), cells=[cell], modes=["full", "window", "stream"])
     assert not result["passed"]
     failed = {c["param"] for c in result["checks"] if not c["passed"]}
@@ -110,7 +111,7 @@ def test_cli_options_select_and_size():
 
 
 def test_cli_wrong_backward_exits_1(monkeypatch):
-    monkeypatch.setattr(cells.LSTMCell, "backward_step", scaled_backward(cells.LSTMCell, 1.01))
+    monkeypatch.setattr(cells.LSTMCell, "backward_apply", scaled_backward(cells.LSTMCell, 1.01))
     res = CliRunner().invoke(cli, ["gradcheck", "--cell", "lstm", "--bptt", "full"])
     assert res.exit_code == 1
     assert "FAIL" in res.output and res.output.splitlines()[-1].startswith("FAILED")
