@@ -32,6 +32,8 @@ from collections.abc import MutableMapping
 
 import numpy as np
 
+from rnnlm_cli.blas import loop_threads
+
 
 def block_product(d: np.ndarray, h: np.ndarray, out: np.ndarray) -> np.ndarray:
     """out = d^T h for d (r, k), h (r, H); one row is an outer product (numpy's matmul is ~10x
@@ -82,7 +84,7 @@ class Compact:
         the element-wise product of the Gram matrices d d^T and h h^T (in the gradient's dtype;
         a block whose float32 sum overflows is taken again in float64)."""
         total = 0.0
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"), loop_threads():
             for _, _, _, d, h in self.factors:
                 sq = float(np.vdot(d @ d.T, h @ h.T))
                 if not math.isfinite(sq):    # float32 overflowed (e.g. huge ReLU states): again in float64

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from rnnlm_cli.blas import loop_threads
 from rnnlm_cli.errors import CheckpointError
 from rnnlm_cli.grads import Compact, block_product
 
@@ -170,11 +171,12 @@ class SGD(Optimizer):
             f = p.dtype.type(lr * c.scale)
             rows = min(UPDATE_ROWS, max((k for _, k, _, _, _ in c.factors), default=0))
             tmp = np.empty((rows,) + p.shape[1:], dtype=p.dtype)
-            for start, k, _, d, h in c.factors:
-                hf = h * f
-                for lo in range(0, k, rows):
-                    hi = min(k, lo + rows)
-                    p[start + lo:start + hi] -= block_product(d[:, lo:hi], hf, tmp[:hi - lo])
+            with loop_threads():             # small products: one BLAS thread (blas.py)
+                for start, k, _, d, h in c.factors:
+                    hf = h * f
+                    for lo in range(0, k, rows):
+                        hi = min(k, lo + rows)
+                        p[start + lo:start + hi] -= block_product(d[:, lo:hi], hf, tmp[:hi - lo])
             return
         step = c.values * p.dtype.type(lr * c.scale)
         if c.runs is not None:
