@@ -57,8 +57,7 @@ def backward_full(cell, cache, dhs: np.ndarray, want_states: bool = False):
     da_all = np.empty((T, B, cell.gates * H), dtype=dhs.dtype)      # (T, B, GH)
     dcs = np.empty_like(dhs) if (want_states and cell.has_c) else None
     cell.prepare_backward(cache)                                      # factors of every position at once
-    facs = tuple(cache.arrays[f"_fac{i}"] for i in range(cell.n_factors))
-    wt = cell.w_hT(cache)
+    facs, wt = cell.step_factors(cache), cell.w_hT(cache)           # whole record; sliced per step
     dc = None
     dh_prev = None
     with loop_threads():

@@ -188,16 +188,18 @@ class Cell:
                 cache.arrays[f"_fac{i}"] = f
         self.w_hT(cache)
 
-    def backward_step(self, cache: Cache, dh, dc=None, out=None):
-        """One backward step over the positions of `cache` (see the module docstring); the
-        factors come from the record when `prepare_backward` stored them, else are computed."""
+    def step_factors(self, cache: Cache) -> tuple:
+        """The backward factors of the positions of `cache`: from the record when
+        `prepare_backward` stored them, else computed."""
         a = cache.arrays
         if "_fac0" in a:
-            fac = tuple(a[f"_fac{i}"] for i in range(self.n_factors))
-        else:
-            fac = self.backward_factors(cache)
+            return tuple(a[f"_fac{i}"] for i in range(self.n_factors))
+        return self.backward_factors(cache)
+
+    def backward_step(self, cache: Cache, dh, dc=None, out=None):
+        """One backward step over the positions of `cache` (see the module docstring)."""
         da = self._da_buffer(dh, cache, out)
-        return self.backward_apply(fac, self.w_hT(cache), dh, dc, da)
+        return self.backward_apply(self.step_factors(cache), self.w_hT(cache), dh, dc, da)
 
     def backward_apply(self, fac, wt, dh, dc, da):
         """The step itself: da (written in place), dh_prev, dc_prev from dh, dc and the factors."""

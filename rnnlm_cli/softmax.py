@@ -91,15 +91,15 @@ def _softmax_stats(buf: np.ndarray, target: np.ndarray, bias: np.ndarray | None 
     s = np.empty(N, dtype=buf.dtype)
     zy = np.empty(N, dtype=buf.dtype)                    # target logit - max
     ones = np.ones(K, dtype=buf.dtype)
-
     rows = max(1, STATS_BYTES // max(1, K * buf.itemsize))
+    index = np.arange(min(rows, N))
     for lo in range(0, N, rows):
         hi = min(N, lo + rows)
         b = buf[lo:hi]
         if bias is not None:
             b += bias
         b -= b.max(axis=1)[:, None]
-        zy[lo:hi] = b[np.arange(hi - lo), target[lo:hi]]
+        zy[lo:hi] = b[index[:hi - lo], target[lo:hi]]
         np.exp(b, out=b)
         np.matmul(b, ones, out=s[lo:hi])                 # row sums (a GEMV: 2x a sum)
     nll = np.log(s)
@@ -165,19 +165,19 @@ class FullSoftmax:
         """The (H, V) output matrix (a transposed view of the embedding when tied)."""
         return params["embedding"].T if self.tied else params["output.W"]
 
-    def logits(self, params: dict, h2: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """(N, H) -> (N, V) unnormalised log-probabilities."""
+    def logits(self, params: dict, h2: np.ndarray, out: np.ndarray | None = None, bias: bool = True) -> np.ndarray:
+        """(N, H) -> (N, V) unnormalised log-probabilities (without the bias when bias=False:
+        the forward adds it block by block in _softmax_stats)."""
         with big_gemm(h2.shape[0] * self.H * self.V):
             z = np.matmul(h2, self.weight(params), out=out)
-        z += params["output.b"]
+        if bias:
+            z += params["output.b"]
         return z
 
     def forward(self, params: dict, h2: np.ndarray, y: np.ndarray, mask: np.ndarray | None):
         """h2 (N, H), y (N,), mask (N,) or None -> (loss_sum, nll (N,), cache dict)."""
         N = h2.shape[0]
-        buf = self.pool.get((N, self.V), h2.dtype)                                # (N, V)
-        with big_gemm(N * self.H * self.V):
-            np.matmul(h2, self.weight(params), out=buf)
+        buf = self.logits(params, h2, out=self.pool.get((N, self.V), h2.dtype), bias=False)   # (N, V)
         s, nll = _softmax_stats(buf, y, params["output.b"])                       # buf = E now
         return _loss(nll, mask), nll, {"buf": buf, "s": s, "y": y, "mask": mask, "h2": h2}
 
