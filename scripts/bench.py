@@ -8,7 +8,7 @@
     python scripts/bench.py --env RNNLM_LOOP_THREADS=0 --configs lstm   # A/B an env knob
 
 Every config runs in a fresh subprocess (so its peak RSS, ru_maxrss of that child, is its own):
-it warms up, then times a fixed number of REAL training steps (bptt.batch_gradients -> clip
+it warms up, then times a fixed number of REAL training steps (step.batch_gradients -> clip
 -> optimizer.step) `--repeats` times; the table shows the median and the spread (min-max) of
 tokens/s. "bound" is the fraction of the matrix-multiply bound: FLOPs per token (counted from
 the shapes: every GEMM of the forward and backward) times tokens/s, divided by the float32
@@ -90,7 +90,7 @@ def flops_per_token(cell: str, E: int, H: int, V: int, softmax: str = "full", C:
 
 def mean_class_size(counts, classes: int) -> float:
     """Average size of the target's class, weighted by the unigram counts (~V/C by design)."""
-    from rnnlm_cli.softmax import frequency_classes
+    from rnnlm_cli.nn.output import frequency_classes
     bounds = frequency_classes(counts, classes)
     size = np.diff(bounds)
     mass = np.add.reduceat(np.asarray(counts, dtype=np.float64), bounds[:-1])
@@ -146,7 +146,7 @@ def data_config(corpus: str, prepared: str):
 
 
 def prepare(corpus: str, prepared: str) -> None:
-    from rnnlm_cli import corpus as corpus_mod
+    from rnnlm_cli.data import corpus as corpus_mod
     cfg = data_config(corpus, prepared)
     corpus_mod.preprocess(cfg.data, cfg, force=True, progress=False)
 
@@ -165,12 +165,12 @@ def model_config(spec: dict, extra=()):
 
 def run_ours(spec: dict, prepared: str, repeats: int) -> dict:
     """Time training steps (or evaluation) of our model; tokens/s per repeat."""
-    from rnnlm_cli import bptt
-    from rnnlm_cli.batching import StreamBatches
-    from rnnlm_cli.corpus import load_prepared
-    from rnnlm_cli.model import Model
-    from rnnlm_cli.optim import clip_gradients, make_optimizer
-    from rnnlm_cli.train import evaluate_tokens, separator_id
+    from rnnlm_cli.train import step
+    from rnnlm_cli.data.batching import StreamBatches
+    from rnnlm_cli.data.corpus import load_prepared
+    from rnnlm_cli.nn.model import Model
+    from rnnlm_cli.train.optim import clip_gradients, make_optimizer
+    from rnnlm_cli.train.trainer import evaluate_tokens, separator_id
 
     data = load_prepared(prepared)
     V = len(data.vocab)
@@ -203,7 +203,7 @@ def run_ours(spec: dict, prepared: str, repeats: int) -> dict:
         for _ in range(n):
             batch = batches.batch(c % len(batches))
             c += 1
-            fwd, grads, state = bptt.batch_gradients(model, batch, state, mode="stream")
+            fwd, grads, state = step.batch_gradients(model, batch, state, mode="stream")
             clip_gradients(grads, tc.clip, tc.clip_threshold)
             optimizer.step(model.params, grads, tc.lr)
             done += int(fwd.count)
@@ -222,8 +222,8 @@ def run_torch(spec: dict, prepared: str, repeats: int, threads: int) -> dict:
     import torch
     from torch import nn
 
-    from rnnlm_cli.batching import batchify
-    from rnnlm_cli.corpus import load_prepared
+    from rnnlm_cli.data.batching import batchify
+    from rnnlm_cli.data.corpus import load_prepared
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -308,7 +308,7 @@ def run_child(job: dict, env_extra: dict | None = None, timeout: float = 1800) -
 # --------------------------------------------------------------------------- machine
 
 def machine() -> dict:
-    from rnnlm_cli import blas
+    from rnnlm_cli.nn import kernels as blas
     model = "unknown"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:

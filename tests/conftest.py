@@ -73,7 +73,7 @@ def jittered_model(cell, V, E, H, seed=0, **kw):
     """A float64 Model with every parameter moved by U(-0.3, 0.3) (biases off zero, weights a
     little larger), for exact-gradient and diagnostics tests."""
     from rnnlm_cli.config import ModelConfig
-    from rnnlm_cli.model import Model
+    from rnnlm_cli.nn.model import Model
     model = Model(ModelConfig(cell=cell, embedding_size=E, hidden_size=H, **kw), V, dtype=np.float64,
                   rng=np.random.default_rng(seed))
     rng = np.random.default_rng(seed + 100)

@@ -29,13 +29,13 @@ CORPUS = ROOT / "corpora" / "agreement"
 
 def _model_and_batches():
     from rnnlm_cli.config import ModelConfig
-    from rnnlm_cli.batching import SentenceBatches, StreamBatches
-    from rnnlm_cli.model import Model
+    from rnnlm_cli.data.batching import SentenceBatches, StreamBatches
+    from rnnlm_cli.nn.model import Model
     return ModelConfig, Model, SentenceBatches, StreamBatches
 
 
 def gradient_numbers() -> dict:
-    from rnnlm_cli.bptt import batch_gradients
+    from rnnlm_cli.train.step import batch_gradients
 
     ModelConfig, Model, SentenceBatches, StreamBatches = _model_and_batches()
     V, H, B = 13, 6, 3
@@ -159,7 +159,7 @@ def cli_numbers(workdir: Path) -> dict:
                                              "--set", f"probe.data={CORPUS / 'probe.jsonl'}", "--format", "json"])))
     out["gradcheck"] = _numbers(json.loads(_run(["gradcheck", "--cell", "lstm", "--bptt", "stream", "--format", "json"])))
     # paths inside messages name the temporary folder: keep the message, not the folder
-    return json.loads(json.dumps(out).replace(str(workdir), "<work>"))
+    return json.loads(json.dumps(out).replace(str(workdir), "<work>").replace(str(ROOT), "<root>"))
 
 
 def compute_all(workdir: Path) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnlm_cli import agreement as A
+from rnnlm_cli.data import agreement as A
 from rnnlm_cli.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_committed_files_equal_a_fresh_regeneration(tmp_path):
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (COMMITTED / name).read_bytes(), (
             f"corpora/agreement/{name} is stale: "
-            "run python -m rnnlm_cli.agreement --out corpora/agreement")
+            "run python -m rnnlm_cli.data.agreement --out corpora/agreement")
 
 
 def test_committed_files_sizes_format_and_vocabulary():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnlm_cli.batching import (SentenceBatches, StreamBatches, batchify, sentence_batches, split_sentences,
+from rnnlm_cli.data.batching import (SentenceBatches, StreamBatches, batchify, sentence_batches, split_sentences,
                                 stream_batches)
 from rnnlm_cli.errors import DataError
 

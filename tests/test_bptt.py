@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnlm_cli.batching import Batch, StreamBatches
-from rnnlm_cli.bptt import backward_full, backward_window, batch_gradients
+from rnnlm_cli.data.batching import Batch, StreamBatches
+from rnnlm_cli.nn.timeloop import backward_full, backward_window
+from rnnlm_cli.train.step import batch_gradients
 from rnnlm_cli.config import ModelConfig
-from rnnlm_cli.model import Model
+from rnnlm_cli.nn.model import Model
 
 CELLS = ("tanh", "relu", "gru", "lstm")
 V, H, T, B = 8, 4, 6, 2

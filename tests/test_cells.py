@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from rnnlm_cli.cells import Cache, make_cell, sigmoid
+from rnnlm_cli.nn.cells import Cache, make_cell, sigmoid
 from rnnlm_cli.config import ModelConfig
 from rnnlm_cli.errors import ConfigError
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from rnnlm_cli import checkpoint
+from rnnlm_cli.train import checkpoint
 from rnnlm_cli.errors import CheckpointError
 
 

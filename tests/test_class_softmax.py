@@ -8,13 +8,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rnnlm_cli.cells import CELLS
+from rnnlm_cli.nn.cells import CELLS
 from rnnlm_cli.config import ModelConfig, load_config
-from rnnlm_cli.gradcheck import _check_one, run_gradcheck
-from rnnlm_cli.grads import Compact, Gradients
-from rnnlm_cli.model import Model
-from rnnlm_cli.optim import SGD, clip_gradients, global_norm
-from rnnlm_cli.softmax import default_num_classes, even_classes, frequency_classes
+from rnnlm_cli.analysis.gradcheck import _check_one, run_gradcheck
+from rnnlm_cli.nn.gradients import Compact, Gradients
+from rnnlm_cli.nn.model import Model
+from rnnlm_cli.train.optim import SGD, clip_gradients, global_norm
+from rnnlm_cli.nn.output import default_num_classes, even_classes, frequency_classes
 
 V, H = 23, 4
 # sorted descending, as the vocabulary is: a dominant word, a few frequent ones, a long tail
@@ -212,7 +212,8 @@ def test_products_in_pieces_change_no_number(monkeypatch, tie):
     # the word part's products are cut into pieces (forward: column pieces of a small-kernel
     # size; backward: pieces along the summed words; SGD: row pieces); tiny piece sizes on
     # the 16-word class give the same losses, gradients and update as whole products
-    from rnnlm_cli import optim, softmax
+    from rnnlm_cli.train import optim
+    from rnnlm_cli.nn import output as softmax
 
     def run():
         model = make(tie=tie, C=8, seed=21)             # one class of 16 words, seven of one
@@ -270,7 +271,7 @@ def test_class_bounds_rebuild_the_model():
 
 
 def test_training_stores_the_classes_in_the_checkpoint(tmp_path):
-    from rnnlm_cli.train import load_model, train
+    from rnnlm_cli.train.trainer import load_model, train
     lines = [f"the {n} {v} home" for n, v in [("dog", "runs"), ("dogs", "run"), ("cat", "runs"),
                                                ("cats", "run")] * 30]
     for split in ("train", "valid", "test"):
@@ -291,12 +292,12 @@ def test_training_stores_the_classes_in_the_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("softmax", ["full", "class"])
 def test_no_float64_in_float32_training(softmax):
-    from rnnlm_cli import bptt
-    from rnnlm_cli.batching import StreamBatches
+    from rnnlm_cli.train import step
+    from rnnlm_cli.data.batching import StreamBatches
     cfg = ModelConfig(cell="gru", embedding_size=H, hidden_size=H, softmax=softmax, num_classes=5)
     model = Model(cfg, V, dtype=np.float32, rng=np.random.default_rng(0), class_counts=COUNTS)
     tokens = np.random.default_rng(1).integers(0, V, size=400)
-    fwd, grads, state = bptt.batch_gradients(model, StreamBatches(tokens, 4, 6).batch(0), None)
+    fwd, grads, state = step.batch_gradients(model, StreamBatches(tokens, 4, 6).batch(0), None)
     assert fwd.nll.dtype == np.float32 and all(s.dtype == np.float32 for s in state)
     for name, g in grads.raw():
         arr = g.values if isinstance(g, Compact) else g

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnlm_cli.optim import clip_gradients, find_nonfinite, global_norm
+from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, global_norm
 
 
 def grads(scale=1.0, dtype=np.float32):

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnlm_cli import corpus
+from rnnlm_cli.data import corpus
 from rnnlm_cli.config import Config, DataConfig, load_config
-from rnnlm_cli.corpus import EOS, UNK, Vocab, build_vocab, tokenize
+from rnnlm_cli.data.corpus import EOS, UNK, Vocab, build_vocab, tokenize
 from rnnlm_cli.errors import ConfigError, DataError
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnlm_cli import checkpoint
+from rnnlm_cli.train import checkpoint
 from rnnlm_cli.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]

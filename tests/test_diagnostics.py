@@ -15,12 +15,12 @@ from click.testing import CliRunner
 
 from conftest import jittered_model, random_tokens
 
-from rnnlm_cli import diagnostics
+from rnnlm_cli.analysis import diagnostics
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import ModelConfig, load_config
-from rnnlm_cli.diagnostics import LagRecorder, Spec, decay_fit, diagnose, diagnose_model
-from rnnlm_cli.jacobians import probes, spectral_norms, step_jacobian
-from rnnlm_cli.model import Model
+from rnnlm_cli.analysis.diagnostics import LagRecorder, Spec, decay_fit, diagnose, diagnose_model
+from rnnlm_cli.analysis.jacobians import probes, spectral_norms, step_jacobian
+from rnnlm_cli.nn.model import Model
 
 CELLS = ("tanh", "relu", "gru", "lstm")
 V, E, H, T, B = 7, 3, 4, 6, 2

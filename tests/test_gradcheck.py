@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnlm_cli import cells
+from rnnlm_cli.nn import cells
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
-from rnnlm_cli.gradcheck import all_combinations, render_table, run_gradcheck
+from rnnlm_cli.analysis.gradcheck import all_combinations, render_table, run_gradcheck
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnlm_cli import report
+from rnnlm_cli.render import report
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
 from rnnlm_cli.errors import DataError
-from rnnlm_cli.history import history_report
-from rnnlm_cli.model import Model
+from rnnlm_cli.analysis.history import history_report
+from rnnlm_cli.nn.model import Model
 
 
 def _metrics(path, lines):
@@ -92,7 +92,7 @@ def invoke(*args):
 
 
 def test_checkpoint_and_run_history_together(no_data):
-    from rnnlm_cli import checkpoint
+    from rnnlm_cli.train import checkpoint
 
     cfg = load_config(None, ["model.hidden_size=5", "model.embedding_size=3"])
     model = Model(cfg.model, 11, dtype=np.float64, rng=np.random.default_rng(3))

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import jittered_model, random_tokens
 
-from rnnlm_cli.diagnostics import diagnose_model, first_sequences
-from rnnlm_cli.jacobians import StepMaps, probes, spectral_norms, step_jacobian, top_singular_values
+from rnnlm_cli.analysis.diagnostics import diagnose_model, first_sequences
+from rnnlm_cli.analysis.jacobians import StepMaps, probes, spectral_norms, step_jacobian, top_singular_values
 
 CELLS = ("tanh", "relu", "gru", "lstm")
 V, E, T, B = 7, 3, 6, 2

@@ -10,7 +10,7 @@ import pytest
 
 from rnnlm_cli.config import ModelConfig
 from rnnlm_cli.errors import ConfigError
-from rnnlm_cli.model import Model, scatter_rows
+from rnnlm_cli.nn.model import Model, scatter_rows
 
 CELLS = ("tanh", "relu", "gru", "lstm")
 V, H, T, B = 9, 4, 5, 3
@@ -292,7 +292,7 @@ def test_loss_start_scores_only_the_tail():
 def test_softmax_statistics_in_row_blocks_match_the_reference(monkeypatch, tie):
     # the full softmax takes its (N, V) buffer in cache-sized row blocks (bias added there);
     # blocks of 3 rows (N = T * B) give the reference loss and the same gradients as one block
-    from rnnlm_cli import softmax
+    from rnnlm_cli.nn import output as softmax
     model = make_model("tanh", tie_weights=tie)
     model.params["output.b"][:] = np.linspace(-1, 1, V)
     x, y = tokens(13)

@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, strategies as st
 
-from rnnlm_cli import agreement as A
-from rnnlm_cli import probe as P
+from rnnlm_cli.data import agreement as A
+from rnnlm_cli.analysis import probe as P
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import build_config
 from rnnlm_cli.errors import ConfigError
-from rnnlm_cli.train import load_model, train
+from rnnlm_cli.train.trainer import load_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpora" / "agreement"
@@ -184,7 +184,7 @@ def test_checkpoint_scores_equal_reading_one_item_at_a_time(tiny_run):
     assert info["valid_ppl"] is not None
     # reference: step by step from the zero state over <eos> + prefix, one item at a time
     model, cfg, _ = load_model(tiny_run["checkpoint"])
-    from rnnlm_cli.corpus import load_prepared
+    from rnnlm_cli.data.corpus import load_prepared
     vocab = load_prepared(cfg.data.prepared).vocab
     for i, item in enumerate(items):
         state = None

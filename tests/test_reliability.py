@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnlm_cli import bptt, checkpoint
-from rnnlm_cli import train as train_mod
+from rnnlm_cli.train import step
+from rnnlm_cli.train import checkpoint
+from rnnlm_cli.train import trainer as train_mod
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
 from rnnlm_cli.errors import TrainingError
-from rnnlm_cli.lock import LOCK_NAME, LockError, RunLock, pid_alive
+from rnnlm_cli.train.lock import LOCK_NAME, LockError, RunLock, pid_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,7 @@ def metrics(out):
 
 # --------------------------------------------------------------------------- one run per folder
 
-HOLDER = ("import sys; from rnnlm_cli.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+HOLDER = ("import sys; from rnnlm_cli.train.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
           "print('locked', flush=True); sys.stdin.read()")
 
 
@@ -137,7 +138,7 @@ def test_a_running_train_holds_its_folder_and_releases_it_on_sigterm(prepared, t
 
 def test_lock_released_after_an_error(prepared, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real = bptt.batch_gradients
+    real = step.batch_gradients
 
     def nan_at_3(model, *args, **kwargs):
         fwd, grads, state = real(model, *args, **kwargs)
@@ -147,7 +148,7 @@ def test_lock_released_after_an_error(prepared, tmp_path, monkeypatch):
         return fwd, grads, state
 
     nan_at_3.calls = 0
-    monkeypatch.setattr(bptt, "batch_gradients", nan_at_3)
+    monkeypatch.setattr(step, "batch_gradients", nan_at_3)
     result = invoke("train", *sets(prepared, out), "-q")
     assert result.exit_code == 1 and "non-finite gradient in embedding at step 3" in result.stderr
     assert not (out / LOCK_NAME).exists()
@@ -186,7 +187,7 @@ def test_without_flock_the_pid_decides(tmp_path, monkeypatch):
 def poison(monkeypatch, at: set, what: str):
     """Make update number k (1-based) in `at` non-finite: its loss, a gradient, or (after computing
     a finite update) the weights themselves."""
-    real = bptt.batch_gradients
+    real = step.batch_gradients
     calls = []
 
     def poisoned(model, *args, **kwargs):
@@ -202,7 +203,7 @@ def poison(monkeypatch, at: set, what: str):
                 model.params["cell.W_h"][0, 0] = np.inf
         return fwd, grads, state
 
-    monkeypatch.setattr(bptt, "batch_gradients", poisoned)
+    monkeypatch.setattr(step, "batch_gradients", poisoned)
 
 
 def test_error_policy_names_step_parameter_and_last_good_checkpoint(prepared, tmp_path, monkeypatch):

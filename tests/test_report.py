@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnlm_cli import report
+from rnnlm_cli.render import report
 from rnnlm_cli.errors import RnnlmError
 
 

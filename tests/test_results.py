@@ -5,7 +5,7 @@ import json
 from click.testing import CliRunner
 
 from rnnlm_cli.cli import cli
-from rnnlm_cli.results import results_table
+from rnnlm_cli.render.results import results_table
 
 
 def test_train_record_holds_config_hash_curve_and_summary(tmp_path):
@@ -32,7 +32,7 @@ def test_train_record_holds_config_hash_curve_and_summary(tmp_path):
 
 def test_curves_table_and_plot(tmp_path):
     import pytest
-    from rnnlm_cli.results import curves_table, plot_curves
+    from rnnlm_cli.render.results import curves_table, plot_curves
     rec = {"name": "x", "curve": [{"elapsed": 60.0, "ppl": 200.0}, {"elapsed": 120.0, "ppl": 150.5}]}
     assert curves_table([rec]) == "x: 1.0 min 200.0, 2.0 min 150.5"
     pytest.importorskip("matplotlib", reason="plot extra not installed")

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnlm_cli import bptt, checkpoint
+from rnnlm_cli.train import step
+from rnnlm_cli.train import checkpoint
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
 from rnnlm_cli.errors import CheckpointError, DataError, TrainingError
-from rnnlm_cli.optim import SGD, Adagrad, Adam, RMSprop
-from rnnlm_cli.train import Trainer, evaluate_tokens, load_model, reset_streams, train
+from rnnlm_cli.train.optim import SGD, Adagrad, Adam, RMSprop
+from rnnlm_cli.train.trainer import Trainer, evaluate_tokens, load_model, reset_streams, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,13 +133,13 @@ def test_reset_streams_zeroes_chosen_rows_only():
 def test_state_reset_trains_the_zero_state(tmp_path, monkeypatch):
     # with state_reset=1 every chunk starts from zero: the states handed to the model are all 0
     seen = []
-    real = bptt.batch_gradients
+    real = step.batch_gradients
 
     def spy(model, batch, state, **kw):
         seen.append(None if state is None else float(np.abs(state[0]).sum()))
         return real(model, batch, state, **kw)
 
-    monkeypatch.setattr(bptt, "batch_gradients", spy)
+    monkeypatch.setattr(step, "batch_gradients", spy)
     train(config(tmp_path, "train.state_reset=1.0", "train.max_steps=6", out="r1"), progress=False)
     assert len(seen) == 6 and all(s is None or s == 0.0 for s in seen)
     seen.clear()
@@ -208,8 +209,8 @@ def test_generate_never_samples_unk(tmp_path):
 
 
 def test_nonfinite_policies(tmp_path, monkeypatch):
-    from rnnlm_cli import bptt
-    real = bptt.batch_gradients
+    from rnnlm_cli.train import step
+    real = step.batch_gradients
     calls = []
 
     def poisoned(*args, **kwargs):   # a NaN in one gradient from the second update on
@@ -219,7 +220,7 @@ def test_nonfinite_policies(tmp_path, monkeypatch):
             grads["cell.W_h"][0, 0] = np.nan
         return fwd, grads, state
 
-    monkeypatch.setattr(bptt, "batch_gradients", poisoned)
+    monkeypatch.setattr(step, "batch_gradients", poisoned)
     with pytest.raises(TrainingError, match=r"^non-finite gradient in cell.W_h at step 2; last good checkpoint: "
                                             r"none yet \(lower train.lr, or set train.nonfinite=skip\)$"):
         train(config(tmp_path, out="err"), progress=False)

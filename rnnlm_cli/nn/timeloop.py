@@ -15,17 +15,32 @@ stream  TBPTT(k1, k2) over B parallel streams: each chunk of k1 outputs backprop
         (`loss_start`); the full recursion over that window is then exact. The state to carry
         is the one after `batch.carry` inputs of the window (= the final state when k2 == k1).
 
-`batch_gradients(model, batch, state, mode, ...)` runs one batch of any mode.
+One batch of any mode is run by `rnnlm_cli.train.step.batch_gradients`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from rnnlm_cli.blas import loop_threads
+from rnnlm_cli.nn.kernels import loop_threads
 
 
 # --------------------------------------------------------------------------- forward
+
+@dataclass
+class StateGrads:
+    """Total gradients w.r.t. every visited state from the full recursion.
+
+    dh (T, B, H): dE/dh_t (dc likewise for LSTM, else None); dh0/dc0: w.r.t. the initial state.
+    """
+
+    dh: np.ndarray
+    dc: np.ndarray | None
+    dh0: np.ndarray
+    dc0: np.ndarray | None
+
 
 def forward_sequence(cell, params: dict, xproj: np.ndarray, state: tuple):
     """Run the cell over xproj (T, B, GH) from `state`; returns the filled cells.Cache.
@@ -51,8 +66,6 @@ def backward_full(cell, cache, dhs: np.ndarray, want_states: bool = False):
     total gradient dE/dh_t (outputs plus everything later). Returns (da_all (T, B, GH),
     StateGrads or None); the initial state's gradient is reported but not propagated further.
     """
-    from rnnlm_cli.model import StateGrads
-
     T, B, H = dhs.shape
     da_all = np.empty((T, B, cell.gates * H), dtype=dhs.dtype)      # (T, B, GH)
     dcs = np.empty_like(dhs) if (want_states and cell.has_c) else None
@@ -103,31 +116,3 @@ def backward_window(cell, cache, dhs: np.ndarray, k: int, on_lag=None) -> np.nda
         D = dh_prev[1:]
         Dc = None if dc_prev is None else dc_prev[1:]
     return da_all
-
-
-# --------------------------------------------------------------------------- one batch of any mode
-
-MODES = ("full", "window", "stream")
-
-
-def batch_gradients(model, batch, state=None, mode: str = "stream", window: int = 0, train: bool = True,
-                    rng=None, normalize: str = "token"):
-    """Forward + backward of one batch in `mode`; returns (fwd, grads, next_state).
-
-    batch: a batching.StreamBatch or SentenceBatch (x, y, mask, loss_start, carry).
-    state: the state before the batch (None = zeros; full mode always starts from zeros).
-    window: k of window mode. normalize: "token" (grads of the mean loss per scored token,
-    the convention training should use), "batch" or "sum". next_state: the state to pass
-    with the next batch (None in full mode), a constant copy.
-    """
-    if mode not in MODES:
-        raise ValueError(f"unknown bptt mode {mode!r}")
-    if mode == "full":
-        state = None
-    fwd = model.forward(batch.x, batch.y, state, mask=batch.mask, train=train, rng=rng,
-                        loss_start=batch.loss_start)
-    scale = {"token": 1.0 / max(fwd.count, 1.0), "batch": 1.0 / batch.x.shape[1], "sum": 1.0}[normalize]
-    truncation = window if mode == "window" else None
-    grads = model.backward(fwd, truncation=truncation, scale=scale)
-    next_state = None if mode == "full" else fwd.state_after(batch.carry)
-    return fwd, grads, next_state

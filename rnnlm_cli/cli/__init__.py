@@ -186,7 +186,7 @@ def preprocess_cmd(config_path, overrides, train_path, valid_path, test_path, le
     import os
     import time
 
-    from rnnlm_cli import corpus
+    from rnnlm_cli.data import corpus
 
     cfg = load_cfg(config_path, overrides)
     # command-line paths are relative to the current directory
@@ -238,7 +238,7 @@ def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, 
       rnnlm gradcheck --all
       rnnlm gradcheck --cell lstm --bptt stream --steps 8 --format json
     """
-    from rnnlm_cli.gradcheck import all_combinations, render_table, run_gradcheck
+    from rnnlm_cli.analysis.gradcheck import all_combinations, render_table, run_gradcheck
 
     if check_all and (cells or modes or tie is not None):
         raise click.UsageError("--all checks every cell, mode and tying; do not combine it with "
@@ -283,7 +283,7 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
       rnnlm train --config configs/ptb-rnn.yaml --set train.lr=0.5 --out runs/ptb-lr05
       rnnlm train --config configs/ptb-rnn.yaml --resume
     """
-    from rnnlm_cli.train import Interrupted, train
+    from rnnlm_cli.train.trainer import Interrupted, train
 
     if resume and force:
         raise click.UsageError("--resume and --force contradict each other")
@@ -304,7 +304,7 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
     if record_path:
         import os
 
-        from rnnlm_cli.results import make_record, write_record
+        from rnnlm_cli.render.results import make_record, write_record
         name = os.path.splitext(os.path.basename(config_path or "default"))[0]
         write_record(record_path, make_record(name, cfg, summary, cfg.train.out))
     if fmt == "json":
@@ -317,8 +317,8 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
 def _checkpoint_context(checkpoint_path, config_path, overrides):
     """(model, cfg, prepared) for commands that read a trained checkpoint."""
     from rnnlm_cli.config import build_config
-    from rnnlm_cli.corpus import load_prepared
-    from rnnlm_cli.train import check_model_matches, load_model
+    from rnnlm_cli.data.corpus import load_prepared
+    from rnnlm_cli.train.trainer import check_model_matches, load_model
 
     model, cfg, meta = load_model(checkpoint_path)
     if config_path:
@@ -350,9 +350,9 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     """
     import os
 
-    from rnnlm_cli.corpus import tokenize
+    from rnnlm_cli.data.corpus import tokenize
     from rnnlm_cli.errors import DataError
-    from rnnlm_cli.train import evaluate_tokens, separator_id
+    from rnnlm_cli.train.trainer import evaluate_tokens, separator_id
 
     if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
         raise DataError(f"--per-token: the folder of {per_token} does not exist")
@@ -413,7 +413,7 @@ def generate_cmd(config_path, overrides, checkpoint_path, n, max_tokens, tempera
       rnnlm generate --checkpoint runs/demo/tanh/best.npz --n 3 --prime "the man"
       rnnlm generate --checkpoint runs/shakespeare/best.npz --max-tokens 300 --temperature 0.8
     """
-    from rnnlm_cli.train import generate
+    from rnnlm_cli.train.trainer import generate
 
     model, cfg, prepared = _checkpoint_context(checkpoint_path, config_path, overrides)
     g = cfg.generate
@@ -464,7 +464,7 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
       rnnlm probe --checkpoint runs/probe/gru/best.npz --checkpoint runs/probe/lstm/best.npz --format json
       rnnlm probe --checkpoint runs/demo/tanh/best.npz --set probe.bins=[2,5,10,30] --plot probe.png
     """
-    from rnnlm_cli import probe
+    from rnnlm_cli.analysis import probe
 
     cfg = load_cfg(config_path, overrides)
     if plot_path:
@@ -527,7 +527,7 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
     saturation {tanh|sigmoid|relu_zero: {per_step, mean, ...}}, lag_contribution {norm,
     fraction, total_norm}, truncation_bias [{k, cosine, norm_ratio, W_h_cosine,
     W_h_norm_ratio}]}], history (with --run)}; NaN/inf are null. Full schema: the docstring
-    of rnnlm_cli/diagnostics.py.
+    of rnnlm_cli/analysis/diagnostics.py.
     CSV (--format csv): model,quantity,i,j,value; grad_norm has i=t, j=k; lag_profile_*,
     lag_contribution* have i=lag; jacobian_norm_* and saturation_* i=step;
     jacobian_product_* i=span; sigma_* i=block; truncation_* i=k; scalars no i/j.
@@ -540,7 +540,9 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
       rnnlm diagnose-gradients --run runs/demo/tanh
       rnnlm diagnose-gradients --config configs/tiny.yaml --fail-if-vanishing 10
     """
-    from rnnlm_cli import diagnostics, history, report
+    from rnnlm_cli.analysis import diagnostics
+    from rnnlm_cli.analysis import history
+    from rnnlm_cli.render import report
 
     # refuse impossible combinations and a missing matplotlib before any work starts
     if checkpoints and (sweeps or len(config_paths) > 1):

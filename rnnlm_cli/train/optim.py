@@ -23,9 +23,9 @@ import math
 
 import numpy as np
 
-from rnnlm_cli.blas import loop_threads
+from rnnlm_cli.nn.kernels import loop_threads
 from rnnlm_cli.errors import CheckpointError
-from rnnlm_cli.grads import Compact, block_product
+from rnnlm_cli.nn.gradients import Compact, block_product
 
 # rows of a factored block applied at a time: the (rows, H) product stays in cache between
 # being written and subtracted (~1.7x faster than whole classes of up to 1,600 words)

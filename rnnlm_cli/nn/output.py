@@ -40,10 +40,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from rnnlm_cli.blas import big_gemm, loop_threads
-from rnnlm_cli.cells import input_init
+from rnnlm_cli.nn.kernels import big_gemm, loop_threads
+from rnnlm_cli.nn.cells import input_init
 from rnnlm_cli.errors import ConfigError
-from rnnlm_cli.grads import Compact, block_product
+from rnnlm_cli.nn.gradients import Compact, block_product
 
 
 class BufferPool:

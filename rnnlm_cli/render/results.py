@@ -129,10 +129,10 @@ def plot_curves(records: list[dict], path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m rnnlm_cli.results RECORD.json ... [--plot FILE.png]: the README table and curves."""
+    """python -m rnnlm_cli.render.results RECORD.json ... [--plot FILE.png]: the README table and curves."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.results", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.render.results", description=main.__doc__)
     parser.add_argument("records", nargs="+")
     parser.add_argument("--plot", default=None)
     args = parser.parse_args(argv)

@@ -63,7 +63,7 @@ JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
                    window truncation k (Model.backward(fwd, truncation=k)) against full BPTT,
                    over all parameters flattened and for cell.W_h alone; k from
                    diagnose.truncations below T, plus T (cosine 1 and ratio 1 by construction)
-    history       (with --run) see rnnlm_cli/history.py (`history_report`)
+    history       (with --run) see rnnlm_cli/analysis/history.py (`history_report`)
 
 All gradients of several batches are summed before they are compared; norms are averaged
 over all N*B sequences. Non-finite numbers are written as null. Spectral norms of Jacobians
@@ -82,11 +82,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnlm_cli import blas, report
+from rnnlm_cli.nn import kernels as blas
+from rnnlm_cli.render import report
 from rnnlm_cli.config import Config, build_config
 from rnnlm_cli.errors import ConfigError, DataError
-from rnnlm_cli.jacobians import StepMaps, top_singular_values
-from rnnlm_cli.model import Model
+from rnnlm_cli.analysis.jacobians import StepMaps, top_singular_values
+from rnnlm_cli.nn.model import Model
 
 RANDOM = "random tokens"
 SATURATION = {"tanh": "|s| > 0.99", "sigmoid": "s < 0.01 or s > 0.99", "relu_zero": "s == 0"}
@@ -110,7 +111,7 @@ def checkpoint_spec(path: str, config_path: str | None, overrides, load) -> Spec
     (data and diagnose sections) is the checkpoint's resolved one, or `config_path` when given,
     plus the --set overrides; the model is always the checkpoint's. load(path, overrides) -> Config.
     """
-    from rnnlm_cli.train import load_model
+    from rnnlm_cli.train.trainer import load_model
 
     model, cfg, meta = load_model(path, dtype=np.float64)
     if config_path:
@@ -178,8 +179,8 @@ def config_specs(config_paths, overrides, sweeps, load) -> list[Spec]:
 def _sequences(spec: Spec, steps: int, batches: int, batch_size: int, random_tokens: bool,
                rng: np.random.Generator, progress: bool):
     """([(x, y)] of (T, B) token ids, data info, vocabulary size) for one Spec."""
-    from rnnlm_cli.batching import batchify
-    from rnnlm_cli.corpus import ensure_prepared
+    from rnnlm_cli.data.batching import batchify
+    from rnnlm_cli.data.corpus import ensure_prepared
 
     cfg = spec.cfg
     if random_tokens or (cfg.data.train is None and not os.path.isdir(cfg.data.prepared)):
@@ -190,7 +191,7 @@ def _sequences(spec: Spec, steps: int, batches: int, batch_size: int, random_tok
         return seqs, {"data": RANDOM, "data_folder": None, "data_note": why}, V
     prepared = ensure_prepared(cfg, progress=progress)
     if spec.model is not None:
-        from rnnlm_cli.train import check_model_matches
+        from rnnlm_cli.train.trainer import check_model_matches
 
         check_model_matches(spec.model, prepared, spec.meta or {}, spec.source)
     split = "valid" if prepared.meta["tokens"]["valid"] > 0 else "train"

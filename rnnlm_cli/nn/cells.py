@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnlm_cli.blas import big_gemm
+from rnnlm_cli.nn.kernels import big_gemm
 from rnnlm_cli.errors import ConfigError
 
 

@@ -32,7 +32,7 @@ from collections.abc import MutableMapping
 
 import numpy as np
 
-from rnnlm_cli.blas import loop_threads
+from rnnlm_cli.nn.kernels import loop_threads
 
 
 def block_product(d: np.ndarray, h: np.ndarray, out: np.ndarray) -> np.ndarray:

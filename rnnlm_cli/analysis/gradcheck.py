@@ -28,9 +28,9 @@ import dataclasses
 
 import numpy as np
 
-from rnnlm_cli.cells import CELLS
-from rnnlm_cli.model import Model
-from rnnlm_cli.bptt import MODES
+from rnnlm_cli.nn.cells import CELLS
+from rnnlm_cli.nn.model import Model
+from rnnlm_cli.train.step import MODES
 
 SOFTMAXES = ("full", "class")
 

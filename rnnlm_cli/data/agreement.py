@@ -16,7 +16,7 @@ do not inflect for number), so the agreeing verb is the only place number must b
 Public API (stable; `rnnlm probe` builds on it): `VERB_PAIRS`, `AgreementItem`, `generate_sentence`,
 `distance_weights`, `generate_corpus`, `generate_probe_set`, `covered_pairs`, `write_corpus`,
 `read_probe_set`.
-Run `python -m rnnlm_cli.agreement --out corpora/agreement` to regenerate the committed files.
+Run `python -m rnnlm_cli.data.agreement --out corpora/agreement` to regenerate the committed files.
 """
 
 from __future__ import annotations
@@ -343,8 +343,8 @@ def read_probe_set(path: str | Path) -> list[AgreementItem]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Regenerate the agreement corpus (python -m rnnlm_cli.agreement --out corpora/agreement)."""
-    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.agreement", description=main.__doc__)
+    """Regenerate the agreement corpus (python -m rnnlm_cli.data.agreement --out corpora/agreement)."""
+    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.data.agreement", description=main.__doc__)
     parser.add_argument("--out", default="corpora/agreement", help="output folder")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     args = parser.parse_args(argv)

@@ -42,12 +42,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rnnlm_cli.agreement import AgreementItem, read_probe_set
+from rnnlm_cli.data.agreement import AgreementItem, read_probe_set
 from rnnlm_cli.errors import ConfigError, DataError, RnnlmError
 
 Z95 = 1.959963984540054                   # two-sided 95% quantile of the standard normal
 DEFAULT_BINS = (1, 2, 4, 8, 16, 30)
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "corpora" / "agreement" / "probe.jsonl"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "corpora" / "agreement" / "probe.jsonl"
 
 Scorer = Callable[[Sequence[AgreementItem]], tuple[np.ndarray, np.ndarray]]
 
@@ -190,8 +190,8 @@ def checkpoint_scorer(path: str) -> tuple[Scorer, dict]:
     summary.json is beside it; oov_prefix_tokens once scored); the model's prepared-data
     folder gives the vocabulary.
     """
-    from rnnlm_cli.corpus import load_prepared
-    from rnnlm_cli.train import check_model_matches, load_model, separator_id
+    from rnnlm_cli.data.corpus import load_prepared
+    from rnnlm_cli.train.trainer import check_model_matches, load_model, separator_id
 
     if not os.path.isfile(path):
         raise DataError(f"checkpoint not found: {path}")
@@ -389,7 +389,7 @@ def horizon_table(result: dict, diagnoses: dict[str, dict]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """python -m rnnlm_cli.probe PROBE.json DIAG.json...: the horizon table of `make probe`.
+    """python -m rnnlm_cli.analysis.probe PROBE.json DIAG.json...: the horizon table of `make probe`.
 
     PROBE.json is `rnnlm probe --format json`; each DIAG.json is `rnnlm diagnose-gradients
     --checkpoint RUN/best.npz --format json` saved in RUN/, matched to the probe model of the
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import json
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.probe", description=main.__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.analysis.probe", description=main.__doc__.split("\n")[0])
     parser.add_argument("probe_json")
     parser.add_argument("diagnose_json", nargs="+")
     args = parser.parse_args(argv)

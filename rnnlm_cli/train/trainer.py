@@ -30,14 +30,15 @@ import time
 
 import numpy as np
 
-from rnnlm_cli import bptt, checkpoint
-from rnnlm_cli.batching import SentenceBatches, StreamBatches
+from rnnlm_cli.train import step
+from rnnlm_cli.train import checkpoint
+from rnnlm_cli.data.batching import SentenceBatches, StreamBatches
 from rnnlm_cli.config import Config, build_config, to_yaml
-from rnnlm_cli.corpus import Prepared, ensure_prepared
+from rnnlm_cli.data.corpus import Prepared, ensure_prepared
 from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError
-from rnnlm_cli.lock import RunLock
-from rnnlm_cli.model import Model
-from rnnlm_cli.optim import clip_gradients, find_nonfinite, global_norm, make_optimizer
+from rnnlm_cli.train.lock import RunLock
+from rnnlm_cli.nn.model import Model
+from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, global_norm, make_optimizer
 
 LN2 = math.log(2.0)
 
@@ -503,7 +504,7 @@ class Trainer:
         tc, p = self.tc, self.p
         mode = tc.bptt
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # NaN/inf are caught below, by name
-            fwd, grads, next_state = bptt.batch_gradients(self.model, batch, self.state, mode=mode,
+            fwd, grads, next_state = step.batch_gradients(self.model, batch, self.state, mode=mode,
                                                           window=tc.window, train=True, rng=self.rng,
                                                           normalize="token")
         p.step += 1
@@ -678,7 +679,7 @@ def generate(model: Model, prepared: Prepared, cfg: Config, n: int, max_tokens: 
 
     Word level stops at <eos>; `<unk>` is never drawn unless allow_unk.
     """
-    from rnnlm_cli.corpus import tokenize
+    from rnnlm_cli.data.corpus import tokenize
 
     vocab = prepared.vocab
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from rnnlm_cli import report
+from rnnlm_cli.render import report
 from rnnlm_cli.errors import DataError
 
 SPIKE_WINDOW = 50   # a spike is measured against the median of up to this many previous lines

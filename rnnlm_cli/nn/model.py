@@ -20,7 +20,7 @@ Parameters (`model.params`, one dict of arrays, the names are the checkpoint for
 Gradient convention. `backward(fwd)` returns the gradient of the SUM loss `fwd.loss`
 (-log p summed over the masked positions) times `scale` (default 1). Training should use the
 gradient of the MEAN loss per token: `scale=1 / fwd.count` (this is what `loss_and_grads` and
-`bptt.batch_gradients` do by default). The scale is folded into the output-layer gradient,
+`step.batch_gradients` do by default). The scale is folded into the output-layer gradient,
 so it costs nothing.
 
 Output layers are pluggable objects with the interface of `FullSoftmax` (param_names,
@@ -38,11 +38,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnlm_cli import blas, bptt
-from rnnlm_cli.cells import Cache, input_init, make_cell
+from rnnlm_cli.nn import kernels as blas
+from rnnlm_cli.nn import timeloop as bptt
+from rnnlm_cli.nn.cells import Cache, input_init, make_cell
 from rnnlm_cli.errors import ConfigError
-from rnnlm_cli.grads import Compact, Gradients
-from rnnlm_cli.softmax import ClassSoftmax, make_output, scatter_rows, sum_rows
+from rnnlm_cli.nn.gradients import Compact, Gradients
+from rnnlm_cli.nn.output import ClassSoftmax, make_output, scatter_rows, sum_rows
 
 
 # --------------------------------------------------------------------------- forward record
@@ -76,19 +77,6 @@ class Forward:
     def state_after(self, n: int) -> tuple:
         """The state after the first n inputs (n = 0: the initial state, n = T: `state`)."""
         return self.cell.state_at(self.cache, n)
-
-
-@dataclass
-class StateGrads:
-    """Total gradients w.r.t. every visited state from the full recursion.
-
-    dh (T, B, H): dE/dh_t (dc likewise for LSTM, else None); dh0/dc0: w.r.t. the initial state.
-    """
-
-    dh: np.ndarray
-    dc: np.ndarray | None
-    dh0: np.ndarray
-    dc0: np.ndarray | None
 
 
 # --------------------------------------------------------------------------- model

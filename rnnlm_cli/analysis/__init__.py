@@ -1,0 +1,1 @@
+"""Analysis of models: gradient checks, gradient diagnostics, Jacobians, probes, history."""

@@ -1,0 +1,1 @@
+"""Data: tokenising, vocabulary, prepared-data folders, batching, synthetic corpora."""

@@ -1,0 +1,1 @@
+"""The network: cells, the time loop, output layers, the model, gradients, kernels."""

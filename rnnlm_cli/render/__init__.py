@@ -1,0 +1,1 @@
+"""Rendering results: tables, CSV, JSON-safe values, charts, plots."""

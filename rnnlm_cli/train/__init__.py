@@ -1,0 +1,1 @@
+"""Training: one step, the trainer, optimizers and clipping, checkpoints, the run lock."""
