@@ -170,7 +170,8 @@ def run_ours(spec: dict, prepared: str, repeats: int) -> dict:
     from rnnlm_cli.data.corpus import load_prepared
     from rnnlm_cli.nn.model import Model
     from rnnlm_cli.train.optim import clip_gradients, make_optimizer
-    from rnnlm_cli.train.trainer import evaluate_tokens, separator_id
+    from rnnlm_cli.data.corpus import separator_id
+    from rnnlm_cli.evaluate import evaluate_tokens
 
     data = load_prepared(prepared)
     V = len(data.vocab)

@@ -271,7 +271,8 @@ def test_class_bounds_rebuild_the_model():
 
 
 def test_training_stores_the_classes_in_the_checkpoint(tmp_path):
-    from rnnlm_cli.train.trainer import load_model, train
+    from rnnlm_cli.runs import load_model
+    from rnnlm_cli.train.trainer import train
     lines = [f"the {n} {v} home" for n, v in [("dog", "runs"), ("dogs", "run"), ("cat", "runs"),
                                                ("cats", "run")] * 30]
     for split in ("train", "valid", "test"):

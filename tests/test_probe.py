@@ -18,7 +18,8 @@ from rnnlm_cli.analysis import probe as P
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import build_config
 from rnnlm_cli.errors import ConfigError
-from rnnlm_cli.train.trainer import load_model, train
+from rnnlm_cli.runs import load_model
+from rnnlm_cli.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpora" / "agreement"

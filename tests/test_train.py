@@ -19,7 +19,9 @@ from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
 from rnnlm_cli.errors import CheckpointError, DataError, TrainingError
 from rnnlm_cli.train.optim import SGD, Adagrad, Adam, RMSprop
-from rnnlm_cli.train.trainer import Trainer, evaluate_tokens, load_model, reset_streams, train
+from rnnlm_cli.evaluate import evaluate_tokens
+from rnnlm_cli.runs import load_model
+from rnnlm_cli.train.trainer import Trainer, reset_streams, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -84,7 +84,7 @@ import numpy as np
 
 from rnnlm_cli.nn import kernels as blas
 from rnnlm_cli.render import report
-from rnnlm_cli.config import Config, build_config
+from rnnlm_cli.config import Config
 from rnnlm_cli.errors import ConfigError, DataError
 from rnnlm_cli.analysis.jacobians import StepMaps, top_singular_values
 from rnnlm_cli.nn.model import Model
@@ -111,13 +111,10 @@ def checkpoint_spec(path: str, config_path: str | None, overrides, load) -> Spec
     (data and diagnose sections) is the checkpoint's resolved one, or `config_path` when given,
     plus the --set overrides; the model is always the checkpoint's. load(path, overrides) -> Config.
     """
-    from rnnlm_cli.train.trainer import load_model
+    from rnnlm_cli.runs import open_checkpoint
 
-    model, cfg, meta = load_model(path, dtype=np.float64)
-    if config_path:
-        cfg = load(config_path, list(overrides))
-    elif overrides:
-        cfg = build_config(meta["config"], list(overrides))
+    run = open_checkpoint(path, config_path, overrides, dtype=np.float64, with_data=False)
+    model, cfg, meta = run.model, run.cfg, run.meta
     label = os.path.basename(os.path.normpath(path))
     return Spec(label=label, cfg=cfg, source=f"checkpoint {path}", model=model, meta=meta)
 
@@ -191,7 +188,7 @@ def _sequences(spec: Spec, steps: int, batches: int, batch_size: int, random_tok
         return seqs, {"data": RANDOM, "data_folder": None, "data_note": why}, V
     prepared = ensure_prepared(cfg, progress=progress)
     if spec.model is not None:
-        from rnnlm_cli.train.trainer import check_model_matches
+        from rnnlm_cli.runs import check_model_matches
 
         check_model_matches(spec.model, prepared, spec.meta or {}, spec.source)
     split = "valid" if prepared.meta["tokens"]["valid"] > 0 else "train"

@@ -190,14 +190,13 @@ def checkpoint_scorer(path: str) -> tuple[Scorer, dict]:
     summary.json is beside it; oov_prefix_tokens once scored); the model's prepared-data
     folder gives the vocabulary.
     """
-    from rnnlm_cli.data.corpus import load_prepared
-    from rnnlm_cli.train.trainer import check_model_matches, load_model, separator_id
+    from rnnlm_cli.data.corpus import separator_id
+    from rnnlm_cli.runs import open_checkpoint
 
     if not os.path.isfile(path):
         raise DataError(f"checkpoint not found: {path}")
-    model, cfg, meta = load_model(path)
-    prepared = load_prepared(cfg.data.prepared)
-    check_model_matches(model, prepared, meta, path)
+    run = open_checkpoint(path)
+    model, cfg, prepared = run.model, run.cfg, run.prepared
     start = separator_id(prepared)
     if prepared.level != "word" or start is None:
         raise DataError(f"{path}: the probe needs a word-level model with an <eos> token "

@@ -316,18 +316,10 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
 
 def _checkpoint_context(checkpoint_path, config_path, overrides):
     """(model, cfg, prepared) for commands that read a trained checkpoint."""
-    from rnnlm_cli.config import build_config
-    from rnnlm_cli.data.corpus import load_prepared
-    from rnnlm_cli.train.trainer import check_model_matches, load_model
+    from rnnlm_cli.runs import open_checkpoint
 
-    model, cfg, meta = load_model(checkpoint_path)
-    if config_path:
-        cfg = load_cfg(config_path, overrides)
-    elif overrides:   # on top of the checkpoint's own configuration
-        cfg = build_config(meta["config"], list(overrides))
-    prepared = load_prepared(cfg.data.prepared)
-    check_model_matches(model, prepared, meta, checkpoint_path)
-    return model, cfg, prepared
+    run = open_checkpoint(checkpoint_path, config_path, overrides)
+    return run.model, run.cfg, run.prepared
 
 
 @cli.command("evaluate", context_settings=CONTEXT_SETTINGS)
@@ -352,7 +344,8 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
 
     from rnnlm_cli.data.corpus import tokenize
     from rnnlm_cli.errors import DataError
-    from rnnlm_cli.train.trainer import evaluate_tokens, separator_id
+    from rnnlm_cli.data.corpus import separator_id
+    from rnnlm_cli.evaluate import evaluate_tokens
 
     if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
         raise DataError(f"--per-token: the folder of {per_token} does not exist")
@@ -413,7 +406,7 @@ def generate_cmd(config_path, overrides, checkpoint_path, n, max_tokens, tempera
       rnnlm generate --checkpoint runs/demo/tanh/best.npz --n 3 --prime "the man"
       rnnlm generate --checkpoint runs/shakespeare/best.npz --max-tokens 300 --temperature 0.8
     """
-    from rnnlm_cli.train.trainer import generate
+    from rnnlm_cli.sample import generate
 
     model, cfg, prepared = _checkpoint_context(checkpoint_path, config_path, overrides)
     g = cfg.generate

@@ -688,3 +688,17 @@ def summary_table(meta: dict, folder: str) -> str:
         lines.append(f"{s:<8}{meta['tokens'][s]:>12,}{'-' if rate is None else f'{rate:.2%}':>9}")
     lines.append(f"output      {folder}")
     return "\n".join(lines)
+
+
+def vocab_checksum(prepared: Prepared) -> str:
+    digest = hashlib.sha256()
+    for token in prepared.vocab.tokens:
+        digest.update(token.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def separator_id(prepared: Prepared) -> int | None:
+    """The sentence separator: <eos> at word level, the newline symbol at char level."""
+    if prepared.vocab.eos_id is not None:
+        return prepared.vocab.eos_id
+    return prepared.vocab.index.get("\n")

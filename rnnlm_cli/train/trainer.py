@@ -20,7 +20,6 @@ learning rate, schedule state), and the epoch's sentence order (full mode) is a 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -33,14 +32,15 @@ import numpy as np
 from rnnlm_cli.train import step
 from rnnlm_cli.train import checkpoint
 from rnnlm_cli.data.batching import SentenceBatches, StreamBatches
-from rnnlm_cli.config import Config, build_config, to_yaml
-from rnnlm_cli.data.corpus import Prepared, ensure_prepared
+from rnnlm_cli.config import Config, to_yaml
+from rnnlm_cli.data.corpus import ensure_prepared, separator_id, vocab_checksum
+from rnnlm_cli.evaluate import evaluate_tokens, perplexity
 from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError
 from rnnlm_cli.train.lock import RunLock
 from rnnlm_cli.nn.model import Model
+from rnnlm_cli.runs import check_model_matches, check_params, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, global_norm, make_optimizer
 
-LN2 = math.log(2.0)
 
 
 class Interrupted(Exception):
@@ -52,92 +52,6 @@ class Interrupted(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
-
-def vocab_checksum(prepared: Prepared) -> str:
-    digest = hashlib.sha256()
-    for token in prepared.vocab.tokens:
-        digest.update(token.encode("utf-8") + b"\0")
-    return digest.hexdigest()
-
-
-def separator_id(prepared: Prepared) -> int | None:
-    """The sentence separator: <eos> at word level, the newline symbol at char level."""
-    if prepared.vocab.eos_id is not None:
-        return prepared.vocab.eos_id
-    return prepared.vocab.index.get("\n")
-
-
-def perplexity(loss: float) -> float:
-    """exp(loss), capped instead of overflowing for a diverged model."""
-    return math.exp(min(loss, 700.0))
-
-
-def check_params(params: dict, path: str) -> None:
-    """Refuse parameters that are not floating point or hold NaN/inf."""
-    for name, value in params.items():
-        if value.dtype.kind != "f":
-            raise CheckpointError(f"checkpoint {path}: parameter {name} has dtype {value.dtype}, expected float")
-    bad = find_nonfinite(params)
-    if bad:
-        raise CheckpointError(f"checkpoint {path}: parameter {bad} holds non-finite values (NaN or inf)")
-
-
-def load_model(path: str, dtype=None) -> tuple[Model, Config, dict]:
-    """(model, config, meta) from a checkpoint written by training."""
-    params, _, _, _, meta = checkpoint.read(path)
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"checkpoint {path} holds no configuration")
-    try:
-        cfg = build_config(config)
-    except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {path} holds an unreadable configuration: {exc}") from None
-    vocab_size = meta.get("vocab_size")
-    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
-        raise CheckpointError(f"checkpoint {path}: vocab_size is {vocab_size!r}, expected a positive integer")
-    check_params(params, path)
-    dtype = dtype or cfg.train.dtype
-    try:
-        model = Model(cfg.model, vocab_size, dtype=dtype, params=params, class_bounds=meta.get("class_bounds"))
-    except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {path} does not match its configuration: {exc}") from None
-    return model, cfg, meta
-
-
-def check_model_matches(model: Model, prepared: Prepared, meta: dict, where: str) -> None:
-    """Refuse a checkpoint whose vocabulary differs from the prepared data's."""
-    if int(meta.get("vocab_size", -1)) != len(prepared.vocab):
-        raise CheckpointError(f"{where} was trained with a vocabulary of {meta.get('vocab_size')} tokens, "
-                              f"but {prepared.folder} has {len(prepared.vocab)}")
-    if meta.get("vocab_sha256") and meta["vocab_sha256"] != vocab_checksum(prepared):
-        raise CheckpointError(f"{where} was trained on another vocabulary than {prepared.folder} "
-                              f"(same size, different tokens)")
-
-
-# --------------------------------------------------------------------------- evaluation
-
-def eval_streams(tokens: np.ndarray, start_id: int | None, batch_size: int):
-    """(x, y, mask) (L, B) for evaluation over EVERY token of a split.
-
-    The first target is predicted from `start_id` (the separator) when there is one, so all N
-    tokens are scored (the PTB convention); otherwise from token 0 (N - 1 scored). The stream
-    is cut into B contiguous segments; the last is padded with mask 0.
-    """
-    tokens = np.asarray(tokens, dtype=np.int64)
-    if start_id is not None:
-        x = np.concatenate(([start_id], tokens[:-1]))
-        y = tokens
-    else:
-        x, y = tokens[:-1], tokens[1:]
-    N = len(y)
-    B = max(1, min(batch_size, N))
-    L = -(-N // B)
-    pad = L * B - N
-    xs = np.concatenate((x, np.zeros(pad, np.int64))).reshape(B, L).T
-    ys = np.concatenate((y, np.zeros(pad, np.int64))).reshape(B, L).T
-    mask = np.concatenate((np.ones(N, np.float32), np.zeros(pad, np.float32))).reshape(B, L).T
-    return np.ascontiguousarray(xs), np.ascontiguousarray(ys), np.ascontiguousarray(mask)
-
 
 def reset_streams(state, rng, p: float):
     """The state with each stream's rows zeroed with probability p (new arrays where any is).
@@ -152,55 +66,6 @@ def reset_streams(state, rng, p: float):
         return state
     keep = (~reset).astype(state[0].dtype)[:, None]
     return tuple(a * keep for a in state)
-
-
-def evaluate_tokens(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int | None,
-                    per_token: bool = False) -> dict:
-    """Cross-entropy of `tokens` under the standard protocol.
-
-    stream/window-trained models: B contiguous streams in chunks of k1, the hidden state carried
-    across chunks; full-trained models: sentence by sentence from the zero state. Every chunk is
-    weighted by its token count. Returns loss (nats/token), bits, ppl, tokens; with per_token,
-    also `logp` (log-probability of every scored token, in text order).
-    """
-    if len(tokens) < 2:
-        raise DataError(f"too few tokens to evaluate ({len(tokens)})")
-    if int(np.max(tokens)) >= model.V:
-        raise DataError(f"token id {int(np.max(tokens))} is outside the model's vocabulary of {model.V} "
-                        f"(corrupted or mismatched prepared data)")
-    total, count = 0.0, 0.0
-    logp = None
-    if cfg.train.bptt == "full":
-        if sep_id is None:
-            raise ConfigError("train.bptt=full needs sentence boundaries (<eos> or a newline symbol)")
-        batches = SentenceBatches(tokens, sep_id, cfg.train.eval_batch_size, rng=None, max_len=0)
-        pieces = []
-        for batch in batches:
-            nll, _ = model.log_probs(batch.x, batch.y, None, mask=batch.mask)
-            total += float(-nll.sum(dtype=np.float64))
-            count += float(batch.mask.sum())
-            if per_token:
-                pieces.extend(nll[:int(m.sum()), b] for b, m in enumerate(batch.mask.T))
-        if per_token:
-            logp = np.concatenate(pieces)
-    else:
-        x, y, mask = eval_streams(tokens, sep_id, cfg.train.eval_batch_size)
-        state = model.initial_state(x.shape[1])
-        k = cfg.train.k1
-        lp_all = np.zeros(x.shape, dtype=np.float64) if per_token else None
-        for s in range(0, len(x), k):
-            lp, state = model.log_probs(x[s:s + k], y[s:s + k], state, mask=mask[s:s + k])
-            total -= float(lp.sum(dtype=np.float64))
-            if per_token:
-                lp_all[s:s + k] = lp
-        count = float(mask.sum(dtype=np.float64))
-        if per_token:
-            logp = lp_all.T.reshape(-1)[mask.T.reshape(-1) > 0]
-    loss = total / count
-    result = {"loss": loss, "bits": loss / LN2, "ppl": perplexity(loss), "tokens": int(count)}
-    if per_token:
-        result["logp"] = logp
-    return result
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -671,49 +536,3 @@ def train(cfg: Config, resume: bool = False, force: bool = False, progress: bool
     return Trainer(cfg, resume=resume, force=force, progress=progress, log=log).run()
 
 
-# --------------------------------------------------------------------------- generation
-
-def generate(model: Model, prepared: Prepared, cfg: Config, n: int, max_tokens: int, temperature: float,
-             prime: str, seed: int, allow_unk: bool) -> list[str]:
-    """Sample n texts: read the prime, then draw tokens from softmax(logits / temperature).
-
-    Word level stops at <eos>; `<unk>` is never drawn unless allow_unk.
-    """
-    from rnnlm_cli.data.corpus import tokenize
-
-    vocab = prepared.vocab
-    rng = np.random.default_rng(seed)
-    level = prepared.meta.get("level", cfg.data.level)
-    prime_ids = [vocab.id(t) for t in tokenize(prime, cfg.data, final_eos=False)] if prime else []
-    start = separator_id(prepared)
-    context = ([start] if start is not None else []) + prime_ids
-    if not context:
-        context = [int(rng.integers(len(vocab)))]
-    # read the context for all n samples at once
-    state = model.initial_state(n)
-    logits = None
-    for tok in context:
-        logits, state = model.step_logits(np.full(n, tok), state)
-    banned = [] if allow_unk or vocab.unk_id is None else [vocab.unk_id]
-    out = [[] for _ in range(n)]
-    done = np.zeros(n, dtype=bool)
-    for _ in range(max_tokens):
-        z = logits.astype(np.float64) / temperature          # (n, V)
-        z[:, banned] = -np.inf
-        z -= z.max(axis=1, keepdims=True)
-        prob = np.exp(z)
-        prob /= prob.sum(axis=1, keepdims=True)
-        u = rng.random(n)[:, None]
-        nxt = np.minimum((prob.cumsum(axis=1) < u).sum(axis=1), len(vocab) - 1)   # (n,)
-        for i, tok in enumerate(nxt):
-            if not done[i]:
-                if level == "word" and tok == vocab.eos_id:
-                    done[i] = True
-                else:
-                    out[i].append(vocab.tokens[tok])
-        if done.all():
-            break
-        logits, state = model.step_logits(nxt, state)
-    joiner = "" if level == "char" else " "
-    head = prime.rstrip("\n") if level == "char" else " ".join(prime.split())   # the prime as given
-    return [joiner.join(([head] if head else []) + toks) for toks in out]

@@ -1,0 +1,92 @@
+"""Reading what training wrote: a checkpoint back into a model, with its configuration and data.
+
+`open_checkpoint(path)` is the one reader that evaluate, generate, diagnose-gradients and the
+probe use: the model, the resolved configuration (the checkpoint's own, or a config file and
+`--set` overrides on top), the prepared data it was trained on, and the checkpoint's meta,
+after checking that the prepared vocabulary is the one the model was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnnlm_cli.config import Config, build_config, load_config
+from rnnlm_cli.data.corpus import Prepared, load_prepared, vocab_checksum
+from rnnlm_cli.errors import CheckpointError, ConfigError
+from rnnlm_cli.nn.model import Model
+from rnnlm_cli.train import checkpoint
+from rnnlm_cli.train.optim import find_nonfinite
+
+
+def check_params(params: dict, path: str) -> None:
+    """Refuse parameters that are not floating point or hold NaN/inf."""
+    for name, value in params.items():
+        if value.dtype.kind != "f":
+            raise CheckpointError(f"checkpoint {path}: parameter {name} has dtype {value.dtype}, expected float")
+    bad = find_nonfinite(params)
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: parameter {bad} holds non-finite values (NaN or inf)")
+
+
+def load_model(path: str, dtype=None) -> tuple[Model, Config, dict]:
+    """(model, config, meta) from a checkpoint written by training."""
+    params, _, _, _, meta = checkpoint.read(path)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path} holds no configuration")
+    try:
+        cfg = build_config(config)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} holds an unreadable configuration: {exc}") from None
+    vocab_size = meta.get("vocab_size")
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
+        raise CheckpointError(f"checkpoint {path}: vocab_size is {vocab_size!r}, expected a positive integer")
+    check_params(params, path)
+    dtype = dtype or cfg.train.dtype
+    try:
+        model = Model(cfg.model, vocab_size, dtype=dtype, params=params, class_bounds=meta.get("class_bounds"))
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match its configuration: {exc}") from None
+    return model, cfg, meta
+
+
+def check_model_matches(model: Model, prepared: Prepared, meta: dict, where: str) -> None:
+    """Refuse a checkpoint whose vocabulary differs from the prepared data's."""
+    if int(meta.get("vocab_size", -1)) != len(prepared.vocab):
+        raise CheckpointError(f"{where} was trained with a vocabulary of {meta.get('vocab_size')} tokens, "
+                              f"but {prepared.folder} has {len(prepared.vocab)}")
+    if meta.get("vocab_sha256") and meta["vocab_sha256"] != vocab_checksum(prepared):
+        raise CheckpointError(f"{where} was trained on another vocabulary than {prepared.folder} "
+                              f"(same size, different tokens)")
+
+
+@dataclass
+class OpenedCheckpoint:
+    """A checkpoint read back: the model, the configuration in force, the data, the meta."""
+
+    model: Model
+    cfg: Config
+    prepared: Prepared | None
+    meta: dict
+    path: str
+
+
+def open_checkpoint(path: str, config_path: str | None = None, overrides=(), dtype=None,
+                    with_data: bool = True) -> OpenedCheckpoint:
+    """Read `path` (a checkpoint written by training) for a command that only reads.
+
+    The configuration is the checkpoint's own, or `config_path` when given, plus the `--set`
+    overrides; the model is always the checkpoint's (cast to `dtype`, default its training
+    dtype). With `with_data`, the configuration's prepared-data folder is loaded (never
+    rebuilt) and must hold the vocabulary the model was trained with.
+    """
+    model, cfg, meta = load_model(path, dtype=dtype)
+    if config_path:
+        cfg = load_config(config_path, list(overrides))
+    elif overrides:   # on top of the checkpoint's own configuration
+        cfg = build_config(meta["config"], list(overrides))
+    prepared = None
+    if with_data:
+        prepared = load_prepared(cfg.data.prepared)
+        check_model_matches(model, prepared, meta, path)
+    return OpenedCheckpoint(model=model, cfg=cfg, prepared=prepared, meta=meta, path=path)
