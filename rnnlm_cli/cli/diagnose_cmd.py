@@ -1,0 +1,117 @@
+"""rnnlm diagnose-gradients."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, emit, format_option, load_cfg, quiet_option
+
+
+# --------------------------------------------------------------------------- diagnose-gradients
+
+@click.command("diagnose-gradients", context_settings=CONTEXT_SETTINGS)
+@click.option("--config", "config_paths", type=click.Path(), multiple=True,
+              help="YAML configuration file; repeat it to compare several models side by side.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one configuration key (repeatable); the value is a YAML scalar.")
+@click.option("--sweep", "sweeps", multiple=True, metavar="SECTION.KEY=V1,V2,...",
+              help="One model per value, as --set on top of each config (repeatable: the grid).")
+@click.option("--checkpoint", "checkpoints", type=click.Path(), multiple=True,
+              help="Diagnose a trained checkpoint (repeatable) instead of a fresh model.")
+@click.option("--run", "run_dir", type=click.Path(), default=None,
+              help="Report the gradient norms logged in RUN/metrics.jsonl by a training run.")
+@click.option("--steps", type=click.IntRange(min=2), default=None, help="T: sequence length (diagnose.steps).")
+@click.option("--batches", type=click.IntRange(min=1), default=None, help="Batches of sequences (diagnose.batches).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Sequences per batch (diagnose.batch_size).")
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Horizon threshold on the normalised norm (diagnose.threshold).")
+@click.option("--random-tokens", is_flag=True, help="Random tokens even when prepared data exists.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the lag profiles and the (t, k) heat map into a PNG (needs matplotlib).")
+@click.option("--fail-if-vanishing", "min_horizon", type=click.IntRange(min=0), default=None, metavar="HORIZON",
+              help="Exit 1 when any model's horizon is below HORIZON.")
+@click.option("--fail-if-exploding", "max_ratio", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="NORM", help="Exit 1 when any model's max norm ratio g(t,t-d)/g(t,t) exceeds NORM.")
+@quiet_option
+@format_option(("table", "json", "csv"))
+def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir, steps, batches, batch_size,
+                           threshold, random_tokens, plot_path, min_horizon, max_ratio, quiet, fmt):
+    """Measure vanishing/exploding gradients per time step, by lag, for configs or checkpoints.
+
+    For each model (fresh from the config, seeded, or --checkpoint) on B contiguous length-T
+    windows of the validation split (training split if none; random tokens when there is no
+    prepared data, said on stderr), in float64 without dropout, with the training BPTT code:
+    g(t, k) = ||dE_t/ds_k|| (E_t: the loss of output t), its profile by lag d = t - k (raw,
+    and normalised per t by g(t, t)), decay rate, half-life and horizon; step-Jacobian spectral
+    norms and their products (on the first diagnose.jacobian_sequences sequences, by Lanczos);
+    sigma_max(W_h) against the Pascanu et al. bound; saturated units;
+    each lag's share of dE/dW_h; and the bias of window truncation k against full BPTT.
+    --run RUN reports the logged gradient norms of a training run instead (add --checkpoint for both).
+
+    \b
+    JSON (--format json): {data, steps, batches, batch_size, threshold, models: [{label,
+    model {cell, hidden_size, ...}, data, steps, lag_profile {raw, normalised, matrix[t][k]
+    (+ h, c for lstm)}, decay_rate, half_life, horizon, horizon_is_lower_bound,
+    max_norm_ratio, jacobian {sequences, spectral_norm {mean,min,max}[T], overall,
+    products [{span,..}], recurrent {blocks [{block, sigma_max, gamma, bound, below_bound}],
+    verdict}},
+    saturation {tanh|sigmoid|relu_zero: {per_step, mean, ...}}, lag_contribution {norm,
+    fraction, total_norm}, truncation_bias [{k, cosine, norm_ratio, W_h_cosine,
+    W_h_norm_ratio}]}], history (with --run)}; NaN/inf are null. Full schema: the docstring
+    of rnnlm_cli/analysis/diagnostics.py.
+    CSV (--format csv): model,quantity,i,j,value; grad_norm has i=t, j=k; lag_profile_*,
+    lag_contribution* have i=lag; jacobian_norm_* and saturation_* i=step;
+    jacobian_product_* i=span; sigma_* i=block; truncation_* i=k; scalars no i/j.
+
+    \b
+    Example:
+      rnnlm diagnose-gradients
+      rnnlm diagnose-gradients --config configs/tiny.yaml --sweep model.cell=tanh,relu,gru,lstm
+      rnnlm diagnose-gradients --checkpoint runs/demo/tanh/best.npz --format json
+      rnnlm diagnose-gradients --run runs/demo/tanh
+      rnnlm diagnose-gradients --config configs/tiny.yaml --fail-if-vanishing 10
+    """
+    from rnnlm_cli.analysis import diagnostics
+    from rnnlm_cli.analysis import history
+    from rnnlm_cli.render import report
+
+    # refuse impossible combinations and a missing matplotlib before any work starts
+    if checkpoints and (sweeps or len(config_paths) > 1):
+        raise click.UsageError("--checkpoint diagnoses a trained model: it takes at most one --config "
+                               "(for the data and diagnose settings) and no --sweep")
+    if run_dir and not checkpoints and (config_paths or sweeps or random_tokens):
+        raise click.UsageError("--run reports a training log; add --checkpoint to diagnose a model as well")
+    models_wanted = bool(checkpoints) or not run_dir
+    if plot_path and not models_wanted:
+        raise click.UsageError("--plot draws lag profiles: it needs a model (--checkpoint or a config)")
+    if plot_path:
+        report.require_matplotlib("--plot")
+    for text in sweeps:
+        diagnostics.parse_sweep(text)
+    result = {}
+    if run_dir:
+        result["history"] = history.history_report(run_dir)
+    if models_wanted:
+        if checkpoints:
+            specs = [diagnostics.checkpoint_spec(p, config_paths[0] if config_paths else None, overrides, load_cfg)
+                     for p in checkpoints]
+        else:
+            specs = diagnostics.config_specs(config_paths, overrides, sweeps, load_cfg)
+        diagnosis = diagnostics.diagnose(specs, steps=steps, batches=batches, batch_size=batch_size,
+                                         threshold=threshold, random_tokens=random_tokens, progress=not quiet)
+        result = {**diagnosis, **result}
+        for m in diagnosis["models"]:
+            if m["data"] == diagnostics.RANDOM:
+                click.echo(f"note: {m['label']}: measured on random tokens (vocabulary {m['model']['vocab_size']}), "
+                           f"not real text ({m['data_note']})", err=True)
+        if plot_path:
+            report.plot_diagnostics(diagnosis, plot_path)
+    emit(result, fmt, report.diagnostics_text, report.diagnostics_csv)
+    failures = diagnostics.gate_failures(result, min_horizon, max_ratio)
+    for line in failures:
+        click.echo(f"FAILED: {line}", err=True)
+    if failures:
+        sys.exit(1)

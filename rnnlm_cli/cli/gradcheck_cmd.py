@@ -1,0 +1,59 @@
+"""rnnlm gradcheck."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, load_cfg
+
+
+# --------------------------------------------------------------------------- gradcheck
+
+@click.command("gradcheck", context_settings=CONTEXT_SETTINGS)
+@common_options
+@click.option("--all", "check_all", is_flag=True, help="Every cell x every BPTT mode x tying on/off.")
+@click.option("--cell", "cells", multiple=True, type=click.Choice(("tanh", "relu", "gru", "lstm")),
+              help="Cell to check (repeatable; default model.cell).")
+@click.option("--bptt", "modes", multiple=True, type=click.Choice(("full", "window", "stream")),
+              help="BPTT mode to check (repeatable; default train.bptt).")
+@click.option("--tie-weights/--no-tie-weights", "tie", default=None, help="Tied output weights (default model.tie_weights).")
+@click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden/embedding size (gradcheck.hidden_size).")
+@click.option("--vocab", type=click.IntRange(min=2), default=None, help="Vocabulary size (gradcheck.vocab_size).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Sequence length (gradcheck.steps).")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch size (gradcheck.batch_size).")
+@click.option("--samples", type=click.IntRange(min=0), default=None,
+              help="Elements checked per parameter, 0 = all (gradcheck.samples).")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Largest relative error that passes (gradcheck.tolerance).")
+@format_option()
+def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, vocab, steps, batch, samples,
+                  tolerance, fmt):
+    """Compare analytic gradients with finite differences (float64); exit 1 if any check fails.
+
+    \b
+    Example:
+      rnnlm gradcheck
+      rnnlm gradcheck --all
+      rnnlm gradcheck --cell lstm --bptt stream --steps 8 --format json
+    """
+    from rnnlm_cli.analysis.gradcheck import all_combinations, render_table, run_gradcheck
+
+    if check_all and (cells or modes or tie is not None):
+        raise click.UsageError("--all checks every cell, mode and tying; do not combine it with "
+                               "--cell, --bptt or --tie-weights")
+    cfg = load_cfg(config_path, overrides)
+    sizes = {k: v for k, v in (("hidden_size", hidden), ("vocab_size", vocab), ("steps", steps),
+                               ("batch_size", batch)) if v is not None}
+    if sizes:
+        cfg = cfg.replace(gradcheck=sizes)
+    if check_all:
+        what = all_combinations()
+    else:
+        what = {"cells": list(cells) or None, "modes": list(modes) or None,
+                "tying": None if tie is None else [tie]}
+    result = run_gradcheck(cfg, samples=samples, tolerance=tolerance, **what)
+    emit(result, fmt, render_table)
+    if not result["passed"]:
+        sys.exit(1)

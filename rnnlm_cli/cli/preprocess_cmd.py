@@ -1,0 +1,54 @@
+"""rnnlm preprocess."""
+
+from __future__ import annotations
+
+import click
+
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, load_cfg, quiet_option
+
+
+# --------------------------------------------------------------------------- preprocess
+
+@click.command("preprocess", context_settings=CONTEXT_SETTINGS)
+@common_options
+@click.option("--train", "train_path", type=click.Path(), default=None, help="Training text (overrides data.train).")
+@click.option("--valid", "valid_path", type=click.Path(), default=None, help="Validation text (overrides data.valid).")
+@click.option("--test", "test_path", type=click.Path(), default=None, help="Test text (overrides data.test).")
+@click.option("--level", type=click.Choice(("word", "char")), default=None, help="Tokenisation (overrides data.level).")
+@click.option("--out", "out_dir", type=click.Path(), default=None, help="Output folder (overrides data.prepared).")
+@click.option("--force", is_flag=True, help="Replace an existing, non-empty output folder.")
+@quiet_option
+@format_option()
+def preprocess_cmd(config_path, overrides, train_path, valid_path, test_path, level, out_dir, force, quiet, fmt):
+    """Tokenise a corpus, build the vocabulary and write the prepared-data folder.
+
+    \b
+    Example:
+      rnnlm preprocess --config configs/tiny.yaml
+      rnnlm preprocess --train ptb.train.txt --valid ptb.valid.txt --test ptb.test.txt --out data/ptb
+      rnnlm preprocess --train input.txt --level char --set data.split=[0.9,0.1,0.0] --out data/shakespeare
+    """
+    import os
+    import time
+
+    from rnnlm_cli.data import corpus
+
+    cfg = load_cfg(config_path, overrides)
+    # command-line paths are relative to the current directory
+    changes = {key: os.path.abspath(value) for key, value in
+               (("train", train_path), ("valid", valid_path), ("test", test_path), ("prepared", out_dir))
+               if value is not None}
+    if level is not None:
+        changes["level"] = level
+    if changes:
+        cfg = cfg.replace(data=changes)
+    start = time.perf_counter()
+    meta = corpus.preprocess(cfg.data, cfg, force=force, progress=not quiet)
+    seconds = time.perf_counter() - start
+    if not quiet:
+        mb = sum(s["bytes"] for s in meta["sources"]) / 1e6
+        click.echo(f"preprocessed {mb:.1f} MB in {seconds:.2f} s ({mb / max(seconds, 1e-9):.1f} MB/s)", err=True)
+    if fmt == "json":
+        echo_json(meta)
+    else:
+        click.echo(corpus.summary_table(meta, os.path.abspath(cfg.data.prepared)))

@@ -1,0 +1,64 @@
+"""rnnlm train."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, load_cfg, quiet_option
+
+
+# --------------------------------------------------------------------------- train / evaluate / generate
+
+@click.command("train", context_settings=CONTEXT_SETTINGS)
+@common_options
+@click.option("--out", "out_dir", type=click.Path(), default=None, help="Output folder (overrides train.out).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.npz (bit-identical to an uninterrupted run).")
+@click.option("--force", is_flag=True, help="Start over in an output folder that holds a previous run.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N updates in all (train.max_steps).")
+@click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a result record (config hash, commit, machine, summary, learning curve) as JSON.")
+@quiet_option
+@format_option()
+def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_path, quiet, fmt):
+    """Train a language model; writes checkpoints, metrics.jsonl and summary.json to OUT.
+
+    Progress goes to stderr (a bar on a terminal); the summary goes to stdout. SIGINT/SIGTERM
+    save a checkpoint and exit 130/143; `--resume` continues from it.
+
+    \b
+    Example:
+      rnnlm train --config configs/tiny.yaml
+      rnnlm train --config configs/ptb-rnn.yaml --set train.lr=0.5 --out runs/ptb-lr05
+      rnnlm train --config configs/ptb-rnn.yaml --resume
+    """
+    from rnnlm_cli.train.trainer import Interrupted, train
+
+    if resume and force:
+        raise click.UsageError("--resume and --force contradict each other")
+    extra = list(overrides)
+    if out_dir:
+        extra.append(f"train.out={out_dir}")
+    if max_steps:
+        extra.append(f"train.max_steps={max_steps}")
+    cfg = load_cfg(config_path, extra)
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    try:
+        summary = train(cfg, resume=resume, force=force, progress=not quiet, log=log)
+    except Interrupted as exc:
+        again = " ".join(["rnnlm train"] + (["--config", config_path] if config_path else [])
+                         + [f"--set {o}" for o in extra] + ["--resume"])
+        click.echo(f"Interrupted: checkpoint saved to {exc.path}; resume with: {again}", err=True)
+        sys.exit(exc.code)
+    if record_path:
+        import os
+
+        from rnnlm_cli.render.results import make_record, write_record
+        name = os.path.splitext(os.path.basename(config_path or "default"))[0]
+        write_record(record_path, make_record(name, cfg, summary, cfg.train.out))
+    if fmt == "json":
+        echo_json(summary)
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key:<20}{value:.4f}" if isinstance(value, float) else f"{key:<20}{value}")
