@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, load_cfg
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, given
+from rnnlm_cli.config import load_config
 
 
 # --------------------------------------------------------------------------- probe
@@ -46,10 +47,10 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
     """
     from rnnlm_cli.analysis import probe
 
-    cfg = load_cfg(config_path, overrides)
+    cfg = load_config(config_path, overrides).with_values(given({"probe.data": data_path}))
     if plot_path:
         probe.check_plotting()
-    result = probe.probe_checkpoints(list(checkpoints), data=data_path or cfg.probe.data, edges=cfg.probe.bins)
+    result = probe.probe_checkpoints(list(checkpoints), data=cfg.probe.data, edges=cfg.probe.bins)
     if plot_path:
         probe.plot(result, plot_path)
     emit(result, fmt, probe.render_table, probe.render_csv)
