@@ -163,8 +163,8 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    data: str | None = _opt(None, "agreement probe items, JSON lines (corpora/README.md); null = this checkout's "
-                                  "corpora/agreement/probe.jsonl", path=True)
+    data: str | None = _opt(None, "agreement probe items, JSON lines (corpora/README.md); null = the probe set "
+                                  "shipped with rnnlm (corpora/agreement/probe.jsonl)", path=True)
     bins: list[int] = _opt([1, 2, 4, 8, 16, 30], "ascending upper edges of the distance bins: [1, 2, 4] = 1, 2, 3-4; "
                                                  "the last bin also takes longer distances")
 

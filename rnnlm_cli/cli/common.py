@@ -8,6 +8,8 @@ import json
 
 import click
 
+from rnnlm_cli.errors import DataError
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -53,3 +55,12 @@ def emit(result, fmt: str, table, csv=None) -> None:
         click.echo(csv(result), nl=False)
     else:
         click.echo(table(result))
+
+
+def read_json(path: str):
+    """A JSON file's content; DataError (one line, exit 1) when it cannot be read or parsed."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None

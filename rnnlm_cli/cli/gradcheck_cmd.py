@@ -39,7 +39,8 @@ def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, 
       rnnlm gradcheck --all
       rnnlm gradcheck --cell lstm --bptt stream --steps 8 --format json
     """
-    from rnnlm_cli.analysis.gradcheck import all_combinations, render_table, run_gradcheck
+    from rnnlm_cli.analysis.gradcheck import all_combinations, run_gradcheck
+    from rnnlm_cli.render.gradcheck import render_table
 
     if check_all and (cells or modes or tie is not None):
         raise click.UsageError("--all checks every cell, mode and tying; do not combine it with "

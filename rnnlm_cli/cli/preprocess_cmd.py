@@ -33,6 +33,7 @@ def preprocess_cmd(config_path, overrides, train_path, valid_path, test_path, le
     import time
 
     from rnnlm_cli.data import corpus
+    from rnnlm_cli.render.corpus import summary_table
 
     # command-line paths are relative to the current directory (as with --set)
     cfg = load_config(config_path, overrides).with_values(given({
@@ -47,4 +48,4 @@ def preprocess_cmd(config_path, overrides, train_path, valid_path, test_path, le
     if fmt == "json":
         echo_json(meta)
     else:
-        click.echo(corpus.summary_table(meta, os.path.abspath(cfg.data.prepared)))
+        click.echo(summary_table(meta, os.path.abspath(cfg.data.prepared)))
