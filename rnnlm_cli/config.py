@@ -312,6 +312,9 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+_NO = object()   # _coerce: the value is not of that type
+
+
 def _coerce(value: Any, kind) -> Any:
     """`value` as a `kind` (bool, int, float, str or list[int|float]), or _NO when it is not one."""
     if kind is bool:
@@ -335,9 +338,6 @@ def _coerce(value: Any, kind) -> Any:
 
 def _type_name(kind) -> str:
     return f"a list of {get_args(kind)[0].__name__}" if get_origin(kind) is list else kind.__name__
-
-
-_NO = object()   # _coerce: the value is not of that type
 
 
 def _check_value(key: str, value: Any, f: dataclasses.Field, hint: Any) -> Any:
