@@ -85,7 +85,7 @@ probe-horizons: $(STAMP)
 	  $(RNNLM) diagnose-gradients --checkpoint $(PROBE_RUNS)/$$m/best.npz --format json --quiet \
 	    > $(PROBE_RUNS)/$$m/diagnose.json || exit 1; \
 	done
-	$(PY) -m rnnlm_cli.analysis.probe $(PROBE_RUNS)/probe.json $(foreach m,$(PROBE_MODELS),$(PROBE_RUNS)/$(m)/diagnose.json)
+	$(RNNLM) probe-horizons $(PROBE_RUNS)/probe.json $(foreach m,$(PROBE_MODELS),$(PROBE_RUNS)/$(m)/diagnose.json)
 
 # throughput table (docs/performance.md); e.g. make bench BENCH_ARGS="--quick" or "--time-to-quality"
 # reference results (model quality): each trains end to end on the standard corpora
@@ -98,7 +98,7 @@ $(QUALITY): $(STAMP)
 	$(RNNLM) train --config configs/$@.yaml --force --record results/$@.json
 
 results: $(STAMP)
-	$(PY) -m rnnlm_cli.render.results $(wildcard $(QUALITY:%=results/%.json)) --plot docs/learning_curves.png
+	$(RNNLM) results $(wildcard $(QUALITY:%=results/%.json)) --plot docs/learning_curves.png
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(BENCH_ARGS)

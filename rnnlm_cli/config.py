@@ -5,7 +5,13 @@ The defaults live here and nowhere else; `configs/default.yaml` is generated fro
 
 `load_config(path, overrides)` reads a YAML file, applies `--set section.key=value` overrides
 (values parsed as YAML scalars), validates every value and returns one frozen `Config`.
+`cfg.with_values({"train.out": path})` sets keys from Python values (what command-line options
+give) through the same per-key validation, never through YAML text.
 Mistakes raise `ConfigError` naming the full key path (and the closest valid key for a typo).
+
+Each field declares its own validation next to its default (`_opt`): type (the annotation),
+choices, range, whether it is a path, and for the odd key a `Rule` (e.g. "a positive integer
+or 'epoch'"). `_check_value` applies these in one order and knows no key by name.
 """
 
 from __future__ import annotations
@@ -15,17 +21,30 @@ import difflib
 import math
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from rnnlm_cli.errors import ConfigError
 
 
-def _opt(default, help, choices=None, low=None, high=None, low_open=False, path=False):
+@dataclass(frozen=True)
+class Rule:
+    """A check beyond type, choices and range: `ok(value)` must hold for the coerced value, and
+    `expected` is what the error message says was expected (also when the type is wrong)."""
+
+    expected: str
+    ok: Callable[[Any], bool]
+
+
+POSITIVE_INT_OR_EPOCH = Rule("a positive integer or 'epoch'",
+                             lambda v: v == "epoch" if isinstance(v, str) else v >= 1)
+
+
+def _opt(default, help, choices=None, low=None, high=None, low_open=False, path=False, rule=None):
     """A config field: default, one-line meaning and validation rules, in one place."""
     meta = {"help": help, "choices": choices, "low": low, "high": high,
-            "low_open": low_open, "path": path}
+            "low_open": low_open, "path": path, "rule": rule}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -103,7 +122,7 @@ class TrainConfig:
     decay_start: int = _opt(4, "epoch_decay: first epoch after which the rate decays", low=0)
     min_lr: float = _opt(0.0, "stop early once the rate falls below this (0 = never)", low=0.0)
     reject_threshold: float = _opt(0.0, "roll back to the best checkpoint when validation loss grows by this factor (0 = off)", low=0.0)
-    eval_every: Union[int, str] = _opt("epoch", "validate every N updates, or 'epoch'")
+    eval_every: Union[int, str] = _opt("epoch", "validate every N updates, or 'epoch'", rule=POSITIVE_INT_OR_EPOCH)
     eval_batch_size: int = _opt(10, "parallel streams during evaluation", low=1)
     log_every: int = _opt(10, "updates between metrics.jsonl lines", low=1)
     log_param_norms_every: int = _opt(0, "updates between per-parameter gradient norms in the log (0 = never)", low=0)
@@ -144,8 +163,8 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    data: str | None = _opt(None, "agreement probe items, JSON lines (corpora/README.md); null = this checkout's "
-                                  "corpora/agreement/probe.jsonl", path=True)
+    data: str | None = _opt(None, "agreement probe items, JSON lines (corpora/README.md); null = the probe set "
+                                  "shipped with rnnlm (corpora/agreement/probe.jsonl)", path=True)
     bins: list[int] = _opt([1, 2, 4, 8, 16, 30], "ascending upper edges of the distance bins: [1, 2, 4] = 1, 2, 3-4; "
                                                  "the last bin also takes longer distances")
 
@@ -164,11 +183,26 @@ class Config:
         return dataclasses.asdict(self)
 
     def replace(self, **sections) -> "Config":
-        """A copy with keys changed, e.g. cfg.replace(model={"cell": "gru"})."""
+        """A copy with keys changed, e.g. cfg.replace(model={"cell": "gru"}) (no validation)."""
         new = {}
         for name, changes in sections.items():
             new[name] = dataclasses.replace(getattr(self, name), **changes)
         return dataclasses.replace(self, **new)
+
+    def with_values(self, values: dict[str, Any]) -> "Config":
+        """A validated copy with keys set from Python values: {"train.out": "runs/x #1", ...}.
+
+        Each value is checked like a YAML or --set value of its key (a str stays a str, so
+        "yes" is a folder name, not true); relative paths resolve against the current
+        directory, as with --set. Raises ConfigError naming the key.
+        """
+        built = {name: getattr(self, name) for name in SECTIONS}
+        for full, value in values.items():
+            section, key = _split_key(full)
+            built[section] = _set_key(built[section], section, key, value, os.getcwd())
+        cfg = Config(**built)
+        _cross_checks(cfg)
+        return cfg
 
 
 SECTIONS = {f.name: f.default_factory for f in fields(Config)}
@@ -268,62 +302,66 @@ def _suggest_key(section: str, key: str) -> str:
     return f" (did you mean {others[close[0]]}.{close[0]}?)" if close else ""
 
 
+def _allowed_types(hint) -> tuple[list, bool]:
+    """(the non-None types a field accepts, whether null is allowed) from its annotation."""
+    allowed = get_args(hint) if get_origin(hint) in (Union, type(int | None)) else (hint,)
+    return [a for a in allowed if a is not type(None)], type(None) in allowed
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+_NO = object()   # _coerce: the value is not of that type
+
+
+def _coerce(value: Any, kind) -> Any:
+    """`value` as a `kind` (bool, int, float, str or list[int|float]), or _NO when it is not one."""
+    if kind is bool:
+        return value if isinstance(value, bool) else _NO
+    if kind is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
+    if kind is float:
+        if _is_number(value):
+            return float(value)
+        try:
+            return float(value) if isinstance(value, str) else _NO   # PyYAML reads 1e-3 (no dot) as a string
+        except ValueError:
+            return _NO
+    if kind is str:
+        return value if isinstance(value, str) else _NO
+    (item,) = get_args(kind)                                         # list[int] or list[float]
+    if isinstance(value, list) and all(_is_number(v) and (item is float or isinstance(v, int)) for v in value):
+        return [item(v) for v in value]
+    return _NO
+
+
+def _type_name(kind) -> str:
+    return f"a list of {get_args(kind)[0].__name__}" if get_origin(kind) is list else kind.__name__
+
+
 def _check_value(key: str, value: Any, f: dataclasses.Field, hint: Any) -> Any:
-    """Coerce and validate one value against its field's type and range."""
+    """Coerce and validate one value against its field: null, type, finite, size, rule, choices, range."""
     meta = f.metadata
-    origin = get_origin(hint)
-    allowed = get_args(hint) if origin in (Union, type(int | None)) else (hint,)
-    optional = type(None) in allowed
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{key}: a value is required, got null")
-    base = [a for a in allowed if a is not type(None)]
+    rule = meta.get("rule")
 
     def fail(expected):
         raise ConfigError(f"{key}: expected {expected}, got {value!r}")
 
-    result = None
-    for kind in base:
-        if kind is bool:
-            if isinstance(value, bool):
-                result = value
-        elif kind is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                result = value
-        elif kind is float:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                result = float(value)
-            elif isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
-                try:
-                    result = float(value)
-                except ValueError:
-                    pass
-        elif kind is str:
-            if isinstance(value, str):
-                result = value
-        elif get_origin(kind) is list:
-            (item,) = get_args(kind)
-            if isinstance(value, list) and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and (item is float or isinstance(v, int))
-                    for v in value):
-                result = [item(v) for v in value]
-            else:
-                fail(f"a list of {item.__name__}")
-        if result is not None:
-            break
-    if result is None:
-        names = " or ".join("a list" if get_origin(k) is list else k.__name__ for k in base)
-        if key == "train.eval_every":
-            fail("a positive integer or 'epoch'")
-        fail(names)
+    kinds, optional = _allowed_types(hint)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key}: a value is required, got null")
+    result = next((r for r in (_coerce(value, k) for k in kinds) if r is not _NO), _NO)
+    if result is _NO:
+        fail(rule.expected if rule else " or ".join(_type_name(k) for k in kinds))
     if isinstance(result, float) and not math.isfinite(result):
         fail("a finite number")
     if any(isinstance(v, int) and abs(v) >= 2 ** 63 for v in (result if isinstance(result, list) else [result])):
         fail("a number below 2**63")
-    if key == "train.eval_every":
-        if isinstance(result, str) and result != "epoch" or isinstance(result, int) and result < 1:
-            fail("a positive integer or 'epoch'")
+    if rule and not rule.ok(result):
+        fail(rule.expected)
     if meta.get("choices") and result not in meta["choices"]:
         raise ConfigError(f"{key}: expected one of {', '.join(meta['choices'])}, got {value!r}"
                           + _suggest(str(value), list(meta["choices"])))
@@ -372,37 +410,39 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"probe.bins: expected strictly increasing distances >= 0, got {bins}")
 
 
+def _split_key(full: str, where: str = "") -> tuple[str, str]:
+    """'train.out' -> ('train', 'out'); ConfigError (prefixed with `where`) for an unknown key."""
+    section, _, key = full.partition(".")
+    if section not in SECTIONS:
+        raise ConfigError(f"{where}unknown section '{section}'" + _suggest(section, list(SECTIONS)))
+    if key not in {f.name for f in fields(SECTIONS[section])}:
+        raise ConfigError(f"{where}unknown key '{full}'" + _suggest_key(section, key))
+    return section, key
+
+
+def _set_key(obj: Any, section: str, key: str, value: Any, base_dir: str) -> Any:
+    """A copy of section object `obj` with one key validated and set (paths against base_dir)."""
+    single = _build_section(section, {key: value}, base_dir)
+    return dataclasses.replace(obj, **{key: getattr(single, key)})
+
+
 def build_config(doc: dict, overrides: list[str] | tuple[str, ...] = (), base_dir: str | None = None) -> Config:
     """Validate a config mapping plus `--set` overrides into a Config.
 
     Paths in `doc` resolve against `base_dir` (the config file's folder); paths given with
     --set resolve against the current directory.
     """
-    sections: dict[str, dict] = {}
     for name, values in doc.items():
         if not isinstance(name, str) or name not in SECTIONS:
             raise ConfigError(f"unknown section '{name}'" + _suggest(str(name), list(SECTIONS))
                               + f"; sections are {', '.join(SECTIONS)}")
-        if values is None:
-            values = {}
-        if not isinstance(values, dict):
+        if values is not None and not isinstance(values, dict):
             raise ConfigError(f"section '{name}' must be a mapping of keys, got {type(values).__name__}")
-        sections[name] = dict(values)
-    built = {name: _build_section(name, sections.get(name, {}), base_dir) for name in SECTIONS}
+    built = {name: _build_section(name, doc.get(name) or {}, base_dir) for name in SECTIONS}
     for text in overrides:
         (section, key), value = parse_override(text)
-        if section not in SECTIONS:
-            raise ConfigError(f"--set {text}: unknown section '{section}'" + _suggest(section, list(SECTIONS)))
-        merged = {**sections.get(section, {}), key: value}
-        full = f"{section}.{key}"
-        if key not in {f.name for f in fields(SECTIONS[section])}:
-            raise ConfigError(f"--set {text}: unknown key '{full}'" + _suggest_key(section, key))
-        sections[section] = merged
-        current = dataclasses.asdict(built[section])
-        # re-validate the one key from the override, resolving paths against the cwd
-        single = _build_section(section, {key: value}, os.getcwd())
-        current[key] = getattr(single, key)
-        built[section] = SECTIONS[section](**current)
+        section, key = _split_key(f"{section}.{key}", where=f"--set {text}: ")
+        built[section] = _set_key(built[section], section, key, value, os.getcwd())
     cfg = Config(**built)
     _cross_checks(cfg)
     return cfg

@@ -309,18 +309,9 @@ def run_child(job: dict, env_extra: dict | None = None, timeout: float = 1800) -
 # --------------------------------------------------------------------------- machine
 
 def machine() -> dict:
+    from rnnlm_cli import machine as this_machine
     from rnnlm_cli.nn import kernels as blas
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu": model, "cores": os.cpu_count(), "python": sys.version.split()[0], "numpy": np.__version__,
-            "blas": blas.info(), "threads_env": {k: os.environ[k] for k in (
+    info = {**this_machine.describe(), "blas": blas.info(), "threads_env": {k: os.environ[k] for k in (
                 "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "RNNLM_LOOP_THREADS", "OPENBLAS_CORETYPE",
                 "OPENBLAS_L2_SIZE") if k in os.environ}}
     try:

@@ -4,17 +4,21 @@ import json
 import shutil
 import subprocess
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from rnnlm_cli.cli import cli
 from rnnlm_cli.data import agreement as A
 from rnnlm_cli.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "corpora" / "agreement"
 FILES = ["train.txt", "valid.txt", "test.txt", "probe.jsonl"]
+SHIPPED_PROBE = resources.files("rnnlm_cli.data").joinpath("agreement_probe.jsonl")   # package data
 SINGULAR = {pair[0] for pair in A.NOUNS}
 PLURAL = {pair[1] for pair in A.NOUNS}
 
@@ -83,9 +87,26 @@ def test_verb_pairs_restriction_and_negative_distance():
         A.generate_corpus(-1, 1, 1, 1, 5)
 
 
-def test_entry_point_reports_errors_in_one_line(tmp_path, capsys):
-    assert A.main(["--out", str(tmp_path), "--seed", "-1"]) == 2
-    assert capsys.readouterr().err.startswith("Error: ")
+def corpus_cli(*args):
+    return CliRunner().invoke(cli, ["corpus", "agreement", *map(str, args)], prog_name="rnnlm")
+
+
+def test_corpus_command_reports_errors_in_one_line(tmp_path):
+    result = corpus_cli("--out", tmp_path, "--seed", "-1")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == "Error: agreement seed, corpus sizes and max_distance must be >= 0\n"
+    (tmp_path / "file").write_text("x")
+    result = corpus_cli("--out", tmp_path / "file" / "sub")
+    assert result.exit_code == 1 and result.stderr.startswith(f"Error: cannot write the agreement corpus to {tmp_path}")
+    assert result.stderr.count("\n") == 1
+    result = corpus_cli()
+    assert result.exit_code == 2 and "Missing option '--out'" in result.stderr
+
+
+def test_corpus_command_help_has_an_example():
+    result = corpus_cli("-h")
+    assert result.exit_code == 0
+    assert "Example:\n    rnnlm corpus agreement --out corpora/agreement\n" in result.stdout
 
 
 def test_corpus_distance_distribution_covers_the_range_weighted_short():
@@ -120,11 +141,14 @@ def test_probe_set_regenerates_on_collision():
 
 
 def test_committed_files_equal_a_fresh_regeneration(tmp_path):
-    assert A.main(["--out", str(tmp_path), "--seed", "1"]) == 0
+    result = corpus_cli("--out", tmp_path, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [str(tmp_path / name) for name in FILES]
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (COMMITTED / name).read_bytes(), (
-            f"corpora/agreement/{name} is stale: "
-            "run python -m rnnlm_cli.data.agreement --out corpora/agreement")
+            f"corpora/agreement/{name} is stale: run rnnlm corpus agreement --out corpora/agreement")
+    # the probe set `rnnlm probe` reads by default is the package's copy: the same bytes
+    assert (tmp_path / "probe.jsonl").read_bytes() == SHIPPED_PROBE.read_bytes()
 
 
 def test_committed_files_sizes_format_and_vocabulary():

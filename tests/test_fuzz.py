@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from rnnlm_cli.cli import cli
-from rnnlm_cli.config import SECTIONS, Config, load_config, parse_override
+from rnnlm_cli.config import SECTIONS, build_config, load_config, parse_override, to_yaml
 from rnnlm_cli.errors import ConfigError, RnnlmError
 
 KEYS = [(s, f.name) for s, cls in SECTIONS.items() for f in fields(cls)]
@@ -42,6 +42,11 @@ def assert_clean_failure(result, codes=(1, 2)):
     assert result.stderr.startswith("Error: ") and result.stderr.endswith("\n"), result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.output
+
+
+def assert_round_trips(cfg):
+    """A valid config written as YAML (`rnnlm config show`) reads back as the same config."""
+    assert build_config(yaml.safe_load(to_yaml(cfg))) == cfg
 
 
 # --------------------------------------------------------------------------- values that YAML can hold
@@ -84,7 +89,7 @@ def test_random_config_documents(scratch, doc):
         cfg = load_config(str(path))
     except RnnlmError:
         return
-    assert isinstance(cfg, Config)
+    assert_round_trips(cfg)
 
 
 @FAST
@@ -139,7 +144,7 @@ def test_random_set_strings(text):
     except RnnlmError:
         pass
     else:
-        assert isinstance(cfg, Config)
+        assert_round_trips(cfg)
     assume("\x00" not in text)  # argv cannot carry NUL; CliRunner passes it through, a shell never would
     result = CliRunner().invoke(cli, ["config", "show", "--format", "json", "--set", text])
     if result.exit_code != 0:

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from rnnlm_cli.nn import cells
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
-from rnnlm_cli.analysis.gradcheck import all_combinations, render_table, run_gradcheck
+from rnnlm_cli.analysis.gradcheck import all_combinations, run_gradcheck
+from rnnlm_cli.render.gradcheck import render_table
 
 
 @pytest.fixture(scope="module")

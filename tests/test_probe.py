@@ -15,6 +15,7 @@ from hypothesis import given, strategies as st
 
 from rnnlm_cli.data import agreement as A
 from rnnlm_cli.analysis import probe as P
+from rnnlm_cli.render import probe as R
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import build_config
 from rnnlm_cli.errors import ConfigError
@@ -135,13 +136,13 @@ def test_run_probe_schema_table_and_csv():
                            "models"}
     assert result["distance_range"] == [1, 9] and result["items"] == 6 and result["interval"] == "wilson"
     assert [m["label"] for m in result["models"]] == ["oracle", "blind"] and result["models"][0]["cell"] == "none"
-    table = P.render_table(result).splitlines()
+    table = R.render_table(result).splitlines()
     assert table[0] == "probe: x.jsonl, 6 items, distance 1-9"
     assert table[2].split() == ["oracle", "blind"]
     assert table[4].split() == ["1", "2", "1.000", "[0.34,1.00]", "+2.40", "0.500", "[0.09,0.91]", "+0.00"]
     assert table[-1].split()[:3] == ["all", "6", "1.000"]
-    csv_lines = P.render_csv(result).splitlines()
-    assert csv_lines[0] == ",".join(P.CSV_FIELDS)
+    csv_lines = R.render_csv(result).splitlines()
+    assert csv_lines[0] == ",".join(R.CSV_FIELDS)
     assert csv_lines[1].startswith("oracle,1,1,1,2,2,1.0,") and csv_lines[4].startswith("oracle,all,1,9,6,6,1.0,")
     assert len(csv_lines) == 1 + 2 * 4
 
@@ -220,7 +221,7 @@ def test_cli_json_schema_and_side_by_side(tiny_run):
     assert len(labels) == 2 and all(label.startswith("...") and label.endswith("/gru/best.npz") for label in labels)
     assert all(r.split()[2:5] == r.split()[5:8] for r in rows[4:-1])
     csv_out = invoke("probe", "--checkpoint", ck, "--data", tiny_run["probe"], "--format", "csv")
-    assert csv_out.stdout.splitlines()[0] == ",".join(P.CSV_FIELDS)
+    assert csv_out.stdout.splitlines()[0] == ",".join(R.CSV_FIELDS)
 
 
 def test_cli_errors_are_one_line(tiny_run, tmp_path):
@@ -263,19 +264,51 @@ def test_cli_help():
         assert option in result.stdout
 
 
-def test_horizon_table_reads_diagnose_json(tmp_path, capsys):
+def test_probe_horizons_command_reads_probe_and_diagnose_json(tmp_path):
     result = P.run_probe(synthetic(2), [("tanh", oracle, {}), ("gru", prefers_singular, {})])
     (tmp_path / "probe.json").write_text(json.dumps(result), encoding="utf-8")
     (tmp_path / "tanh").mkdir()
     (tmp_path / "tanh" / "diagnose.json").write_text(json.dumps(
         {"steps": 50, "threshold": 0.001, "models": [{"horizon": 12, "horizon_is_lower_bound": False,
                                                       "half_life": 2.5}]}), encoding="utf-8")
-    assert P.main([str(tmp_path / "probe.json"), str(tmp_path / "tanh" / "diagnose.json")]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split() == ["model", "horizon", "half-life", "acc", "9-16", "acc", "17-30"]
-    assert lines[2].split() == ["tanh", "12", "2.5", "1.000", "[0.81,1.00]", "1.000", "[0.88,1.00]"]
+    out = invoke("probe-horizons", tmp_path / "probe.json", tmp_path / "tanh" / "diagnose.json")
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert lines[0] == ("gradient horizon (largest lag whose normalised gradient norm stays above 0.001, T = 50) "
+                        "against agreement accuracy at long distances")
+    # the oracle gets all 2 x 8 items of bin 9-16 and 2 x 14 of bin 17-30 right; the rows read in
+    # fixed columns of 12, 8, 10, 2 + 19 and 2 + 19 characters
+    low16, low28 = P.wilson_interval(16, 16)[0], P.wilson_interval(28, 28)[0]
+    assert lines[1] == "model        horizon half-life  acc 9-16             acc 17-30"
+    assert lines[2] == f"tanh              12       2.5  1.000 [{low16:.2f},1.00]    1.000 [{low28:.2f},1.00]"
     assert lines[3].split()[:3] == ["gru", "-", "-"]
-    assert P.main([str(tmp_path / "probe.json"), str(tmp_path / "missing.json")]) == 1
+    missing = invoke("probe-horizons", tmp_path / "probe.json", tmp_path / "missing.json")
+    assert_error(missing, "Invalid value for 'DIAGNOSE_JSONS...'", 2)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "diagnose.json").write_text("{not json", encoding="utf-8")
+    assert_error(invoke("probe-horizons", tmp_path / "probe.json", tmp_path / "bad" / "diagnose.json"),
+                 f"cannot read {tmp_path / 'bad' / 'diagnose.json'}: ", 1)
+    assert_error(invoke("probe-horizons", tmp_path / "tanh" / "diagnose.json", tmp_path / "tanh" / "diagnose.json"),
+                 f"{tmp_path / 'tanh' / 'diagnose.json'} and the diagnoses do not hold the fields", 1)
+    assert "Example:\n    rnnlm probe-horizons " in invoke("probe-horizons", "-h").stdout
+
+
+def test_default_probe_set_is_package_data(tiny_run, monkeypatch):
+    """With no probe.data the probe reads the set shipped in rnnlm_cli/data, via importlib.resources."""
+    shipped = P.default_probe_file()
+    assert shipped.is_file() and shipped.name == "agreement_probe.jsonl"
+    assert shipped.read_bytes() == (CORPUS / "probe.jsonl").read_bytes()
+    monkeypatch.chdir(tiny_run["root"])      # a folder with no corpora/ in it
+    real_load, seen = P.load_items, []
+
+    def load_then_score_the_known_items(path):
+        seen.append((path, len(real_load(path))))
+        return tiny_run["items"]
+
+    monkeypatch.setattr(P, "load_items", load_then_score_the_known_items)
+    result = P.probe_checkpoints([tiny_run["checkpoint"]])
+    assert seen == [(result["data"], 900)] and result["items"] == len(tiny_run["items"])
+    assert Path(result["data"]).resolve() == (ROOT / "rnnlm_cli" / "data" / "agreement_probe.jsonl").resolve()
 
 
 # --------------------------------------------------------------------------- the committed probe set

@@ -90,3 +90,41 @@ def test_save_figure(tmp_path):
         {"kind": "lines", "title": "t", "series": {"a": [1, 0.1, 0.0], "b": [1, 1, 1]}, "log_y": True},
         {"kind": "heatmap", "matrix": [[1.0, math.nan], [0.5, 2.0]], "log": True, "colorbar": "log10"}])
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_table_alignment_minimum_widths_and_gaps():
+    # columns: 'l' padded to at least 4, then 'r' to at least 3 with no gap, then 'l' after " | "
+    text = report.table(["a", "b", "c"], [["x", 1, "yy"], ["long", 22, "z"]], align="lrl", widths=[4, 3, 0],
+                        sep=["", " | "])
+    assert text.splitlines() == ["a     b | c",
+                                 "x     1 | yy",
+                                 "long 22 | z"]
+    # a cell wider than its minimum widens the column; trailing blanks are cut
+    assert report.table(["h"], [["wider"]], widths=[2]) == "h\nwider"
+
+
+def test_markdown_table():
+    text = report.table(["name", "value"], [["a", 1.5], ["b", None]], markdown=True)
+    assert text == "| name | value |\n|---|---|\n| a | 1.5 |\n| b | - |"
+
+
+def test_save_png_names_the_file_it_cannot_write(tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig, _ = plt.subplots()
+    with pytest.raises(RnnlmError, match=f"^cannot write {tmp_path / 'no' / 'f.png'}: "):
+        report.save_png(fig, str(tmp_path / "no" / "f.png"), dpi=50)
+
+
+def test_probe_table_layout():
+    from rnnlm_cli.render import probe
+    row = {"n": 4, "correct": 3, "accuracy": 0.75, "ci_low": 0.3, "ci_high": 0.95, "mean_margin": -1.25}
+    model = {"label": "m", "valid_ppl": 12.5, "bins": [{"bin": "3-4", "lo": 3, "hi": 4, **row}], "overall": row}
+    result = {"data": "p.jsonl", "items": 4, "distance_range": [3, 4], "models": [model, {**model, "label": "n"}]}
+    lines = probe.render_table(result).splitlines()
+    # distance (8 left) n (5 right), then per model: 2 blanks, acc (5), CI (11, left), margin (6)
+    assert lines[2:] == ["               m                         n",
+                         "distance    n    acc 95% CI      margin    acc 95% CI      margin",
+                         "3-4         4  0.750 [0.30,0.95]  -1.25  0.750 [0.30,0.95]  -1.25",
+                         "all         4  0.750 [0.30,0.95]  -1.25  0.750 [0.30,0.95]  -1.25",
+                         "valid ppl      12.50                     12.50"]
+    assert probe.render_csv(result).splitlines()[1] == "m,3-4,3,4,4,3,0.75,0.3,0.95,-1.25"

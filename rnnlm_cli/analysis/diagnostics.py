@@ -152,7 +152,7 @@ def expand_sweeps(sweeps) -> list[tuple[str, list[str]]]:
 def config_specs(config_paths, overrides, sweeps, load) -> list[Spec]:
     """Specs for configuration files (none: the built-in defaults) x sweep combinations.
 
-    load(path, overrides) -> Config (the CLI passes its load_cfg).
+    load(path, overrides) -> Config (the CLI passes config.load_config).
     """
     paths = list(config_paths) or [None]
     stems = [os.path.splitext(os.path.basename(p))[0] if p else "defaults" for p in paths]

@@ -173,23 +173,3 @@ def all_combinations() -> dict:
     full and class-factorised softmax."""
     return {"cells": list(CELLS), "modes": list(MODES), "tying": [False, True], "softmaxes": list(SOFTMAXES)}
 
-
-def render_table(result: dict) -> str:
-    """The checks as an aligned text table plus one PASSED/FAILED summary line."""
-    head = ("cell", "bptt", "tied", "softmax", "setting", "param", "max_rel_error", "checked", "result")
-    rows = [(c["cell"], c["bptt"], "yes" if c["tie_weights"] else "no", c.get("softmax", "full"), c["setting"],
-             c["param"], f"{c['max_rel_error']:.2e}", str(c["checked"]), "ok" if c["passed"] else "FAIL")
-            for c in result["checks"]]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
-    right = {6, 7}
-    lines = []
-    for r in (head, *rows):
-        lines.append("  ".join(v.rjust(w) if i in right else v.ljust(w)
-                               for i, (v, w) in enumerate(zip(r, widths))).rstrip())
-    checks = result["checks"]
-    failed = sum(not c["passed"] for c in checks)
-    worst = max((c["max_rel_error"] for c in checks), default=0.0)
-    verdict = "PASSED" if result["passed"] else f"FAILED ({failed} of {len(checks)} checks)"
-    lines.append(f"{verdict}: {len(checks)} checks, largest relative error {worst:.2e} "
-                 f"(tolerance {result['tolerance']:.0e})")
-    return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Long-range agreement accuracy by distance (`rnnlm probe`).
 
-For each probe item (`corpora/agreement/probe.jsonl`, read with `agreement.read_probe_set`)
+For each probe item (by default the agreement corpus's probe set, shipped with the package as
+`rnnlm_cli/data/agreement_probe.jsonl`; read with `agreement.read_probe_set`)
 a model reads `prefix` and we compare, at the next position, log p(verb) with log p(wrong):
 the item counts as correct when log p(verb) > log p(wrong) strictly (a tie counts as wrong).
 `verb` agrees in number with the subject `distance` words back, `wrong` is the other form.
@@ -31,23 +32,22 @@ at p = 0 or 1, which matters with 30-120 items per bin.
 
 from __future__ import annotations
 
-import importlib
-import csv
-import io
+import contextlib
 import math
 import os
 from collections import defaultdict
+from importlib import resources
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from rnnlm_cli.data.agreement import AgreementItem, read_probe_set
-from rnnlm_cli.errors import ConfigError, DataError, RnnlmError
+from rnnlm_cli.errors import ConfigError, DataError
 
 Z95 = 1.959963984540054                   # two-sided 95% quantile of the standard normal
 DEFAULT_BINS = (1, 2, 4, 8, 16, 30)
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "corpora" / "agreement" / "probe.jsonl"
+DEFAULT_DATA = "agreement_probe.jsonl"    # package data of rnnlm_cli.data: corpora/agreement's probe set
 
 Scorer = Callable[[Sequence[AgreementItem]], tuple[np.ndarray, np.ndarray]]
 
@@ -259,164 +259,22 @@ def run_probe(items: Sequence[AgreementItem], scorers: Sequence[tuple[str, Score
             "models": models}
 
 
+def default_probe_file():
+    """The probe set shipped with the package (an importlib.resources Traversable)."""
+    return resources.files("rnnlm_cli.data").joinpath(DEFAULT_DATA)
+
+
 def probe_checkpoints(checkpoints: Sequence[str], data: str | None = None,
                       edges: Sequence[int] = DEFAULT_BINS) -> dict:
-    """`run_probe` over checkpoint files; `data` None reads the repository's probe.jsonl."""
+    """`run_probe` over checkpoint files; `data` None reads the probe set shipped with the package."""
     if not checkpoints:
         raise ConfigError("give at least one checkpoint")
     make_bins(edges)
-    path = _display_path(data if data else DEFAULT_DATA)
-    items = load_items(path)
+    with contextlib.nullcontext(data) if data else resources.as_file(default_probe_file()) as source:
+        path = _display_path(source)
+        items = load_items(path)
     scorers = []
     for label, ck in zip(checkpoint_labels(checkpoints), checkpoints):
         score, info = checkpoint_scorer(ck)
         scorers.append((label, score, info))
     return run_probe(items, scorers, edges, data=path)
-
-
-# --------------------------------------------------------------------------- rendering
-
-def _fmt(value, spec: str, empty: str = "-") -> str:
-    return empty if value is None else format(value, spec)
-
-
-def render_table(result: dict) -> str:
-    """Rows = distance bins (and all), one column group per model: accuracy, 95% CI, margin."""
-    models = result["models"]
-    lo, hi = result["distance_range"]
-    lines = [f"probe: {result['data']}, {result['items']} items, distance {lo}-{hi}",
-             "acc: share of items with log p(verb) > log p(wrong); 95% CI: Wilson score interval; "
-             "margin: mean log p(verb) - log p(wrong) in nats"]
-    width = 26                                   # "  " + acc 5 + " " + CI 11 + " " + margin 6
-    labels = [m["label"] if len(m["label"]) <= width - 2 else "..." + m["label"][5 - width:] for m in models]
-    lines.append("".ljust(13) + "".join(f"  {label:<{width - 2}}" for label in labels).rstrip())
-    lines.append(f"{'distance':<8}{'n':>5}" + f"  {'acc':>5} {'95% CI':<11} {'margin':>6}" * len(models))
-    rows = [(b["bin"], [m["bins"][i] for m in models]) for i, b in enumerate(models[0]["bins"])] if models else []
-    rows.append(("all", [m["overall"] for m in models]))
-    for name, cells in rows:
-        line = f"{name:<8}{cells[0]['n']:>5}"
-        for c in cells:
-            ci = "-" if c["ci_low"] is None else f"[{c['ci_low']:.2f},{c['ci_high']:.2f}]"
-            line += f"  {_fmt(c['accuracy'], '.3f'):>5} {ci:<11} {_fmt(c['mean_margin'], '+.2f'):>6}"
-        lines.append(line)
-    ppl = [m.get("valid_ppl") for m in models]
-    if any(p is not None for p in ppl):
-        lines.append(f"{'valid ppl':<13}" + "".join(f"  {_fmt(p, '.2f'):>5}{'':<{width - 7}}" for p in ppl).rstrip())
-    return "\n".join(lines)
-
-
-CSV_FIELDS = ("label", "bin", "lo", "hi", "n", "correct", "accuracy", "ci_low", "ci_high", "mean_margin")
-
-
-def render_csv(result: dict) -> str:
-    """One row per (model, bin), then an `all` row per model; columns CSV_FIELDS."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for m in result["models"]:
-        lo, hi = result["distance_range"]
-        for row in m["bins"] + [{"bin": "all", "lo": lo, "hi": hi, **m["overall"]}]:
-            writer.writerow([m["label"]] + [("" if row[k] is None else row[k]) for k in CSV_FIELDS[1:]])
-    return out.getvalue()
-
-
-def check_plotting() -> None:
-    """Raise RnnlmError unless matplotlib can be imported (call before any work)."""
-    try:
-        importlib.import_module("matplotlib")
-    except ImportError:
-        raise RnnlmError("--plot needs matplotlib, which is not installed "
-                         "(pip install 'rnnlm[plot]')") from None
-
-
-def plot(result: dict, path: str) -> None:
-    """Accuracy against distance, one line per model: bins with their Wilson intervals, and
-    per-distance accuracy as faint dots; chance (0.5) dashed."""
-    check_plotting()
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for m in result["models"]:
-        mid = [(b["lo"] + b["hi"]) / 2 for b in m["bins"]]
-        acc = [b["accuracy"] for b in m["bins"]]
-        err = [[a - b["ci_low"] for a, b in zip(acc, m["bins"])], [b["ci_high"] - a for a, b in zip(acc, m["bins"])]]
-        line = ax.errorbar(mid, acc, yerr=err, marker="o", capsize=3, label=m["label"])
-        ax.plot([d["distance"] for d in m["distances"]], [d["accuracy"] for d in m["distances"]],
-                ".", alpha=0.25, color=line[0].get_color())
-    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlabel("distance (words between subject and verb)")
-    ax.set_ylabel("agreement accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize="small")
-    ax.set_title(f"{result['items']} probe items; bins with Wilson 95% intervals")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        raise DataError(f"cannot write plot {path}: {exc.strerror}") from None
-    finally:
-        plt.close(fig)
-
-
-# --------------------------------------------------------------------------- horizons
-
-def horizon_table(result: dict, diagnoses: dict[str, dict]) -> str:
-    """Each model's gradient horizon (from `rnnlm diagnose-gradients --format json`, keyed by
-    the probe label) next to its accuracy in the two longest distance bins."""
-    lines = []
-    for m in result["models"]:
-        diag = diagnoses.get(m["label"])
-        entry = diag["models"][0] if diag and diag.get("models") else {}
-        horizon = entry.get("horizon")
-        shown = "-" if horizon is None else f"{'>=' if entry.get('horizon_is_lower_bound') else ''}{horizon}"
-        half = entry.get("half_life")
-        cells = []
-        for b in m["bins"][-2:]:
-            cells.append(f"{b['accuracy']:.3f} [{b['ci_low']:.2f},{b['ci_high']:.2f}]")
-        lines.append((m["label"], shown, "-" if half is None else f"{half:.1f}", cells))
-    bins = [b["bin"] for b in result["models"][0]["bins"][-2:]] if result["models"] else []
-    steps = next((d.get("steps") for d in diagnoses.values() if d), None)
-    threshold = next((d.get("threshold") for d in diagnoses.values() if d), None)
-    head = (f"{'model':<12}{'horizon':>8}{'half-life':>10}" + "".join(f"  {'acc ' + b:<19}" for b in bins)).rstrip()
-    out = [f"gradient horizon (largest lag whose normalised gradient norm stays above {threshold}, "
-           f"T = {steps}) against agreement accuracy at long distances", head]
-    out += [f"{label:<12}{shown:>8}{half:>10}" + "".join(f"  {c:<19}" for c in cells).rstrip()
-            for label, shown, half, cells in lines]
-    return "\n".join(out)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """python -m rnnlm_cli.analysis.probe PROBE.json DIAG.json...: the horizon table of `make probe`.
-
-    PROBE.json is `rnnlm probe --format json`; each DIAG.json is `rnnlm diagnose-gradients
-    --checkpoint RUN/best.npz --format json` saved in RUN/, matched to the probe model of the
-    same run-folder name.
-    """
-    import argparse
-    import json
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.analysis.probe", description=main.__doc__.split("\n")[0])
-    parser.add_argument("probe_json")
-    parser.add_argument("diagnose_json", nargs="+")
-    args = parser.parse_args(argv)
-    try:
-        docs = {}
-        for path in [args.probe_json, *args.diagnose_json]:
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    docs[path] = json.load(fh)
-            except (OSError, ValueError) as exc:
-                raise DataError(f"cannot read {path}: {exc}") from None
-        diagnoses = {Path(os.path.abspath(p)).parent.name: docs[p] for p in args.diagnose_json}
-        print(horizon_table(docs[args.probe_json], diagnoses))
-    except (RnnlmError, KeyError, TypeError, IndexError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""What every command shares: --config/--set, --format, --quiet, and printing results."""
+"""What every command shares: --config/--set, --format, --quiet, options as config values,
+and printing results."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 import click
 
-from rnnlm_cli.config import load_config
+from rnnlm_cli.errors import DataError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -36,9 +37,10 @@ def quiet_option(func):
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars or log lines on stderr.")(func)
 
 
-def load_cfg(config_path, overrides):
-    """Load and validate the configuration (raises ConfigError, exit 2)."""
-    return load_config(config_path, list(overrides))
+def given(values: dict) -> dict:
+    """The options a user gave, by config key: given({"train.out": out_dir, ...}) drops the Nones
+    (options left out). Pass it to Config.with_values: options enter the config as values."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def echo_json(obj) -> None:
@@ -53,3 +55,12 @@ def emit(result, fmt: str, table, csv=None) -> None:
         click.echo(csv(result), nl=False)
     else:
         click.echo(table(result))
+
+
+def read_json(path: str):
+    """A JSON file's content; DataError (one line, exit 1) when it cannot be read or parsed."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None

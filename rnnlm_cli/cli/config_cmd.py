@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, load_cfg
-from rnnlm_cli.config import to_yaml
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option
+from rnnlm_cli.config import load_config, to_yaml
 
 
 # --------------------------------------------------------------------------- config
@@ -33,7 +33,7 @@ def config_show(config_path, overrides, comments, fmt):
       rnnlm config show --config configs/tiny.yaml --set train.lr=0.5
       rnnlm config show --comments > configs/default.yaml
     """
-    cfg = load_cfg(config_path, overrides)
+    cfg = load_config(config_path, overrides)
     if fmt == "json":
         echo_json(cfg.to_dict())
     else:
@@ -49,5 +49,5 @@ def config_validate(config_path, overrides):
     Example:
       rnnlm config validate --config configs/tiny.yaml
     """
-    load_cfg(config_path, overrides)
+    load_config(config_path, overrides)
     click.echo(f"OK: {config_path or 'built-in defaults'} is a valid configuration")

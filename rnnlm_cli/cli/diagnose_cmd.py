@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, emit, format_option, load_cfg, quiet_option
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, emit, format_option, given, quiet_option
+from rnnlm_cli.config import load_config
 
 
 # --------------------------------------------------------------------------- diagnose-gradients
@@ -96,12 +98,14 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
         result["history"] = history.history_report(run_dir)
     if models_wanted:
         if checkpoints:
-            specs = [diagnostics.checkpoint_spec(p, config_paths[0] if config_paths else None, overrides, load_cfg)
+            specs = [diagnostics.checkpoint_spec(p, config_paths[0] if config_paths else None, overrides, load_config)
                      for p in checkpoints]
         else:
-            specs = diagnostics.config_specs(config_paths, overrides, sweeps, load_cfg)
-        diagnosis = diagnostics.diagnose(specs, steps=steps, batches=batches, batch_size=batch_size,
-                                         threshold=threshold, random_tokens=random_tokens, progress=not quiet)
+            specs = diagnostics.config_specs(config_paths, overrides, sweeps, load_config)
+        options = given({"diagnose.steps": steps, "diagnose.batches": batches, "diagnose.batch_size": batch_size,
+                         "diagnose.threshold": threshold})
+        specs = [dataclasses.replace(spec, cfg=spec.cfg.with_values(options)) for spec in specs]
+        diagnosis = diagnostics.diagnose(specs, random_tokens=random_tokens, progress=not quiet)
         result = {**diagnosis, **result}
         for m in diagnosis["models"]:
             if m["data"] == diagnostics.RANDOM:

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, load_cfg
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, given
+from rnnlm_cli.config import load_config
 
 
 # --------------------------------------------------------------------------- gradcheck
@@ -38,22 +39,21 @@ def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, 
       rnnlm gradcheck --all
       rnnlm gradcheck --cell lstm --bptt stream --steps 8 --format json
     """
-    from rnnlm_cli.analysis.gradcheck import all_combinations, render_table, run_gradcheck
+    from rnnlm_cli.analysis.gradcheck import all_combinations, run_gradcheck
+    from rnnlm_cli.render.gradcheck import render_table
 
     if check_all and (cells or modes or tie is not None):
         raise click.UsageError("--all checks every cell, mode and tying; do not combine it with "
                                "--cell, --bptt or --tie-weights")
-    cfg = load_cfg(config_path, overrides)
-    sizes = {k: v for k, v in (("hidden_size", hidden), ("vocab_size", vocab), ("steps", steps),
-                               ("batch_size", batch)) if v is not None}
-    if sizes:
-        cfg = cfg.replace(gradcheck=sizes)
+    cfg = load_config(config_path, overrides).with_values(given({
+        "gradcheck.hidden_size": hidden, "gradcheck.vocab_size": vocab, "gradcheck.steps": steps,
+        "gradcheck.batch_size": batch, "gradcheck.samples": samples, "gradcheck.tolerance": tolerance}))
     if check_all:
         what = all_combinations()
     else:
         what = {"cells": list(cells) or None, "modes": list(modes) or None,
                 "tying": None if tie is None else [tie]}
-    result = run_gradcheck(cfg, samples=samples, tolerance=tolerance, **what)
+    result = run_gradcheck(cfg, **what)
     emit(result, fmt, render_table)
     if not result["passed"]:
         sys.exit(1)

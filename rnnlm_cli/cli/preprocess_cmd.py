@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, load_cfg, quiet_option
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given, quiet_option
+from rnnlm_cli.config import load_config
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -32,16 +33,12 @@ def preprocess_cmd(config_path, overrides, train_path, valid_path, test_path, le
     import time
 
     from rnnlm_cli.data import corpus
+    from rnnlm_cli.render.corpus import summary_table
 
-    cfg = load_cfg(config_path, overrides)
-    # command-line paths are relative to the current directory
-    changes = {key: os.path.abspath(value) for key, value in
-               (("train", train_path), ("valid", valid_path), ("test", test_path), ("prepared", out_dir))
-               if value is not None}
-    if level is not None:
-        changes["level"] = level
-    if changes:
-        cfg = cfg.replace(data=changes)
+    # command-line paths are relative to the current directory (as with --set)
+    cfg = load_config(config_path, overrides).with_values(given({
+        "data.train": train_path, "data.valid": valid_path, "data.test": test_path, "data.level": level,
+        "data.prepared": out_dir}))
     start = time.perf_counter()
     meta = corpus.preprocess(cfg.data, cfg, force=force, progress=not quiet)
     seconds = time.perf_counter() - start
@@ -51,4 +48,4 @@ def preprocess_cmd(config_path, overrides, train_path, valid_path, test_path, le
     if fmt == "json":
         echo_json(meta)
     else:
-        click.echo(corpus.summary_table(meta, os.path.abspath(cfg.data.prepared)))
+        click.echo(summary_table(meta, os.path.abspath(cfg.data.prepared)))

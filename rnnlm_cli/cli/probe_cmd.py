@@ -1,10 +1,14 @@
-"""rnnlm probe."""
+"""rnnlm probe and rnnlm probe-horizons."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, load_cfg
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, given, read_json
+from rnnlm_cli.config import load_config
+from rnnlm_cli.errors import DataError
 
 
 # --------------------------------------------------------------------------- probe
@@ -15,7 +19,7 @@ from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_
               type=click.Path(exists=True, dir_okay=False),
               help="A checkpoint (.npz) from train (repeatable: one column group each, named by its run folder).")
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Probe items, JSON lines (probe.data; default corpora/agreement/probe.jsonl).")
+              help="Probe items, JSON lines (probe.data; default: the agreement probe set shipped with rnnlm).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw accuracy against distance to this PNG (needs the plot extra).")
 @format_option(("table", "json", "csv"))
@@ -45,11 +49,41 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
       rnnlm probe --checkpoint runs/demo/tanh/best.npz --set probe.bins=[2,5,10,30] --plot probe.png
     """
     from rnnlm_cli.analysis import probe
+    from rnnlm_cli.render import probe as render
+    from rnnlm_cli.render.report import require_matplotlib
 
-    cfg = load_cfg(config_path, overrides)
+    cfg = load_config(config_path, overrides).with_values(given({"probe.data": data_path}))
     if plot_path:
-        probe.check_plotting()
-    result = probe.probe_checkpoints(list(checkpoints), data=data_path or cfg.probe.data, edges=cfg.probe.bins)
+        require_matplotlib("--plot")
+    result = probe.probe_checkpoints(list(checkpoints), data=cfg.probe.data, edges=cfg.probe.bins)
     if plot_path:
-        probe.plot(result, plot_path)
-    emit(result, fmt, probe.render_table, probe.render_csv)
+        render.plot(result, plot_path)
+    emit(result, fmt, render.render_table, render.render_csv)
+
+
+# --------------------------------------------------------------------------- probe-horizons
+
+@click.command("probe-horizons", context_settings=CONTEXT_SETTINGS)
+@click.argument("probe_json", type=click.Path(exists=True, dir_okay=False))
+@click.argument("diagnose_jsons", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def probe_horizons_cmd(probe_json, diagnose_jsons):
+    """Each probed model's gradient horizon next to its agreement accuracy at long distances.
+
+    PROBE_JSON is the output of `rnnlm probe --format json`; each DIAGNOSE_JSON is the output of
+    `rnnlm diagnose-gradients --checkpoint RUN/best.npz --format json` saved in RUN/, and goes
+    with the probed model of the same run-folder name. Reads files only (`make probe-horizons`).
+
+    \b
+    Example:
+      rnnlm probe-horizons runs/probe/probe.json runs/probe/tanh/diagnose.json runs/probe/gru/diagnose.json
+    """
+    from rnnlm_cli.render.probe import horizon_table
+
+    result = read_json(probe_json)
+    diagnoses = {os.path.basename(os.path.dirname(os.path.abspath(p))): read_json(p) for p in diagnose_jsons}
+    try:
+        text = horizon_table(result, diagnoses)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise DataError(f"{probe_json} and the diagnoses do not hold the fields of `rnnlm probe --format json` "
+                        f"and `rnnlm diagnose-gradients --format json` ({type(exc).__name__}: {exc})") from None
+    click.echo(text)

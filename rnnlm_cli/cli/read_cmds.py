@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given
 
 
 def _checkpoint_context(checkpoint_path, config_path, overrides):
@@ -103,10 +103,12 @@ def generate_cmd(config_path, overrides, checkpoint_path, n, max_tokens, tempera
     from rnnlm_cli.sample import generate
 
     model, cfg, prepared = _checkpoint_context(checkpoint_path, config_path, overrides)
+    cfg = cfg.with_values(given({"generate.n": n, "generate.max_tokens": max_tokens,
+                                 "generate.temperature": temperature, "generate.prime": prime,
+                                 "generate.seed": seed, "generate.allow_unk": allow_unk}))
     g = cfg.generate
-    texts = generate(model, prepared, cfg, n=n or g.n, max_tokens=max_tokens or g.max_tokens,
-                     temperature=temperature or g.temperature, prime=g.prime if prime is None else prime,
-                     seed=g.seed if seed is None else seed, allow_unk=bool(allow_unk or g.allow_unk))
+    texts = generate(model, prepared, cfg, n=g.n, max_tokens=g.max_tokens, temperature=g.temperature,
+                     prime=g.prime, seed=g.seed, allow_unk=g.allow_unk)
     if fmt == "json":
         echo_json({"samples": texts})
     else:

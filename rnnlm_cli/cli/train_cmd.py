@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, load_cfg, quiet_option
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given, quiet_option
+from rnnlm_cli.config import load_config
 
 
 # --------------------------------------------------------------------------- train / evaluate / generate
@@ -37,18 +39,13 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
 
     if resume and force:
         raise click.UsageError("--resume and --force contradict each other")
-    extra = list(overrides)
-    if out_dir:
-        extra.append(f"train.out={out_dir}")
-    if max_steps:
-        extra.append(f"train.max_steps={max_steps}")
-    cfg = load_cfg(config_path, extra)
+    cfg = load_config(config_path, overrides).with_values(given({"train.out": out_dir,
+                                                                  "train.max_steps": max_steps}))
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     try:
         summary = train(cfg, resume=resume, force=force, progress=not quiet, log=log)
     except Interrupted as exc:
-        again = " ".join(["rnnlm train"] + (["--config", config_path] if config_path else [])
-                         + [f"--set {o}" for o in extra] + ["--resume"])
+        again = resume_command(config_path, overrides, out_dir, max_steps, record_path)
         click.echo(f"Interrupted: checkpoint saved to {exc.path}; resume with: {again}", err=True)
         sys.exit(exc.code)
     if record_path:
@@ -62,3 +59,14 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
     else:
         for key, value in summary.items():
             click.echo(f"{key:<20}{value:.4f}" if isinstance(value, float) else f"{key:<20}{value}")
+
+
+def resume_command(config_path, overrides, out_dir, max_steps, record_path) -> str:
+    """The shell command that resumes this run: the options as given, quoted for a POSIX shell."""
+    argv = ["rnnlm", "train"]
+    argv += ["--config", config_path] if config_path else []
+    argv += [arg for text in overrides for arg in ("--set", text)]
+    argv += ["--out", out_dir] if out_dir else []
+    argv += ["--max-steps", str(max_steps)] if max_steps else []
+    argv += ["--record", record_path] if record_path else []
+    return shlex.join(argv + ["--resume"])

@@ -16,15 +16,15 @@ do not inflect for number), so the agreeing verb is the only place number must b
 Public API (stable; `rnnlm probe` builds on it): `VERB_PAIRS`, `AgreementItem`, `generate_sentence`,
 `distance_weights`, `generate_corpus`, `generate_probe_set`, `covered_pairs`, `write_corpus`,
 `read_probe_set`.
-Run `python -m rnnlm_cli.data.agreement --out corpora/agreement` to regenerate the committed files.
+`rnnlm corpus agreement --out corpora/agreement` regenerates the committed files; the probe set
+among them is also shipped with the package (`rnnlm_cli/data/agreement_probe.jsonl`, the default
+of `rnnlm probe`).
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -311,14 +311,17 @@ def write_corpus(out_dir: str | Path, seed: int = 1, n_train: int = 4000, n_vali
                                verb_pairs=covered_pairs(splits["train"]))
     # Write one sentence (or one JSON object) per line, UTF-8, "\n" line ends.
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     lines = {name: [item.text for item in items] for name, items in splits.items()}
     lines["probe"] = [json.dumps(item.probe_record(), separators=(",", ":")) for item in probe]
     paths = {}
-    for name, rows in lines.items():
-        paths[name] = out / ("probe.jsonl" if name == "probe" else f"{name}.txt")
-        with open(paths[name], "w", encoding="utf-8", newline="\n") as f:
-            f.write("".join(row + "\n" for row in rows))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, rows in lines.items():
+            paths[name] = out / ("probe.jsonl" if name == "probe" else f"{name}.txt")
+            with open(paths[name], "w", encoding="utf-8", newline="\n") as f:
+                f.write("".join(row + "\n" for row in rows))
+    except OSError as exc:
+        raise DataError(f"cannot write the agreement corpus to {out}: {exc.strerror or exc}") from None
     return paths
 
 
@@ -340,22 +343,3 @@ def read_probe_set(path: str | Path) -> list[AgreementItem]:
                 raise DataError(f"{path}:{number}: distance {distance} exceeds the prefix")
             items.append(item)
     return items
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Regenerate the agreement corpus (python -m rnnlm_cli.data.agreement --out corpora/agreement)."""
-    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.data.agreement", description=main.__doc__)
-    parser.add_argument("--out", default="corpora/agreement", help="output folder")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    args = parser.parse_args(argv)
-    try:
-        paths = write_corpus(args.out, seed=args.seed)
-    except (RnnlmError, OSError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)
-    print(" ".join(str(p) for p in paths.values()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -679,17 +679,6 @@ def ensure_prepared(cfg: Config, progress: bool = True) -> Prepared:
     return load_prepared(data.prepared)
 
 
-def summary_table(meta: dict, folder: str) -> str:
-    """A short table of a preprocessing result: vocabulary, tokens and OOV rate per split."""
-    lines = [f"vocabulary  {meta['vocab_size']:,} ({meta['level']} level, {meta['dtype']})",
-             f"{'split':<8}{'tokens':>12}{'OOV':>9}"]
-    for s in SPLITS:
-        rate = meta["oov_rate"][s]
-        lines.append(f"{s:<8}{meta['tokens'][s]:>12,}{'-' if rate is None else f'{rate:.2%}':>9}")
-    lines.append(f"output      {folder}")
-    return "\n".join(lines)
-
-
 def vocab_checksum(prepared: Prepared) -> str:
     digest = hashlib.sha256()
     for token in prepared.vocab.tokens:

@@ -4,13 +4,17 @@ text charts on a log scale for an 80-column terminal, and optional PNG figures (
 Nothing here knows about models: every function takes plain lists, dicts and numbers.
 
     fmt_num(x)                      one number as short text ('-' for None/NaN)
-    table(headers, rows)            aligned text table (numbers right-aligned)
+    table(headers, rows)            aligned text table (numbers right-aligned), or Markdown
     csv_text(columns, rows)         CSV with a header line
     jsonable(obj)                   numpy scalars/arrays -> Python, NaN/inf -> None (strict JSON)
     log_chart(series)               several series of positive values against an integer x axis,
                                     y on a log scale with one labelled row per decade
     require_matplotlib(option)      the pyplot module, or RnnlmError naming the `plot` extra
     save_figure(path, panels)       line panels (log y) and heat maps into one PNG
+    save_png(fig, path, dpi)        write any matplotlib figure (one error message)
+
+The renderers of the other commands build on these: gradcheck.py, probe.py, corpus.py
+(preprocess summary), results.py (result records).
 
 The last section renders the JSON result of `rnnlm diagnose-gradients` (schema: the docstring of
 diagnostics.py; "history": history.py) with the helpers above:
@@ -81,18 +85,32 @@ def jsonable(obj):
 
 # --------------------------------------------------------------------------- tables and CSV
 
-def table(headers: Sequence[str], rows: Iterable[Sequence], title: str | None = None,
-          digits: int = 3) -> str:
-    """An aligned text table; numbers are formatted with fmt_num and right-aligned."""
+def table(headers: Sequence[str], rows: Iterable[Sequence], title: str | None = None, digits: int = 3, *,
+          align: str | None = None, widths: Sequence[int] | None = None, sep: str | Sequence[str] = "  ",
+          markdown: bool = False) -> str:
+    """An aligned text table, or with markdown=True a Markdown one (`| a | b |`, no padding).
+
+    Cells that are not strings are formatted with fmt_num(digits). Text flavour: `align` gives
+    each column 'l' or 'r' (default: numbers right, text left); `widths` are minimum column
+    widths; `sep` is the gap between columns, or one gap per column boundary. Lines end without
+    trailing blanks.
+    """
     rows = [list(r) for r in rows]
-    numeric = [bool(rows) and all(r[i] is None or isinstance(r[i], (int, float, np.number)) for r in rows)
-               for i in range(len(headers))]
     cells = [[v if isinstance(v, str) else fmt_num(v, digits) for v in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    if markdown:
+        lines = [f"| {' | '.join(r)} |" for r in [list(headers)] + cells]
+        lines.insert(1, "|" + "---|" * len(headers))
+        return "\n".join(([title] if title else []) + lines)
+    if align is None:
+        align = "".join("r" if rows and all(r[i] is None or isinstance(r[i], (int, float, np.number)) for r in rows)
+                        else "l" for i in range(len(headers)))
+    gaps = [""] + ([sep] * (len(headers) - 1) if isinstance(sep, str) else list(sep))
+    least = widths or [0] * len(headers)
+    widths = [max([len(h), least[i]] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     lines = [title] if title else []
     for r in [list(headers)] + cells:
-        lines.append("  ".join(v.rjust(w) if numeric[i] else v.ljust(w)
-                               for i, (v, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append("".join(gap + (v.rjust(w) if a == "r" else v.ljust(w))
+                             for gap, v, w, a in zip(gaps, r, widths, align)).rstrip())
     return "\n".join(lines)
 
 
@@ -216,9 +234,15 @@ def save_figure(path: str, panels: list[dict], option: str = "--plot") -> None:
         ax.set_title(panel.get("title", ""))
         ax.set_xlabel(panel.get("x_label", ""))
         ax.set_ylabel(panel.get("y_label", ""))
+    save_png(fig, path, dpi=100)
+
+
+def save_png(fig, path: str, dpi: int) -> None:
+    """Write a matplotlib figure to a PNG and close it; RnnlmError (exit 1) when it cannot be written."""
+    plt = require_matplotlib()
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=dpi)
     except OSError as exc:
         raise RnnlmError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:

@@ -3,7 +3,8 @@
 A record holds what a later change needs to be compared against it: the resolved
 configuration and its sha256, the commit it ran at, the machine, the summary (final validation
 and test figures, wall time, tokens/s) and the learning curve (every validation evaluation with
-its wall-clock time). `results_table(records)` renders the README table.
+its wall-clock time). `results_table(records)` renders the README table, `curves_table` and
+`plot_curves` the learning curves (`rnnlm results RECORD.json... --plot FILE.png`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import subprocess
 
-import numpy as np
-
+from rnnlm_cli import machine
 from rnnlm_cli.config import Config, to_yaml
+from rnnlm_cli.render.report import require_matplotlib, save_png, table
 
 
 def _commit(folder: str) -> str | None:
@@ -26,17 +26,6 @@ def _commit(folder: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def learning_curve(out_dir: str) -> list[dict]:
@@ -58,8 +47,7 @@ def make_record(name: str, cfg: Config, summary: dict, out_dir: str) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(os.path.dirname(os.path.abspath(__file__))),
         "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__},
+        "machine": machine.describe(),
         "summary": summary,
         "curve": learning_curve(out_dir),
         "config": cfg.to_dict(),
@@ -79,8 +67,7 @@ def write_record(path: str, record: dict) -> None:
 def results_table(records: list[dict], anchors: dict[str, str] | None = None) -> str:
     """A Markdown table: config, cell and size, figure, epochs, wall time, anchor."""
     anchors = anchors or {}
-    rows = ["| config | model | valid | test | epochs | wall time | tokens/s | published anchor |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for r in records:
         s, m, d = r["summary"], r["config"]["model"], r["config"]["data"]
         unit = "nats/char" if d["level"] == "char" else "ppl"
@@ -90,10 +77,11 @@ def results_table(records: list[dict], anchors: dict[str, str] | None = None) ->
                 return "-"
             return f"{s[f'{split}_loss']:.3f} {unit}" if unit != "ppl" else f"{s[f'{split}_ppl']:.1f}"
 
-        size = f"{m['cell']} E={m['embedding_size']} H={m['hidden_size']}"
-        rows.append(f"| {r['name']} | {size} | {fig('valid')} | {fig('test')} | {s['epochs']} | "
-                    f"{s['wall_time_s'] / 60:.1f} min | {s['tokens_per_sec']:,.0f} | {anchors.get(r['name'], '')} |")
-    return "\n".join(rows)
+        rows.append([r["name"], f"{m['cell']} E={m['embedding_size']} H={m['hidden_size']}", fig("valid"),
+                     fig("test"), str(s["epochs"]), f"{s['wall_time_s'] / 60:.1f} min",
+                     f"{s['tokens_per_sec']:,.0f}", anchors.get(r["name"], "")])
+    return table(["config", "model", "valid", "test", "epochs", "wall time", "tokens/s", "published anchor"],
+                 rows, markdown=True)
 
 
 def curves_table(records: list[dict]) -> str:
@@ -109,10 +97,7 @@ def curves_table(records: list[dict]) -> str:
 
 def plot_curves(records: list[dict], path: str) -> None:
     """Validation perplexity (log axis) against wall-clock minutes, one line per run (matplotlib)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in records:
         xs = [c["elapsed"] / 60 for c in r["curve"]]
@@ -123,39 +108,13 @@ def plot_curves(records: list[dict], path: str) -> None:
     ax.set_ylabel("validation perplexity")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """python -m rnnlm_cli.render.results RECORD.json ... [--plot FILE.png]: the README table and curves."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m rnnlm_cli.render.results", description=main.__doc__)
-    parser.add_argument("records", nargs="+")
-    parser.add_argument("--plot", default=None)
-    args = parser.parse_args(argv)
-    records = []
-    for path in args.records:
-        with open(path, encoding="utf-8") as fh:
-            records.append(json.load(fh))
-    print(results_table(records, ANCHORS))
-    print()
-    print(curves_table(records))
-    if args.plot:
-        plot_curves(records, args.plot)
-    return 0
-
-
-# published figures on the same data and counting (../shared/corpora/README.md, issue #8)
+# published figures on the same data and counting (../shared/corpora/README.md)
 ANCHORS = {
     "ptb-rnn": "RNN LM 124.7 (Mikolov & Zweig 2012); KN5 141.2",
     "ptb-lstm": "2-layer LSTM 200, no dropout, 114.5; LSTM 650 + dropout 82.7 (Zaremba et al. 2014)",
     "ptb-gru": "-",
     "shakespeare-char": "nanoGPT CPU 1.88, GPU 1.47 nats/char",
 }
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
