@@ -13,9 +13,6 @@ per position). It stops when the Ritz residual bounds the error of lambda_max by
 (so sigma by tol / 2), after P iterations (Lanczos is then exact) or after `max_iter`.
 
 Everything here works for any cell: the maps use only the cell's backward step and tangent.
-
-`step_jacobian` forms J explicitly from P backward steps on the identity basis; the tests use it
-as the reference, and `spectral_norms` is the dense-eigen-solver norm of such stacks.
 """
 
 from __future__ import annotations
@@ -134,34 +131,3 @@ def top_singular_values(jvp, vjp, n: int, P: int, rng: np.random.Generator, tol:
             alphas, betas = [x[keep] for x in alphas], [x[keep] for x in betas]
         q_prev, q = q, w / np.where(beta > 0, beta, 1.0)[:, None]
     return sigma
-
-
-# --------------------------------------------------------------------------- explicit, for checks
-
-def probes(cell, B: int, dtype):
-    """Identity basis over the state: dh (P, B, H) and dc (P, B, H) or None; P = H or 2H."""
-    H = cell.H
-    P = 2 * H if cell.has_c else H
-    dh = np.zeros((P, B, H), dtype=dtype)
-    dh[np.arange(H), :, np.arange(H)] = 1
-    dc = None
-    if cell.has_c:
-        dc = np.zeros((P, B, H), dtype=dtype)
-        dc[H + np.arange(H), :, np.arange(H)] = 1
-    return dh, dc
-
-
-def step_jacobian(cell, cache, j: int, basis) -> np.ndarray:
-    """ds_j/ds_{j-1} (B, P, P) of position j, row p = the derivative of state unit p, from the
-    cell's own backward step applied to every basis vector (`probes`) at once."""
-    dh, dc = basis
-    _, dh_prev, dc_prev = cell.backward_step(cache[j], dh, dc)           # (P, B, H) each
-    rows = dh_prev if dc_prev is None else np.concatenate([dh_prev, dc_prev], axis=-1)
-    return rows.transpose(1, 0, 2)
-
-
-def spectral_norms(J: np.ndarray) -> np.ndarray:
-    """||J[b]||_2 for a stack J (B, P, P): sqrt of the largest eigenvalue of J J^T (same value
-    as np.linalg.norm(J, 2) per matrix; eigvalsh is several times faster than the SVD)."""
-    top = np.linalg.eigvalsh(J @ J.transpose(0, 2, 1))[:, -1]
-    return np.sqrt(np.maximum(top, 0.0))
