@@ -42,12 +42,27 @@ POSITIVE_INT_OR_EPOCH = Rule("a positive integer or 'epoch'",
 
 
 def _opt(default, help, choices=None, low=None, high=None, low_open=False, path=False, rule=None):
-    """A config field: default, one-line meaning and validation rules, in one place."""
+    """A config field: default, one-line meaning and validation rules, in one place.
+
+    choices: the allowed values, or a function returning them (read at validation time, so a
+    registry can grow after import: `_cells`, `_bptt_modes`)."""
     meta = {"help": help, "choices": choices, "low": low, "high": high,
             "low_open": low_open, "path": path, "rule": rule}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _cells() -> tuple:
+    """model.cell choices: the registered cells (nn.cells.CELLS)."""
+    from rnnlm_cli.nn.cells import CELLS
+    return tuple(CELLS)
+
+
+def _bptt_modes() -> tuple:
+    """train.bptt choices: the registered BPTT modes (train.step.MODES)."""
+    from rnnlm_cli.train.step import MODES
+    return tuple(MODES)
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: str = _opt("tanh", "recurrent cell", choices=("tanh", "relu", "gru", "lstm"))
+    cell: str = _opt("tanh", "recurrent cell", choices=_cells)
     embedding_size: int = _opt(64, "E: embedding (input projection) size", low=1)
     hidden_size: int = _opt(64, "H: hidden state size", low=1)
     init: str = _opt("uniform", "input/output weights: uniform (+-1/sqrt(fan_in)) or xavier", choices=("uniform", "xavier"))
@@ -93,7 +108,7 @@ class TrainConfig:
     dtype: str = _opt("float32", "floating-point type for training", choices=("float32", "float64"))
     batch_size: int = _opt(20, "B: parallel streams (stream/window) or sentences per batch (full)", low=1)
     bptt: str = _opt("stream", "truncation: full (whole sentences), window (per-output k), stream (TBPTT(k1,k2))",
-                     choices=("full", "window", "stream"))
+                     choices=_bptt_modes)
     k1: int = _opt(35, "stream/window: tokens per chunk per stream (forward steps between updates)", low=1)
     k2: int = _opt(0, "stream: steps each chunk backpropagates (>= k1; 0 = k1)", low=0)
     window: int = _opt(5, "window: every output backpropagates through at most this many states", low=1)
@@ -362,9 +377,12 @@ def _check_value(key: str, value: Any, f: dataclasses.Field, hint: Any) -> Any:
         fail("a number below 2**63")
     if rule and not rule.ok(result):
         fail(rule.expected)
-    if meta.get("choices") and result not in meta["choices"]:
-        raise ConfigError(f"{key}: expected one of {', '.join(meta['choices'])}, got {value!r}"
-                          + _suggest(str(value), list(meta["choices"])))
+    choices = meta.get("choices")
+    if callable(choices):
+        choices = choices()
+    if choices and result not in choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}"
+                          + _suggest(str(value), list(choices)))
     low, high = meta.get("low"), meta.get("high")
     if low is not None and isinstance(result, (int, float)):
         if result < low or (meta.get("low_open") and result == low):

@@ -69,7 +69,9 @@ PEERS = {"mikolov_rnnlm_0.3e": 10900.0}     # words/s quoted in issue #6 (anothe
 # --------------------------------------------------------------------------- counting
 
 def gates(cell: str) -> int:
-    return {"tanh": 1, "relu": 1, "gru": 3, "lstm": 4}[cell]
+    """G: the gate blocks of the cell's W_h (the cell says how many)."""
+    from rnnlm_cli.nn.cells import make_cell
+    return make_cell(cell, 1).gates
 
 
 def flops_per_token(cell: str, E: int, H: int, V: int, softmax: str = "full", C: int = 0,

@@ -1,10 +1,10 @@
-"""Shared fixtures. Append new fixtures; keep each one small and independent."""
+"""Shared fixtures. Append new fixtures; keep each one small and independent. Helpers that are
+not fixtures (models, tokens, explicit references) live in tests/helpers.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 # --------------------------------------------------------------------------- corpora (corpus.py)
@@ -65,24 +65,3 @@ def no_data(tmp_path, monkeypatch):
     """A working folder with no prepared data (data/prepared, the default, does not exist)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-# --------------------------------------------------------------------------- small float64 models
-
-def jittered_model(cell, V, E, H, seed=0, **kw):
-    """A float64 Model with every parameter moved by U(-0.3, 0.3) (biases off zero, weights a
-    little larger), for exact-gradient and diagnostics tests."""
-    from rnnlm_cli.config import ModelConfig
-    from rnnlm_cli.nn.model import Model
-    model = Model(ModelConfig(cell=cell, embedding_size=E, hidden_size=H, **kw), V, dtype=np.float64,
-                  rng=np.random.default_rng(seed))
-    rng = np.random.default_rng(seed + 100)
-    for p in model.params.values():
-        p += rng.uniform(-0.3, 0.3, size=p.shape)
-    return model
-
-
-def random_tokens(V, steps, batch, seed=1):
-    """(x, y), each (steps, batch), uniform over V ids."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, V, size=(steps, batch)), rng.integers(0, V, size=(steps, batch))

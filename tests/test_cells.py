@@ -1,4 +1,5 @@
-"""Cells: one step against the plain equations, the stacked-gate backward, initialisation."""
+"""Cells: one step against the plain equations, the stacked-gate backward, the tangent, what
+each cell declares for the diagnostics, the registry, initialisation."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 
-from rnnlm_cli.nn.cells import Cache, make_cell, sigmoid
+from helpers import SHIPPED_CELLS as CELLS
+
+from rnnlm_cli.nn.cells import CELLS as REGISTRY, Cache, make_cell, register_cell, sigmoid
 from rnnlm_cli.config import ModelConfig
 from rnnlm_cli.errors import ConfigError
-
-CELLS = ("tanh", "relu", "gru", "lstm")
 E, H, B = 4, 3, 2
 
 
@@ -20,23 +21,25 @@ def plain_sigmoid(a):
 
 
 def reference_step(name, params, x, h, c):
-    """One step written straight from the equations, gate by gate (float64)."""
+    """One step written straight from the equations, gate by gate (float64): (h, c, units), units
+    the saturating nonlinearities' outputs by name."""
     Wx, Wh, b = params["W_x"], params["W_h"], params["b"]
     blk = lambda W, k: W[..., k * H:(k + 1) * H]  # noqa: E731
     if name in ("tanh", "relu"):
         a = x @ Wx + h @ Wh + b
-        return (np.tanh(a) if name == "tanh" else np.maximum(a, 0.0)), None
+        h_new = np.tanh(a) if name == "tanh" else np.maximum(a, 0.0)
+        return h_new, None, {"h": h_new}
     if name == "gru":
         r = plain_sigmoid(x @ blk(Wx, 0) + h @ blk(Wh, 0) + blk(b, 0))
         z = plain_sigmoid(x @ blk(Wx, 1) + h @ blk(Wh, 1) + blk(b, 1))
         n = np.tanh(x @ blk(Wx, 2) + blk(b, 2) + r * (h @ blk(Wh, 2) + params["b_h"]))
-        return (1 - z) * n + z * h, None
+        return (1 - z) * n + z * h, None, {"r": r, "z": z, "n": n}
     i = plain_sigmoid(x @ blk(Wx, 0) + h @ blk(Wh, 0) + blk(b, 0))
     f = plain_sigmoid(x @ blk(Wx, 1) + h @ blk(Wh, 1) + blk(b, 1))
     g = np.tanh(x @ blk(Wx, 2) + h @ blk(Wh, 2) + blk(b, 2))
     o = plain_sigmoid(x @ blk(Wx, 3) + h @ blk(Wh, 3) + blk(b, 3))
     c_new = f * c + i * g
-    return o * np.tanh(c_new), c_new
+    return o * np.tanh(c_new), c_new, {"i": i, "f": f, "g": g, "o": o, "tanh(c)": np.tanh(c_new)}
 
 
 def setup(name, T=1, seed=0):
@@ -75,7 +78,7 @@ def test_forward_steps_match_the_equations(name):
     cache = run(cell, params, x, state)
     h, c = state[0], (state[1] if cell.has_c else None)
     for t in range(3):
-        h, c = reference_step(name, params, x[t], h, c)
+        h, c, _ = reference_step(name, params, x[t], h, c)
         np.testing.assert_allclose(cache.seq["h"][t + 1], h, rtol=1e-12, atol=1e-14)
         if cell.has_c:
             np.testing.assert_allclose(cache.seq["c"][t + 1], c, rtol=1e-12, atol=1e-14)
@@ -177,3 +180,65 @@ def test_same_generator_seed_same_parameters():
 def test_unknown_cell_is_a_config_error():
     with pytest.raises(ConfigError, match="model.cell"):
         make_cell("elman", 3)
+
+
+# --------------------------------------------------------------------------- what the cells declare
+
+GATES = {"tanh": ("W_h",), "relu": ("W_h",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
+# sup |f'| of the nonlinearity behind each block: 1 for tanh and relu, 1/4 for the logistic sigmoid
+GAMMAS = {"tanh": (1.0,), "relu": (1.0,), "gru": (0.25, 0.25, 1.0), "lstm": (0.25, 0.25, 1.0, 0.25)}
+KINDS = {"h": {"tanh": "tanh", "relu": "relu_zero"}, "r": "sigmoid", "z": "sigmoid", "n": "tanh",
+         "i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid", "tanh(c)": "tanh"}
+
+
+def test_the_registry_holds_the_shipped_cells_by_name():
+    assert list(REGISTRY) == list(CELLS)
+    for name in CELLS:
+        cell = make_cell(name, H)
+        assert cell.name == name and cell.H == H
+        assert cell.gate_names == GATES[name] and cell.gates == len(GATES[name])
+        assert cell.gate_gammas == GAMMAS[name]
+        assert cell.state_size == (2 * H if name == "lstm" else H)
+        assert cell.simple_recurrence == (name in ("tanh", "relu"))   # ds_t/ds_{t-1} = diag(f') W_h^T
+    with pytest.raises(ValueError, match="already registered"):
+        register_cell("gru", type(make_cell("gru", H)))
+    assert list(REGISTRY) == list(CELLS)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_saturation_units_are_the_nonlinearities_of_the_equations(name):
+    cell, params, x, state = setup(name, T=3, seed=4)
+    cache = run(cell, params, x, state)
+    h, c = state[0], (state[1] if cell.has_c else None)
+    units = cell.saturation_units(cache)
+    want_names = ["h"] if name in ("tanh", "relu") else list(GATES[name])
+    if name == "lstm":
+        want_names.append("tanh(c)")
+    assert [u[0] for u in units] == want_names
+    for t in range(3):
+        h, c, ref = reference_step(name, params, x[t], h, c)
+        for unit, kind, values in units:
+            want_kind = KINDS[unit][name] if unit == "h" else KINDS[unit]
+            assert kind == want_kind and values.shape == (3, B, H)
+            np.testing.assert_allclose(values[t], ref[unit], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_tangent_is_the_derivative_of_the_forward_step(name):
+    """J v from the cell's tangent against (step(s + eps v) - step(s - eps v)) / 2 eps of the
+    plain equations, for random directions v over the whole state (h, and c for the LSTM)."""
+    cell, params, x, state = setup(name, T=1, seed=5)
+    cache = run(cell, params, x, state)
+    P = cell.state_size
+    rng = np.random.default_rng(6)
+    v = rng.standard_normal((B, P))                                   # one direction per sequence
+
+    def step(s):                                                      # (B, P) -> (B, P)
+        h, c, _ = reference_step(name, params, x[0], s[:, :H], s[:, H:] if cell.has_c else None)
+        return h if c is None else np.concatenate([h, c], axis=1)
+
+    s0 = np.concatenate(state, axis=1)                                # (B, P)
+    eps = 1e-6
+    num = (step(s0 + eps * v) - step(s0 - eps * v)) / (2 * eps)
+    fac = tuple(f[0] for f in cell.backward_factors(cache))           # the positions (B,) of step 0
+    np.testing.assert_allclose(cell.tangent(fac, params["W_h"], v), num, rtol=1e-6, atol=1e-9)

@@ -13,16 +13,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import jittered_model, random_tokens
+from helpers import SHIPPED_CELLS as CELLS, jittered_model, random_tokens, spectral_norms, step_jacobian
 
 from rnnlm_cli.analysis import diagnostics
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import ModelConfig, load_config
 from rnnlm_cli.analysis.diagnostics import LagRecorder, Spec, decay_fit, diagnose, diagnose_model
-from rnnlm_cli.analysis.jacobians import probes, spectral_norms, step_jacobian
 from rnnlm_cli.nn.model import Model
 
-CELLS = ("tanh", "relu", "gru", "lstm")
 V, E, H, T, B = 7, 3, 4, 6, 2
 
 
@@ -139,10 +137,9 @@ def test_tanh_jacobian_is_diag_one_minus_s2_times_Wh_transposed():
     x, y = tokens()
     fwd = model.forward(x, y)
     W = model.params["cell.W_h"]
-    basis = probes(model.cell, B, np.float64)
     res = diagnose_model(model, [(x, y)], 1e-3, [1])["jacobian"]
     for j in range(T):
-        J = step_jacobian(model.cell, fwd.cache, j, basis)
+        J = step_jacobian(model.cell, fwd.cache, j)
         s = fwd.hs[j]                                                   # (B, H)
         by_hand = np.stack([np.diag(1 - s[b] ** 2) @ W.T for b in range(B)])
         np.testing.assert_allclose(J, by_hand, rtol=1e-12, atol=1e-15)
@@ -167,6 +164,17 @@ def test_recurrent_bound_verdicts():
     assert [(b["block"], b["gamma"], b["bound"]) for b in rb["blocks"]] == [
         ("i", 0.25, 4.0), ("f", 0.25, 4.0), ("g", 1.0, 1.0), ("o", 0.25, 4.0)]
     assert all(b["below_bound"] for b in rb["blocks"]) and rb["verdict"] == "not excluded" and not rb["applies"]
+    gru = Model(ModelConfig(cell="gru", hidden_size=H, embedding_size=E), V)
+    rb = diagnostics.recurrent_bound(gru.cell, gru.params["cell.W_h"])
+    # |sigmoid'| <= 1/4 on the r and z blocks, |tanh'| <= 1 on the candidate block
+    assert [(b["block"], b["gamma"]) for b in rb["blocks"]] == [("r", 0.25), ("z", 0.25), ("n", 1.0)]
+    W = gru.params["cell.W_h"]
+    for k, b in enumerate(rb["blocks"]):
+        assert b["sigma_max"] == pytest.approx(np.linalg.norm(W[:, k * H:(k + 1) * H], 2))
+    assert not rb["applies"]
+    relu = Model(ModelConfig(cell="relu", hidden_size=H, embedding_size=E, recurrent_scale=0.5), V)
+    rb = diagnostics.recurrent_bound(relu.cell, relu.params["cell.W_h"])
+    assert rb["applies"] and [b["block"] for b in rb["blocks"]] == ["W_h"] and rb["blocks"][0]["gamma"] == 1.0
 
 
 def test_saturation_is_read_from_the_forward_cache():
@@ -178,6 +186,13 @@ def test_saturation_is_read_from_the_forward_cache():
     assert sat["tanh"]["mean"] > 0.2 and list(sat) == ["tanh"]
     gru = diagnose_model(make_model("gru"), [(x, y)], 1e-3, [1])["saturation"]
     assert set(gru) == {"tanh", "sigmoid"} and gru["sigmoid"]["units"] == ["r", "z"]
+    lstm = diagnose_model(make_model("lstm"), [(x, y)], 1e-3, [1])["saturation"]
+    assert lstm["sigmoid"]["units"] == ["i", "f", "o"] and lstm["tanh"]["units"] == ["g", "tanh(c)"]
+    relu_model = make_model("relu")
+    relu = diagnose_model(relu_model, [(x, y)], 1e-3, [1])["saturation"]
+    want = (relu_model.forward(x, y).hs == 0).mean(axis=(1, 2))          # ReLU units exactly 0
+    np.testing.assert_allclose(relu["relu_zero"]["per_step"], want)
+    assert list(relu) == ["relu_zero"]
 
 
 def test_decay_fit():

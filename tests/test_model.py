@@ -8,11 +8,14 @@ import math
 import numpy as np
 import pytest
 
+from helpers import SHIPPED_CELLS as CELLS, jittered_model, random_tokens
+
 from rnnlm_cli.config import ModelConfig
+from rnnlm_cli.data.batching import Batch
 from rnnlm_cli.errors import ConfigError
 from rnnlm_cli.nn.model import Model, scatter_rows
+from rnnlm_cli.train.step import batch_gradients
 
-CELLS = ("tanh", "relu", "gru", "lstm")
 V, H, T, B = 9, 4, 5, 3
 
 
@@ -21,16 +24,11 @@ def small_cfg(cell="tanh", **kw):
 
 
 def make_model(cell="tanh", dtype=np.float64, seed=0, **kw):
-    model = Model(small_cfg(cell, **kw), V, dtype=dtype, rng=np.random.default_rng(seed))
-    rng = np.random.default_rng(seed + 100)
-    for p in model.params.values():       # biases off zero, weights a little larger
-        p += rng.uniform(-0.3, 0.3, size=p.shape).astype(p.dtype)
-    return model
+    return jittered_model(cell, V, H, H, seed, dtype=dtype, **kw)
 
 
 def tokens(seed=1, shape=(T, B)):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, V, size=shape), rng.integers(0, V, size=shape)
+    return random_tokens(V, *shape, seed)
 
 
 # --------------------------------------------------------------------------- slow reference
@@ -193,11 +191,12 @@ def test_backward_scale_and_normalisation():
     mask[4:, 0] = 0
     fwd = model.forward(x, y, mask=mask)
     g_sum = model.backward(fwd)
-    fwd2, g_tok = model.loss_and_grads(x, y, mask=mask, train=False)
-    assert fwd2.count == T * B - 1
+    batch = Batch(x=x, y=y, mask=mask, loss_start=0, carry=T, index=0)
+    fwd2, g_tok, _ = batch_gradients(model, batch, mode="stream", train=False)
+    assert fwd2.count == T * B - 1                      # one position masked
     for k in g_sum:
-        np.testing.assert_allclose(g_tok[k], g_sum[k] / fwd2.count, rtol=1e-12, atol=1e-15)
-    _, g_b = model.loss_and_grads(x, y, mask=mask, train=False, normalize="batch")
+        np.testing.assert_allclose(g_tok[k], g_sum[k] / (T * B - 1), rtol=1e-12, atol=1e-15)
+    _, g_b, _ = batch_gradients(model, batch, mode="stream", train=False, normalize="batch")
     np.testing.assert_allclose(g_b["cell.W_h"], g_sum["cell.W_h"] / B, rtol=1e-12)
 
 

@@ -51,11 +51,14 @@ JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
                      vanishing is certain when sigma_max(W_h) < bound = 1/gamma
                      (gamma 1 for tanh and relu, 1/4 for sigmoid); verdict
                      "vanishing guaranteed" or "not excluded"; the bound applies to the
-                     tanh/relu cell only, gated cells are always "not excluded"}
+                     tanh/relu cell only (`Cell.simple_recurrence`: the step Jacobian is
+                     diag(f') W_h^T), gated cells are always "not excluded"; the blocks and
+                     their gammas are the cell's `gate_names` and `gate_gammas`}
       saturation  {tanh | sigmoid | relu_zero: {units [names], criterion, per_step [T], mean,
                    by_unit {name: mean}}}: the fraction of units with |s| > 0.99 (tanh: h;
                    GRU n; LSTM g and tanh(c)), of sigmoid gates within 0.01 of 0 or 1, of
-                   ReLU units exactly 0, read from the forward cache
+                   ReLU units exactly 0, read from the forward cache (which units: the
+                   cell's `saturation_units`)
       lag_contribution {norm [T], fraction [T], total_norm}: ||C_d||_F where
                    C_d = h_prev^T recurrent_da(lag d) is what lag d adds to dE/dW_h
                    (sum over d of C_d = dW_h; fraction = norm / ||dW_h||_F)
@@ -90,7 +93,12 @@ from rnnlm_cli.analysis.jacobians import StepMaps, top_singular_values
 from rnnlm_cli.nn.model import Model
 
 RANDOM = "random tokens"
+# saturation by kind of nonlinearity, as text and as a test (the cells name their saturating
+# units and the kind of each: Cell.saturation_units)
 SATURATION = {"tanh": "|s| > 0.99", "sigmoid": "s < 0.01 or s > 0.99", "relu_zero": "s == 0"}
+SATURATED = {"tanh": lambda v: np.abs(v) > 0.99,
+             "sigmoid": lambda v: (v < 0.01) | (v > 0.99),
+             "relu_zero": lambda v: v == 0}
 
 
 # --------------------------------------------------------------------------- what to diagnose
@@ -257,46 +265,21 @@ def decay_fit(normalised, threshold: float) -> dict:
 
 
 def recurrent_bound(cell, W_h: np.ndarray) -> dict:
-    """Largest singular value of W_h (per gate block) against 1/gamma (Pascanu et al. 2013)."""
+    """Largest singular value of W_h (per gate block) against 1/gamma (Pascanu et al. 2013);
+    the blocks, their gammas and whether the bound applies come from the cell."""
     H = cell.H
-    names = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}.get(cell.name, ("W_h",))
-    tanh_like = {"n", "g", "W_h"}
     blocks = []
-    for b, name in enumerate(names):
+    for b, (name, gamma) in enumerate(zip(cell.gate_names, cell.gate_gammas)):
         block = W_h[:, b * H:(b + 1) * H]
         with blas.loop_threads():                        # eigvalsh of the Gram matrix: 3x faster than the SVD
             sigma = float(np.sqrt(max(np.linalg.eigvalsh(block.T @ block)[-1], 0.0)))
-        gamma = 1.0 if name in tanh_like else 0.25
         blocks.append({"block": name, "sigma_max": sigma, "gamma": gamma, "bound": 1.0 / gamma,
                        "below_bound": sigma < 1.0 / gamma})
-    applies = cell.name in ("tanh", "relu")
+    applies = cell.simple_recurrence
     verdict = "vanishing guaranteed" if applies and blocks[0]["below_bound"] else "not excluded"
     note = ("||ds_t/ds_{t-1}|| <= gamma sigma_max(W_h) < 1 when sigma_max < 1/gamma" if applies else
             "the bound covers tanh/relu cells only; the gated path (z * h or f * c) lies outside it")
     return {"blocks": blocks, "verdict": verdict, "applies": applies, "note": note}
-
-
-def _saturation_units(cell, cache) -> list[tuple[str, str, np.ndarray]]:
-    """(unit name, kind, values (T, B, H)) read from the forward cache."""
-    H, a = cell.H, cache.arrays
-    if cell.name == "tanh":
-        return [("h", "tanh", a["h"])]
-    if cell.name == "relu":
-        return [("h", "relu_zero", a["h"])]
-    if cell.name == "gru":
-        return [("r", "sigmoid", a["rz"][..., :H]), ("z", "sigmoid", a["rz"][..., H:]), ("n", "tanh", a["n"])]
-    gates = a["ifgo"]
-    return [("i", "sigmoid", gates[..., :H]), ("f", "sigmoid", gates[..., H:2 * H]),
-            ("g", "tanh", gates[..., 2 * H:3 * H]), ("o", "sigmoid", gates[..., 3 * H:]),
-            ("tanh(c)", "tanh", a["tc"])]
-
-
-def _saturated(kind: str, v: np.ndarray) -> np.ndarray:
-    if kind == "tanh":
-        return np.abs(v) > 0.99
-    if kind == "sigmoid":
-        return (v < 0.01) | (v > 0.99)
-    return v == 0
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -328,7 +311,7 @@ def jacobian_norms(model: Model, seqs, rng: np.random.Generator, tick=lambda: No
     every step Jacobian and of products of the last `span` ones, matrix-free (jacobians.py)."""
     cell = model.cell
     T = seqs[0][0].shape[0]
-    P = 2 * cell.H if cell.has_c else cell.H
+    P = cell.state_size
     norms, prods = [], {s: [] for s in _spans(T)}
     for x, y in seqs:
         maps = StepMaps(cell, model.forward(x, y).cache)
@@ -413,8 +396,8 @@ def diagnose_model(model: Model, seqs, threshold: float, truncations, jacobian_s
         rec.cache = fwd.cache
         dW_sum += model.backward(fwd, truncation=T, on_lag=rec)["cell.W_h"]
         # saturation, read from the forward cache
-        for name, kind, v in _saturation_units(cell, fwd.cache):
-            count = _saturated(kind, v).sum(axis=(1, 2))                 # (T,)
+        for name, kind, v in cell.saturation_units(fwd.cache):
+            count = SATURATED[kind](v).sum(axis=(1, 2))                  # (T,)
             sat[(name, kind)] = sat.get((name, kind), 0) + count
         tick()
 
@@ -449,8 +432,8 @@ def _model_info(model: Model, spec: Spec) -> dict:
     info = {"cell": m.cell, "hidden_size": m.hidden_size, "embedding_size": m.embedding_size,
             "vocab_size": model.V, "init": m.init, "recurrent_init": m.recurrent_init,
             "init_scale": m.init_scale, "recurrent_scale": m.recurrent_scale}
-    if m.cell == "lstm":
-        info["forget_bias"] = m.forget_bias
+    for key in model.cell.config_keys:                                  # e.g. the LSTM's forget_bias
+        info[key] = getattr(m, key)
     info["source"] = spec.source
     return info
 

@@ -4,7 +4,7 @@ s_j is the state after input j: h_j, or (h_j, c_j) for the LSTM, as P = H or 2H 
 (row p of J_j: the derivative of state unit p). From the forward record of one batch:
 
     vjp(u)   u^T J_j, the cell's own backward step (`Cell.backward_apply`): what BPTT multiplies by
-    jvp(v)   J_j v, the exact transpose of that step (`tangent`: the linearised forward step)
+    jvp(v)   J_j v, the exact transpose of that step (`Cell.tangent`: the linearised forward step)
 
 `top_singular_values` finds ||J||_2 = sqrt(lambda_max(J^T J)) of many maps at once by Lanczos
 on J^T J through jvp and vjp, never forming J: an iteration costs two (n, H) x (H, GH) products
@@ -12,8 +12,7 @@ where forming J costs P backward steps and a dense eigen-solver O(P^3) (H = 650 
 per position). It stops when the Ritz residual bounds the error of lambda_max by `tol` relative
 (so sigma by tol / 2), after P iterations (Lanczos is then exact) or after `max_iter`.
 
-`step_jacobian` forms J explicitly from P backward steps on the identity basis; the tests use it
-as the reference, and `spectral_norms` is the dense-eigen-solver norm of such stacks.
+Everything here works for any cell: the maps use only the cell's backward step and tangent.
 """
 
 from __future__ import annotations
@@ -23,27 +22,6 @@ import numpy as np
 
 # --------------------------------------------------------------------------- the maps
 
-def tangent(cell, fac, W_h: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """J v for n positions: v (n, P) a change of s_{j-1}, fac the cell's backward factors of
-    those positions (`Cell.backward_factors`, leading axis n); the exact transpose of
-    `Cell.backward_apply`, block by block (its factors are the local derivatives)."""
-    H = cell.H
-    a = v[:, :H] @ W_h                                   # (n, GH) change of h_{j-1} @ W_h
-    if cell.name in ("tanh", "relu"):
-        return a * fac[0]                                # h = f(a): dh = f'(a) da
-    if cell.name == "gru":
-        _, Fh, z = fac
-        dh = np.einsum("nkh,nkh->nh", a.reshape(-1, 3, H), Fh)    # through r, z and r * hn
-        dh += v * z                                      # h = ... + z * h_prev
-        return dh
-    A, F, Fo, f = fac
-    a4 = a.reshape(-1, 4, H)
-    dc = np.einsum("nkh,nkh->nh", a4[:, :3], F)          # c = f * c_prev + i * g through i, f, g
-    dc += v[:, H:] * f                                   # ... and through c_prev
-    dh = a4[:, 3] * Fo + dc * A                          # h = o * tanh(c) through o and c
-    return np.concatenate([dh, dc], axis=1)
-
-
 class StepMaps:
     """u^T J and J v for every position (j, b) of a forward record with T steps of B sequences,
     position (j, b) at flat index j * B + b; `idx` picks positions, u and v are (len(idx), P)."""
@@ -51,7 +29,7 @@ class StepMaps:
     def __init__(self, cell, cache):
         self.cell = cell
         self.T, self.B = cache.arrays["h"].shape[:2]
-        self.P = 2 * cell.H if cell.has_c else cell.H
+        self.P = cell.state_size
         self.fac = tuple(f.reshape((self.T * self.B,) + f.shape[2:]) for f in cell.backward_factors(cache))
         self.W_h = cache.weights["W_h"]                  # (H, GH)
         self.W_hT = cell.w_hT(cache)                     # (GH, H) contiguous, as the backward uses it
@@ -65,7 +43,7 @@ class StepMaps:
         return dh_prev if dc_prev is None else np.concatenate([dh_prev, dc_prev], axis=1)
 
     def jvp(self, v: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return tangent(self.cell, tuple(f[idx] for f in self.fac), self.W_h, v)
+        return self.cell.tangent(tuple(f[idx] for f in self.fac), self.W_h, v)
 
     def products(self, spans):
         """(jvp, vjp) of the products ds_{T-1}/ds_{T-1-span} = J_{T-1} ... J_{T-span} for every
@@ -153,34 +131,3 @@ def top_singular_values(jvp, vjp, n: int, P: int, rng: np.random.Generator, tol:
             alphas, betas = [x[keep] for x in alphas], [x[keep] for x in betas]
         q_prev, q = q, w / np.where(beta > 0, beta, 1.0)[:, None]
     return sigma
-
-
-# --------------------------------------------------------------------------- explicit, for checks
-
-def probes(cell, B: int, dtype):
-    """Identity basis over the state: dh (P, B, H) and dc (P, B, H) or None; P = H or 2H."""
-    H = cell.H
-    P = 2 * H if cell.has_c else H
-    dh = np.zeros((P, B, H), dtype=dtype)
-    dh[np.arange(H), :, np.arange(H)] = 1
-    dc = None
-    if cell.has_c:
-        dc = np.zeros((P, B, H), dtype=dtype)
-        dc[H + np.arange(H), :, np.arange(H)] = 1
-    return dh, dc
-
-
-def step_jacobian(cell, cache, j: int, basis) -> np.ndarray:
-    """ds_j/ds_{j-1} (B, P, P) of position j, row p = the derivative of state unit p, from the
-    cell's own backward step applied to every basis vector (`probes`) at once."""
-    dh, dc = basis
-    _, dh_prev, dc_prev = cell.backward_step(cache[j], dh, dc)           # (P, B, H) each
-    rows = dh_prev if dc_prev is None else np.concatenate([dh_prev, dc_prev], axis=-1)
-    return rows.transpose(1, 0, 2)
-
-
-def spectral_norms(J: np.ndarray) -> np.ndarray:
-    """||J[b]||_2 for a stack J (B, P, P): sqrt of the largest eigenvalue of J J^T (same value
-    as np.linalg.norm(J, 2) per matrix; eigvalsh is several times faster than the SVD)."""
-    top = np.linalg.eigvalsh(J @ J.transpose(0, 2, 1))[:, -1]
-    return np.sqrt(np.maximum(top, 0.0))

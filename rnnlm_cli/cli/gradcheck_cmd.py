@@ -8,6 +8,8 @@ import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, given
 from rnnlm_cli.config import load_config
+from rnnlm_cli.nn.cells import CELLS
+from rnnlm_cli.train.step import MODES
 
 
 # --------------------------------------------------------------------------- gradcheck
@@ -15,9 +17,9 @@ from rnnlm_cli.config import load_config
 @click.command("gradcheck", context_settings=CONTEXT_SETTINGS)
 @common_options
 @click.option("--all", "check_all", is_flag=True, help="Every cell x every BPTT mode x tying on/off.")
-@click.option("--cell", "cells", multiple=True, type=click.Choice(("tanh", "relu", "gru", "lstm")),
+@click.option("--cell", "cells", multiple=True, type=click.Choice(tuple(CELLS)),
               help="Cell to check (repeatable; default model.cell).")
-@click.option("--bptt", "modes", multiple=True, type=click.Choice(("full", "window", "stream")),
+@click.option("--bptt", "modes", multiple=True, type=click.Choice(tuple(MODES)),
               help="BPTT mode to check (repeatable; default train.bptt).")
 @click.option("--tie-weights/--no-tie-weights", "tie", default=None, help="Tied output weights (default model.tie_weights).")
 @click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden/embedding size (gradcheck.hidden_size).")

@@ -1,7 +1,11 @@
-"""Recurrent cells: tanh, relu (Elman), GRU and LSTM, with gates stacked in one matrix.
+"""Recurrent cells: tanh, relu (Elman), GRU and LSTM, with gates stacked in one matrix, and
+the registry of cells (`CELLS`, `register_cell`, `make_cell`).
+
+Adding a cell is one `Cell` subclass plus one `register_cell(name, TheCell)` line: the model,
+the time loop, training, gradcheck and the diagnostics use only what the class declares.
 
 Parameters of every cell (the model stores them as `cell.<name>`):
-    W_x (E, G*H)   input-to-gates, G = 1 (tanh/relu), 3 (gru), 4 (lstm)
+    W_x (E, G*H)   input-to-gates, G = len(gate_names): 1 (tanh/relu), 3 (gru), 4 (lstm)
     W_h (H, G*H)   state-to-gates
     b   (G*H,)     gate bias (added once, to the input projection)
     b_h (H,)       GRU only: recurrent bias of the candidate block (inside the reset gate)
@@ -30,6 +34,9 @@ ds_t/ds_{t-1} (transposed product v^T J) in one call.
 `da_h` (the gradient w.r.t. the recurrent product h_{t-1} W_h) equals `da` except for the GRU
 candidate block, which is multiplied by the reset gate (`recurrent_da`).
 
+Tangent. `tangent(fac, W_h, v)` is J v, the linearised forward step, written as the exact
+transpose of `backward_apply` right under it (analysis/jacobians.py uses both, matrix-free).
+
 Speed of the backward. Everything in a step's backward that does not depend on dh (the
 derivatives of the nonlinearities, products of gates) is computed for all positions of a record
 at once by `backward_factors(cache)` (a tuple of arrays with the record's leading time axis);
@@ -40,6 +47,8 @@ factors in the record, so every slice `cache[t]` carries its rows.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
@@ -124,16 +133,45 @@ def recurrent_block_init(rng, H: int, init: str) -> np.ndarray:
 
 
 class Cell:
-    """Base of the cells; see the module docstring for the conventions."""
+    """Base of the cells; see the module docstring for the conventions.
+
+    What a cell class declares beside its steps (the analysis asks these, never the name):
+        name               the registry name (model.cell)
+        gate_names         the blocks of W_h (and of W_x, b) along the last axis, in order; a
+                           one-block cell calls its block "W_h"
+        gate_gammas        per block, a bound gamma >= |f'| of the nonlinearity the block feeds
+                           (1 for tanh and relu, 1/4 for the logistic sigmoid)
+        simple_recurrence  True when the step Jacobian is diag(f'(a)) W_h^T (Elman cells), so
+                           ||ds_t/ds_{t-1}|| <= gamma sigma_max(W_h) (Pascanu et al. 2013)
+        has_c              the state carries a memory cell c beside h (lstm)
+        n_factors          how many arrays `backward_factors` returns
+        extra_params       parameters beyond W_x, W_h, b
+        config_keys        model.* keys the cell reads beyond the shared ones (reported with it)
+    and the methods `forward_step`, `backward_factors`, `backward_apply`, `tangent` and
+    `saturation_units` (plus `new_cache` for what its backward needs beyond h).
+    """
 
     name = ""
-    gates = 1
-    has_c = False           # lstm: the state carries a memory cell c
-    n_factors = 0           # arrays returned by backward_factors
+    gate_names: tuple = ("W_h",)
+    gate_gammas: tuple = (1.0,)
+    simple_recurrence = False
+    has_c = False
+    n_factors = 0
     extra_params: tuple = ()
+    config_keys: tuple = ()
 
     def __init__(self, hidden_size: int):
         self.H = hidden_size
+
+    @property
+    def gates(self) -> int:
+        """G: the number of gate blocks of W_h."""
+        return len(self.gate_names)
+
+    @property
+    def state_size(self) -> int:
+        """P: numbers in the state, H (h) or 2H (h and c)."""
+        return 2 * self.H if self.has_c else self.H
 
     # ------------------------------------------------------------------ parameters
     def param_shapes(self, input_size: int) -> dict:
@@ -162,6 +200,7 @@ class Cell:
                      work={"a": np.empty((B, self.gates * self.H), dtype=dtype)})
 
     def forward_step(self, cache: Cache, t: int, xp: np.ndarray) -> None:
+        """Fill position t of the record from the state in row t and xp = xproj_t (B, GH)."""
         raise NotImplementedError
 
     def state_at(self, cache: Cache, n: int) -> tuple:
@@ -205,6 +244,12 @@ class Cell:
         """The step itself: da (written in place), dh_prev, dc_prev from dh, dc and the factors."""
         raise NotImplementedError
 
+    def tangent(self, fac, W_h: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """J v = ds_t/ds_{t-1} v for n positions: v (n, P) a change of s_{t-1}, fac the backward
+        factors of those positions (leading axis n), W_h (H, GH). The exact transpose of
+        `backward_apply` (the linearised forward step): (n, P)."""
+        raise NotImplementedError
+
     def recurrent_da(self, cache: Cache, da: np.ndarray) -> np.ndarray:
         """Gradient w.r.t. the recurrent product h_{t-1} @ W_h, from da (same for all but GRU)."""
         return da
@@ -230,36 +275,77 @@ class Cell:
         lead = np.broadcast_shapes(dh.shape, cache.arrays["h"].shape)[:-1]
         return np.empty(lead + (self.gates * self.H,), dtype=dh.dtype)
 
+    # ------------------------------------------------------------------ for the diagnostics
+    def saturation_units(self, cache: Cache) -> list[tuple[str, str, np.ndarray]]:
+        """(unit name, kind, values (T, B, H)) of every saturating nonlinearity in the record;
+        kind is "tanh" (saturated: |s| > 0.99), "sigmoid" (s < 0.01 or s > 0.99) or
+        "relu_zero" (s == 0)."""
+        raise NotImplementedError
+
 
 class ElmanCell(Cell):
-    """s_t = f(x_t W_x + s_{t-1} W_h + b) with f = tanh or relu. Cache: h, h_prev."""
+    """s_t = f(x_t W_x + s_{t-1} W_h + b), f element-wise (`activate`). Cache: h, h_prev."""
 
-    gates = 1
     n_factors = 1
+    simple_recurrence = True
+    saturation_kind = ""
 
-    def __init__(self, hidden_size: int, activation: str):
-        super().__init__(hidden_size)
-        self.name = activation
+    def activate(self, a: np.ndarray, out: np.ndarray) -> None:
+        """out = f(a)."""
+        raise NotImplementedError
+
+    def derivative(self, h: np.ndarray) -> np.ndarray:
+        """f'(a) from h = f(a)."""
+        raise NotImplementedError
 
     def forward_step(self, cache: Cache, t: int, xp: np.ndarray) -> None:
         h, a = cache.seq["h"], cache.work["a"]
         np.matmul(h[t], cache.weights["W_h"], out=a)  # (B, H)
         a += xp
-        if self.name == "tanh":
-            np.tanh(a, out=h[t + 1])
-        else:
-            np.maximum(a, 0, out=h[t + 1])
+        self.activate(a, out=h[t + 1])
 
     def backward_factors(self, cache: Cache) -> tuple:
-        h = cache.arrays["h"]
-        if self.name == "tanh":
-            return (1 - h * h,)                  # undoes h = tanh(a): da = dh * (1 - h^2)
-        return ((h > 0).astype(h.dtype),)        # undoes h = max(a, 0): da = dh * [h > 0]
+        return (self.derivative(cache.arrays["h"]),)  # undoes h = f(a): da = dh * f'(a)
 
     def backward_apply(self, fac, wt, dh, dc, da):
         np.multiply(dh, fac[0], out=da)
         dh_prev = np.matmul(da, wt)            # undoes a = ... + h_{t-1} @ W_h
         return da, dh_prev, None
+
+    def tangent(self, fac, W_h, v):
+        a = v[:, :self.H] @ W_h                # (n, H) change of h_{t-1} @ W_h
+        return a * fac[0]                      # h = f(a): dh = f'(a) da
+
+    def saturation_units(self, cache):
+        return [("h", self.saturation_kind, cache.arrays["h"])]
+
+
+class TanhCell(ElmanCell):
+    """Elman cell with f = tanh."""
+
+    name = "tanh"
+    gate_gammas = (1.0,)                       # |tanh'| <= 1
+    saturation_kind = "tanh"
+
+    def activate(self, a, out):
+        np.tanh(a, out=out)
+
+    def derivative(self, h):
+        return 1 - h * h                       # tanh' = 1 - tanh^2
+
+
+class ReluCell(ElmanCell):
+    """Elman cell with f = max(., 0) (with recurrent_init=identity: the IRNN)."""
+
+    name = "relu"
+    gate_gammas = (1.0,)                       # |relu'| <= 1
+    saturation_kind = "relu_zero"
+
+    def activate(self, a, out):
+        np.maximum(a, 0, out=out)
+
+    def derivative(self, h):
+        return (h > 0).astype(h.dtype)         # relu' = [a > 0] = [h > 0]
 
 
 class GRUCell(Cell):
@@ -274,7 +360,8 @@ class GRUCell(Cell):
     """
 
     name = "gru"
-    gates = 3
+    gate_names = ("r", "z", "n")
+    gate_gammas = (0.25, 0.25, 1.0)            # sigmoid, sigmoid, tanh
     n_factors = 3
     extra_params = ("b_h",)
 
@@ -340,6 +427,14 @@ class GRUCell(Cell):
         dh_prev += dh * z                      # undoes h = ... + z * h_prev
         return da, dh_prev, None
 
+    def tangent(self, fac, W_h, v):
+        _, Fh, z = fac
+        H = self.H
+        a = v[:, :H] @ W_h                                        # (n, 3H) change of h_prev @ W_h
+        dh = np.einsum("nkh,nkh->nh", a.reshape(-1, 3, H), Fh)    # through r, z and r * hn
+        dh += v * z                                               # h = ... + z * h_prev
+        return dh
+
     def recurrent_da(self, cache, da):
         H = self.H
         dah = da.copy()
@@ -359,6 +454,10 @@ class GRUCell(Cell):
                 "b": _column_sums(da2),
                 "b_h": _column_sums(dah[:, 2 * H:])}  # undoes hn = ... + b_h
 
+    def saturation_units(self, cache):
+        H, a = self.H, cache.arrays
+        return [("r", "sigmoid", a["rz"][..., :H]), ("z", "sigmoid", a["rz"][..., H:]), ("n", "tanh", a["n"])]
+
 
 class LSTMCell(Cell):
     """LSTM without peepholes:
@@ -372,9 +471,11 @@ class LSTMCell(Cell):
     """
 
     name = "lstm"
-    gates = 4
+    gate_names = ("i", "f", "g", "o")
+    gate_gammas = (0.25, 0.25, 1.0, 0.25)      # sigmoid, sigmoid, tanh, sigmoid
     n_factors = 4
     has_c = True
+    config_keys = ("forget_bias",)
 
     def init_params(self, input_size, cfg, rng, dtype):
         params = super().init_params(input_size, cfg, rng, dtype)
@@ -444,16 +545,46 @@ class LSTMCell(Cell):
         dh_prev = np.matmul(da, wt)
         return da, dh_prev, dc_prev
 
+    def tangent(self, fac, W_h, v):
+        A, F, Fo, f = fac
+        H = self.H
+        a4 = (v[:, :H] @ W_h).reshape(-1, 4, H)              # (n, 4, H) change of h_prev @ W_h
+        dc = np.einsum("nkh,nkh->nh", a4[:, :3], F)          # c = f * c_prev + i * g through i, f, g
+        dc += v[:, H:] * f                                   # ... and through c_prev
+        dh = a4[:, 3] * Fo + dc * A                          # h = o * tanh(c) through o and c
+        return np.concatenate([dh, dc], axis=1)
 
-CELLS = ("tanh", "relu", "gru", "lstm")
+    def saturation_units(self, cache):
+        H, a = self.H, cache.arrays
+        gates = a["ifgo"]
+        return [("i", "sigmoid", gates[..., :H]), ("f", "sigmoid", gates[..., H:2 * H]),
+                ("g", "tanh", gates[..., 2 * H:3 * H]), ("o", "sigmoid", gates[..., 3 * H:]),
+                ("tanh(c)", "tanh", a["tc"])]
+
+
+# --------------------------------------------------------------------------- the registry
+
+CELLS: dict[str, Callable[[int], Cell]] = {}
+
+
+def register_cell(name: str, factory: Callable[[int], Cell]) -> None:
+    """Make `name` a valid model.cell: factory(hidden_size) -> Cell (a Cell subclass will do).
+    The configuration, gradcheck and the CLI read the registry when they need it, so a cell
+    registered at run time is accepted everywhere (remove it again with `del CELLS[name]`)."""
+    if name in CELLS:
+        raise ValueError(f"cell {name!r} is already registered")
+    CELLS[name] = factory
+
+
+register_cell("tanh", TanhCell)
+register_cell("relu", ReluCell)
+register_cell("gru", GRUCell)
+register_cell("lstm", LSTMCell)
 
 
 def make_cell(name: str, hidden_size: int) -> Cell:
-    """A cell by name: tanh, relu, gru or lstm."""
-    if name in ("tanh", "relu"):
-        return ElmanCell(hidden_size, name)
-    if name == "gru":
-        return GRUCell(hidden_size)
-    if name == "lstm":
-        return LSTMCell(hidden_size)
-    raise ConfigError(f"model.cell: expected one of {', '.join(CELLS)}, got {name!r}")
+    """A registered cell by name (tanh, relu, gru, lstm, and any added by `register_cell`)."""
+    factory = CELLS.get(name)
+    if factory is None:
+        raise ConfigError(f"model.cell: expected one of {', '.join(CELLS)}, got {name!r}")
+    return factory(hidden_size)

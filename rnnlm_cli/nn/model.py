@@ -1,32 +1,31 @@
 """The language model: embedding -> recurrent cell -> output layer, with the loss.
 
     e_t   = embedding[x_t]                       (dropout_embedding when training)
-    s_t   = cell(e_t, s_{t-1})                   (bptt.forward_sequence)
+    s_t   = cell(e_t, s_{t-1})                   (timeloop.forward_sequence)
     y_hat = softmax(h_t V + c)                   (dropout_output on h_t when training;
-                                                  or class-factorised: softmax.py)
+                                                  or class-factorised: output.py)
     E     = -sum_t mask_t log y_hat_t[y_t]
 
 Parameters (`model.params`, one dict of arrays, the names are the checkpoint format):
     embedding   (V, E)
     cell.W_x    (E, G*H)    cell.W_h (H, G*H)    cell.b (G*H,)    cell.b_h (H,) GRU only
-    output.W    (H, V)      full softmax; (V, H) class softmax (word-major, softmax.py);
+    output.W    (H, V)      full softmax; (V, H) class softmax (word-major, output.py);
                             absent with tie_weights: the output matrix is embedding.T and
                             its gradient is summed into `embedding`
     output.b    (V,)
-    output.class_W (H, C), output.class_b (C,)   softmax=class only (softmax.py); the class
+    output.class_W (H, C), output.class_b (C,)   softmax=class only (output.py); the class
                             assignment is `model.class_bounds` (C+1 word-id boundaries), which a
                             checkpoint stores in its meta ("class_bounds") to rebuild the model
 
 Gradient convention. `backward(fwd)` returns the gradient of the SUM loss `fwd.loss`
 (-log p summed over the masked positions) times `scale` (default 1). Training should use the
-gradient of the MEAN loss per token: `scale=1 / fwd.count` (this is what `loss_and_grads` and
-`step.batch_gradients` do by default). The scale is folded into the output-layer gradient,
-so it costs nothing.
+gradient of the MEAN loss per token: `scale=1 / fwd.count` (what `train.step.batch_gradients`
+does by default). The scale is folded into the output-layer gradient, so it costs nothing.
 
 Output layers are pluggable objects with the interface of `FullSoftmax` (param_names,
-init_params, forward, backward, logits); `softmax.make_output` picks one from the config.
+init_params, forward, backward, logits); `output.make_output` picks one from the config.
 
-Gradients come back as a `grads.Gradients` mapping: dense arrays, except that the untied
+Gradients come back as a `gradients.Gradients` mapping: dense arrays, except that the untied
 embedding (only the batch's token rows are non-zero) and the class softmax's word matrix
 (only the rows of the classes present) stay compact until someone reads them densely;
 clipping and plain SGD use the compact form directly (optim.py).
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnlm_cli.nn import kernels as blas
-from rnnlm_cli.nn import timeloop as bptt
+from rnnlm_cli.nn import timeloop
 from rnnlm_cli.nn.cells import Cache, input_init, make_cell
 from rnnlm_cli.errors import ConfigError
 from rnnlm_cli.nn.gradients import Compact, Gradients
@@ -183,7 +182,7 @@ class Model:
         xproj += p["cell.b"]
         xproj = xproj.reshape(T, B, -1)
         # the time loop
-        cache = bptt.forward_sequence(self.cell, self._cell_params(), xproj, state)
+        cache = timeloop.forward_sequence(self.cell, self._cell_params(), xproj, state)
         hs = cache.seq["h"][1:]                                         # (T, B, H)
         # output layer over all scored positions at once
         hout = hs[loss_start:]
@@ -214,20 +213,15 @@ class Model:
 
         truncation None: the full recursion over the forward's T steps (full and stream modes);
         an int k: per-output window truncation, every E_t reaches s_t .. s_{t-k+1}
-        (bptt.backward_window; `on_lag` is its diagnostics hook). The initial state is a constant.
+        (timeloop.backward_window; `on_lag` is its diagnostics hook). The initial state is a constant.
         """
-        grads, _ = self._backward(fwd, truncation, scale, on_lag, want_states=False)
-        return grads
+        return self._backward(fwd, truncation, scale, on_lag)
 
-    def backward_with_state_grads(self, fwd: Forward, scale: float = 1.0):
-        """Full recursion; returns (grads, StateGrads) with dE/ds_t for every visited state."""
-        return self._backward(fwd, None, scale, None, want_states=True)
-
-    def _backward(self, fwd, truncation, scale, on_lag, want_states):
+    def _backward(self, fwd, truncation, scale, on_lag):
         with blas.loop_threads():
-            return self._backward_body(fwd, truncation, scale, on_lag, want_states)
+            return self._backward_body(fwd, truncation, scale, on_lag)
 
-    def _backward_body(self, fwd, truncation, scale, on_lag, want_states):
+    def _backward_body(self, fwd, truncation, scale, on_lag):
         p = self.params
         T, B = fwd.x.shape
         grads = Gradients()
@@ -238,11 +232,10 @@ class Model:
         if fwd.out_mask is not None:
             dhs[fwd.loss_start:] *= fwd.out_mask                       # undoes output dropout
         # the time loop backwards -> pre-activation gradients of every position
-        state_grads = None
         if truncation is None:
-            da_all, state_grads = bptt.backward_full(self.cell, fwd.cache, dhs, want_states=want_states)
+            da_all = timeloop.backward_full(self.cell, fwd.cache, dhs)
         else:
-            da_all = bptt.backward_window(self.cell, fwd.cache, dhs, int(truncation), on_lag=on_lag)
+            da_all = timeloop.backward_window(self.cell, fwd.cache, dhs, int(truncation), on_lag=on_lag)
         # cell parameters from all positions at once
         x2 = fwd.emb.reshape(T * B, self.E)
         for k, g in self.cell.param_grads(fwd.cache, x2, da_all).items():
@@ -257,19 +250,9 @@ class Model:
         else:                                                           # only the tokens' rows
             rows, values = sum_rows(fwd.x.reshape(-1), dx)
             grads.set_compact("embedding", Compact(p["embedding"].shape, self.dtype, 0, rows, values))
-        return Gradients((k, grads.raw_item(k)) for k in p), state_grads
+        return Gradients((k, grads.raw_item(k)) for k in p)
 
     # ------------------------------------------------------------------ conveniences
-    def loss_and_grads(self, x, y, state=None, mask=None, train: bool = True, rng=None, truncation=None,
-                       loss_start: int = 0, normalize: str = "token"):
-        """Forward + backward. Returns (fwd, grads); grads of the mean loss per token by default.
-
-        normalize: "token" (divide by fwd.count), "batch" (divide by B) or "sum" (no scaling).
-        """
-        fwd = self.forward(x, y, state, mask=mask, train=train, rng=rng, loss_start=loss_start)
-        scale = {"token": 1.0 / max(fwd.count, 1.0), "batch": 1.0 / fwd.x.shape[1], "sum": 1.0}[normalize]
-        return fwd, self.backward(fwd, truncation=truncation, scale=scale)
-
     def log_probs(self, x, y, state=None, mask=None):
         """Evaluation: (log p[y] per position (T, B), final state); no dropout, no gradients."""
         fwd = self.forward(x, y, state, mask=mask, train=False)
@@ -283,7 +266,7 @@ class Model:
             state = self.initial_state(B)
         p = self.params
         xproj = (p["embedding"][ids[0]] @ p["cell.W_x"] + p["cell.b"])[None]   # (1, B, GH)
-        cache = bptt.forward_sequence(self.cell, self._cell_params(), xproj, state)
+        cache = timeloop.forward_sequence(self.cell, self._cell_params(), xproj, state)
         h = cache.seq["h"][1]                                                  # (B, H)
         with blas.loop_threads():
             return self.output.logits(p, h), self.cell.state_at(cache, 1)

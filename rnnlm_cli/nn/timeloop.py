@@ -15,12 +15,12 @@ stream  TBPTT(k1, k2) over B parallel streams: each chunk of k1 outputs backprop
         (`loss_start`); the full recursion over that window is then exact. The state to carry
         is the one after `batch.carry` inputs of the window (= the final state when k2 == k1).
 
-One batch of any mode is run by `rnnlm_cli.train.step.batch_gradients`.
+The model (model.py) calls these kernels; which one a batch uses, the state it starts from and
+the state it carries are the business of the training step above it (train/step.py, `MODES`).
+Nothing here knows a cell by name: the loops use only the cell's step methods.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,25 +29,12 @@ from rnnlm_cli.nn.kernels import loop_threads
 
 # --------------------------------------------------------------------------- forward
 
-@dataclass
-class StateGrads:
-    """Total gradients w.r.t. every visited state from the full recursion.
-
-    dh (T, B, H): dE/dh_t (dc likewise for LSTM, else None); dh0/dc0: w.r.t. the initial state.
-    """
-
-    dh: np.ndarray
-    dc: np.ndarray | None
-    dh0: np.ndarray
-    dc0: np.ndarray | None
-
-
 def forward_sequence(cell, params: dict, xproj: np.ndarray, state: tuple):
     """Run the cell over xproj (T, B, GH) from `state`; returns the filled cells.Cache.
 
     params: the cell's parameters without the `cell.` prefix. The cache arrays are allocated
     once here; the loop itself allocates nothing per step. The loop's small GEMMs run on one
-    BLAS thread (blas.loop_threads).
+    BLAS thread (kernels.loop_threads).
     """
     T, B, _ = xproj.shape
     cache = cell.new_cache(T, B, state, params)
@@ -59,16 +46,15 @@ def forward_sequence(cell, params: dict, xproj: np.ndarray, state: tuple):
 
 # --------------------------------------------------------------------------- backward
 
-def backward_full(cell, cache, dhs: np.ndarray, want_states: bool = False):
+def backward_full(cell, cache, dhs: np.ndarray) -> np.ndarray:
     """One backward recursion over all T steps.
 
     dhs (T, B, H): dE/dh_t from the outputs at each position; it is updated IN PLACE into the
-    total gradient dE/dh_t (outputs plus everything later). Returns (da_all (T, B, GH),
-    StateGrads or None); the initial state's gradient is reported but not propagated further.
+    total gradient dE/dh_t (outputs plus everything later). Returns da_all (T, B, GH); the
+    initial state is a constant (its gradient is not propagated further).
     """
     T, B, H = dhs.shape
     da_all = np.empty((T, B, cell.gates * H), dtype=dhs.dtype)      # (T, B, GH)
-    dcs = np.empty_like(dhs) if (want_states and cell.has_c) else None
     cell.prepare_backward(cache)                                      # factors of every position at once
     facs, wt = cell.step_factors(cache), cell.w_hT(cache)           # whole record; sliced per step
     dc = None
@@ -78,14 +64,9 @@ def backward_full(cell, cache, dhs: np.ndarray, want_states: bool = False):
             dh = dhs[t:t + 1]                                         # (1, B, H)
             if dh_prev is not None:
                 dh += dh_prev
-            if dcs is not None:
-                dcs[t] = 0 if dc is None else dc[0]
             # cell.backward_step(cache[t], ...) without building a sliced record per step
             _, dh_prev, dc = cell.backward_apply(tuple(f[t:t + 1] for f in facs), wt, dh, dc, da_all[t:t + 1])
-    states = None
-    if want_states:
-        states = StateGrads(dh=dhs, dc=dcs, dh0=dh_prev[0], dc0=None if dc is None else dc[0])
-    return da_all, states
+    return da_all
 
 
 def backward_window(cell, cache, dhs: np.ndarray, k: int, on_lag=None) -> np.ndarray:

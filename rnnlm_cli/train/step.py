@@ -1,11 +1,33 @@
-"""One training step's gradients in any BPTT mode (full, window, stream).
+"""One training step's gradients in any BPTT mode (full, window, stream), and the registry of
+those modes (`MODES`: the config's train.bptt choices, gradcheck's and the CLI's list).
 
 See rnnlm_cli.nn.timeloop for what each mode's gradient is exactly.
 """
 
 from __future__ import annotations
 
-MODES = ("full", "window", "stream")
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BpttMode:
+    """How one batch of a BPTT mode runs.
+
+    sentences  whole sentences from the zero state; nothing is carried to the next batch
+               (else the batch starts from the state the previous one carried)
+    window     per-output truncation to train.window states (else the full recursion over
+               the batch's steps)
+    """
+
+    sentences: bool
+    window: bool
+
+
+MODES: dict[str, BpttMode] = {
+    "full": BpttMode(sentences=True, window=False),
+    "window": BpttMode(sentences=False, window=True),
+    "stream": BpttMode(sentences=False, window=False),
+}
 
 
 def batch_gradients(model, batch, state=None, mode: str = "stream", window: int = 0, train: bool = True,
@@ -20,12 +42,13 @@ def batch_gradients(model, batch, state=None, mode: str = "stream", window: int 
     """
     if mode not in MODES:
         raise ValueError(f"unknown bptt mode {mode!r}")
-    if mode == "full":
+    how = MODES[mode]
+    if how.sentences:
         state = None
     fwd = model.forward(batch.x, batch.y, state, mask=batch.mask, train=train, rng=rng,
                         loss_start=batch.loss_start)
     scale = {"token": 1.0 / max(fwd.count, 1.0), "batch": 1.0 / batch.x.shape[1], "sum": 1.0}[normalize]
-    truncation = window if mode == "window" else None
+    truncation = window if how.window else None
     grads = model.backward(fwd, truncation=truncation, scale=scale)
-    next_state = None if mode == "full" else fwd.state_after(batch.carry)
+    next_state = None if how.sentences else fwd.state_after(batch.carry)
     return fwd, grads, next_state

@@ -1,0 +1,89 @@
+"""Helpers shared by the tests (fixtures live in conftest.py): small float64 models, random
+tokens, and explicit references the package itself never needs (explicit step Jacobians,
+per-state gradients)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# the cells the package ships, named here rather than read from the registry, so a cell that
+# goes missing from the registry fails the tests
+SHIPPED_CELLS = ("tanh", "relu", "gru", "lstm")
+
+
+# --------------------------------------------------------------------------- small float64 models
+
+def jittered_model(cell, V, E, H, seed=0, dtype=np.float64, **kw):
+    """A Model (float64 by default) with every parameter moved by U(-0.3, 0.3) (biases off zero,
+    weights a little larger), for exact-gradient and diagnostics tests; kw: ModelConfig keys."""
+    from rnnlm_cli.config import ModelConfig
+    from rnnlm_cli.nn.model import Model
+    model = Model(ModelConfig(cell=cell, embedding_size=E, hidden_size=H, **kw), V, dtype=dtype,
+                  rng=np.random.default_rng(seed))
+    rng = np.random.default_rng(seed + 100)
+    for p in model.params.values():
+        p += rng.uniform(-0.3, 0.3, size=p.shape).astype(p.dtype)
+    return model
+
+
+def random_tokens(V, steps, batch, seed=1):
+    """(x, y), each (steps, batch), uniform over V ids."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, V, size=(steps, batch)), rng.integers(0, V, size=(steps, batch))
+
+
+def random_state(model, batch, seed=2, bound=0.8):
+    """A state tuple for `model`, each part (batch, H) uniform in [-bound, bound]."""
+    rng = np.random.default_rng(seed)
+    return tuple(rng.uniform(-bound, bound, size=(batch, model.H)) for _ in model.initial_state(batch))
+
+
+# --------------------------------------------------------------------------- explicit step Jacobians
+
+def probes(cell, B: int, dtype=np.float64):
+    """Identity basis over the state: dh (P, B, H) and dc (P, B, H) or None; P = H or 2H."""
+    H, P = cell.H, cell.state_size
+    dh = np.zeros((P, B, H), dtype=dtype)
+    dh[np.arange(H), :, np.arange(H)] = 1
+    dc = None
+    if cell.has_c:
+        dc = np.zeros((P, B, H), dtype=dtype)
+        dc[H + np.arange(H), :, np.arange(H)] = 1
+    return dh, dc
+
+
+def step_jacobian(cell, cache, j: int, basis=None) -> np.ndarray:
+    """ds_j/ds_{j-1} (B, P, P) of position j, row p = the derivative of state unit p, from the
+    cell's own backward step applied to every basis vector (`probes`) at once."""
+    if basis is None:
+        basis = probes(cell, cache.arrays["h"].shape[1])
+    dh, dc = basis
+    _, dh_prev, dc_prev = cell.backward_step(cache[j], dh, dc)           # (P, B, H) each
+    rows = dh_prev if dc_prev is None else np.concatenate([dh_prev, dc_prev], axis=-1)
+    return rows.transpose(1, 0, 2)
+
+
+def spectral_norms(J: np.ndarray) -> np.ndarray:
+    """||J[b]||_2 for a stack J (B, P, P) by the SVD (np.linalg.norm(., 2))."""
+    return np.array([np.linalg.norm(m, 2) for m in J])
+
+
+# --------------------------------------------------------------------------- per-state gradients
+
+def state_gradients(model, fwd):
+    """Total gradients of the SUM loss w.r.t. every visited state, from the window backward with
+    k = T (full BPTT) and its lag hook: dE/ds_i = sum over lags d of dE_{i+d}/ds_i. Returns
+    (dh (T, B, H), dc (T, B, H) or None, dh0, dc0): dh0/dc0 w.r.t. the initial state, one more
+    backward step of the cell from the totals at position 0."""
+    T = fwd.x.shape[0]
+    dh = np.zeros_like(fwd.hs)                                           # (T, B, H)
+    dc = np.zeros_like(fwd.hs) if model.cell.has_c else None
+
+    def on_lag(d, dh_lag, dc_lag, da_lag):
+        dh[:T - d] += dh_lag
+        if dc is not None and dc_lag is not None:
+            dc[:T - d] += dc_lag
+
+    model.backward(fwd, truncation=T, on_lag=on_lag)
+    _, dh0, dc0 = model.cell.backward_step(fwd.cache[0], dh[:1], None if dc is None else dc[:1])
+    return dh, dc, dh0[0], None if dc0 is None else dc0[0]
