@@ -7,6 +7,7 @@ import sys
 import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, emit, format_option, load_cfg, quiet_option
+from rnnlm_cli.cli.progress_bars import progress_bars
 
 
 # --------------------------------------------------------------------------- diagnose-gradients
@@ -101,7 +102,8 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
         else:
             specs = diagnostics.config_specs(config_paths, overrides, sweeps, load_cfg)
         diagnosis = diagnostics.diagnose(specs, steps=steps, batches=batches, batch_size=batch_size,
-                                         threshold=threshold, random_tokens=random_tokens, progress=not quiet)
+                                         threshold=threshold, random_tokens=random_tokens,
+                                         progress=progress_bars(quiet))
         result = {**diagnosis, **result}
         for m in diagnosis["models"]:
             if m["data"] == diagnostics.RANDOM:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, load_cfg, quiet_option
+from rnnlm_cli.cli.progress_bars import progress_bars
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -43,7 +44,7 @@ def preprocess_cmd(config_path, overrides, train_path, valid_path, test_path, le
     if changes:
         cfg = cfg.replace(data=changes)
     start = time.perf_counter()
-    meta = corpus.preprocess(cfg.data, cfg, force=force, progress=not quiet)
+    meta = corpus.preprocess(cfg.data, cfg, force=force, progress=progress_bars(quiet))
     seconds = time.perf_counter() - start
     if not quiet:
         mb = sum(s["bytes"] for s in meta["sources"]) / 1e6

@@ -7,6 +7,7 @@ import sys
 import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, load_cfg, quiet_option
+from rnnlm_cli.cli.progress_bars import progress_bars
 
 
 # --------------------------------------------------------------------------- train / evaluate / generate
@@ -45,7 +46,7 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
     cfg = load_cfg(config_path, extra)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     try:
-        summary = train(cfg, resume=resume, force=force, progress=not quiet, log=log)
+        summary = train(cfg, resume=resume, force=force, progress=progress_bars(quiet), log=log)
     except Interrupted as exc:
         again = " ".join(["rnnlm train"] + (["--config", config_path] if config_path else [])
                          + [f"--set {o}" for o in extra] + ["--resume"])
