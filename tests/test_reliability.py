@@ -336,6 +336,18 @@ def test_a_torn_metrics_line_is_dropped_on_resume(prepared, tmp_path):
     assert [m["step"] for m in lines if "split" not in m] == [1, 2, 3, 4, 5, 6]
 
 
+def test_leftovers_of_killed_writes_are_removed_on_resume_old_names_too(prepared, tmp_path):
+    out = tmp_path / "run"
+    train_mod.train(cfg(prepared, out, "train.max_steps=2"))
+    leftovers = [".checkpoint.npz-k2j3.tmp", ".metrics.jsonl-x9.tmp",    # fileio's temporary names
+                 ".ckpt-abc123.npz.tmp", "summary.json.tmp-4242", "config.yaml.tmp-17"]   # earlier versions'
+    for name in leftovers + ["notes.txt"]:
+        (out / name).write_text("half")
+    train_mod.train(cfg(prepared, out, "train.max_steps=3"), resume=True)
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.yaml", "metrics.jsonl", "notes.txt",
+                                       "summary.json"]
+
+
 # --------------------------------------------------------------------------- security
 
 def test_nothing_is_ever_unpickled():
