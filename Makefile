@@ -36,6 +36,8 @@ demo: $(STAMP)
 # the figures of docs/diagnostics.md: lag profiles of four fresh models (tanh, IRNN, GRU, LSTM) on the
 # agreement corpus, and on Penn Treebank when $(PTB) exists; then the demo model trained (2 epochs)
 # against its fresh self. Text and JSON in runs/diagnose/, PNGs in docs/ (about a minute).
+# diagnose-gradients only reads prepared data, so each corpus is preprocessed first (the four agreement
+# configs share configs/tiny.yaml's folder, the four PTB configs configs/ptb-rnn.yaml's).
 PTB            := ../shared/corpora/ptb
 DIAG_OUT       := runs/diagnose
 DIAG_AGREEMENT := $(foreach m,tanh irnn gru lstm,--config configs/diagnose/$(m).yaml)
@@ -43,11 +45,13 @@ DIAG_PTB       := $(foreach m,tanh irnn gru lstm,--config configs/diagnose/ptb-$
 
 diagnose: $(STAMP)
 	@mkdir -p $(DIAG_OUT)
+	$(RNNLM) preprocess --config configs/tiny.yaml --force --quiet > /dev/null
 	$(RNNLM) diagnose-gradients $(DIAG_AGREEMENT) --plot docs/lag_profile_agreement.png > $(DIAG_OUT)/agreement.txt
 	$(RNNLM) diagnose-gradients $(DIAG_AGREEMENT) --format json --quiet > $(DIAG_OUT)/agreement.json
 	@cat $(DIAG_OUT)/agreement.txt
 	@if [ -d $(PTB) ]; then \
 	  set -x; \
+	  $(RNNLM) preprocess --config configs/diagnose/ptb-tanh.yaml --force --quiet > /dev/null && \
 	  $(RNNLM) diagnose-gradients $(DIAG_PTB) --plot docs/lag_profile_ptb.png > $(DIAG_OUT)/ptb.txt && \
 	  $(RNNLM) diagnose-gradients $(DIAG_PTB) --format json --quiet > $(DIAG_OUT)/ptb.json && \
 	  cat $(DIAG_OUT)/ptb.txt; \

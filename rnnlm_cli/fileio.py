@@ -2,24 +2,68 @@
 
 atomic_write(path, write)  the one way this tool writes a file it owns: `write(fh)` fills a
                            temporary sibling (binary), which is flushed, fsync'ed and renamed
-                           over `path`; on any failure (an exception, a full disk, a signal
-                           turned into an exception) the temporary file is removed and `path`
-                           keeps its previous content. Temporary names start with `.` and end
-                           with `.tmp`, so a folder's owner can recognise leftovers of a killed
+                           over `path`, and the folder is fsync'ed so the rename itself lasts;
+                           on any failure (an exception, a full disk, a signal turned into an
+                           exception) the temporary file is removed and `path` keeps its
+                           previous content. The file gets the permissions `open()` would give
+                           it (0666 less the umask). Temporary names start with `.` and end with
+                           `.tmp`, so a folder's owner can recognise leftovers of a killed
                            process (`is_temporary`).
 atomic_write_text / atomic_write_json  the same for text and for a JSON document.
-read_jsonl(path)           the entries of a JSON-lines file, stopping at a torn last line.
+read_jsonl(path, strict)   the entries of a JSON-lines file with their line numbers and text.
+
+Crash points (for the crash tests only). With the environment variable RNNLM_FAULT set to
+`<point>` or `<point>@<n>`, the process kills itself with SIGKILL the n-th time (default: the
+first) it reaches that point, as a power cut or `kill -9` would, so a test can stop a run at
+a chosen moment and check what a resume makes of it. The points:
+
+  before-rename:<name>   a file (atomic_write) or the prepared-data folder (preprocess) named
+                         <name> is complete under its temporary name, not yet renamed
+  after-rename:<name>    right after that rename
+  mid-line:<name>        half of a line appended to the JSON-lines log <name> is written
+                         and flushed (metrics.jsonl)
+
+Unset, as in every normal run, `crash_point` is a dictionary lookup that does nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
-from typing import Callable, IO, Iterator
+from typing import Callable, IO, Iterator, NamedTuple
+
+from rnnlm_cli.errors import DataError
 
 TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"
+FAULT_ENV = "RNNLM_FAULT"
+
+_faults: dict[str, int] | None = None    # point -> how many more times it is reached before the kill
+
+
+def crash_point(point: str, before: Callable[[], object] | None = None) -> None:
+    """SIGKILL this process here when RNNLM_FAULT names `point` and its count is reached;
+    `before()` runs just before the kill (e.g. to leave half a line behind). Tests only."""
+    global _faults
+    if _faults is None:
+        _faults = _read_faults(os.environ.get(FAULT_ENV, ""))
+    if point not in _faults:
+        return
+    _faults[point] -= 1
+    if _faults[point] == 0:
+        if before is not None:
+            before()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _read_faults(text: str) -> dict[str, int]:
+    """'after-rename:checkpoint.npz@3' -> {'after-rename:checkpoint.npz': 3}; '' -> {}."""
+    if not text:
+        return {}
+    point, _, count = text.rpartition("@") if "@" in text else (text, "", "1")
+    return {point: int(count)}
 
 
 def is_temporary(name: str) -> bool:
@@ -27,16 +71,39 @@ def is_temporary(name: str) -> bool:
     return name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def fsync_folder(folder: str) -> None:
+    """Make the renames inside `folder` durable (where the filesystem allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Write `path` whole or not at all: write(fh) into a temporary sibling, fsync, rename."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.path.basename(path)}-", suffix=TMP_SUFFIX, dir=folder)
+    name = os.path.basename(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{name}-", suffix=TMP_SUFFIX, dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        crash_point(f"before-rename:{name}")
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -44,9 +111,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         except OSError:
             pass
         raise
+    fsync_folder(folder)
+    crash_point(f"after-rename:{name}")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """`text` as UTF-8, byte for byte (no newline translation)."""
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
@@ -56,16 +126,36 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> N
     atomic_write_text(path, text)
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """The JSON objects of a JSON-lines file, one per line; a line that does not parse ends the
-    reading (the torn last line of a killed writer). Lines that are not objects are skipped."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                return
-            if isinstance(entry, dict):
-                yield entry
+class JsonLine(NamedTuple):
+    number: int      # 1-based line number in the file
+    text: str        # the line as written (with its newline, when it has one)
+    entry: dict
+
+
+def read_jsonl(path: str | os.PathLike, strict: bool = False) -> Iterator[JsonLine]:
+    """The JSON objects of a JSON-lines file, one per line; blank lines are skipped.
+
+    strict=False (a log that may be in the middle of being written, or was cut by a kill): a
+    line that does not parse ends the reading (the torn last line) and lines that are not
+    objects are skipped. strict=True: either is a DataError naming the file and the line.
+    A file that is not UTF-8 or cannot be read is a DataError too.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for number, text in enumerate(fh, 1):
+                if not text.strip():
+                    continue
+                try:
+                    entry = json.loads(text)
+                except ValueError as exc:
+                    if strict:
+                        raise DataError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+                    return
+                if isinstance(entry, dict):
+                    yield JsonLine(number, text, entry)
+                elif strict:
+                    raise DataError(f"{path}, line {number}: expected a JSON object")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -2,13 +2,16 @@
 
 A long-running library function takes `progress`, a factory with tqdm's signature subset:
 
-    bar = progress(total=N, desc="epoch 1/3", initial=0)
+    bar = progress(total=N, desc="epoch 1/3", initial=0, unit="it")   # unit "B": bytes
     bar.update(n)            # n more units done
     bar.set_postfix(**info)  # live figures (loss=..., lr=...)
     bar.close()
 
-The default, `no_progress`, reports nothing. The command line passes a factory that makes tqdm
-bars on stderr when stderr is a terminal (rnnlm_cli.cli); tests pass a recorder.
+The default, `no_progress` (also used when a caller passes None), reports nothing. The command
+line passes a factory that makes tqdm bars on stderr when stderr is a terminal
+(rnnlm_cli/cli/progress_bars.py); tests pass a recorder. Users so far: training (a bar per
+epoch, in updates), preprocessing (a bar per pass, in bytes) and diagnose-gradients (a bar
+per model, in passes).
 """
 
 from __future__ import annotations
@@ -46,5 +49,5 @@ class NullBar:
         self.close()
 
 
-def no_progress(total: int | None = None, desc: str = "", initial: int = 0, **_) -> NullBar:
+def no_progress(total: int | None = None, desc: str = "", initial: int = 0, unit: str = "it") -> NullBar:
     return NullBar()

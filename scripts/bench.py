@@ -424,6 +424,8 @@ def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 6, 
     the trainer's own clock, evaluations included) and the training tokens; the run is then
     stopped with SIGTERM (it saves a checkpoint and exits)."""
     import signal
+
+    from rnnlm_cli.train.metrics import read_metrics
     spec = dict(CONFIGS["tanh"])
     sets = TTQ_SETTINGS + [f"model.softmax={softmax}", f"data.prepared={prepared}", f"train.epochs={epochs}",
                            f"train.eval_every={eval_every}"] + list(extra)
@@ -439,13 +441,8 @@ def time_to_quality(prepared: str, target: float = TTQ_TARGET, epochs: int = 6, 
         while True:
             done = proc.poll() is not None
             if os.path.exists(metrics):
-                with open(metrics, encoding="utf-8") as fh:
-                    lines = fh.read().splitlines()
-                for line in lines[seen:]:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        break
+                lines = read_metrics(out)          # stops before a line still being written
+                for _, rec in lines[seen:]:
                     seen += 1
                     if "tokens_per_sec" in rec:
                         speeds.append(rec["tokens_per_sec"])

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from rnnlm_cli import fileio
 from rnnlm_cli.train import checkpoint
 from rnnlm_cli.data import corpus
 from rnnlm_cli.cli import cli
@@ -760,10 +761,11 @@ def test_disk_full_while_writing_a_checkpoint(w, tmp_path, monkeypatch):
     out = tmp_path / "run"
     writes = []
 
-    def disk_full(tmp):
-        writes.append(tmp)
-        if len(writes) == 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def disk_full(point, before=None):   # fileio.crash_point: fail the third checkpoint's rename
+        if point.startswith("before-rename:") and point.endswith(".npz"):
+            writes.append(point)
+            if len(writes) == 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     saved = {}
     real_save = checkpoint.save
@@ -773,7 +775,8 @@ def test_disk_full_while_writing_a_checkpoint(w, tmp_path, monkeypatch):
         if path.endswith("checkpoint.npz"):
             saved["bytes"] = Path(path).read_bytes()
 
-    monkeypatch.setattr(checkpoint, "_before_rename", disk_full)
+    real_crash_point = fileio.crash_point
+    monkeypatch.setattr(fileio, "crash_point", disk_full)
     monkeypatch.setattr(checkpoint, "save", remember)
     args = ["train", *prep_of(w.prep), "--out", str(out), "-q", *small_model("train.checkpoint_every=2"),
             "--max-steps", "10"]
@@ -787,7 +790,7 @@ def test_disk_full_while_writing_a_checkpoint(w, tmp_path, monkeypatch):
     assert meta["progress"]["step"] == 4
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.yaml", "metrics.jsonl"]
     # the disk has room again: resume finishes the run
-    monkeypatch.setattr(checkpoint, "_before_rename", None)
+    monkeypatch.setattr(fileio, "crash_point", real_crash_point)
     result = CliRunner().invoke(cli, args + ["--resume"])
     assert result.exit_code == 0, result.output
     assert checkpoint.read(str(path))[4]["progress"]["step"] == 10

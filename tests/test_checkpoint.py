@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from rnnlm_cli import fileio
 from rnnlm_cli.train import checkpoint
 from rnnlm_cli.errors import CheckpointError
 
@@ -40,10 +41,11 @@ def test_failure_before_rename_keeps_previous_checkpoint(tmp_path, monkeypatch):
     checkpoint.save(path, sample_arrays())
     before = open(path, "rb").read()
 
-    def disk_full(tmp):
-        raise OSError(28, "No space left on device")
+    def disk_full(point, before=None):   # the data is written; the rename fails
+        if point.startswith("before-rename:"):
+            raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "_before_rename", disk_full)
+    monkeypatch.setattr(fileio, "crash_point", disk_full)
     arrays = sample_arrays()
     arrays["meta"] = np.array('{"format_version": 1, "step": 99}')
     with pytest.raises(CheckpointError, match="No space left on device; the previous checkpoint is unchanged"):

@@ -15,6 +15,7 @@ from rnnlm_cli.data import corpus
 from rnnlm_cli.config import Config, DataConfig, load_config
 from rnnlm_cli.data.corpus import EOS, UNK, Vocab, build_vocab, tokenize
 from rnnlm_cli.errors import ConfigError, DataError
+from rnnlm_cli.progress import NullBar
 
 
 def data_cfg(tmp_path, **kw) -> DataConfig:
@@ -25,7 +26,7 @@ def data_cfg(tmp_path, **kw) -> DataConfig:
 
 def run(tmp_path, **kw) -> tuple[dict, corpus.Prepared]:
     cfg = data_cfg(tmp_path, **kw)
-    meta = corpus.preprocess(cfg, progress=False)
+    meta = corpus.preprocess(cfg)
     return meta, corpus.load_prepared(cfg.prepared)
 
 
@@ -159,7 +160,7 @@ def test_meta_fields(tmp_path, tiny_word_corpus):
 def test_relative_paths_are_recorded_absolute(tmp_path, tiny_word_corpus, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = Config(data=DataConfig(train="words/train.txt", valid="words/valid.txt", prepared="out/prep"))
-    meta = corpus.preprocess(cfg.data, cfg, progress=False)
+    meta = corpus.preprocess(cfg.data, cfg)
     assert meta["config"]["train"] == str(tiny_word_corpus["train"])
     assert meta["config"]["prepared"] == str(tmp_path / "out" / "prep")
     assert meta["sources"][1]["path"] == str(tiny_word_corpus["valid"])
@@ -247,8 +248,7 @@ def test_streaming_matches_tokenize(tmp_path_factory, text, piece, level, flags)
     cfg = DataConfig(level=level, lowercase=flags[0], eos=flags[1], newline_symbol=flags[1])
     old, corpus._PIECE = corpus._PIECE, piece
     try:
-        bar = corpus._Progress(0, "", False)
-        got = [t for toks in corpus._file_tokens(str(path), cfg, bar, corpus.hashlib.sha256()) for t in toks]
+        got = [t for toks in corpus._file_tokens(str(path), cfg, NullBar(), corpus.hashlib.sha256()) for t in toks]
     finally:
         corpus._PIECE = old
     assert got == tokenize(text, cfg)
@@ -281,7 +281,7 @@ def test_invalid_utf8_position_across_pieces(tmp_path, write_file, monkeypatch):
 
 def test_errors_before_any_work(tmp_path, write_file):
     with pytest.raises(ConfigError, match=r"^no training file configured: set data.train \(or pass --train PATH\)$"):
-        corpus.preprocess(data_cfg(tmp_path), progress=False)
+        corpus.preprocess(data_cfg(tmp_path))
     with pytest.raises(DataError, match="^training file not found: "):
         run(tmp_path, train=tmp_path / "nope.txt")
     with pytest.raises(DataError, match="^validation file is a folder, not a file: "):
@@ -303,8 +303,7 @@ def test_failure_midway_leaves_nothing(tmp_path, tiny_word_corpus, write_file):
     bad = write_file("bad.txt", b"fine\n\xc3(\n")
     out = tmp_path / "deep" / "er" / "prepared"
     with pytest.raises(DataError, match="invalid UTF-8 at line 2, byte offset 5"):
-        corpus.preprocess(DataConfig(train=str(tiny_word_corpus["train"]), test=str(bad), prepared=str(out)),
-                          progress=False)
+        corpus.preprocess(DataConfig(train=str(tiny_word_corpus["train"]), test=str(bad), prepared=str(out)))
     assert not (tmp_path / "deep").exists()
 
 
@@ -341,7 +340,7 @@ def test_non_empty_output_needs_force(tmp_path, tiny_word_corpus, write_file):
         run(tmp_path, **tiny_word_corpus)
     (out / "extra.txt").write_text("x")
     cfg = data_cfg(tmp_path, train=tiny_word_corpus["train"], level="char")
-    meta = corpus.preprocess(cfg, force=True, progress=False)
+    meta = corpus.preprocess(cfg, force=True)
     assert meta["level"] == "char" and not (out / "extra.txt").exists() and leftovers(tmp_path) == []
 
 
@@ -349,14 +348,14 @@ def test_failed_forced_run_keeps_the_old_folder(tmp_path, tiny_word_corpus, writ
     meta, _ = run(tmp_path, **tiny_word_corpus)
     bad = write_file("bad.txt", b"\xff\n")
     with pytest.raises(DataError):
-        corpus.preprocess(data_cfg(tmp_path, train=tiny_word_corpus["train"], test=bad), force=True, progress=False)
+        corpus.preprocess(data_cfg(tmp_path, train=tiny_word_corpus["train"], test=bad), force=True)
     assert corpus.load_prepared(str(tmp_path / "prepared")).meta == meta and leftovers(tmp_path) == []
 
 
 def test_output_path_that_is_a_file(tmp_path, tiny_word_corpus, write_file):
     out = write_file("out", "x")
     with pytest.raises(DataError, match="^output path exists and is not a folder: "):
-        corpus.preprocess(data_cfg(tmp_path, train=tiny_word_corpus["train"], prepared=out), force=True, progress=False)
+        corpus.preprocess(data_cfg(tmp_path, train=tiny_word_corpus["train"], prepared=out), force=True)
 
 
 # --------------------------------------------------------------------------- loading and staleness
@@ -381,21 +380,39 @@ def test_load_prepared_errors(tmp_path, tiny_word_corpus):
 
 def test_ensure_prepared_builds_reuses_and_rebuilds(tmp_path, tiny_word_corpus, monkeypatch):
     cfg = Config(data=data_cfg(tmp_path, **tiny_word_corpus))
-    calls = []
+    folder, sources = cfg.data.prepared, ", ".join(str(tiny_word_corpus[s]) for s in ("train", "valid", "test"))
+    calls, logs = [], []
     real = corpus.preprocess
     monkeypatch.setattr(corpus, "preprocess", lambda *a, **k: calls.append(1) or real(*a, **k))
-    first = corpus.ensure_prepared(cfg, progress=False)
+    assert corpus.rebuild_reason(cfg.data) == "missing"
+    first = corpus.ensure_prepared(cfg, log=logs.append)
     assert len(calls) == 1 and first.meta["tokens"]["train"] == 12
-    assert corpus.ensure_prepared(cfg, progress=False).meta == first.meta and len(calls) == 1
+    assert logs == [f"preparing {folder} from {sources} (missing)"]
+    assert corpus.ensure_prepared(cfg, log=logs.append).meta == first.meta and len(calls) == 1 and len(logs) == 1
     # a changed data config is stale
     lower = cfg.replace(data={"lowercase": True})
-    assert corpus.ensure_prepared(lower, progress=False).meta["config"]["lowercase"] is True and len(calls) == 2
+    assert corpus.rebuild_reason(lower.data) == "data settings changed"
+    assert corpus.ensure_prepared(lower, log=logs.append).meta["config"]["lowercase"] is True and len(calls) == 2
+    assert logs[-1] == f"preparing {folder} from {sources} (data settings changed)"
     # a changed source is stale, even with the same size
     tiny_word_corpus["train"].write_text("the cat sat\nthe dog sat\nthe cat sag\n")
-    assert "sag" in corpus.ensure_prepared(lower, progress=False).vocab and len(calls) == 3
+    assert corpus.rebuild_reason(lower.data) == "sources changed"
+    assert "sag" in corpus.ensure_prepared(lower, log=logs.append).vocab and len(calls) == 3
+    assert logs[-1] == f"preparing {folder} from {sources} (sources changed)" and len(logs) == 3
     # without data.train, the folder is only loaded
     only = lower.replace(data={"train": None, "valid": None, "test": None})
-    assert "sag" in corpus.ensure_prepared(only, progress=False).vocab and len(calls) == 3
+    assert "sag" in corpus.ensure_prepared(only).vocab and len(calls) == 3
+
+
+def test_ensure_prepared_refuses_an_incomplete_folder(tmp_path, tiny_word_corpus):
+    cfg = Config(data=data_cfg(tmp_path, **tiny_word_corpus))
+    corpus.ensure_prepared(cfg)
+    folder = cfg.data.prepared
+    os.unlink(os.path.join(folder, "valid.npy"))
+    assert corpus.rebuild_reason(cfg.data) is None          # current: meta.json and sources agree
+    with pytest.raises(DataError, match=f"^prepared-data folder {folder} has no valid.npy "):
+        corpus.ensure_prepared(cfg)
+    assert not os.path.exists(os.path.join(folder, "valid.npy"))
 
 
 def test_ensure_prepared_never_replaces_foreign_content(tmp_path, tiny_word_corpus):
@@ -403,10 +420,10 @@ def test_ensure_prepared_never_replaces_foreign_content(tmp_path, tiny_word_corp
     (tmp_path / "prepared").mkdir()
     (tmp_path / "prepared" / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="^output folder is not empty: "):
-        corpus.ensure_prepared(cfg, progress=False)
+        corpus.ensure_prepared(cfg)
     only = cfg.replace(data={"train": None, "valid": None, "test": None, "prepared": str(tmp_path / "none")})
     with pytest.raises(DataError, match="^prepared-data folder not found: "):
-        corpus.ensure_prepared(only, progress=False)
+        corpus.ensure_prepared(only)
 
 
 # --------------------------------------------------------------------------- reference corpora

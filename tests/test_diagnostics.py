@@ -338,6 +338,7 @@ def test_real_sequences_come_from_the_validation_split(no_data, tiny_word_corpus
     c = tiny_word_corpus
     args = ["--set", f"data.train={c['train']}", "--set", f"data.valid={c['valid']}", "--set", f"data.test={c['test']}",
             "--set", "model.hidden_size=5", "--set", "diagnose.batch_size=1", "--steps", 3, "--quiet"]
+    assert invoke("preprocess", *args[:6], "--quiet").exit_code == 0     # diagnose-gradients only reads data
     result = invoke("diagnose-gradients", *args, "--format", "json")
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)["models"][0]

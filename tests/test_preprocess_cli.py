@@ -143,3 +143,28 @@ def test_output_path_is_a_file(tmp_path, write_file):
     good = write_file("good.txt", "a b\n")
     result = invoke("preprocess", "--train", good, "--out", good)
     assert_error(result, f"output path exists and is not a folder: {good}", 1)
+
+
+# --------------------------------------------------------------------------- read-only commands never preprocess
+
+def test_diagnose_gradients_reads_prepared_data_and_never_builds_it(tmp_path, tiny_word_corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    c, prep = tiny_word_corpus, tmp_path / "prep"
+    (tmp_path / "c.yaml").write_text(
+        f"data: {{train: {c['train']}, valid: {c['valid']}, test: {c['test']}, prepared: {prep}}}\n"
+        "model: {hidden_size: 5, embedding_size: 3}\ndiagnose: {batch_size: 1, steps: 3, truncations: [1]}\n")
+    diagnose = ("diagnose-gradients", "--config", "c.yaml", "--format", "json", "--quiet")
+    assert_error(invoke(*diagnose), f"prepared-data folder {prep} for data.train={c['train']} does not exist; "
+                                    f"diagnose-gradients only reads data: run 'rnnlm preprocess --config c.yaml' first", 1)
+    assert not prep.exists()
+    assert invoke("preprocess", "--config", "c.yaml", "--quiet").exit_code == 0
+    result = invoke(*diagnose)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"][0]["data"] == "valid"
+    # a changed source makes the folder stale: refused, and the folder is left as it was
+    before = {name: (prep / name).read_bytes() for name in os.listdir(prep)}
+    c["train"].write_text("the cat sat\nthe dog sat\nthe cat sag\n")
+    assert_error(invoke(*diagnose), f"prepared-data folder {prep} for data.train={c['train']} is out of date "
+                                    f"(sources changed); diagnose-gradients only reads data: run "
+                                    f"'rnnlm preprocess --config c.yaml --force' first", 1)
+    assert {name: (prep / name).read_bytes() for name in os.listdir(prep)} == before

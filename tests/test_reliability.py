@@ -221,13 +221,13 @@ def test_error_policy_on_a_nan_loss(prepared, tmp_path, monkeypatch):
     poison(monkeypatch, {2}, "loss")
     with pytest.raises(TrainingError, match=r"^non-finite loss at step 2 \(gradient in output.W too\); "
                                             r"last good checkpoint: none yet"):
-        train_mod.train(cfg(prepared, tmp_path / "run"), progress=False)
+        train_mod.train(cfg(prepared, tmp_path / "run"))
 
 
 def test_skip_policy_counts_and_recovers(prepared, tmp_path, monkeypatch):
     poison(monkeypatch, {3, 4, 7}, "gradient")
     c = cfg(prepared, tmp_path / "run", "train.nonfinite=skip", "train.max_nonfinite=3", "train.max_steps=10")
-    summary = train_mod.train(c, progress=False)
+    summary = train_mod.train(c)
     assert summary["nonfinite_skipped"] == 3 and summary["steps"] == 10
     lines = [m for m in metrics(c.train.out) if "split" not in m]
     assert [m["nonfinite_skipped"] for m in lines] == [0, 0, 1, 2, 2, 2, 3, 3, 3, 3]
@@ -238,7 +238,7 @@ def test_skip_policy_stops_after_max_nonfinite_in_a_row(prepared, tmp_path, monk
     poison(monkeypatch, set(range(3, 100)), "gradient")
     c = cfg(prepared, tmp_path / "run", "train.nonfinite=skip", "train.max_nonfinite=4", "train.checkpoint_every=2")
     with pytest.raises(TrainingError) as info:
-        train_mod.train(c, progress=False)
+        train_mod.train(c)
     assert str(info.value) == (f"4 consecutive non-finite updates (train.max_nonfinite=4) at step 6, the last: "
                                f"non-finite gradient in cell.W_h at step 6; last good checkpoint: "
                                f"{tmp_path / 'run' / 'checkpoint.npz'} (step 4)")
@@ -257,7 +257,7 @@ def test_overflowed_weights_stop_training_and_are_never_saved(prepared, tmp_path
     poison(monkeypatch, {at}, "weights")     # update `at` leaves W_h infinite
     c = cfg(prepared, out, f"train.checkpoint_every={every}", "train.nonfinite=skip")
     with pytest.raises(TrainingError) as info:
-        train_mod.train(c, progress=False)
+        train_mod.train(c)
     assert str(info.value) == message.format(ck=out / "checkpoint.npz")
     params = checkpoint.read(str(out / "checkpoint.npz"))[0]
     assert all(np.isfinite(v).all() for v in params.values())
@@ -280,7 +280,7 @@ def test_reject_threshold_rolls_back_to_best_and_cuts_the_rate(prepared, tmp_pat
     logs = []
     c = cfg(prepared, tmp_path / "run", "train.eval_every=5", "train.max_steps=15", "train.reject_threshold=0.5",
             "train.lr_factor=0.5", "train.optimizer=adam", "train.lr=0.01")
-    summary = train_mod.train(c, progress=False, log=logs.append)
+    summary = train_mod.train(c, log=logs.append)
     out = Path(c.train.out)
     best = checkpoint.read(str(out / "best.npz"))
     last = checkpoint.read(str(out / "checkpoint.npz"))
@@ -299,9 +299,9 @@ def test_reject_threshold_rolls_back_to_best_and_cuts_the_rate(prepared, tmp_pat
 
 def test_resume_at_max_steps_adds_no_update(prepared, tmp_path):
     c = cfg(prepared, tmp_path / "run", "train.max_steps=6")
-    train_mod.train(c, progress=False)
+    train_mod.train(c)
     before = checkpoint.read(str(tmp_path / "run" / "checkpoint.npz"))
-    summary = train_mod.train(c, resume=True, progress=False)
+    summary = train_mod.train(c, resume=True)
     after = checkpoint.read(str(tmp_path / "run" / "checkpoint.npz"))
     assert summary["steps"] == 6
     for name in before[0]:
@@ -315,11 +315,11 @@ def test_metrics_lines_average_exactly_across_a_resume(prepared, tmp_path):
     # log_every=4 with a checkpoint every 3 updates: a resume lands inside a logging interval
     common = ["train.log_every=4", "train.checkpoint_every=3", "train.max_steps=16"]
     straight = cfg(prepared, tmp_path / "a", *common)
-    train_mod.train(straight, progress=False)
-    train_mod.train(cfg(prepared, tmp_path / "b", *common[:2], "train.max_steps=7"), progress=False)
+    train_mod.train(straight)
+    train_mod.train(cfg(prepared, tmp_path / "b", *common[:2], "train.max_steps=7"))
     # pretend the run died at step 7, after the checkpoint at step 6
     resumed = cfg(prepared, tmp_path / "b", *common)
-    train_mod.train(resumed, resume=True, progress=False)
+    train_mod.train(resumed, resume=True)
     drop = {"tokens_per_sec", "elapsed"}
     a = [{k: v for k, v in m.items() if k not in drop} for m in metrics(straight.train.out)]
     b = [{k: v for k, v in m.items() if k not in drop} for m in metrics(resumed.train.out)]
@@ -328,12 +328,24 @@ def test_metrics_lines_average_exactly_across_a_resume(prepared, tmp_path):
 
 def test_a_torn_metrics_line_is_dropped_on_resume(prepared, tmp_path):
     c = cfg(prepared, tmp_path / "run", "train.max_steps=4")
-    train_mod.train(c, progress=False)
+    train_mod.train(c)
     path = tmp_path / "run" / "metrics.jsonl"
     path.write_text(path.read_text() + '{"step": 5, "lo')
-    train_mod.train(cfg(prepared, tmp_path / "run", "train.max_steps=6"), resume=True, progress=False)
+    train_mod.train(cfg(prepared, tmp_path / "run", "train.max_steps=6"), resume=True)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [m["step"] for m in lines if "split" not in m] == [1, 2, 3, 4, 5, 6]
+
+
+def test_leftovers_of_killed_writes_are_removed_on_resume_old_names_too(prepared, tmp_path):
+    out = tmp_path / "run"
+    train_mod.train(cfg(prepared, out, "train.max_steps=2"))
+    leftovers = [".checkpoint.npz-k2j3.tmp", ".metrics.jsonl-x9.tmp",    # fileio's temporary names
+                 ".ckpt-abc123.npz.tmp", "summary.json.tmp-4242", "config.yaml.tmp-17"]   # earlier versions'
+    for name in leftovers + ["notes.txt"]:
+        (out / name).write_text("half")
+    train_mod.train(cfg(prepared, out, "train.max_steps=3"), resume=True)
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.yaml", "metrics.jsonl", "notes.txt",
+                                       "summary.json"]
 
 
 # --------------------------------------------------------------------------- security

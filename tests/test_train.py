@@ -17,11 +17,12 @@ from rnnlm_cli.train import step
 from rnnlm_cli.train import checkpoint
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
+from rnnlm_cli.data import corpus as corpus_module
 from rnnlm_cli.errors import CheckpointError, DataError, TrainingError
 from rnnlm_cli.train.optim import SGD, Adagrad, Adam, RMSprop
 from rnnlm_cli.evaluate import evaluate_tokens
 from rnnlm_cli.runs import load_model
-from rnnlm_cli.train.trainer import Trainer, reset_streams, train
+from rnnlm_cli.train.trainer import reset_streams, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def metrics(out):
 
 def test_loss_falls(tmp_path):
     cfg = config(tmp_path, "train.epochs=3")
-    summary = train(cfg, progress=False)
+    summary = train(cfg)
     steps = [m for m in metrics(cfg.train.out) if "split" not in m]
     first = np.mean([m["loss"] for m in steps[:5]])
     last = np.mean([m["loss"] for m in steps[-5:]])
@@ -85,7 +86,7 @@ def test_memorises_a_50_token_sequence(tmp_path):
                              "model.hidden_size=64", "model.embedding_size=32", "train.batch_size=1",
                              "train.k1=25", "train.epochs=30", "train.optimizer=adam", "train.lr=0.01",
                              "train.log_every=1"])
-    train(cfg, progress=False)
+    train(cfg)
     last = metrics(cfg.train.out)[-1]
     assert last["loss"] < 0.05   # near zero: every next token predicted with p > 0.95
 
@@ -100,11 +101,11 @@ def test_resume_is_bit_exact(tmp_path, mode, extra):
     # eval every 5 steps so checkpoints and the best model are written mid-run
     common = [f"train.bptt={mode}", "train.epochs=2", "train.eval_every=5", *extra]
     straight = config(tmp_path, *common, "train.max_steps=24", out="straight")
-    train(straight, progress=False)
+    train(straight)
     half = config(tmp_path, *common, "train.max_steps=11", out="halves")
-    train(half, progress=False)
+    train(half)
     rest = config(tmp_path, *common, "train.max_steps=24", out="halves")
-    train(rest, resume=True, progress=False)
+    train(rest, resume=True)
     a = checkpoint.read(os.path.join(straight.train.out, "checkpoint.npz"))
     b = checkpoint.read(os.path.join(rest.train.out, "checkpoint.npz"))
     assert a[0].keys() == b[0].keys()
@@ -142,33 +143,111 @@ def test_state_reset_trains_the_zero_state(tmp_path, monkeypatch):
         return real(model, batch, state, **kw)
 
     monkeypatch.setattr(step, "batch_gradients", spy)
-    train(config(tmp_path, "train.state_reset=1.0", "train.max_steps=6", out="r1"), progress=False)
+    train(config(tmp_path, "train.state_reset=1.0", "train.max_steps=6", out="r1"))
     assert len(seen) == 6 and all(s is None or s == 0.0 for s in seen)
     seen.clear()
-    train(config(tmp_path, "train.max_steps=6", out="r0"), progress=False)
+    train(config(tmp_path, "train.max_steps=6", out="r0"))
     assert len(seen) == 6 and all(s > 0 for s in seen[1:])       # carried otherwise
 
 
 def test_resume_refuses_a_different_model(tmp_path):
-    train(config(tmp_path, "train.max_steps=3"), progress=False)
+    train(config(tmp_path, "train.max_steps=3"))
     with pytest.raises(CheckpointError, match=r"model.hidden_size is 16 in the checkpoint but 32 in the configuration"):
-        Trainer(config(tmp_path, "model.hidden_size=32"), resume=True, progress=False)
+        train(config(tmp_path, "model.hidden_size=32"), resume=True)
 
 
 def test_existing_run_needs_resume_or_force(tmp_path):
     cfg = config(tmp_path, "train.max_steps=2")
-    train(cfg, progress=False)
+    train(cfg)
     with pytest.raises(DataError, match="already holds a training run"):
-        train(cfg, progress=False)
-    train(cfg, force=True, progress=False)
+        train(cfg)
+    train(cfg, force=True)
     empty = config(tmp_path, out="nothing")
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        train(empty, resume=True, progress=False)
+        train(empty, resume=True)
+
+
+# --------------------------------------------------------------------------- data, folder, progress
+
+def test_training_prepares_its_data_explicitly_and_says_why(tmp_path):
+    cfg = config(tmp_path, "train.max_steps=2")
+    c, prep = tmp_path / "corpus", tmp_path / "prepared"
+    sources = f"{c / 'train.txt'}, {c / 'valid.txt'}, {c / 'test.txt'}"
+    logs = []
+    train(cfg, log=logs.append)
+    assert logs[0] == f"preparing {prep} from {sources} (missing)"
+    logs.clear()
+    train(cfg, force=True, log=logs.append)                  # current: only read
+    assert not [m for m in logs if m.startswith("preparing")]
+    with open(c / "train.txt", "a", encoding="utf-8") as fh:
+        fh.write("the cat runs home\n")
+    train(cfg, force=True, log=logs.append)
+    assert logs[0] == f"preparing {prep} from {sources} (sources changed)"
+
+
+def test_an_incomplete_prepared_folder_is_refused_not_rebuilt(tmp_path):
+    cfg = config(tmp_path, "train.max_steps=2")
+    train(cfg)
+    prep, out = tmp_path / "prepared", tmp_path / "run"
+    before = sorted(os.listdir(out))
+    for name in ("train.npy", "vocab.txt"):
+        (prep / name).rename(tmp_path / name)
+        with pytest.raises(DataError, match=f"^prepared-data folder {prep} has no {name} "
+                                            r"\(run 'rnnlm preprocess --force' to rebuild it\)$"):
+            train(cfg, force=True)
+        assert not (prep / name).exists()                    # not rebuilt behind the user's back
+        assert sorted(os.listdir(out)) == before             # the refused run left OUT as it was
+        (tmp_path / name).rename(prep / name)
+
+
+def test_the_lock_is_taken_when_the_run_starts_writing(tmp_path):
+    cfg = config(tmp_path, "train.max_steps=5", "train.eval_every=5")
+    out = tmp_path / "run"
+    out.mkdir()
+    seen = []
+    train(cfg, log=lambda message: seen.append((message, sorted(os.listdir(out)))))
+    # preparing the data writes nothing into OUT; the validation at step 5 runs under the lock
+    assert seen[0][0].startswith("preparing ") and seen[0][1] == []
+    assert [files for message, files in seen if message.startswith("step 5: valid loss")] == [
+        ["config.yaml", "metrics.jsonl", "train.lock"]]
+    assert "train.lock" not in os.listdir(out)               # released at the end
+
+
+class RecordingBar:
+    def __init__(self, bars, **kw):
+        self.kw, self.done, self.closed = kw, 0, False
+        bars.append(self)
+
+    def update(self, n=1):
+        self.done += n
+
+    def set_postfix(self, **info):
+        self.postfix = info
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_goes_through_the_factory(tmp_path):
+    cfg = config(tmp_path, "train.epochs=2")
+    bars = []
+    summary = train(cfg, progress=lambda **kw: RecordingBar(bars, **kw))
+    passes = [b for b in bars if b.kw.get("unit") == "B"]
+    epochs = [b for b in bars if b.kw.get("unit") != "B"]
+    # preprocessing: a counting and an encoding pass, each reading every byte of the three files once
+    size = sum(os.path.getsize(tmp_path / "corpus" / f"{n}.txt") for n in ("train", "valid", "test"))
+    assert [(b.kw["desc"], b.kw["total"], b.done) for b in passes] == [("counting", size, size), ("encoding", size, size)]
+    # training: a bar per epoch of ceil((n - 1) / k1) chunks, n = N // B tokens per stream, one update each
+    n = corpus_module.load_prepared(str(tmp_path / "prepared")).meta["tokens"]["train"] // 4
+    chunks = -(-(n - 1) // 8)
+    assert [(b.kw["desc"], b.kw["total"], b.done) for b in epochs] == [("epoch 1/2", chunks, chunks),
+                                                                        ("epoch 2/2", chunks, chunks)]
+    assert all(b.closed for b in bars) and summary["steps"] == 2 * chunks
 
 
 def test_evaluate_reproduces_the_logged_validation_loss(tmp_path):
     cfg = config(tmp_path, "train.epochs=1")
-    train(cfg, progress=False)
+    train(cfg)
     logged = [m for m in metrics(cfg.train.out) if m.get("split") == "valid" and not m.get("final")][-1]
     result = CliRunner().invoke(cli, ["evaluate", "--checkpoint", os.path.join(cfg.train.out, "checkpoint.npz"),
                                       "--split", "valid", "--format", "json"])
@@ -181,7 +260,7 @@ def test_evaluate_reproduces_the_logged_validation_loss(tmp_path):
 
 def test_evaluation_scores_every_token_and_weights_chunks(tmp_path):
     cfg = config(tmp_path, "train.max_steps=3")
-    train(cfg, progress=False)
+    train(cfg)
     model, mcfg, _ = load_model(os.path.join(cfg.train.out, "checkpoint.npz"))
     tokens = np.arange(1, 11) % 5
     # one stream of k1 = 8: two chunks of 8 and 2 tokens, all 10 scored (the first from the separator)
@@ -195,7 +274,7 @@ def test_evaluation_scores_every_token_and_weights_chunks(tmp_path):
 
 def test_generate_never_samples_unk(tmp_path):
     cfg = config(tmp_path, "train.max_steps=5", "data.vocab_size=6")
-    train(cfg, progress=False)
+    train(cfg)
     result = CliRunner().invoke(cli, ["generate", "--checkpoint", os.path.join(cfg.train.out, "checkpoint.npz"),
                                       "--n", "20", "--max-tokens", "30", "--seed", "1", "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -225,10 +304,10 @@ def test_nonfinite_policies(tmp_path, monkeypatch):
     monkeypatch.setattr(step, "batch_gradients", poisoned)
     with pytest.raises(TrainingError, match=r"^non-finite gradient in cell.W_h at step 2; last good checkpoint: "
                                             r"none yet \(lower train.lr, or set train.nonfinite=skip\)$"):
-        train(config(tmp_path, out="err"), progress=False)
+        train(config(tmp_path, out="err"))
     calls.clear()
     with pytest.raises(TrainingError, match=r"^3 consecutive non-finite updates \(train.max_nonfinite=3\) at step 4"):
-        train(config(tmp_path, "train.nonfinite=skip", "train.max_nonfinite=3", out="skip"), progress=False)
+        train(config(tmp_path, "train.nonfinite=skip", "train.max_nonfinite=3", out="skip"))
     lines = metrics(str(tmp_path / "skip"))
     assert [m["nonfinite_skipped"] for m in lines] == [0, 1, 2]
 
@@ -254,14 +333,12 @@ def test_sgd_plain_momentum_nesterov_weight_decay():
 
 
 def test_adagrad_rmsprop_adam():
-    g = np.array([0.5, 0.25])
     # adagrad: G1 = g^2, G2 = 2 g^2: steps g/|g| and g/(sqrt2 |g|)
     np.testing.assert_allclose(one_update(Adagrad, 2, eps=0.0), [1 - 0.1 * (1 + 1 / math.sqrt(2)), -2 - 0.1 * (1 + 1 / math.sqrt(2))])
     # rmsprop one step: E = 0.01 g^2 -> step lr * g / (0.1 |g|) = lr * 10 * sign
     np.testing.assert_allclose(one_update(RMSprop, 1, beta2=0.99, eps=0.0), [1 - 1.0, -2 - 1.0], atol=1e-12)
     # adam: bias-corrected m/sqrt(v) = sign(g) on every step with a constant gradient
     np.testing.assert_allclose(one_update(Adam, 3, eps=0.0), [1 - 0.3, -2 - 0.3], atol=1e-12)
-    assert g.shape == (2,)
 
 
 def test_adam_blocked_update_is_bit_identical_to_whole_array():
@@ -293,7 +370,7 @@ def valid_lrs(out):
 def test_epoch_decay_schedule(tmp_path):
     cfg = config(tmp_path, "train.schedule=epoch_decay", "train.decay_start=2", "train.lr_factor=0.5",
                  "train.epochs=4", "train.lr=0.02")
-    train(cfg, progress=False)
+    train(cfg)
     assert valid_lrs(cfg.train.out) == [0.02, 0.02, 0.01, 0.005]
 
 
@@ -301,7 +378,7 @@ def test_plateau_schedule_and_min_lr_stop(tmp_path):
     # min_improvement 1.0 means every evaluation counts as a plateau: the rate halves each time
     cfg = config(tmp_path, "train.schedule=plateau", "train.min_improvement=1.0", "train.lr_factor=0.5",
                  "train.epochs=10", "train.lr=0.02", "train.min_lr=0.004")
-    summary = train(cfg, progress=False)
+    summary = train(cfg)
     lrs = valid_lrs(cfg.train.out)
     # the first evaluation has nothing to compare with; each later one halves the rate
     assert lrs == [0.02, 0.02, 0.01, 0.005]               # logged before each cut takes effect

@@ -76,11 +76,12 @@ transpose, without forming J (jacobians.py): within 1e-10 (relative) of the dens
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import os
-import sys
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,7 @@ from rnnlm_cli.config import Config
 from rnnlm_cli.errors import ConfigError, DataError
 from rnnlm_cli.analysis.jacobians import StepMaps, top_singular_values
 from rnnlm_cli.nn.model import Model
+from rnnlm_cli.progress import ProgressFactory, no_progress
 
 RANDOM = "random tokens"
 # saturation by kind of nonlinearity, as text and as a test (the cells name their saturating
@@ -181,11 +183,27 @@ def config_specs(config_paths, overrides, sweeps, load) -> list[Spec]:
 
 # --------------------------------------------------------------------------- sequences
 
+def _read_prepared(spec: Spec):
+    """The Spec's prepared data, only read: with data.train set it must exist and be current
+    (DataError naming the folder and the preprocess command otherwise); never (re)built here."""
+    from rnnlm_cli.data.corpus import load_prepared, rebuild_reason
+
+    data = spec.cfg.data
+    reason = rebuild_reason(data) if data.train else None
+    if reason is not None:
+        config = spec.source[len("config "):] if spec.source.startswith("config ") else None
+        command = "rnnlm preprocess" + (f" --config {shlex.quote(config)}" if config else "")
+        state = "does not exist" if reason == "missing" else f"is out of date ({reason})"
+        force = "" if reason == "missing" else " --force"
+        raise DataError(f"prepared-data folder {data.prepared} for data.train={data.train} {state}; "
+                        f"diagnose-gradients only reads data: run '{command}{force}' first")
+    return load_prepared(data.prepared)
+
+
 def _sequences(spec: Spec, steps: int, batches: int, batch_size: int, random_tokens: bool,
-               rng: np.random.Generator, progress: bool):
+               rng: np.random.Generator):
     """([(x, y)] of (T, B) token ids, data info, vocabulary size) for one Spec."""
     from rnnlm_cli.data.batching import batchify
-    from rnnlm_cli.data.corpus import ensure_prepared
 
     cfg = spec.cfg
     if random_tokens or (cfg.data.train is None and not os.path.isdir(cfg.data.prepared)):
@@ -194,7 +212,7 @@ def _sequences(spec: Spec, steps: int, batches: int, batch_size: int, random_tok
                 for _ in range(batches)]
         why = "--random-tokens" if random_tokens else f"no data.train and no prepared data at {cfg.data.prepared}"
         return seqs, {"data": RANDOM, "data_folder": None, "data_note": why}, V
-    prepared = ensure_prepared(cfg, progress=progress)
+    prepared = _read_prepared(spec)
     if spec.model is not None:
         from rnnlm_cli.runs import check_model_matches
 
@@ -438,18 +456,17 @@ def _model_info(model: Model, spec: Spec) -> dict:
     return info
 
 
-def _progress_bar(label: str, total: int, enabled: bool):
-    """A tqdm bar on stderr, off unless enabled and stderr is a terminal."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=label, unit="pass", file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=not (enabled and sys.stderr.isatty()))
+def _progress_bar(progress: ProgressFactory, label: str, total: int):
+    """A bar counting one model's passes, closed when the `with` block ends."""
+    return contextlib.closing(progress(total=total, desc=label, unit="pass"))
 
 
 def diagnose(specs: list[Spec], steps: int | None = None, batches: int | None = None,
              batch_size: int | None = None, threshold: float | None = None, random_tokens: bool = False,
-             progress: bool = False) -> dict:
-    """Diagnose every Spec; None arguments fall back to each config's diagnose section."""
+             progress: ProgressFactory | None = None) -> dict:
+    """Diagnose every Spec; None arguments fall back to each config's diagnose section.
+    `progress` makes a bar per model (default: none)."""
+    progress = progress or no_progress
     entries = []
     for spec in specs:
         d = spec.cfg.diagnose
@@ -457,11 +474,11 @@ def diagnose(specs: list[Spec], steps: int | None = None, batches: int | None = 
         thr = threshold if threshold is not None else d.threshold
         rng = np.random.default_rng(spec.cfg.train.seed)
         data_rng, lanczos_rng = rng.spawn(2)                            # spawning draws nothing from rng
-        seqs, data, V = _sequences(spec, T, N, B, random_tokens, data_rng, progress)
+        seqs, data, V = _sequences(spec, T, N, B, random_tokens, data_rng)
         model = spec.model or Model(spec.cfg.model, V, dtype=np.float64, rng=rng)
         entry = {"label": spec.label, "model": _model_info(model, spec), **data, "steps": T,
                  "batches": N, "batch_size": B, "threshold": thr, "sequences": N * B}
-        with _progress_bar(spec.label, work_units(T, N, B, d.truncations, d.jacobian_sequences), progress) as bar:
+        with _progress_bar(progress, spec.label, work_units(T, N, B, d.truncations, d.jacobian_sequences)) as bar:
             entry.update(diagnose_model(model, seqs, thr, d.truncations, d.jacobian_sequences, lanczos_rng,
                                         tick=lambda: bar.update(1)))
         entries.append(entry)

@@ -11,13 +11,13 @@ under "history" in the JSON.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from rnnlm_cli.render import report
 from rnnlm_cli.errors import DataError
+from rnnlm_cli.train.metrics import metrics_path, read_metrics
 
 SPIKE_WINDOW = 50   # a spike is measured against the median of up to this many previous lines
 
@@ -26,34 +26,19 @@ def _read_metrics(run_dir: str) -> tuple[str, list[tuple[int, dict]], int]:
     """(path, [(line number, step line)], number of evaluation lines) of OUT/metrics.jsonl."""
     if not os.path.isdir(run_dir):
         raise DataError(f"run folder not found: {run_dir}")
-    path = os.path.join(run_dir, "metrics.jsonl")
+    path = metrics_path(run_dir)
     if not os.path.isfile(path):
         raise DataError(f"{path} not found (is {run_dir} the output folder of 'rnnlm train'?)")
     steps, evals = [], 0
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, text in enumerate(fh, 1):
-                if not text.strip():
-                    continue
-                try:
-                    obj = json.loads(text)
-                except ValueError as exc:
-                    raise DataError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}, line {lineno}: expected a JSON object")
-                if "split" in obj:
-                    evals += 1
-                    continue
-                for key in ("step", "grad_norm"):
-                    value = obj.get(key)
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise DataError(f"{path}, line {lineno}: a step line needs a number '{key}', "
-                                        f"got {value!r}")
-                steps.append((lineno, obj))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    for lineno, obj in read_metrics(run_dir, strict=True):
+        if "split" in obj:
+            evals += 1
+            continue
+        for key in ("step", "grad_norm"):
+            value = obj.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise DataError(f"{path}, line {lineno}: a step line needs a number '{key}', got {value!r}")
+        steps.append((lineno, obj))
     if not steps:
         raise DataError(f"{path} has no step lines (an empty or evaluation-only log)")
     return path, steps, evals

@@ -9,6 +9,7 @@ import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, emit, format_option, given, quiet_option
 from rnnlm_cli.config import load_config
+from rnnlm_cli.cli.progress_bars import progress_bars
 
 
 # --------------------------------------------------------------------------- diagnose-gradients
@@ -105,7 +106,7 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
         options = given({"diagnose.steps": steps, "diagnose.batches": batches, "diagnose.batch_size": batch_size,
                          "diagnose.threshold": threshold})
         specs = [dataclasses.replace(spec, cfg=spec.cfg.with_values(options)) for spec in specs]
-        diagnosis = diagnostics.diagnose(specs, random_tokens=random_tokens, progress=not quiet)
+        diagnosis = diagnostics.diagnose(specs, random_tokens=random_tokens, progress=progress_bars(quiet))
         result = {**diagnosis, **result}
         for m in diagnosis["models"]:
             if m["data"] == diagnostics.RANDOM:

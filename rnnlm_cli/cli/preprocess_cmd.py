@@ -6,6 +6,7 @@ import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given, quiet_option
 from rnnlm_cli.config import load_config
+from rnnlm_cli.cli.progress_bars import progress_bars
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -40,7 +41,7 @@ def preprocess_cmd(config_path, overrides, train_path, valid_path, test_path, le
         "data.train": train_path, "data.valid": valid_path, "data.test": test_path, "data.level": level,
         "data.prepared": out_dir}))
     start = time.perf_counter()
-    meta = corpus.preprocess(cfg.data, cfg, force=force, progress=not quiet)
+    meta = corpus.preprocess(cfg.data, cfg, force=force, progress=progress_bars(quiet))
     seconds = time.perf_counter() - start
     if not quiet:
         mb = sum(s["bytes"] for s in meta["sources"]) / 1e6

@@ -9,6 +9,7 @@ import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given, quiet_option
 from rnnlm_cli.config import load_config
+from rnnlm_cli.cli.progress_bars import progress_bars
 
 
 # --------------------------------------------------------------------------- train / evaluate / generate
@@ -43,7 +44,7 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
                                                                   "train.max_steps": max_steps}))
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     try:
-        summary = train(cfg, resume=resume, force=force, progress=not quiet, log=log)
+        summary = train(cfg, resume=resume, force=force, progress=progress_bars(quiet), log=log)
     except Interrupted as exc:
         again = resume_command(config_path, overrides, out_dir, max_steps, record_path)
         click.echo(f"Interrupted: checkpoint saved to {exc.path}; resume with: {again}", err=True)

@@ -35,7 +35,15 @@ Prepared folder (`data.prepared`), format_version 1
                a literal `<unk>` is not counted), special ids (unk, eos: int or null), sources
                (path, bytes, sha256, splits), split_mode (files or ratios), config (the data section).
   config.yaml  the resolved configuration used.
-  The folder is written as a temporary sibling and renamed into place, so it is whole or absent.
+  The folder is written as a temporary sibling and renamed into place, so it is whole or absent
+  (the files in it are fsync'ed first: vocab.txt, meta.json and config.yaml through
+  fileio.atomic_write, the splits as flushed memory maps).
+
+Who builds it: `rnnlm preprocess` (`preprocess`), and `rnnlm train` when data.train is set and
+the folder is missing or out of date (`ensure_prepared`, which says so through its log
+callback). A folder that is current but incomplete (a file deleted) is refused, naming the
+file, never rebuilt behind the user's back. Commands that only read use `rebuild_reason` to
+refuse stale data instead of rebuilding it.
 
 Streaming: each input is read in pieces of about 1 MiB that end at a line end (or inside a longer
 line, at a character boundary), in a counting pass and an encoding pass into preallocated
@@ -46,13 +54,13 @@ with the vocabulary, not with the corpus.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -62,6 +70,8 @@ import numpy as np
 
 from rnnlm_cli.config import Config, DataConfig, to_yaml
 from rnnlm_cli.errors import ConfigError, DataError
+from rnnlm_cli.fileio import atomic_write_text, crash_point
+from rnnlm_cli.progress import Bar, ProgressFactory, no_progress
 
 FORMAT_VERSION = 1
 UNK = "<unk>"
@@ -125,7 +135,7 @@ def _utf8_tail(data: bytes) -> int:
     return 0
 
 
-def _pieces(path: str, errors: str, progress: "_Progress", digest) -> Iterator[tuple[str, bool]]:
+def _pieces(path: str, errors: str, bar: Bar, digest) -> Iterator[tuple[str, bool]]:
     """Decoded pieces of a file: (text, ends at a line end), about _PIECE bytes each.
 
     A piece ends just after a newline, or, inside a line longer than _PIECE, at a character
@@ -151,7 +161,7 @@ def _pieces(path: str, errors: str, progress: "_Progress", digest) -> Iterator[t
             if not chunk:
                 break
             digest.update(chunk)
-            progress.update(len(chunk))
+            bar.update(len(chunk))
             data = pending + chunk
             start = offset
             if start == 0 and data.startswith(codecs.BOM_UTF8):
@@ -174,10 +184,10 @@ def _pieces(path: str, errors: str, progress: "_Progress", digest) -> Iterator[t
         yield "", True
 
 
-def _file_tokens(path: str, cfg: DataConfig, progress: "_Progress", digest) -> Iterator[Iterable[str]]:
+def _file_tokens(path: str, cfg: DataConfig, bar: Bar, digest) -> Iterator[Iterable[str]]:
     """Tokens of a file, piece by piece: a list of words, or a str of characters."""
     carry = ""
-    for text, ends_line in _pieces(path, cfg.encoding_errors, progress, digest):
+    for text, ends_line in _pieces(path, cfg.encoding_errors, bar, digest):
         tokens, carry = _piece_tokens(text, ends_line, cfg, carry)
         yield tokens
 
@@ -239,8 +249,7 @@ class Vocab:
         return [self.tokens[int(i)] for i in ids]
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            fh.writelines(f"{t.translate(_ESCAPES)}\t{c}\n" for t, c in zip(self.tokens, self.counts))
+        atomic_write_text(path, "".join(f"{t.translate(_ESCAPES)}\t{c}\n" for t, c in zip(self.tokens, self.counts)))
 
     @classmethod
     def load(cls, path: str) -> "Vocab":
@@ -296,30 +305,9 @@ def build_vocab(train_counts: Counter, other_types: Iterable[str] = (), vocab_si
 
 # --------------------------------------------------------------------------- progress
 
-class _Progress:
-    """A tqdm bar by bytes on stderr, or nothing when disabled or stderr is not a terminal."""
-
-    def __init__(self, total: int, desc: str, enabled: bool):
-        self.bar, self.pending = None, 0
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                            file=sys.stderr, leave=False, dynamic_ncols=True)
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.pending += n
-            if self.pending >= 1 << 16:
-                self.bar.update(self.pending)
-                self.pending = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.update(self.pending)
-            self.bar.close()
+def _bar(progress: ProgressFactory, total: int, desc: str):
+    """A progress bar counting bytes read, closed when the `with` block ends."""
+    return contextlib.closing(progress(total=total, desc=desc, unit="B"))
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -378,10 +366,10 @@ def _ratio_ranges(total: int, ratios: list[float]) -> list[tuple[str, int, float
     return [("train", 0, a), ("valid", a, b), ("test", b, total)]
 
 
-def _count(sources: list[_Source], cfg: DataConfig, progress: bool) -> dict[str, Counter]:
+def _count(sources: list[_Source], cfg: DataConfig, progress: ProgressFactory) -> dict[str, Counter]:
     """Counting pass: a Counter per split; fills in each source's bytes and sha256."""
     counts = {s: Counter() for s in SPLITS}
-    with _Progress(sum(os.path.getsize(s.path) for s in sources), "counting", progress) as bar:
+    with _bar(progress, sum(os.path.getsize(s.path) for s in sources), "counting") as bar:
         for src in sources:
             digest, pos = hashlib.sha256(), 0
             for tokens in _file_tokens(src.path, cfg, bar, digest):
@@ -392,21 +380,21 @@ def _count(sources: list[_Source], cfg: DataConfig, progress: bool) -> dict[str,
     return counts
 
 
-def _measure(src: _Source, cfg: DataConfig, progress: bool) -> int:
+def _measure(src: _Source, cfg: DataConfig, progress: ProgressFactory) -> int:
     """Tokens in a file (the pass before cutting one file by ratios)."""
     total = 0
-    with _Progress(os.path.getsize(src.path), "measuring", progress) as bar:
+    with _bar(progress, os.path.getsize(src.path), "measuring") as bar:
         for tokens in _file_tokens(src.path, cfg, bar, hashlib.sha256()):
             total += len(tokens)
     return total
 
 
 def _encode(sources: list[_Source], cfg: DataConfig, lookup: dict[str, int], arrays: dict[str, np.ndarray],
-            progress: bool) -> None:
+            progress: ProgressFactory) -> None:
     """Encoding pass: write every token's id into the preallocated per-split arrays."""
     written = {s: 0 for s in SPLITS}
     get = lookup.__getitem__
-    with _Progress(sum(s.bytes for s in sources), "encoding", progress) as bar:
+    with _bar(progress, sum(s.bytes for s in sources), "encoding") as bar:
         for src in sources:
             digest, pos = hashlib.sha256(), 0
             for tokens in _file_tokens(src.path, cfg, bar, digest):
@@ -454,23 +442,17 @@ def _install(tmp: str, folder: str, force: bool) -> None:
         raise DataError(f"cannot move the prepared data into {folder}: {exc.strerror}") from None
 
 
-def _write_json(path: str, obj) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool = False,
-               progress: bool = True) -> dict:
+               progress: ProgressFactory | None = None) -> dict:
     """Tokenise, build the vocabulary, encode, and write the prepared folder `data_cfg.prepared`.
 
     Returns the meta dict (also written as meta.json). Raises DataError (unreadable or empty
     input, invalid UTF-8, nothing left, non-empty output folder without force) or ConfigError
     (no training file). The folder appears whole or not at all. Relative paths in data_cfg are
     relative to the current directory; meta.json and config.yaml record them as absolute paths.
+    `progress` makes the byte-counting bars of the passes (default: none).
     """
+    progress = progress or no_progress
     # check the inputs and the output before any work
     data_cfg = _absolute(data_cfg)
     sources, mode = _sources(data_cfg)
@@ -533,9 +515,9 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
             array.flush()
         del arrays
         vocab.save(os.path.join(tmp, "vocab.txt"))
-        with open(os.path.join(tmp, "config.yaml"), "w", encoding="utf-8") as fh:
-            fh.write(to_yaml(cfg))
-        _write_json(os.path.join(tmp, "meta.json"), meta)
+        atomic_write_text(os.path.join(tmp, "config.yaml"), to_yaml(cfg))
+        atomic_write_text(os.path.join(tmp, "meta.json"), json.dumps(meta, indent=2) + "\n")
+        crash_point(f"before-rename:{name}")
         _install(tmp, folder, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -637,45 +619,65 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def is_current(meta: dict, data_cfg: DataConfig) -> bool:
-    """Whether a prepared folder's meta matches this data config and its sources' bytes/sha256."""
+def _stale_reason(meta: dict | None, data_cfg: DataConfig) -> str | None:
+    """Why a prepared folder with this meta.json (None: none readable) must be rebuilt from
+    data_cfg's sources; None when it is current."""
+    if meta is None:
+        return "missing"
     if meta.get("format_version") != FORMAT_VERSION:
-        return False
+        return "written by another format version"
     saved = dict(meta.get("config") or {})
     wanted = _jsonable(dataclasses.asdict(_absolute(data_cfg)))
     saved.pop("prepared", None)
     wanted.pop("prepared", None)
     if saved != wanted:
-        return False
+        return "data settings changed"
     for src in meta.get("sources") or []:
         path = src.get("path")
         if not path or not os.path.isfile(path) or os.path.getsize(path) != src.get("bytes"):
-            return False
+            return "sources changed"
         if file_sha256(path) != src.get("sha256"):
-            return False
-    return bool(meta.get("sources"))
+            return "sources changed"
+    return None if meta.get("sources") else "sources changed"
 
 
-def ensure_prepared(cfg: Config, progress: bool = True) -> Prepared:
-    """The prepared data for a configuration, (re)building it when data.train is set and the
-    folder is missing or stale (sources or data config changed); else just loading data.prepared.
+def _meta_or_none(folder: str) -> dict | None:
+    try:
+        return _read_meta(folder)
+    except DataError:
+        return None
 
-    A stale folder is replaced only when it holds a meta.json (i.e. was written by preprocess);
-    any other non-empty folder is refused with DataError.
+
+def is_current(meta: dict, data_cfg: DataConfig) -> bool:
+    """Whether a prepared folder's meta matches this data config and its sources' bytes/sha256."""
+    return _stale_reason(meta, data_cfg) is None
+
+
+def rebuild_reason(data_cfg: DataConfig) -> str | None:
+    """Why data_cfg.prepared must be (re)built from data_cfg.train ("missing", "sources
+    changed", "data settings changed", ...); None when it is current. Reads only."""
+    return _stale_reason(_meta_or_none(data_cfg.prepared), data_cfg)
+
+
+def ensure_prepared(cfg: Config, progress: ProgressFactory | None = None, log=None) -> Prepared:
+    """The prepared data a training run reads.
+
+    Without data.train: data.prepared, loaded. With data.train: loaded when current; built when
+    missing and rebuilt when its sources or data settings changed, after a log line
+    "preparing FOLDER from SOURCES (REASON)". Only a folder written by preprocess (it holds a
+    meta.json) is ever replaced; any other non-empty folder is refused with DataError, and so
+    is a current folder that lacks a file (naming it), which is never silently rebuilt.
     """
     data = cfg.data
     if not data.train:
         return load_prepared(data.prepared)
-    try:
-        meta = _read_meta(data.prepared)
-    except DataError:
-        meta = None
-    if meta is not None and is_current(meta, data):
-        try:
-            return load_prepared(data.prepared)
-        except DataError:
-            pass
-    preprocess(data, cfg, force=meta is not None, progress=progress)
+    meta = _meta_or_none(data.prepared)
+    reason = _stale_reason(meta, data)
+    if reason is not None:
+        sources = ", ".join(p for p in (data.train, data.valid, data.test) if p)
+        if log is not None:
+            log(f"preparing {data.prepared} from {sources} ({reason})")
+        preprocess(data, cfg, force=meta is not None, progress=progress)
     return load_prepared(data.prepared)
 
 

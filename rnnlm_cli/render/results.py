@@ -18,6 +18,8 @@ import subprocess
 from rnnlm_cli import machine
 from rnnlm_cli.config import Config, to_yaml
 from rnnlm_cli.render.report import require_matplotlib, save_png, table
+from rnnlm_cli.fileio import atomic_write_text
+from rnnlm_cli.train.metrics import read_metrics
 
 
 def _commit(folder: str) -> str | None:
@@ -30,13 +32,8 @@ def _commit(folder: str) -> str | None:
 
 def learning_curve(out_dir: str) -> list[dict]:
     """The validation evaluations of a run: step, epoch, elapsed seconds, loss, ppl, lr."""
-    curve = []
-    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as fh:
-        for line in fh:
-            m = json.loads(line)
-            if m.get("split") == "valid" and not m.get("final"):
-                curve.append({k: m.get(k) for k in ("step", "epoch", "elapsed", "loss", "ppl", "lr")})
-    return curve
+    return [{k: m.get(k) for k in ("step", "epoch", "elapsed", "loss", "ppl", "lr")}
+            for _, m in read_metrics(out_dir, strict=True) if m.get("split") == "valid" and not m.get("final")]
 
 
 def make_record(name: str, cfg: Config, summary: dict, out_dir: str) -> dict:
@@ -55,13 +52,9 @@ def make_record(name: str, cfg: Config, summary: dict, out_dir: str) -> dict:
 
 
 def write_record(path: str, record: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    """Write a record as JSON, whole or not at all (creating its folder)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def results_table(records: list[dict], anchors: dict[str, str] | None = None) -> str:

@@ -9,8 +9,8 @@ Layout (every entry loads with `numpy.load(path, allow_pickle=False)`):
                     the resolved configuration and the vocabulary checksum
   checksum          sha256 over every other entry (name, dtype, shape, bytes)
 
-Writing: a temporary file in the same folder, flushed and fsync'ed, then renamed over the
-target, so a crash or a full disk leaves the previous checkpoint intact.
+Writing: `fileio.atomic_write` (a temporary file in the same folder, flushed and fsync'ed,
+then renamed over the target), so a crash or a full disk leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -18,18 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from rnnlm_cli import fileio
 from rnnlm_cli.errors import CheckpointError
 
 FORMAT_VERSION = 1
-
-# Test hook: called with the temporary path after the data is written and before the rename.
-# Reliability tests use it to simulate a full disk or a crash between write and rename.
-_before_rename = None
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
@@ -60,33 +56,13 @@ def pack(params: dict, optim: dict, state: tuple, rng: np.random.Generator | Non
 
 def save(path: str, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays to `path` atomically, with a checksum entry."""
-    folder = os.path.dirname(os.path.abspath(path))
     payload = dict(arrays)
     payload["checksum"] = _text(_checksum(arrays))
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz.tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if _before_rename is not None:
-            _before_rename(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"could not write checkpoint {path}: {exc.strerror or exc}; "
-                                  f"the previous checkpoint is unchanged") from None
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+        fileio.atomic_write(path, lambda fh: np.savez(fh, **payload))
+    except OSError as exc:
+        raise CheckpointError(f"could not write checkpoint {path}: {exc.strerror or exc}; "
+                              f"the previous checkpoint is unchanged") from None
 
 
 def load(path: str) -> dict[str, np.ndarray]:

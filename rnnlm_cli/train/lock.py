@@ -12,6 +12,8 @@ Taking over keeps the same file (its flock is ours first) and checks afterwards 
 still names that file, so two processes that find the same stale lock cannot both win.
 The lock is released (file removed, flock dropped) on normal exit, on errors and on signals
 that training handles; a SIGKILL leaves a stale file that the next run takes over.
+`check()` asks the same question without taking anything, so a run can refuse a busy folder
+before it does any work and take the lock only when it starts writing.
 """
 
 from __future__ import annotations
@@ -78,6 +80,21 @@ class RunLock:
             # no flock on this filesystem: trust the PID in the file
             pid = pid_in_file
             return pid is None or pid == os.getpid() or not pid_alive(pid)
+
+    def check(self) -> None:
+        """Refuse (LockError) a folder that a live process holds; write nothing, keep nothing.
+
+        A stale lock passes (acquire takes it over later); so does a missing one."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return                    # no lock file (or none we can read: acquire will say)
+        try:
+            pid = _read_pid(fd)
+            if not self._flock(fd, pid):
+                raise self._in_use(pid)
+        finally:
+            os.close(fd)              # drops the flock we may have taken for a moment
 
     def acquire(self) -> "RunLock":
         if self.fd is not None:

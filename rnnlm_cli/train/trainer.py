@@ -1,8 +1,21 @@
-"""Training, evaluation and model loading.
+"""Training: `train(cfg)` runs one training run into the output folder `train.out`.
 
-One update: batch -> forward -> backward (gradient of the mean loss per scored token) ->
-clip (returns the pre-clip norm) -> non-finite policy -> optimizer step -> the chunk's last
-state is carried, as a constant, into the next chunk (stream and window modes).
+The run, in order (train() below reads the same way):
+  1. check the output folder, writing nothing: not a file, creatable, not held by a live run,
+     --resume needs a checkpoint, an earlier run needs --resume or --force
+  2. the prepared data (corpus.ensure_prepared: built or rebuilt from data.train when missing
+     or out of date, said through `log`)
+  3. the Trainer: model, optimizer, data checks; with --resume, the checkpoint read back
+  4. claim the folder (the first write): take its lock (a dead run's stale lock is taken
+     over, said through `log`), remove temporary files of killed writes, trim metrics.jsonl
+     to the checkpoint (--resume) or clear the earlier run's files (--force)
+  5. the loop, then the final evaluations and summary.json; the lock is released however
+     this ends
+
+One update (Trainer._update): batch -> forward + backward (step.batch_gradients, gradient of
+the mean loss per scored token) -> clip (returns the pre-clip norm) -> non-finite policy ->
+optimizer step -> the chunk's last state is carried, as a constant, into the next chunk
+(stream and window modes) -> a metrics line. The learning-rate policy is schedule.py.
 
 Output folder (train.out):
   config.yaml      the resolved configuration
@@ -24,23 +37,23 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 
 import numpy as np
 
-from rnnlm_cli.train import step
-from rnnlm_cli.train import checkpoint
+from rnnlm_cli.train import checkpoint, schedule, step
 from rnnlm_cli.data.batching import SentenceBatches, StreamBatches
 from rnnlm_cli.config import Config, to_yaml
-from rnnlm_cli.data.corpus import ensure_prepared, separator_id, vocab_checksum
+from rnnlm_cli.data.corpus import Prepared, ensure_prepared, separator_id, vocab_checksum
 from rnnlm_cli.evaluate import evaluate_tokens, perplexity
 from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError
+from rnnlm_cli.fileio import atomic_write_text, is_temporary
+from rnnlm_cli.progress import ProgressFactory, no_progress
 from rnnlm_cli.train.lock import RunLock
+from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.runs import check_model_matches, check_params, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, global_norm, make_optimizer
-
 
 
 class Interrupted(Exception):
@@ -49,6 +62,105 @@ class Interrupted(Exception):
     def __init__(self, code: int, path: str):
         super().__init__(f"interrupted; checkpoint saved to {path}")
         self.code, self.path = code, path
+
+
+# --------------------------------------------------------------------------- the run
+
+def train(cfg: Config, resume: bool = False, force: bool = False, progress: ProgressFactory | None = None,
+          log=None) -> dict:
+    """Train as configured; returns the summary (also written to OUT/summary.json).
+
+    progress: a progress factory (rnnlm_cli/progress.py) for the bar of each epoch and of
+    preprocessing (default: none); log(message): one line per event worth telling a user.
+    """
+    log = log or _no_log
+    out = cfg.train.out
+    lock = RunLock(out)
+    check_output_folder(out, lock, resume, force)                        # refuses before any write
+    prepared = ensure_prepared(cfg, progress=progress, log=log)          # may build data.prepared, says so
+    trainer = Trainer(cfg, prepared, progress=progress, log=log)
+    if resume:
+        trainer.restore(os.path.join(out, CHECKPOINT))
+    try:
+        claim_output_folder(out, lock, resume, trainer.p.step, log)      # the first write into OUT
+        return trainer.run()
+    finally:
+        lock.release()
+
+
+def _no_log(message: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------- the output folder
+
+CHECKPOINT = "checkpoint.npz"
+RUN_FILES = (CHECKPOINT, "best.npz", METRICS_NAME, "summary.json")
+
+
+def check_output_folder(out: str, lock: RunLock, resume: bool, force: bool) -> None:
+    """Refuse an unusable or busy output folder, writing nothing."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise DataError(f"output folder {out} is a file")
+    if os.path.isdir(out):
+        lock.check()                   # refuses a folder that another live run holds
+    else:
+        # the nearest existing ancestor must be a folder we may write into
+        parent = os.path.dirname(os.path.abspath(out))
+        while not os.path.lexists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise DataError(f"cannot create output folder {out}: {parent} is a file")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise DataError(f"cannot create output folder {out}: {parent} is not writable")
+    ck = os.path.join(out, CHECKPOINT)
+    if resume:
+        if not os.path.exists(ck):
+            raise CheckpointError(f"nothing to resume: {ck} does not exist")
+    elif os.path.exists(ck) and not force:
+        raise DataError(f"{out} already holds a training run (checkpoint.npz); "
+                        f"use --resume to continue it or --force to start over")
+    elif not force:
+        # files of a run that stopped before its first checkpoint: nothing to resume, but not ours to delete
+        left = [n for n in RUN_FILES if os.path.isfile(os.path.join(out, n))
+                and os.path.getsize(os.path.join(out, n)) > 0]
+        if left:
+            raise DataError(f"{out} holds files of an earlier run ({', '.join(left)}) but no checkpoint.npz "
+                            f"to resume from; use --force to start over")
+    if os.path.isdir(out) and not os.access(out, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write to output folder {out}: permission denied")
+
+
+def _leftover(name: str) -> bool:
+    """A temporary file of a killed write: fileio's names, and those of earlier versions
+    (.ckpt-*.npz.tmp, FILE.tmp-PID), so their runs resume cleanly too."""
+    return is_temporary(name) or any(name.startswith(f"{f}.tmp-") for f in RUN_FILES + ("config.yaml",))
+
+
+def claim_output_folder(out: str, lock: RunLock, resume: bool, step: int, log) -> None:
+    """Create OUT, take its lock, and clear what this run replaces: temporary files of killed
+    writes; with resume, the metrics logged after the checkpoint at `step`; else the files of
+    an earlier run (--force)."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create output folder {out}: {exc.strerror}") from None
+    lock.acquire()
+    if lock.taken_over is not None:
+        log(f"took over {lock.path} from PID {lock.taken_over}, which is no longer running")
+    try:
+        for name in os.listdir(out):
+            if _leftover(name):
+                os.unlink(os.path.join(out, name))
+        if resume:
+            MetricsLog(out).trim_after(step)
+        else:
+            for name in RUN_FILES:
+                path = os.path.join(out, name)
+                if os.path.exists(path):
+                    os.unlink(path)
+    except OSError as exc:
+        raise DataError(f"cannot write to output folder {out}: {exc.strerror}") from None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -90,101 +202,35 @@ class Progress:
 
 
 class Trainer:
-    """Trainer(cfg, out, resume=False, force=False, progress=True).run() -> summary dict."""
+    """Trainer(cfg, prepared).run() -> summary: the model, the optimizer and the loop.
 
-    def __init__(self, cfg: Config, resume: bool = False, force: bool = False, progress: bool = True,
-                 log=None):
+    It only trains: the caller (train) checks and claims the output folder and hands in the
+    prepared data; `restore(path)` continues from a checkpoint instead of a fresh model.
+    """
+
+    def __init__(self, cfg: Config, prepared: Prepared, progress: ProgressFactory | None = None, log=None):
         self.cfg, self.tc = cfg, cfg.train
         self.out = cfg.train.out
-        self.progress_bar = progress
-        self.log = log or (lambda msg: None)
-        self.lock = RunLock(self.out)
+        self.progress = progress or no_progress
+        self.log = log or _no_log
+        self.metrics = MetricsLog(self.out)
         self.last_saved: tuple[str, int] | None = None     # (path, step) of the last checkpoint written
         self._signal = None
-        # every check comes before the first write: a refused run leaves OUT as it was
-        try:
-            self._check_out(resume, force)
-            self.prepared = ensure_prepared(cfg, progress=progress)
-            self.sep = separator_id(self.prepared)
-            self.train_tokens = self.prepared.split("train")
-            self.valid_tokens = self.prepared.split("valid")
-            self.test_tokens = self.prepared.split("test")
-            self._check_data()
-            self.dtype = np.dtype(self.tc.dtype)
-            self.rng = np.random.default_rng(self.tc.seed)
-            self.model = Model(cfg.model, len(self.prepared.vocab), dtype=self.dtype, rng=self.rng,
-                               class_counts=self.prepared.vocab.counts)
-            self.optimizer = make_optimizer(self.model.params, self.tc)
-            self.p = Progress(lr=self.tc.lr)
-            self.state = None
-            if resume:
-                self._resume()
-            self._claim_out(resume, force)
-        except BaseException:
-            self.lock.release()
-            raise
+        self.prepared = prepared
+        self.sep = separator_id(prepared)
+        self.train_tokens = prepared.split("train")
+        self.valid_tokens = prepared.split("valid")
+        self.test_tokens = prepared.split("test")
+        self._check_data()
+        self.dtype = np.dtype(self.tc.dtype)
+        self.rng = np.random.default_rng(self.tc.seed)
+        self.model = Model(cfg.model, len(prepared.vocab), dtype=self.dtype, rng=self.rng,
+                           class_counts=prepared.vocab.counts)
+        self.optimizer = make_optimizer(self.model.params, self.tc)
+        self.p = Progress(lr=self.tc.lr)
+        self.state = None
 
     # ------------------------------------------------------------------ setup
-    _RUN_FILES = ("checkpoint.npz", "best.npz", "metrics.jsonl", "summary.json")
-
-    def _check_out(self, resume: bool, force: bool) -> None:
-        """Refuse an unusable or busy output folder, writing nothing (but the lock in an existing one)."""
-        out = self.out
-        if os.path.lexists(out) and not os.path.isdir(out):
-            raise DataError(f"output folder {out} is a file")
-        if os.path.isdir(out):
-            self.lock.acquire()            # refuses a folder that another live run holds
-        else:
-            # the nearest existing ancestor must be a folder we may write into
-            parent = os.path.dirname(os.path.abspath(out))
-            while not os.path.lexists(parent):
-                parent = os.path.dirname(parent)
-            if not os.path.isdir(parent):
-                raise DataError(f"cannot create output folder {out}: {parent} is a file")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise DataError(f"cannot create output folder {out}: {parent} is not writable")
-        ck = os.path.join(out, "checkpoint.npz")
-        if resume:
-            if not os.path.exists(ck):
-                raise CheckpointError(f"nothing to resume: {ck} does not exist")
-        elif os.path.exists(ck) and not force:
-            raise DataError(f"{out} already holds a training run (checkpoint.npz); "
-                            f"use --resume to continue it or --force to start over")
-        elif not force:
-            # files of a run that stopped before its first checkpoint: nothing to resume, but not ours to delete
-            left = [n for n in self._RUN_FILES if os.path.isfile(os.path.join(out, n))
-                    and os.path.getsize(os.path.join(out, n)) > 0]
-            if left:
-                raise DataError(f"{out} holds files of an earlier run ({', '.join(left)}) but no checkpoint.npz "
-                                f"to resume from; use --force to start over")
-        if os.path.isdir(out) and not os.access(out, os.W_OK | os.X_OK):
-            raise DataError(f"cannot write to output folder {out}: permission denied")
-
-    def _claim_out(self, resume: bool, force: bool) -> None:
-        """Create OUT, hold its lock, and clear what a fresh start replaces (the first writes)."""
-        out = self.out
-        try:
-            os.makedirs(out, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create output folder {out}: {exc.strerror}") from None
-        self.lock.acquire()
-        if self.lock.taken_over is not None:
-            self.log(f"took over {self.lock.path} from PID {self.lock.taken_over}, which is no longer running")
-        try:
-            for name in os.listdir(out):   # temporary files of writes that were killed
-                if (name.startswith(".ckpt-") and name.endswith(".npz.tmp")) or any(
-                        name.startswith(f"{f}.tmp-") for f in self._RUN_FILES + ("config.yaml",)):
-                    os.unlink(os.path.join(out, name))
-            if resume:
-                self._trim_metrics()
-            else:
-                for name in self._RUN_FILES:
-                    path = os.path.join(out, name)
-                    if os.path.exists(path):
-                        os.unlink(path)
-        except OSError as exc:
-            raise DataError(f"cannot write to output folder {out}: {exc.strerror}") from None
-
     def _check_data(self) -> None:
         tc, vocab = self.tc, self.prepared.vocab
         if len(vocab) < 2:
@@ -230,8 +276,8 @@ class Trainer:
             self.last_saved = (path, self.p.step)
         return path
 
-    def _resume(self) -> None:
-        path = os.path.join(self.out, "checkpoint.npz")
+    def restore(self, path: str) -> None:
+        """Continue from the checkpoint at `path`: parameters, optimizer, generator, progress."""
         params, optim, state, rng_state, meta = checkpoint.read(path)
         saved = meta.get("config", {})
         mine = self.cfg.to_dict()
@@ -257,49 +303,29 @@ class Trainer:
         self.last_saved = (path, self.p.step)
         self.log(f"resumed from {path} at step {self.p.step} (epoch {self.p.epoch + 1}, batch {self.p.batch})")
 
-    def _trim_metrics(self) -> None:
-        """Drop metric lines logged after the checkpoint, and final evaluations (all are logged again)."""
-        path = os.path.join(self.out, "metrics.jsonl")
-        if not os.path.exists(path):
-            return
-        kept = []
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    break   # a torn last line from a killed process
-                if isinstance(entry, dict) and entry.get("step", 0) <= self.p.step and not entry.get("final"):
-                    kept.append(line if line.endswith("\n") else line + "\n")
-        _write_atomic(path, "".join(kept))
-
     # ------------------------------------------------------------------ signals
     def _on_signal(self, signum, frame):
         self._signal = signum
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
-        """Train to the end; the folder's lock is released however this ends."""
+        """Train to the end (the caller holds the output folder's lock); returns the summary."""
         try:
+            atomic_write_text(os.path.join(self.out, "config.yaml"), to_yaml(self.cfg))
+            self.metrics.open()
+            old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
             try:
-                _write_atomic(os.path.join(self.out, "config.yaml"), to_yaml(self.cfg))
-                old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-                try:
-                    self.metrics = open(os.path.join(self.out, "metrics.jsonl"), "a", encoding="utf-8")
-                    try:
-                        self._loop()
-                    finally:
-                        self.metrics.close()
-                finally:
-                    for s, handler in old.items():
-                        signal.signal(s, handler)
-                return self._finish()
-            except OSError as exc:   # a full disk or a vanished folder while writing logs
-                where = f" ({exc.filename})" if exc.filename else ""
-                raise TrainingError(f"writing to {self.out} failed: {exc.strerror or exc}{where}; "
-                                    f"{self._last_good()}") from None
+                self._loop()
+            finally:
+                for s, handler in old.items():
+                    signal.signal(s, handler)
+            return self._finish()
+        except OSError as exc:   # a full disk or a vanished folder while writing logs
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise TrainingError(f"writing to {self.out} failed: {exc.strerror or exc}{where}; "
+                                f"{self._last_good()}") from None
         finally:
-            self.lock.release()
+            self.metrics.close()
 
     def _last_good(self) -> str:
         if self.last_saved is None:
@@ -313,13 +339,14 @@ class Trainer:
         start_time = time.perf_counter() - p.wall
         bar = None
         while p.epoch < total_epochs and not p.stopped:
-            self._apply_epoch_schedule()
+            p.lr = schedule.lr_for_epoch(tc, p.epoch, p.lr)
+            p.stopped = schedule.stop_reason(tc, p.lr)
             if p.stopped:
                 break
             batches = self._batches(p.epoch)
             if bar is not None:
                 bar.close()
-            bar = self._bar(len(batches), p.batch, f"epoch {p.epoch + 1}/{total_epochs}")
+            bar = self.progress(total=len(batches), initial=p.batch, desc=f"epoch {p.epoch + 1}/{total_epochs}")
             if p.batch == 0:
                 p.log_loss = p.log_count = 0.0       # a metrics line covers one epoch at most
                 if tc.bptt != "full":
@@ -358,13 +385,6 @@ class Trainer:
             p.stopped = f"completed {p.epoch} epoch(s)"
         self._save("checkpoint.npz")
 
-    def _bar(self, total: int, initial: int, desc: str):
-        if not self.progress_bar:
-            return None
-        from tqdm import tqdm
-        return tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, leave=False,
-                    dynamic_ncols=True, disable=not sys.stderr.isatty())
-
     def _update(self, batch, interval: dict, bar) -> None:
         tc, p = self.tc, self.p
         mode = tc.bptt
@@ -395,8 +415,7 @@ class Trainer:
         interval["tokens"] += n_tok
         clipped = math.isfinite(pre) and post < pre
         p.clipped += int(bool(clipped))
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
         if p.step % tc.log_every == 0 or param_norms is not None:
             dt = max(time.perf_counter() - interval["t0"], 1e-9)
             loss = p.log_loss / p.log_count if p.log_count else float("nan")
@@ -408,10 +427,9 @@ class Trainer:
                     "tokens_per_sec": interval["tokens"] / dt}
             if param_norms is not None:
                 line["param_grad_norms"] = param_norms
-            self._write_metric(line)
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{line['ppl'] or float('nan'):.1f}",
-                                gnorm=f"{pre:.2f}", lr=f"{p.lr:.3g}", tok_s=f"{line['tokens_per_sec']:.0f}")
+            self.metrics.append(line)
+            bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{line['ppl'] or float('nan'):.1f}",
+                            gnorm=f"{pre:.2f}", lr=f"{p.lr:.3g}", tok_s=f"{line['tokens_per_sec']:.0f}")
             interval.update(tokens=0, t0=time.perf_counter())
             p.log_loss = p.log_count = 0.0
 
@@ -436,58 +454,40 @@ class Trainer:
             raise TrainingError(f"{p.nonfinite_run} consecutive non-finite updates (train.max_nonfinite="
                                 f"{tc.max_nonfinite}) at step {p.step}, the last: {desc}; {self._last_good()}")
 
-    def _write_metric(self, line: dict) -> None:
-        self.metrics.write(json.dumps(line) + "\n")
-        self.metrics.flush()
-
-    # ------------------------------------------------------------------ schedules and evaluation
-    def _apply_epoch_schedule(self) -> None:
-        tc, p = self.tc, self.p
-        if tc.schedule == "epoch_decay":
-            p.lr = tc.lr * tc.lr_factor ** max(0, p.epoch + 1 - tc.decay_start)
-        self._check_min_lr()
-
-    def _check_min_lr(self) -> None:
-        if self.tc.min_lr and self.p.lr < self.tc.min_lr:
-            self.p.stopped = f"learning rate {self.p.lr:.3g} fell below train.min_lr={self.tc.min_lr}"
-
+    # ------------------------------------------------------------------ evaluation and the schedule
     def _evaluate_and_save(self) -> None:
+        """Validate, let the schedule decide (keep, cut the rate, roll back, stop), save."""
         tc, p = self.tc, self.p
         if len(self.valid_tokens) < 2:
             self._save("checkpoint.npz")
             return
         result = evaluate_tokens(self.model, self.valid_tokens, self.cfg, self.sep)
         loss = result["loss"]
-        line = {"step": p.step, "epoch": p.epoch if p.batch == 0 else p.epoch + 1, "split": "valid",
-                "loss": loss, "ppl": result["ppl"], "tokens": result["tokens"], "lr": p.lr,
-                "elapsed": p.wall}
-        self._write_metric(line)
+        self.metrics.append({"step": p.step, "epoch": p.epoch if p.batch == 0 else p.epoch + 1, "split": "valid",
+                             "loss": loss, "ppl": result["ppl"], "tokens": result["tokens"], "lr": p.lr,
+                             "elapsed": p.wall})
         self.log(f"step {p.step}: valid loss {loss:.4f}, ppl {result['ppl']:.2f}")
-        improved = loss < p.best_loss
-        worse = not math.isfinite(loss) or loss > p.best_loss * (1 + tc.reject_threshold)
-        if tc.reject_threshold and math.isfinite(p.best_loss) and worse:
-            # roll back to the best parameters and cut the rate (as faster-rnnlm does)
-            params, optim, _, _, _ = checkpoint.read(os.path.join(self.out, "best.npz"))
-            for k in self.model.params:
-                self.model.params[k][...] = params[k]
-            self.optimizer.load_state(optim)
-            p.lr *= tc.lr_factor
-            self.state = None
+        new, decision = schedule.after_validation(tc, schedule.ScheduleState(p.lr, p.best_loss), loss)
+        p.lr, p.best_loss = new.lr, new.best_loss
+        if decision.action == schedule.ROLLBACK:
+            self._roll_back_to_best()
             self.log(f"step {p.step}: validation loss rose above the best by more than "
                      f"{tc.reject_threshold:.0%}; rolled back to best.npz, lr -> {p.lr:.3g}")
-            self._check_min_lr()
-            self._save("checkpoint.npz")
-            return
-        if tc.schedule == "plateau" and math.isfinite(p.best_loss):
-            if (p.best_loss - loss) / abs(p.best_loss) < tc.min_improvement:
-                p.lr *= tc.lr_factor
-                self.log(f"step {p.step}: validation improved less than {tc.min_improvement:.2%}; lr -> {p.lr:.3g}")
-        if improved:
-            p.best_loss = loss
-        self._check_min_lr()
-        if improved:
+        elif decision.action == schedule.CUT:
+            self.log(f"step {p.step}: validation improved less than {tc.min_improvement:.2%}; lr -> {p.lr:.3g}")
+        if decision.stop:
+            p.stopped = decision.stop
+        if decision.improved:
             self._save("best.npz")
         self._save("checkpoint.npz")
+
+    def _roll_back_to_best(self) -> None:
+        """The parameters and optimizer state of best.npz; the carried state is dropped."""
+        params, optim, _, _, _ = checkpoint.read(os.path.join(self.out, "best.npz"))
+        for k in self.model.params:
+            self.model.params[k][...] = params[k]
+        self.optimizer.load_state(optim)
+        self.state = None
 
     def _finish(self) -> dict:
         p = self.p
@@ -506,33 +506,7 @@ class Trainer:
                 r = evaluate_tokens(final_model, tokens, self.cfg, self.sep)
                 summary[f"{split}_loss"], summary[f"{split}_ppl"] = r["loss"], r["ppl"]
                 summary[f"{split}_bits"] = r["bits"]
-                self._append_metric({"step": p.step, "epoch": p.epoch, "split": split, "final": True,
+                self.metrics.append({"step": p.step, "epoch": p.epoch, "split": split, "final": True,
                                      "loss": r["loss"], "ppl": r["ppl"], "tokens": r["tokens"], "elapsed": p.wall})
-        _write_atomic(os.path.join(self.out, "summary.json"), json.dumps(summary, indent=2))
+        atomic_write_text(os.path.join(self.out, "summary.json"), json.dumps(summary, indent=2))
         return summary
-
-    def _append_metric(self, line: dict) -> None:
-        with open(os.path.join(self.out, "metrics.jsonl"), "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line) + "\n")
-
-
-def _write_atomic(path: str, text: str) -> None:
-    """Write a small text file whole or not at all (temporary sibling, fsync, rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def train(cfg: Config, resume: bool = False, force: bool = False, progress: bool = True, log=None) -> dict:
-    """Train as configured; returns the summary (also written to OUT/summary.json)."""
-    return Trainer(cfg, resume=resume, force=force, progress=progress, log=log).run()
-
-
