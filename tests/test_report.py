@@ -11,22 +11,23 @@ import math
 import numpy as np
 import pytest
 
+from rnnlm_cli import values
 from rnnlm_cli.render import report
 from rnnlm_cli.errors import RnnlmError
 
 
 def test_fmt_num():
-    assert [report.fmt_num(x) for x in (None, float("nan"), float("inf"), -float("inf"), 0, 0.0, 7, np.int64(3))] == \
+    assert [values.fmt_num(x) for x in (None, float("nan"), float("inf"), -float("inf"), 0, 0.0, 7, np.int64(3))] == \
         ["-", "-", "inf", "-inf", "0", "0", "7", "3"]
-    assert report.fmt_num(0.123456) == "0.123" and report.fmt_num(12.3456, digits=4) == "12.35"
-    assert report.fmt_num(1.5e-7) == "1.50e-07" and report.fmt_num(2.5e6) == "2.50e+06"
-    assert report.fmt_num(True) == "yes"
+    assert values.fmt_num(0.123456) == "0.123" and values.fmt_num(12.3456, digits=4) == "12.35"
+    assert values.fmt_num(1.5e-7) == "1.50e-07" and values.fmt_num(2.5e6) == "2.50e+06"
+    assert values.fmt_num(True) == "yes"
 
 
 def test_jsonable_makes_strict_json():
     obj = {"a": np.float32(0.5), "b": np.array([[1.0, np.nan], [np.inf, 2.0]]), "c": (np.int64(3), np.bool_(True)),
            "d": [float("-inf")], 4: "x"}
-    out = report.jsonable(obj)
+    out = values.jsonable(obj)
     assert out == {"a": 0.5, "b": [[1.0, None], [None, 2.0]], "c": [3, True], "d": [None], "4": "x"}
     json.dumps(out, allow_nan=False)
     assert type(out["c"][0]) is int and type(out["c"][1]) is bool

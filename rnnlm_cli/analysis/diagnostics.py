@@ -87,7 +87,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnlm_cli.nn import kernels as blas
-from rnnlm_cli.render import report
+from rnnlm_cli.values import fmt_num, jsonable
 from rnnlm_cli.config import Config
 from rnnlm_cli.errors import ConfigError, DataError
 from rnnlm_cli.analysis.jacobians import StepMaps, top_singular_values
@@ -488,7 +488,7 @@ def diagnose(specs: list[Spec], steps: int | None = None, batches: int | None = 
         return entries[0][key] if len(values) == 1 else None
 
     data = common("data")
-    return report.jsonable({"data": data if data is not None else "mixed", "steps": common("steps"),
+    return jsonable({"data": data if data is not None else "mixed", "steps": common("steps"),
                             "batches": common("batches"), "batch_size": common("batch_size"),
                             "threshold": common("threshold"), "models": entries})
 
@@ -502,5 +502,5 @@ def gate_failures(result: dict, min_horizon: int | None = None, max_ratio: float
         ratio = m["max_norm_ratio"]
         if max_ratio is not None and (ratio is None or ratio > max_ratio):
             failures.append(f"{m['label']}: exploding gradient: max norm ratio "
-                            f"{report.fmt_num(ratio)} > {report.fmt_num(max_ratio)}")
+                            f"{fmt_num(ratio)} > {fmt_num(max_ratio)}")
     return failures

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from rnnlm_cli.render import report
+from rnnlm_cli.values import jsonable
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.train.metrics import metrics_path, read_metrics
 
@@ -107,7 +107,7 @@ def history_report(run_dir: str, top: int = 5) -> dict:
         v = v[np.isfinite(v)]
         param_stats[name] = {"lines": len(values), "p50": float(np.median(v)) if v.size else None,
                              "max": float(v.max()) if v.size else None}
-    return report.jsonable({
+    return jsonable({
         "file": path, "step_lines": len(objs), "evaluation_lines": evals,
         "first_step": objs[0]["step"], "last_step": objs[-1]["step"],
         "grad_norm": _percentiles(norms[finite]),
