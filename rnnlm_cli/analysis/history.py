@@ -68,51 +68,67 @@ def history_report(run_dir: str, top: int = 5) -> dict:
     """
     path, lines, evals = _read_metrics(run_dir)
     objs = [o for _, o in lines]
-    norms = np.array([float(o["grad_norm"]) for o in objs])
+    norms = np.array([float(o["grad_norm"]) for o in objs])             # (lines,) pre-clip norms
     finite = np.isfinite(norms)
-    # non-finite events: the cumulative skip counter and non-finite norms
     counts = [(o["step"], o["nonfinite_skipped"]) for o in objs if isinstance(o.get("nonfinite_skipped"), int)]
-    went_up = [s for (s, c), (_, prev) in zip(counts, [(None, 0)] + counts) if c > prev]
     clipped = [bool(o["clipped"]) for o in objs if "clipped" in o]
-    # spikes against the running median of the previous lines
+    return jsonable({
+        "file": path, "step_lines": len(objs), "evaluation_lines": evals,
+        "first_step": objs[0]["step"], "last_step": objs[-1]["step"],
+        "grad_norm": _percentiles(norms[finite]),
+        "nonfinite": {"grad_norm_lines": int((~finite).sum()),
+                      "skipped": counts[-1][1] if counts else None, "steps": _skips_went_up(counts)},
+        "clip_rate": sum(clipped) / len(clipped) if clipped else None,
+        "spikes": _spikes(objs, norms)[:top], "by_epoch": _by_epoch(objs, norms),
+        "param_grad_norms": _param_norms(objs)})
+
+
+def _skips_went_up(counts: list[tuple[int, int]]) -> list[int]:
+    """The steps at which the cumulative count of skipped non-finite updates went up."""
+    return [s for (s, c), (_, prev) in zip(counts, [(None, 0)] + counts) if c > prev]
+
+
+def _spikes(objs: list[dict], norms: np.ndarray) -> list[dict]:
+    """Every finite norm against the running median of the previous SPIKE_WINDOW finite norms,
+    largest ratio first."""
     spikes = []
     for i in range(1, len(norms)):
         window = norms[max(0, i - SPIKE_WINDOW):i]
         window = window[np.isfinite(window)]
-        if finite[i] and window.size:
+        if np.isfinite(norms[i]) and window.size:
             med = float(np.median(window))
             if med > 0:
                 spikes.append({"step": objs[i]["step"], "grad_norm": norms[i], "running_median": med,
                                "ratio": norms[i] / med})
     spikes.sort(key=lambda r: -r["ratio"])
-    # trend by epoch
-    by_epoch = []
-    epochs = sorted({o["epoch"] for o in objs if isinstance(o.get("epoch"), (int, float))})
-    for e in epochs:
+    return spikes
+
+
+def _by_epoch(objs: list[dict], norms: np.ndarray) -> list[dict]:
+    """Lines, median finite norm and clip rate of each epoch."""
+    finite = np.isfinite(norms)
+    rows = []
+    for e in sorted({o["epoch"] for o in objs if isinstance(o.get("epoch"), (int, float))}):
         idx = [i for i, o in enumerate(objs) if o.get("epoch") == e]
         v = norms[idx][finite[idx]]
         clip = [bool(objs[i]["clipped"]) for i in idx if "clipped" in objs[i]]
-        by_epoch.append({"epoch": e, "lines": len(idx), "median_grad_norm": float(np.median(v)) if v.size else None,
-                         "clip_rate": sum(clip) / len(clip) if clip else None})
-    # per-parameter norms where logged
+        rows.append({"epoch": e, "lines": len(idx), "median_grad_norm": float(np.median(v)) if v.size else None,
+                     "clip_rate": sum(clip) / len(clip) if clip else None})
+    return rows
+
+
+def _param_norms(objs: list[dict]) -> dict:
+    """{name: {lines, p50, max}} of the per-parameter norms, from the lines that carry them."""
     per_param: dict[str, list[float]] = {}
     for o in objs:
         if isinstance(o.get("param_grad_norms"), dict):
             for name, value in o["param_grad_norms"].items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     per_param.setdefault(name, []).append(float(value))
-    param_stats = {}
+    stats = {}
     for name, values in per_param.items():
         v = np.array(values)
         v = v[np.isfinite(v)]
-        param_stats[name] = {"lines": len(values), "p50": float(np.median(v)) if v.size else None,
-                             "max": float(v.max()) if v.size else None}
-    return jsonable({
-        "file": path, "step_lines": len(objs), "evaluation_lines": evals,
-        "first_step": objs[0]["step"], "last_step": objs[-1]["step"],
-        "grad_norm": _percentiles(norms[finite]),
-        "nonfinite": {"grad_norm_lines": int((~finite).sum()),
-                      "skipped": counts[-1][1] if counts else None, "steps": went_up},
-        "clip_rate": sum(clipped) / len(clipped) if clipped else None,
-        "spikes": spikes[:top], "by_epoch": by_epoch, "param_grad_norms": param_stats})
-
+        stats[name] = {"lines": len(values), "p50": float(np.median(v)) if v.size else None,
+                       "max": float(v.max()) if v.size else None}
+    return stats
