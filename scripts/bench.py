@@ -312,17 +312,19 @@ def run_child(job: dict, env_extra: dict | None = None, timeout: float = 1800) -
 
 def machine() -> dict:
     from rnnlm_cli import machine as this_machine
-    from rnnlm_cli.nn import kernels as blas
-    info = {**this_machine.describe(), "blas": blas.info(), "threads_env": {k: os.environ[k] for k in (
+    from rnnlm_cli.nn import kernels
+    info = {**this_machine.describe(), "blas": kernels.info(), "threads_env": {k: os.environ[k] for k in (
                 "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "RNNLM_LOOP_THREADS", "OPENBLAS_CORETYPE",
                 "OPENBLAS_L2_SIZE") if k in os.environ}}
-    try:
-        import threadpoolctl
-        info["threadpoolctl"] = [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-                                 for d in threadpoolctl.threadpool_info()]
-    except ImportError:
-        pass
     return info
+
+
+def blas_line(blas: dict) -> str:
+    """The BLAS as the table's head names it (from kernels.info(), i.e. threadpoolctl)."""
+    if not blas.get("library"):
+        return "BLAS unknown (threadpoolctl found none)"
+    return (f"BLAS {blas['library']} {blas.get('version') or ''} ({blas.get('core') or '?'}, "
+            f"{blas.get('threads')} threads, {blas.get('loop_threads')} in the time loop)")
 
 
 def torch_available() -> str | None:
@@ -371,8 +373,7 @@ def render_table(report: dict) -> str:
     lines = ["  ".join(str(v).rjust(w) if 0 < i < 6 else str(v).ljust(w) for i, (v, w) in
                        enumerate(zip(row, widths))).rstrip() for row in rows]
     m = report["machine"]
-    head = [f"rnnlm bench: {m['cpu']}, {m['cores']} cores, numpy {m['numpy']}, "
-            f"BLAS {m['blas'].get('config') or m['blas'].get('openblas')} ({m['blas'].get('core', '?')})",
+    head = [f"rnnlm bench: {m['cpu']}, {m['cores']} cores, numpy {m['numpy']}, {blas_line(m['blas'])}",
             f"data: {report['data']}",
             f"float32 GEMM {GEMM_SHAPE[0]}x{GEMM_SHAPE[1]} @ {GEMM_SHAPE[1]}x{GEMM_SHAPE[2]}: "
             f"{report['gemm_gflops']:.0f} GFLOP/s (median of {len(report['gemm_runs'])} children: "

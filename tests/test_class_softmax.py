@@ -1,5 +1,5 @@
 """Class-factorised softmax: frequency binning, exact normalisation, a plain reference loss,
-finite differences for every cell, compact gradients and sparse SGD, checkpoint round trip."""
+finite differences for every cell, factored gradients and sparse SGD, checkpoint round trip."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from rnnlm_cli.nn.cells import CELLS
 from rnnlm_cli.config import ModelConfig, load_config
 from rnnlm_cli.analysis.gradcheck import _check_one, run_gradcheck
-from rnnlm_cli.nn.gradients import Compact, Gradients
+from rnnlm_cli.nn import kernels
+from rnnlm_cli.nn.gradients import ClassFactored, RowSparse
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.train.optim import SGD, clip_gradients, global_norm
 from rnnlm_cli.nn.output import default_num_classes, even_classes, frequency_classes
@@ -65,9 +66,19 @@ def test_defaults_and_fallbacks():
     assert even_classes(7, 3).tolist() == [0, 2, 5, 7]
     model = Model(ModelConfig(softmax="class", embedding_size=3, hidden_size=3), 10)   # no counts
     assert model.class_bounds == even_classes(10, 3).tolist()
-    # C is capped at V, and the binning may use fewer classes when the mass leaves no room
-    assert frequency_classes([1, 1], 5).tolist() == [0, 2]
+
+
+def test_binning_mass_exactly_on_a_boundary_stays_in_the_class():
+    # The rule: word i joins the current class a; a moves on once the cumulative mass PASSES
+    # (a+1)/C (strictly). Four equal words, C = 4, cumulative mass .25 .5 .75 1 (exact in binary):
+    #   word 0 -> class 0; .25 does not pass 1/4, a stays 0
+    #   word 1 -> class 0; .5 passes 1/4, a = 1
+    #   word 2 -> class 1; .75 passes 2/4, a = 2
+    #   word 3 -> class 2
+    # so the boundaries are 0, 2, 3, 4 (a ">=" rule would give four classes of one word)
     assert frequency_classes([1, 1, 1, 1], 4).tolist() == [0, 2, 3, 4]
+    # C = 5 is capped at V = 2; mass .5 does not pass 1/2, so both words share class 0
+    assert frequency_classes([1, 1], 5).tolist() == [0, 2]
 
 
 # --------------------------------------------------------------------------- probabilities
@@ -143,26 +154,26 @@ def test_word_matrix_gradient_is_compact_and_exact():
     model = make(seed=7)
     x, y = batch(T=2, B=2, seed=8)
     grads = model.backward(model.forward(x, y))
-    word = grads.compact("output.W")
-    assert word is not None and word.axis == 0 and word.shape == (V, model.H)   # rows of the (V, H) matrix
+    word = grads["output.W"]
+    assert isinstance(word, ClassFactored) and word.shape == (V, model.H)   # rows of the (V, H) matrix
     touched = set(np.unique(model.output.class_of[y.ravel()]).tolist())
     expect = [w for w in range(V) if model.output.class_of[w] in touched and np.diff(model.class_bounds)[
         model.output.class_of[w]] > 1]
-    assert word.index.tolist() == expect
-    dense = grads["output.W"]                                   # materialised on demand
-    assert grads.compact("output.W") is None
+    assert word.rows().tolist() == expect
+    dense = grads.dense("output.W")                             # formed on request only
+    assert grads["output.W"] is word                            # the stored gradient is unchanged
     untouched = np.setdiff1d(np.arange(V), expect)
     assert np.all(dense[untouched] == 0) and np.any(dense[expect] != 0)
-    emb = grads.compact("embedding")
-    assert emb is not None and emb.index.tolist() == sorted(set(x.ravel().tolist()))
+    emb = grads["embedding"]
+    assert isinstance(emb, RowSparse) and emb.rows.tolist() == sorted(set(x.ravel().tolist()))
 
 
 def test_sparse_sgd_and_clipping_equal_the_dense_path():
     model = make(seed=9, dtype=np.float32)
     x, y = batch(seed=10)
     grads = model.backward(model.forward(x, y), scale=1 / x.size)
-    dense = {k: np.array(v) for k, v in Gradients(dict(grads.raw())).items()}   # materialised copy
-    assert isinstance(grads.raw_item("output.W"), Compact)
+    dense = {k: np.array(v) for k, v in grads.as_dense().items()}   # formed copies
+    assert isinstance(grads["output.W"], ClassFactored) and isinstance(grads["embedding"], RowSparse)
     assert global_norm(grads) == pytest.approx(global_norm(dense), rel=1e-5)
     pre, post = clip_gradients(grads, "norm", 0.1)
     pre_d, post_d = clip_gradients(dense, "norm", 0.1)
@@ -175,9 +186,17 @@ def test_sparse_sgd_and_clipping_equal_the_dense_path():
         np.testing.assert_allclose(p_sparse[k], p_dense[k], rtol=1e-6, atol=1e-7)
 
 
+def never_formed(monkeypatch):
+    """Make forming a factored gradient's rows an error."""
+    def refuse(self, *args):
+        raise AssertionError("the factored gradient was formed")
+    for method in ("dense", "_formed", "clip_"):
+        monkeypatch.setattr(ClassFactored, method, refuse)
+
+
 @pytest.mark.parametrize("shape", [(5, 4), (2, 2)])
-def test_factored_word_gradient_norm_update_and_values(shape):
-    # the untied word matrix's gradient stays as factors d^T h until someone reads the values
+def test_factored_word_gradient_norm_update_and_values(shape, monkeypatch):
+    # the untied word matrix's gradient stays as factors d^T h: norm, clipping and SGD use them
     model = make(counts=None, seed=15, dtype=np.float32)          # 5 even classes of 4-5 words
     x, y = batch(T=shape[0], B=shape[1], seed=8)
     if shape == (2, 2):     # three targets in one multi-word class, one alone in another
@@ -185,26 +204,29 @@ def test_factored_word_gradient_norm_update_and_values(shape):
         multi = [c for c in range(out.C) if out.size[c] > 1]
         y = np.array([[out.bounds[multi[0]]] * 2, [out.bounds[multi[0]], out.bounds[multi[1]]]])
     grads = model.backward(model.forward(x, y), scale=1 / x.size)
-    word = grads.compact("output.W")
-    rows = sorted(d.shape[0] for _, _, _, d, _ in word.factors)
-    assert word.factored and (rows[-1] > 1 if shape == (5, 4) else rows[0] == 1)   # blocks and lone rows
-    formed = Compact(word.shape, word.dtype, 0, word.index, None, word.runs, word.factors).values
-    blocks = [np.einsum("rk,rh->kh", d.astype(np.float64), h.astype(np.float64)) for _, _, _, d, h in word.factors]
-    np.testing.assert_allclose(formed, np.concatenate(blocks), rtol=1e-5, atol=1e-9)
-    assert word.factored_sq_norm() == pytest.approx(float((formed.astype(np.float64) ** 2).sum()), rel=1e-5)
-    # norm clipping sets a scale; SGD then applies the blocks without forming the values
+    word = grads["output.W"]
+    assert isinstance(word, ClassFactored)
+    rows = sorted(d.shape[0] for _, d, _ in word.blocks)
+    assert rows[-1] > 1 if shape == (5, 4) else rows[0] == 1          # blocks and lone rows
+    # the oracle: each block d^T h as a float64 sum over its positions
+    blocks = [np.einsum("rk,rh->kh", d.astype(np.float64), h.astype(np.float64)) for _, d, h in word.blocks]
+    formed = word.dense()
+    for (start, d, _), block in zip(word.blocks, blocks):
+        np.testing.assert_allclose(formed[start:start + d.shape[1]], block, rtol=1e-5, atol=1e-9)
+    assert word.sq_norm() == pytest.approx(sum(float((b ** 2).sum()) for b in blocks), rel=1e-5)
+    # norm clipping sets a scale; SGD then applies the blocks without forming the rows
+    never_formed(monkeypatch)
     clip_gradients(grads, "norm", 1e-3)
-    assert word.factored and word.scale < 1
+    assert grads["output.W"] is word and word.scale < 1
     p = {k: v.copy() for k, v in model.params.items()}
     SGD(p).step(p, grads, 0.5)
-    assert word.factored
     expect = model.params["output.W"].copy()
-    for start, k, off, _, _ in word.factors:
-        expect[start:start + k] -= np.float32(0.5 * word.scale) * formed[off:off + k]
+    for (start, d, _), block in zip(word.blocks, blocks):
+        expect[start:start + d.shape[1]] -= 0.5 * word.scale * block
     np.testing.assert_allclose(p["output.W"], expect, rtol=1e-5, atol=1e-8)
-    # reading it densely forms the values once (scale applied) and drops the factors
-    dense = grads["output.W"]
-    assert grads.compact("output.W") is None and dense.shape == (V, model.H)
+    monkeypatch.undo()
+    # asked for densely, it is scale * d^T h block by block
+    np.testing.assert_allclose(grads.dense("output.W"), word.scale * formed, rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize("tie", [False, True])
@@ -212,9 +234,6 @@ def test_products_in_pieces_change_no_number(monkeypatch, tie):
     # the word part's products are cut into pieces (forward: column pieces of a small-kernel
     # size; backward: pieces along the summed words; SGD: row pieces); tiny piece sizes on
     # the 16-word class give the same losses, gradients and update as whole products
-    from rnnlm_cli.train import optim
-    from rnnlm_cli.nn import output as softmax
-
     def run():
         model = make(tie=tie, C=8, seed=21)             # one class of 16 words, seven of one
         assert model.output.size.max() == 16
@@ -223,16 +242,16 @@ def test_products_in_pieces_change_no_number(monkeypatch, tie):
         fwd = model.forward(x, y)
         grads = model.backward(fwd, scale=1 / x.size)
         norm = global_norm(grads)
-        dense = {k: np.array(grads[k]) for k in grads}
+        dense = {k: np.array(v) for k, v in grads.as_dense().items()}
         grads = model.backward(fwd, scale=1 / x.size)
         p = {k: v.copy() for k, v in model.params.items()}
         SGD(p).step(p, grads, 0.3)
         return fwd.nll, norm, dense, p
 
     whole = run()
-    monkeypatch.setattr(softmax, "small_columns", lambda rows, inner: 3)
-    monkeypatch.setattr(softmax, "INNER_STEP", 5)
-    monkeypatch.setattr(optim, "UPDATE_ROWS", 4)
+    monkeypatch.setattr(kernels, "small_columns", lambda rows, inner: 3)
+    monkeypatch.setattr(kernels, "INNER_STEP", 5)
+    monkeypatch.setattr(kernels, "UPDATE_ROWS", 4)
     pieces = run()
     np.testing.assert_allclose(pieces[0], whole[0], rtol=1e-12, atol=1e-13)
     assert pieces[1] == pytest.approx(whole[1], rel=1e-12)
@@ -246,9 +265,9 @@ def test_factored_norm_survives_float32_overflow():
     rng = np.random.default_rng(5)
     d = rng.standard_normal((3, 4)).astype(np.float32)
     h = (rng.standard_normal((3, 6)) * 1e20).astype(np.float32)
-    c = Compact((10, 6), np.float32, 0, np.arange(2, 6), None, [(2, 6, 0)], [(2, 4, 0, d, h)])
+    c = ClassFactored((10, 6), np.float32, [(2, d, h)])
     expect = float((np.einsum("rk,rh->kh", d.astype(np.float64), h.astype(np.float64)) ** 2).sum())
-    assert np.isfinite(expect) and c.factored_sq_norm() == pytest.approx(expect, rel=1e-5)
+    assert np.isfinite(expect) and c.sq_norm() == pytest.approx(expect, rel=1e-5)
 
 
 def test_backward_is_reentrant():
@@ -258,7 +277,7 @@ def test_backward_is_reentrant():
     a = model.backward(fwd)
     b = model.backward(fwd, scale=0.5)
     for k in a:
-        np.testing.assert_allclose(b[k], 0.5 * a[k], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(b.dense(k), 0.5 * a.dense(k), rtol=1e-12, atol=1e-15)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -300,9 +319,10 @@ def test_no_float64_in_float32_training(softmax):
     tokens = np.random.default_rng(1).integers(0, V, size=400)
     fwd, grads, state = step.batch_gradients(model, StreamBatches(tokens, 4, 6).batch(0), None)
     assert fwd.nll.dtype == np.float32 and all(s.dtype == np.float32 for s in state)
-    for name, g in grads.raw():
-        arr = g.values if isinstance(g, Compact) else g
-        assert arr.dtype == np.float32, name
+    for name, g in grads.items():
+        arrays = [x for _, d, h in g.blocks for x in (d, h)] if isinstance(g, ClassFactored) else \
+            [g.values] if isinstance(g, RowSparse) else [g]
+        assert all(a.dtype == np.float32 for a in arrays), name
     clip_gradients(grads, "norm", 1e-3)
     SGD(model.params).step(model.params, grads, 0.1)
     assert all(p.dtype == np.float32 for p in model.params.values())

@@ -120,7 +120,7 @@ def test_float32_and_float64_forward_agree(cell):
     assert f32.hs.dtype == np.float32 and f32.nll.dtype == np.float32
     assert f32.loss == pytest.approx(f64.loss, rel=1e-5)
     np.testing.assert_allclose(f32.hs, f64.hs, atol=2e-5)
-    g64, g32 = m64.backward(f64), m32.backward(f32)
+    g64, g32 = m64.backward(f64).as_dense(), m32.backward(f32).as_dense()
     for k in g64:
         assert g32[k].dtype == np.float32, k
         np.testing.assert_allclose(g32[k], g64[k], rtol=1e-3, atol=1e-4)
@@ -142,12 +142,12 @@ def test_padding_changes_nothing(cell):
         x[n:, b] = rng.integers(0, V, size=5 - n)           # junk in the padding
         y[n:, b] = rng.integers(0, V, size=5 - n)
     fwd = model.forward(x, y, mask=mask)
-    grads = model.backward(fwd)
+    grads = model.backward(fwd).as_dense()
     loss_alone, grads_alone = 0.0, {k: 0.0 for k in grads}
     for b in range(3):
         f = model.forward(xs[b][:, None], ys[b][:, None])
         loss_alone += f.loss
-        for k, g in model.backward(f).items():
+        for k, g in model.backward(f).as_dense().items():
             grads_alone[k] = grads_alone[k] + g
     assert fwd.loss == pytest.approx(loss_alone, rel=1e-12)
     assert fwd.count == sum(lengths)
@@ -159,7 +159,7 @@ def test_embedding_gradient_with_repeated_tokens():
     model = make_model("gru")
     x = np.array([[2, 2], [2, 5], [2, 2], [5, 2]])   # token 2 repeated at many positions
     y = np.array([[1, 2], [3, 4], [0, 2], [6, 2]])
-    g = model.backward(model.forward(x, y))["embedding"]
+    g = model.backward(model.forward(x, y)).dense("embedding")
     emb = model.params["embedding"]
     eps = 1e-6
     for row in (2, 5, 7):                              # 7 never appears as an input
@@ -195,7 +195,7 @@ def test_backward_scale_and_normalisation():
     fwd2, g_tok, _ = batch_gradients(model, batch, mode="stream", train=False)
     assert fwd2.count == T * B - 1                      # one position masked
     for k in g_sum:
-        np.testing.assert_allclose(g_tok[k], g_sum[k] / (T * B - 1), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(g_tok.dense(k), g_sum.dense(k) / (T * B - 1), rtol=1e-12, atol=1e-15)
     _, g_b, _ = batch_gradients(model, batch, mode="stream", train=False, normalize="batch")
     np.testing.assert_allclose(g_b["cell.W_h"], g_sum["cell.W_h"] / B, rtol=1e-12)
 
@@ -243,7 +243,7 @@ def test_gradient_with_dropout_matches_differences_for_fixed_masks(cell):
     model = make_model(cell, dropout_embedding=0.25, dropout_output=0.5)
     x, y = tokens(8)
     f = lambda: model.forward(x, y, train=True, rng=np.random.default_rng(3)).loss  # noqa: E731
-    grads = model.backward(model.forward(x, y, train=True, rng=np.random.default_rng(3)))
+    grads = model.backward(model.forward(x, y, train=True, rng=np.random.default_rng(3))).as_dense()
     eps = 1e-6
     for name in ("embedding", "cell.W_h", "output.W"):
         p = model.params[name].reshape(-1)
@@ -281,8 +281,8 @@ def test_loss_start_scores_only_the_tail():
     np.testing.assert_array_equal(tail.nll[:2], 0.0)
     mask = np.ones((T, B))
     mask[:2] = 0
-    g_mask = model.backward(model.forward(x, y, mask=mask))
-    g_tail = model.backward(tail)
+    g_mask = model.backward(model.forward(x, y, mask=mask)).as_dense()
+    g_tail = model.backward(tail).as_dense()
     for k in g_mask:
         np.testing.assert_allclose(g_tail[k], g_mask[k], rtol=1e-12, atol=1e-15)
 
@@ -291,15 +291,15 @@ def test_loss_start_scores_only_the_tail():
 def test_softmax_statistics_in_row_blocks_match_the_reference(monkeypatch, tie):
     # the full softmax takes its (N, V) buffer in cache-sized row blocks (bias added there);
     # blocks of 3 rows (N = T * B) give the reference loss and the same gradients as one block
-    from rnnlm_cli.nn import output as softmax
+    from rnnlm_cli.nn import kernels
     model = make_model("tanh", tie_weights=tie)
     model.params["output.b"][:] = np.linspace(-1, 1, V)
     x, y = tokens(13)
-    whole = model.backward(model.forward(x, y))
-    monkeypatch.setattr(softmax, "STATS_BYTES", 3 * V * 8)          # float64 rows of V
+    whole = model.backward(model.forward(x, y)).as_dense()
+    monkeypatch.setattr(kernels, "STATS_BYTES", 3 * V * 8)          # float64 rows of V
     fwd = model.forward(x, y)
     assert fwd.loss == pytest.approx(reference_loss(model, x, y, None), rel=1e-12)
-    pieces = model.backward(fwd)
+    pieces = model.backward(fwd).as_dense()
     for k in whole:
         np.testing.assert_allclose(pieces[k], whole[k], rtol=1e-12, atol=1e-15, err_msg=k)
 
@@ -311,7 +311,7 @@ def test_large_logits_do_not_overflow():
     x, y = tokens(11)
     fwd = model.forward(x, y)
     assert math.isfinite(fwd.loss)
-    grads = model.backward(fwd)
+    grads = model.backward(fwd).as_dense()
     assert all(np.isfinite(g).all() for g in grads.values())
 
 
@@ -325,10 +325,10 @@ def test_backward_can_run_twice_on_one_forward_with_any_scale():
     for tie in (False, True):
         model = make_model("tanh", tie_weights=tie)
         x, y = tokens(12)
-        ref = model.backward(model.forward(x, y))
+        ref = model.backward(model.forward(x, y)).as_dense()
         fwd = model.forward(x, y)
-        a = model.backward(fwd, scale=0.25)
-        b = model.backward(fwd)
+        a = model.backward(fwd, scale=0.25).as_dense()
+        b = model.backward(fwd).as_dense()
         c = model.backward(fwd, truncation=2, scale=0.5)
         for k in ref:
             np.testing.assert_allclose(a[k], 0.25 * ref[k], rtol=1e-12, atol=1e-15)

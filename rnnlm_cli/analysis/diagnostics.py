@@ -376,7 +376,7 @@ def truncation_bias(model: Model, seqs, truncations, tick=lambda: None) -> list[
     for x, y in seqs:
         for k in sums:
             # a fresh forward per backward (the output backward works in place)
-            grads = model.backward(model.forward(x, y), **({} if k is None else {"truncation": k}))
+            grads = model.backward(model.forward(x, y), **({} if k is None else {"truncation": k})).as_dense()
             sums[k] = {n: v.copy() for n, v in grads.items()} if sums[k] is None else \
                 {n: sums[k][n] + v for n, v in grads.items()}
             tick()

@@ -84,7 +84,7 @@ def _problem(model: Model, mode: str, cfg, rng: np.random.Generator):
 
 def _check_one(model, loss_fn, grad_fn, eps, samples, rng):
     """Rows (param, max_rel_error, checked) for every parameter plus the directional check."""
-    grads = grad_fn()
+    grads = grad_fn().as_dense()
     f0 = loss_fn()
     floor = FLOOR_FACTOR * NOISE * max(abs(f0), 1.0) / eps
     rows = []

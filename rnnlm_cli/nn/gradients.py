@@ -1,166 +1,226 @@
-"""Gradients: a dict-like mapping name -> array, where some entries are held compactly.
+"""Gradient types: what the backward returns for each parameter.
 
 Most of an embedding's gradient is zero (only the rows of the batch's tokens are not), and so
 is most of the class-factorised output layer's word matrix (only the rows of the classes the
-batch's targets fall in). `Gradients` keeps such an entry as a `Compact`:
+batch's targets fall in). Each parameter's gradient is one of
 
-    index   (n,) unique positions along `axis` of the parameter; everything else is zero
-    values  the gradient at those positions, laid out like the parameter with `axis` cut
-            down to n (rows of a (V, E) embedding: (n, E); columns of an (H, V) matrix would be (H, n))
-    runs    optional [(start, stop, offset)]: `index` as contiguous ranges; the block of a run
-            is values[offset:offset + stop - start] along `axis`
-    factors optional [(start, k, offset, d, h)]: the values as products not yet formed, the
-            block of rows start..start+k (at values[offset:offset + k]) being d^T h with d
-            (r, k) and h (r, H) -- the class softmax's word matrix, whose blocks are outer-
-            product sums over a few positions each. Its norm comes from the r x r Gram matrices
-            and plain SGD applies each block straight to the parameter, so the (M, H) values
-            are never written unless someone reads them (`values` forms them then).
-    scale   a factor the values still have to be multiplied by (norm clipping sets it instead
-            of rescaling every value; `fold()` applies it)
+    np.ndarray      dense, the parameter's shape
+    RowSparse       zero outside `rows`: the untied embedding (the batch's token rows)
+    ClassFactored   the class softmax's untied word matrix, kept as per-class factors: the
+                    block of rows start..start+k is d^T h with d (r, k), h (r, H), over the r
+                    positions whose target is in that class. Its norm comes from r x r Gram
+                    matrices and plain SGD applies each block straight to the parameter, so
+                    the (M, H) rows are never formed unless someone asks for them.
 
-Reading `grads[name]` gives the dense array (built once, on first access; the compact form is
-then dropped, so editing the dense array in place is safe). Code that knows about the compact
-form asks `grads.compact(name)` first: clipping measures and scales only the stored values and
-plain SGD updates only those rows (optim.py). Everything else sees an ordinary mapping of dense
-arrays, exactly as before.
+The two compact types carry a pending `scale` (norm clipping sets it instead of rescaling every
+value) and answer, like a dense array does through the functions below:
+
+    sq_norm(g)            sum of squares of every element (a float)
+    scale_(g, c)          g *= c, in place
+    clip_(g, t)           every element clamped to [-t, t]; returns the clipped gradient (a
+                          ClassFactored becomes RowSparse: clamping needs the formed rows)
+    nonfinite(g)          whether any element is NaN or infinite
+    dense(g)              the dense array (allocates for the compact types; ask only when needed)
+    g.sgd_apply(p, lr)    p -= lr * g on the rows it holds (compact types only)
+
+`Gradients` maps parameter names to these; reading an entry returns the stored gradient as it
+is, never a densified copy.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import MutableMapping
 
 import numpy as np
 
-from rnnlm_cli.nn.kernels import loop_threads
+from rnnlm_cli.nn.kernels import block_product, loop_threads, subtract_block_product, update_scratch
 
 
-def block_product(d: np.ndarray, h: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = d^T h for d (r, k), h (r, H); one row is an outer product (numpy's matmul is ~10x
-    slower with an inner dimension of 1)."""
-    if d.shape[0] == 1:
-        return np.multiply(d[0][:, None], h[0][None, :], out=out)
-    return np.matmul(d.T, h, out=out)
+def array_sq_norm(a: np.ndarray) -> float:
+    """Sum of squares of a dense array, as a Python float (a float32 sum that overflows while
+    every element is finite is taken again after dividing by the largest element)."""
+    flat = a.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sq = float(np.dot(flat, flat))
+    if not math.isfinite(sq) and np.isfinite(flat).all():
+        big = float(np.abs(flat).max())
+        scaled = flat.astype(np.float64) / big
+        sq = big * big * float(np.dot(scaled, scaled))
+    return sq
 
 
-class Compact:
-    """A gradient that is zero outside `index` along `axis` (see the module docstring)."""
+def array_nonfinite(a: np.ndarray) -> bool:
+    with np.errstate(over="ignore", invalid="ignore"):
+        quick = np.isfinite(a.sum())     # one fast pass; confirmed element-wise if it fails
+    return bool(not quick and not np.isfinite(a).all())
 
-    __slots__ = ("shape", "dtype", "axis", "index", "_values", "runs", "scale", "factors")
 
-    def __init__(self, shape, dtype, axis: int, index: np.ndarray, values: np.ndarray | None, runs=None,
-                 factors=None):
-        if values is None and (factors is None or axis != 0):
-            raise ValueError("a Compact needs values, or factors along axis 0")
-        self.shape, self.dtype, self.axis = tuple(shape), np.dtype(dtype), axis
-        self.index, self._values, self.runs, self.factors = index, values, runs, factors
-        self.scale = 1.0
+class CompactGradient:
+    """A gradient held in less memory than its parameter (RowSparse, ClassFactored)."""
 
-    @property
-    def values(self) -> np.ndarray:
-        if self._values is None:
-            self._values = self._form()
-            self.factors = None
-        return self._values
+    shape: tuple
+    dtype: np.dtype
+    scale: float
 
-    @values.setter
-    def values(self, array: np.ndarray) -> None:
-        self._values, self.factors = array, None
+    def sq_norm(self) -> float:
+        raise NotImplementedError
 
-    @property
-    def factored(self) -> bool:
-        """Whether the values are still held as factors (not yet formed)."""
-        return self._values is None
+    def scale_(self, c: float) -> None:
+        self.scale *= c                  # applied when the values are used
 
-    def _form(self) -> np.ndarray:
-        size = sum(k for _, k, _, _, _ in self.factors)
-        out = np.empty((size,) + self.shape[1:], dtype=self.dtype)
-        for _, k, off, d, h in self.factors:
-            block_product(d, h, out[off:off + k])
+    def clip_(self, threshold: float) -> CompactGradient:
+        raise NotImplementedError
+
+    def nonfinite(self) -> bool:
+        raise NotImplementedError
+
+    def dense(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def sgd_apply(self, p: np.ndarray, lr: float) -> None:
+        raise NotImplementedError
+
+
+class RowSparse(CompactGradient):
+    """A (V, ...) gradient that is zero outside `rows` (n,) (unique, ascending); its rows are
+    scale * values (n, ...)."""
+
+    def __init__(self, shape, rows: np.ndarray, values: np.ndarray, scale: float = 1.0):
+        self.shape, self.dtype = tuple(shape), values.dtype
+        self.rows, self.values, self.scale = rows, values, scale
+
+    def _fold(self) -> np.ndarray:
+        """Apply the pending scale to the values; returns them."""
+        if self.scale != 1.0:
+            self.values *= self.dtype.type(self.scale)
+            self.scale = 1.0
+        return self.values
+
+    def sq_norm(self) -> float:
+        return array_sq_norm(self.values) * (self.scale * self.scale)
+
+    def clip_(self, threshold: float) -> RowSparse:
+        np.clip(self._fold(), -threshold, threshold, out=self.values)
+        return self
+
+    def nonfinite(self) -> bool:
+        return array_nonfinite(self.values)
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=self.dtype)
+        out[self.rows] = self._fold()
         return out
 
-    def factored_sq_norm(self) -> float:
-        """Sum of squares of the (unscaled) values from the factors: ||d^T h||^2 is the sum of
-        the element-wise product of the Gram matrices d d^T and h h^T (in the gradient's dtype;
-        a block whose float32 sum overflows is taken again in float64)."""
+    def sgd_apply(self, p: np.ndarray, lr: float) -> None:
+        p[self.rows] -= self.values * p.dtype.type(lr * self.scale)   # rows are unique: no repeats to sum
+
+
+class ClassFactored(CompactGradient):
+    """The class softmax's (V, H) word-matrix gradient as blocks (start, d (r, k), h (r, H)):
+    rows start..start+k are scale * d^T h, every other row is zero. Blocks ascend by start
+    and do not overlap."""
+
+    def __init__(self, shape, dtype, blocks: list, scale: float = 1.0):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.blocks, self.scale = blocks, scale
+
+    def rows(self) -> np.ndarray:
+        """(M,) the rows the blocks cover, ascending."""
+        if not self.blocks:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([np.arange(start, start + d.shape[1]) for start, d, _ in self.blocks])
+
+    def _formed(self) -> np.ndarray:
+        """(M, H) the unscaled rows, block after block."""
+        out = np.empty((sum(d.shape[1] for _, d, _ in self.blocks),) + self.shape[1:], dtype=self.dtype)
+        off = 0
+        for _, d, h in self.blocks:
+            k = d.shape[1]
+            block_product(d, h, out[off:off + k])
+            off += k
+        return out
+
+    def sq_norm(self) -> float:
+        """||d^T h||^2 of each block is the sum of the element-wise product of the r x r Gram
+        matrices d d^T and h h^T (in the gradient's dtype; a block whose float32 sum overflows
+        is taken again in float64)."""
         total = 0.0
-        with np.errstate(over="ignore", invalid="ignore"), loop_threads():
-            for _, _, _, d, h in self.factors:
+        with np.errstate(over="ignore", invalid="ignore"), loop_threads():      # small products
+            for _, d, h in self.blocks:
                 sq = float(np.vdot(d @ d.T, h @ h.T))
                 if not math.isfinite(sq):    # float32 overflowed (e.g. huge ReLU states): again in float64
                     d64, h64 = d.astype(np.float64), h.astype(np.float64)
                     sq = float(np.vdot(d64 @ d64.T, h64 @ h64.T))
                 total += sq
-        return total
+        return total * self.scale * self.scale
 
-    def fold(self) -> np.ndarray:
-        """Apply the pending scale to the values; returns them."""
-        if self.scale != 1.0:
-            self.values *= self.values.dtype.type(self.scale)
-            self.scale = 1.0
-        return self.values
+    def clip_(self, threshold: float) -> RowSparse:
+        rows = RowSparse(self.shape, self.rows(), self._formed(), self.scale)
+        return rows.clip_(threshold)
 
-    def at(self, sel) -> tuple:
-        """An index tuple selecting `sel` (a slice or an index array) along `axis`."""
-        return (slice(None),) * self.axis + (sel,)
+    def nonfinite(self) -> bool:
+        return array_nonfinite(self._formed())
 
     def dense(self) -> np.ndarray:
         out = np.zeros(self.shape, dtype=self.dtype)
-        if self.factored:                   # each block straight into its rows (no (M, H) copy)
-            for start, k, _, d, h in self.factors:
-                block_product(d, h, out[start:start + k])
-                if self.scale != 1.0:
-                    out[start:start + k] *= self.dtype.type(self.scale)
-            return out
-        self.fold()
-        if self.runs is not None:
-            for start, stop, off in self.runs:
-                out[self.at(slice(start, stop))] = self.values[self.at(slice(off, off + stop - start))]
-        else:
-            out[self.at(self.index)] = self.values
+        for start, d, h in self.blocks:                  # each block straight into its rows
+            k = d.shape[1]
+            block_product(d, h, out[start:start + k])
+            if self.scale != 1.0:
+                out[start:start + k] *= self.dtype.type(self.scale)
         return out
 
+    def sgd_apply(self, p: np.ndarray, lr: float) -> None:
+        """p[rows] -= d^T (f h) block by block with f = lr * scale, never forming the gradient."""
+        f = p.dtype.type(lr * self.scale)
+        scratch = update_scratch(max((d.shape[1] for _, d, _ in self.blocks), default=0), p.shape[1], p.dtype)
+        with loop_threads():                                               # small products
+            for start, d, h in self.blocks:
+                subtract_block_product(p[start:start + d.shape[1]], d, h * f, scratch)
 
-class Gradients(MutableMapping):
-    """name -> gradient; entries may be `Compact` until read (see the module docstring)."""
 
-    def __init__(self, items=None):
-        self._items: dict = dict(items or {})
+# --------------------------------------------------------------------------- any gradient
 
-    def __getitem__(self, name):
-        g = self._items[name]
-        if isinstance(g, Compact):
-            g = self._items[name] = g.dense()
-        return g
+def sq_norm(g) -> float:
+    return g.sq_norm() if isinstance(g, CompactGradient) else array_sq_norm(g)
 
-    def __setitem__(self, name, value):
-        self._items[name] = value
 
-    def __delitem__(self, name):
-        del self._items[name]
+def scale_(g, c: float) -> None:
+    if isinstance(g, CompactGradient):
+        g.scale_(c)
+    else:
+        g *= g.dtype.type(c)
 
-    def __iter__(self):
-        return iter(self._items)
 
-    def __len__(self):
-        return len(self._items)
+def clip_(g, threshold: float):
+    if isinstance(g, CompactGradient):
+        return g.clip_(threshold)
+    return np.clip(g, -threshold, threshold, out=g)
 
-    def compact(self, name) -> Compact | None:
-        """The compact form of `name` while it has not been read densely, else None."""
-        g = self._items.get(name)
-        return g if isinstance(g, Compact) else None
 
-    def set_compact(self, name, compact: Compact) -> None:
-        self._items[name] = compact
+def nonfinite(g) -> bool:
+    return g.nonfinite() if isinstance(g, CompactGradient) else array_nonfinite(g)
 
-    def raw_item(self, name):
-        """The stored entry of `name`: a dense array or a Compact."""
-        return self._items[name]
 
-    def raw(self):
-        """(name, dense array or Compact) pairs without building anything dense."""
-        return self._items.items()
+def dense(g) -> np.ndarray:
+    return g.dense() if isinstance(g, CompactGradient) else g
+
+
+class Gradients(dict):
+    """name -> gradient (a dense array, RowSparse or ClassFactored; see the module docstring).
+    Reading an entry gives the stored gradient; `dense(name)` asks for a dense array."""
+
+    def dense(self, name) -> np.ndarray:
+        """The gradient of `name` as a dense array (the stored array itself when it is dense)."""
+        return dense(self[name])
+
+    def as_dense(self) -> dict:
+        """A plain dict of dense arrays (dense entries are shared, compact ones formed)."""
+        return {name: dense(g) for name, g in self.items()}
+
+    def norms(self) -> dict:
+        """name -> L2 norm of that parameter's gradient, without forming anything dense."""
+        return {name: math.sqrt(sq_norm(g)) for name, g in self.items()}
 
     def __repr__(self):
-        kinds = {k: "compact" if isinstance(v, Compact) else "dense" for k, v in self._items.items()}
-        return f"Gradients({kinds})"
+        return "Gradients({" + ", ".join(f"{k!r}: {type(g).__name__}" for k, g in self.items()) + "})"

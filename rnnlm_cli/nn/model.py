@@ -26,9 +26,12 @@ Output layers are pluggable objects with the interface of `FullSoftmax` (param_n
 init_params, forward, backward, logits); `output.make_output` picks one from the config.
 
 Gradients come back as a `gradients.Gradients` mapping: dense arrays, except that the untied
-embedding (only the batch's token rows are non-zero) and the class softmax's word matrix
-(only the rows of the classes present) stay compact until someone reads them densely;
-clipping and plain SGD use the compact form directly (optim.py).
+embedding is a RowSparse (only the batch's token rows are non-zero) and the class softmax's
+untied word matrix a ClassFactored (per-class factors of the rows of the classes present);
+clipping and plain SGD use them as they are (optim.py), `grads.dense(name)` forms one.
+
+The forward and the backward each run under kernels.loop_threads() (the time loop's small
+products on one BLAS thread); big products take every thread back (kernels.big_gemm).
 """
 
 from __future__ import annotations
@@ -37,11 +40,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnlm_cli.nn import kernels as blas
+from rnnlm_cli.nn import kernels
 from rnnlm_cli.nn import timeloop
 from rnnlm_cli.nn.cells import Cache, input_init, make_cell
 from rnnlm_cli.errors import ConfigError
-from rnnlm_cli.nn.gradients import Compact, Gradients
+from rnnlm_cli.nn.gradients import Gradients, RowSparse
 from rnnlm_cli.nn.output import ClassSoftmax, make_output, scatter_rows, sum_rows
 
 
@@ -146,7 +149,7 @@ class Model:
 
     # ------------------------------------------------------------------ forward
     def forward(self, x, y, state=None, mask=None, train: bool = False, rng=None, loss_start: int = 0) -> Forward:
-        with blas.loop_threads():          # one BLAS thread but for the big products (blas.py)
+        with kernels.loop_threads():       # one BLAS thread but for the big products
             return self._forward(x, y, state, mask, train, rng, loss_start)
 
     def _forward(self, x, y, state, mask, train, rng, loss_start) -> Forward:
@@ -177,7 +180,7 @@ class Model:
             emb_mask = self._dropout_mask(rng, emb.shape, cfg.dropout_embedding)
             emb *= emb_mask
         # input projection of all steps: one GEMM
-        with blas.big_gemm(T * B * self.E * p["cell.W_x"].shape[1]):
+        with kernels.big_gemm(T * B * self.E * p["cell.W_x"].shape[1]):
             xproj = emb.reshape(T * B, self.E) @ p["cell.W_x"]         # (T*B, GH)
         xproj += p["cell.b"]
         xproj = xproj.reshape(T, B, -1)
@@ -218,7 +221,7 @@ class Model:
         return self._backward(fwd, truncation, scale, on_lag)
 
     def _backward(self, fwd, truncation, scale, on_lag):
-        with blas.loop_threads():
+        with kernels.loop_threads():
             return self._backward_body(fwd, truncation, scale, on_lag)
 
     def _backward_body(self, fwd, truncation, scale, on_lag):
@@ -241,7 +244,7 @@ class Model:
         for k, g in self.cell.param_grads(fwd.cache, x2, da_all).items():
             grads[f"cell.{k}"] = g
         # undoes xproj = emb @ W_x: input gradient, dropout, then the embedding rows
-        with blas.big_gemm(da_all.size * self.E):
+        with kernels.big_gemm(da_all.size * self.E):
             dx = da_all.reshape(T * B, -1) @ p["cell.W_x"].T            # (T*B, E)
         if fwd.emb_mask is not None:
             dx *= fwd.emb_mask.reshape(T * B, self.E)
@@ -249,8 +252,8 @@ class Model:
             scatter_rows(grads["embedding"], fwd.x.reshape(-1), dx)
         else:                                                           # only the tokens' rows
             rows, values = sum_rows(fwd.x.reshape(-1), dx)
-            grads.set_compact("embedding", Compact(p["embedding"].shape, self.dtype, 0, rows, values))
-        return Gradients((k, grads.raw_item(k)) for k in p)
+            grads["embedding"] = RowSparse(p["embedding"].shape, rows, values)
+        return Gradients((k, grads[k]) for k in p)
 
     # ------------------------------------------------------------------ conveniences
     def log_probs(self, x, y, state=None, mask=None):
@@ -265,8 +268,8 @@ class Model:
         if state is None:
             state = self.initial_state(B)
         p = self.params
-        xproj = (p["embedding"][ids[0]] @ p["cell.W_x"] + p["cell.b"])[None]   # (1, B, GH)
-        cache = timeloop.forward_sequence(self.cell, self._cell_params(), xproj, state)
-        h = cache.seq["h"][1]                                                  # (B, H)
-        with blas.loop_threads():
+        with kernels.loop_threads():
+            xproj = (p["embedding"][ids[0]] @ p["cell.W_x"] + p["cell.b"])[None]   # (1, B, GH)
+            cache = timeloop.forward_sequence(self.cell, self._cell_params(), xproj, state)
+            h = cache.seq["h"][1]                                                  # (B, H)
             return self.output.logits(p, h), self.cell.state_at(cache, 1)

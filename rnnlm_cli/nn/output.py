@@ -5,7 +5,7 @@ Both take the hidden states of all N = T*B scored positions at once and share on
     param_shapes() / init_params(cfg, rng, dtype)
     forward(params, h2 (N, H), y (N,), mask (N,) or None) -> (loss_sum, nll (N,), cache)
     backward(params, cache, scale, grads, dh_out=None) -> dE/dh2 (N, H); parameter gradients
-        of scale * loss_sum go into `grads` (a grads.Gradients); re-entrant: the forward's
+        of scale * loss_sum go into `grads` (a gradients.Gradients); re-entrant: the forward's
         cache is never modified, so backward may run several times on one forward
     logits(params, h2 (N, H)) -> (N, V) scores whose softmax is the model's distribution
         (normalised log-probabilities for the class softmax)
@@ -29,8 +29,10 @@ bounds[c] .. bounds[c+1] and the class's words are a contiguous row block of out
 Parameters: output.class_W (H, C), output.class_b (C,), output.W (V, H) (absent when tied:
 the word part then uses the embedding, the same layout), output.b (V,). Training groups the positions by their
 target's class, so the word part is one small GEMM per class present in the batch; classes of
-one word need nothing (P(w | c) = 1). The word-matrix gradient is returned compact (only the
-rows of the classes present; see grads.py).
+one word need nothing (P(w | c) = 1). The untied word-matrix gradient is returned as a
+gradients.ClassFactored (per-class factors of the rows of the classes present).
+
+How products are cut into pieces and how many BLAS threads run them is decided in kernels.py.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from rnnlm_cli.nn.kernels import big_gemm, loop_threads
-from rnnlm_cli.nn.cells import input_init
 from rnnlm_cli.errors import ConfigError
-from rnnlm_cli.nn.gradients import Compact, block_product
+from rnnlm_cli.nn.cells import input_init
+from rnnlm_cli.nn.gradients import ClassFactored
+from rnnlm_cli.nn.kernels import (big_gemm, block_product, cache_row_blocks, matmul_column_pieces,
+                                  matmul_inner_pieces)
 
 
 class BufferPool:
@@ -75,26 +78,18 @@ class BufferPool:
         return buf
 
 
-# the softmax statistics take the (N, K) buffer in blocks of rows of about this many bytes, so
-# the bias, max, subtract, exp and sum find each block in cache (L2) instead of passing over the
-# whole buffer five times: 6.4-7.5 against 7.5-10.5 ms for 700 x 10,000 in isolation (threads
-# did not help: OpenBLAS's threads still spin on the other core after the logits product)
-STATS_BYTES = 1 << 20
-
-
 def _softmax_stats(buf: np.ndarray, target: np.ndarray, bias: np.ndarray | None = None):
     """In place: buf (N, K) logits (plus `bias` (K,) when given) -> E = exp(z - rowmax);
     returns (s (N,), nll (N,)) with s the row sums of E and nll = log s - (z_target - max).
 
-    Block by block of rows that fit in cache (STATS_BYTES)."""
+    Block by block of rows that fit in cache (kernels.cache_row_blocks)."""
     N, K = buf.shape
     s = np.empty(N, dtype=buf.dtype)
     zy = np.empty(N, dtype=buf.dtype)                    # target logit - max
     ones = np.ones(K, dtype=buf.dtype)
-    rows = max(1, STATS_BYTES // max(1, K * buf.itemsize))
-    index = np.arange(min(rows, N))
-    for lo in range(0, N, rows):
-        hi = min(N, lo + rows)
+    blocks = cache_row_blocks(N, K * buf.itemsize)
+    index = np.arange(max((hi - lo for lo, hi in blocks), default=0))
+    for lo, hi in blocks:
         b = buf[lo:hi]
         if bias is not None:
             b += bias
@@ -218,20 +213,6 @@ class FullSoftmax:
 
 # --------------------------------------------------------------------------- class softmax
 
-# The word part's products are skinny: a class's few rows (r ~ N / C) against its k words. OpenBLAS
-# packs both operands of a product before multiplying, which costs as much as the product here;
-# builds with small-matrix kernels (0.3.1x+, e.g. SkylakeX) skip the packing for small products
-# (measured: up to ~240,000 multiply-adds), 2-3x faster for these shapes: 7 rows x 200 x 4096
-# words ran at 8 GMAC/s as one product, at 23 in 160-word pieces. Elsewhere a piece costs a call.
-SMALL_GEMM = 200_000
-INNER_STEP = 512        # backward: words per product along the summed dimension (~1.4x faster than one)
-
-
-def small_columns(rows: int, inner: int) -> int:
-    """Columns per piece so that rows x inner x columns stays within SMALL_GEMM (at least 32)."""
-    return max(32, SMALL_GEMM // max(1, rows * inner))
-
-
 def frequency_classes(counts, num_classes: int) -> np.ndarray:
     """Mikolov's frequency binning -> class boundaries (C'+1,) over word ids 0..V-1.
 
@@ -324,10 +305,6 @@ class ClassSoftmax:
     # ------------------------------------------------------------------ training / scoring
     def forward(self, params: dict, h2: np.ndarray, y: np.ndarray, mask: np.ndarray | None):
         """h2 (N, H), y (N,), mask (N,) or None -> (loss_sum, nll (N,), cache dict)."""
-        with loop_threads():                       # small GEMMs only (see blas.py)
-            return self._forward(params, h2, y, mask)
-
-    def _forward(self, params, h2, y, mask):
         dtype = h2.dtype
         y = np.asarray(y)
         cls = self.class_of[y]                                             # (N,)
@@ -353,10 +330,7 @@ class ClassSoftmax:
         for a, b, c, off in zip(first.tolist(), last.tolist(), cs[first].tolist(), row_off[first].tolist()):
             lo, k = int(self.bounds[c]), int(self.size[c])
             block = Z[off:off + (b - a) * k].reshape(b - a, k)
-            step = small_columns(b - a, self.H)
-            for j in range(0, k, step):                                    # pieces: see SMALL_GEMM
-                e = min(k, j + step)
-                np.matmul(hs[a:b], W[:, lo + j:lo + e], out=block[:, j:e])
+            matmul_column_pieces(hs[a:b], W[:, lo:lo + k], out=block)      # hs @ W[:, block]
             block += bias[lo:lo + k]
             groups.append((lo, k, a, b, off))
         # row-wise log-softmax over the ragged rows
@@ -378,10 +352,6 @@ class ClassSoftmax:
 
     def backward(self, params: dict, cache: dict, scale: float, grads, dh_out: np.ndarray | None = None):
         """Accumulate output-parameter gradients into `grads`; return dE/dh2 (N, H)."""
-        with loop_threads():
-            return self._backward(params, cache, scale, grads, dh_out)
-
-    def _backward(self, params, cache, scale, grads, dh_out):
         h2, mask, order = cache["h2"], cache["mask"], cache["order"]
         N, dtype = h2.shape[0], h2.dtype
         # class part: dzc = r E - coef onehot(class)   (undoes zc = h2 class_W + class_b)
@@ -400,11 +370,11 @@ class ClassSoftmax:
         dhs = np.empty_like(hs)                                            # (R, H)
         # each class's gradient block is a contiguous row range of the (V, H) matrix, d^T hs:
         # with tie_weights written straight into the dense embedding gradient (the input side
-        # adds its rows to it); untied kept as factors (grads.Compact): clipping takes its norm
-        # from r x r Gram matrices and plain SGD applies each block, so the (M, H) rows are
-        # only formed for an optimizer that needs them
+        # adds its rows to it); untied kept as factors (gradients.ClassFactored): clipping takes
+        # its norm from r x r Gram matrices and plain SGD applies each block, so the (M, H) rows
+        # are only formed for an optimizer that needs them
         target = np.zeros((self.V, self.H), dtype=dtype) if self.tied else None
-        runs, factors, voff = [], [], 0
+        blocks = []
         part = np.empty((max((b - a for _, _, a, b, _ in cache["groups"]), default=0), self.H), dtype=dtype)
         for lo, k, a, b, off in cache["groups"]:
             d = dZ[off:off + (b - a) * k].reshape(b - a, k)                # (rows, k) one class's block
@@ -412,23 +382,13 @@ class ClassSoftmax:
             if self.tied:
                 block_product(d, hs[a:b], target[lo:lo + k])               # undoes hs @ W[:, block]
             else:
-                factors.append((lo, k, voff, d, hs[a:b]))
-            out = dhs[a:b]                                                 # d W[:, block]^T in pieces
-            np.matmul(d[:, :INNER_STEP], W[:, lo:lo + min(k, INNER_STEP)].T, out=out)
-            for j in range(INNER_STEP, k, INNER_STEP):
-                e = min(k, j + INNER_STEP)
-                out += np.matmul(d[:, j:e], W[:, lo + j:lo + e].T, out=part[:b - a])
-            if runs and runs[-1][1] == lo:                                 # adjacent classes: one run
-                runs[-1] = (runs[-1][0], lo + k, runs[-1][2])
-            else:
-                runs.append((lo, lo + k, voff))
-            voff += k
+                blocks.append((lo, d, hs[a:b]))
+            matmul_inner_pieces(d, W[:, lo:lo + k].T, out=dhs[a:b], scratch=part)   # d W[:, block]^T
         grads["output.b"] = db
         if self.tied:
             grads["embedding"] = target
         else:
-            index = np.concatenate([np.arange(lo, hi) for lo, hi, _ in runs]) if runs else np.zeros(0, np.int64)
-            grads.set_compact("output.W", Compact((self.V, self.H), dtype, 0, index, None, runs, factors))
+            grads["output.W"] = ClassFactored((self.V, self.H), dtype, blocks)
         dh[order] += dhs
         return dh
 

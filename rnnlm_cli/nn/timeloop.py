@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnlm_cli.nn.kernels import loop_threads
-
 
 # --------------------------------------------------------------------------- forward
 
@@ -33,14 +31,13 @@ def forward_sequence(cell, params: dict, xproj: np.ndarray, state: tuple):
     """Run the cell over xproj (T, B, GH) from `state`; returns the filled cells.Cache.
 
     params: the cell's parameters without the `cell.` prefix. The cache arrays are allocated
-    once here; the loop itself allocates nothing per step. The loop's small GEMMs run on one
-    BLAS thread (kernels.loop_threads).
+    once here; the loop itself allocates nothing per step. (The model runs it under
+    kernels.loop_threads(): its small GEMMs on one BLAS thread.)
     """
     T, B, _ = xproj.shape
     cache = cell.new_cache(T, B, state, params)
-    with loop_threads():
-        for t in range(T):
-            cell.forward_step(cache, t, xproj[t])
+    for t in range(T):
+        cell.forward_step(cache, t, xproj[t])
     return cache
 
 
@@ -59,13 +56,12 @@ def backward_full(cell, cache, dhs: np.ndarray) -> np.ndarray:
     facs, wt = cell.step_factors(cache), cell.w_hT(cache)           # whole record; sliced per step
     dc = None
     dh_prev = None
-    with loop_threads():
-        for t in range(T - 1, -1, -1):
-            dh = dhs[t:t + 1]                                         # (1, B, H)
-            if dh_prev is not None:
-                dh += dh_prev
-            # cell.backward_step(cache[t], ...) without building a sliced record per step
-            _, dh_prev, dc = cell.backward_apply(tuple(f[t:t + 1] for f in facs), wt, dh, dc, da_all[t:t + 1])
+    for t in range(T - 1, -1, -1):
+        dh = dhs[t:t + 1]                                             # (1, B, H)
+        if dh_prev is not None:
+            dh += dh_prev
+        # cell.backward_step(cache[t], ...) without building a sliced record per step
+        _, dh_prev, dc = cell.backward_apply(tuple(f[t:t + 1] for f in facs), wt, dh, dc, da_all[t:t + 1])
     return da_all
 
 

@@ -53,7 +53,7 @@ from rnnlm_cli.train.lock import RunLock
 from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.runs import check_model_matches, check_params, load_model
-from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, global_norm, make_optimizer
+from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, make_optimizer
 
 
 class Interrupted(Exception):
@@ -401,7 +401,7 @@ class Trainer:
             bad = find_nonfinite(grads) or "gradient"
         param_norms = None
         if tc.log_param_norms_every and p.step % tc.log_param_norms_every == 0:
-            param_norms = {k: global_norm({k: g}) for k, g in grads.items()}
+            param_norms = grads.norms()            # from each gradient's sq_norm(): nothing dense is formed
         if bad is not None:
             self._nonfinite(bad, grads)
             self.state = None                  # a poisoned state is not carried on
