@@ -479,47 +479,32 @@ def _build_section(name: str, values: dict, base_dir: str | None) -> Any:
 
 
 def _cross_checks(cfg: Config) -> None:
-    """Rules that involve more than one key: contradictions, and settings that could never act
-    (a user who sets them expects an effect the run would silently not have)."""
+    """Rules that involve more than one key: settings that contradict each other or the data
+    the configuration names. (A key that only applies in another mode, such as train.window
+    outside window mode or train.k2 outside stream mode, is not a contradiction: a sweep over
+    modes shares one configuration.)"""
     tc = cfg.train
     if tc.bptt == "stream" and tc.k2 and tc.k2 < tc.k1:
         raise ConfigError(f"train.k2 ({tc.k2}) must be >= train.k1 ({tc.k1}), or 0 for k2 = k1")
-    for key, value, modes in (("k2", tc.k2, ("stream",)), ("max_len", tc.max_len, ("full",)),
-                              ("state_reset", tc.state_reset, ("stream", "window"))):
-        if value and tc.bptt not in modes:
-            raise ConfigError(f"train.{key}={value} has no effect with train.bptt={tc.bptt} "
-                              f"(it applies to bptt={' or '.join(modes)}); remove it or change train.bptt")
-    if tc.optimizer != "sgd" and (tc.momentum or tc.nesterov):
-        key = "momentum" if tc.momentum else "nesterov"
-        raise ConfigError(f"train.{key}={getattr(tc, key)} has no effect with train.optimizer={tc.optimizer} "
-                          f"(it applies to sgd); remove it or change train.optimizer")
-    if tc.nesterov and not tc.momentum:
-        raise ConfigError("train.nesterov needs train.momentum > 0 (Nesterov momentum with no momentum is plain sgd)")
     if tc.min_lr and tc.min_lr >= tc.lr:
         raise ConfigError(f"train.min_lr ({tc.min_lr}) must be below train.lr ({tc.lr}): training stops once the "
                           f"rate falls below min_lr (0 = never)")
-    if tc.min_lr and tc.schedule == "constant" and not tc.reject_threshold:
-        raise ConfigError(f"train.min_lr ({tc.min_lr}) has no effect with train.schedule=constant and no "
-                          f"train.reject_threshold: the rate never falls; remove it or choose a schedule")
-    if cfg.model.num_classes and cfg.model.softmax != "class":
-        raise ConfigError(f"model.num_classes={cfg.model.num_classes} has no effect with model.softmax=full; "
-                          f"set model.softmax=class or remove it")
     if no_validation_data(cfg.data):
         needs = validation_users(tc)
         if needs:
             raise ConfigError(f"{needs} needs validation data, but data.valid is not set and data.split gives "
-                              f"it nothing ({cfg.data.split}); give data.valid or a validation ratio")
+                              f"it nothing ({brief(cfg.data.split)}); give data.valid or a validation ratio")
     if cfg.model.tie_weights and cfg.model.embedding_size != cfg.model.hidden_size:
         raise ConfigError(f"model.tie_weights needs model.embedding_size == model.hidden_size, "
                           f"got {cfg.model.embedding_size} and {cfg.model.hidden_size}")
     split = cfg.data.split
     if len(split) != 3 or any(r < 0 for r in split) or abs(sum(split) - 1.0) > 1e-6 or split[0] <= 0:
-        raise ConfigError(f"data.split: expected three non-negative ratios summing to 1 with train > 0, got {split}")
+        raise ConfigError(f"data.split: expected three non-negative ratios summing to 1 with train > 0, got {brief(split)}")
     if any(k < 1 for k in cfg.diagnose.truncations):
-        raise ConfigError(f"diagnose.truncations: expected positive integers, got {cfg.diagnose.truncations}")
+        raise ConfigError(f"diagnose.truncations: expected positive integers, got {brief(cfg.diagnose.truncations)}")
     bins = cfg.probe.bins
     if not bins or bins[0] < 0 or any(a >= b for a, b in zip(bins, bins[1:])):
-        raise ConfigError(f"probe.bins: expected strictly increasing distances >= 0, got {bins}")
+        raise ConfigError(f"probe.bins: expected strictly increasing distances >= 0, got {brief(bins)}")
 
 
 def no_validation_data(data: DataConfig) -> bool:
