@@ -167,12 +167,12 @@ def claim_output_folder(out: str, lock: RunLock, resume: bool, step: int, log) -
 
 # keys that only say how long and how often a run goes on: a resumed run applies their new values
 RUN_LENGTH_KEYS = ("train.epochs", "train.max_steps", "train.eval_every", "train.log_every", "train.checkpoint_every",
-                   "train.log_param_norms_every", "train.out")
+                   "train.log_param_norms_every")
 # sections whose keys shape the training run (the others configure other commands)
 RUN_SECTIONS = ("data", "model", "train")
-# keys that say where the data lives, not what it is: a moved folder may be resumed from; what it
-# holds is checked instead (the vocabulary must be the checkpoint's, see runs.check_model_matches)
-LOCATION_KEYS = ("data.prepared", "data.train", "data.valid", "data.test")
+# keys that say where things are, not what they are: a moved run or data folder may be resumed from;
+# the data it holds is checked instead (the vocabulary must be the checkpoint's, runs.check_model_matches)
+LOCATION_KEYS = ("train.out", "data.prepared", "data.train", "data.valid", "data.test")
 
 
 def resume_changes(saved, cfg: Config, path: str) -> list[str]:
