@@ -23,9 +23,10 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Union, get_args, get_origin, get_type_hints
 
+import numpy as np
 import yaml
 
-from rnnlm_cli.errors import ConfigError
+from rnnlm_cli.errors import ConfigError, brief, brief_path
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,57 @@ SECTIONS = {f.name: f.default_factory for f in fields(Config)}
 
 # --------------------------------------------------------------------------- loading
 
+MAX_CONFIG_BYTES = 1 << 20      # a configuration file is a few hundred bytes; refuse anything over 1 MiB
+MAX_ALIAS_VALUES = 10_000       # values that YAML aliases may expand to, all aliases of a document together
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate keys (plain YAML keeps the last silently)."""
+    """A safe YAML loader that refuses duplicate keys (plain YAML keeps the last silently) and
+    aliases that expand to more than MAX_ALIAS_VALUES values (a "billion laughs" bomb: nine
+    lines of nested aliases stand for a billion strings).
+
+    Each alias adds the expanded size of what it refers to, counted on the node graph (shared
+    nodes are measured once), so the bomb is refused at the alias that crosses the bound, before
+    anything is expanded; an alias to the collection that contains it is refused too."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._alias_values = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent, index):
+        if not self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        line = self.peek_event().start_mark.line + 1
+        node = super().compose_node(parent, index)
+        self._alias_values += self._expanded_size(node, set(), line)
+        if self._alias_values > MAX_ALIAS_VALUES:
+            raise ConfigError(f"YAML aliases expand to more than {MAX_ALIAS_VALUES:,} values (line {line}); "
+                              f"write the values out instead")
+        return node
+
+    def _expanded_size(self, node, open_nodes: set, line: int) -> int:
+        """How many values `node` stands for once every alias inside it is expanded."""
+        key = id(node)
+        if key in self._sizes:
+            return self._sizes[key]
+        if key in open_nodes:
+            raise ConfigError(f"a YAML alias refers to the collection that contains it (line {line})")
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            return 1
+        open_nodes.add(key)
+        size = 1
+        for child in children:
+            size += self._expanded_size(child, open_nodes, line)
+            if size > MAX_ALIAS_VALUES:
+                break                      # enough to refuse; the exact size does not matter
+        open_nodes.discard(key)
+        self._sizes[key] = size
+        return size
 
 
 def _construct_mapping(loader, node, deep=False):
@@ -234,7 +284,7 @@ def _construct_mapping(loader, node, deep=False):
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in keys:
-            raise ConfigError(f"duplicate key '{key}' (line {key_node.start_mark.line + 1})")
+            raise ConfigError(f"duplicate key '{brief(key, quote=False)}' (line {key_node.start_mark.line + 1})")
         keys.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -244,35 +294,40 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def _read_yaml(path: str) -> dict:
     """Parse a YAML config file into a dict; every failure is a one-line ConfigError."""
+    shown = brief_path(path)
     if not os.path.exists(path):
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"config file not found: {shown}")
     if os.path.isdir(path):
-        raise ConfigError(f"config path is a folder, not a file: {path}")
+        raise ConfigError(f"config path is a folder, not a file: {shown}")
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)       # at most that much, also from /dev/zero or a pipe
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config {shown} is larger than {MAX_CONFIG_BYTES // 1024} KiB; "
+                              f"a configuration is a short YAML file")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        raise ConfigError(f"{shown}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read config {shown}: {exc.strerror}") from None
     try:
         doc = yaml.load(text, Loader=_UniqueKeyLoader)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{shown}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {exc.problem or exc.context}") from None
+        raise ConfigError(f"{shown}: invalid YAML{where}: {brief(exc.problem or exc.context, 200, quote=False)}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{shown}: invalid YAML: {brief(' '.join(str(exc).split()), 200, quote=False)}") from None
     except RecursionError:
-        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+        raise ConfigError(f"{shown}: invalid YAML: nested too deeply") from None
     except (ValueError, TypeError, AttributeError, OverflowError) as exc:  # e.g. `!!int abc`, a list as a key
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{shown}: invalid YAML: {brief(str(exc), 200, quote=False)}") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (data, model, train, ...), "
+        raise ConfigError(f"{shown}: the top level must be a mapping of sections (data, model, train, ...), "
                           f"not a {type(doc).__name__}")
     return doc
 
@@ -280,13 +335,15 @@ def _read_yaml(path: str) -> dict:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """'model.hidden_size=128' -> (['model', 'hidden_size'], 128); the value is a YAML scalar."""
     if "=" not in text:
-        raise ConfigError(f"--set expects section.key=value, got '{text}'")
+        raise ConfigError(f"--set expects section.key=value, got '{brief(text, quote=False)}'")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"--set expects section.key=value, got '{text}'")
+        raise ConfigError(f"--set expects section.key=value, got '{brief(text, quote=False)}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
+    except ConfigError as exc:       # an alias bomb or a duplicate key in a flow collection
+        raise ConfigError(f"--set {brief(text, quote=False)}: {exc}") from None
     except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError, RecursionError):
         value = raw   # not a YAML scalar (e.g. `!!int abc`): the text itself, which validation then judges
     return parts, value
@@ -355,13 +412,22 @@ def _type_name(kind) -> str:
     return f"a list of {get_args(kind)[0].__name__}" if get_origin(kind) is list else kind.__name__
 
 
+def _check_number(key: str, number: Any, given: Any = _NO) -> None:
+    """A number must be finite and, as an integer, below 2**63 (numpy's int64)."""
+    shown = brief(number if given is _NO else given)
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConfigError(f"{key}: expected a finite number, got {shown}")
+    if isinstance(number, int) and abs(number) >= 2 ** 63:
+        raise ConfigError(f"{key}: expected a number below 2**63, got {shown}")
+
+
 def _check_value(key: str, value: Any, f: dataclasses.Field, hint: Any) -> Any:
     """Coerce and validate one value against its field: null, type, finite, size, rule, choices, range."""
     meta = f.metadata
     rule = meta.get("rule")
 
     def fail(expected):
-        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+        raise ConfigError(f"{key}: expected {expected}, got {brief(value)}")
 
     kinds, optional = _allowed_types(hint)
     if value is None:
@@ -371,25 +437,26 @@ def _check_value(key: str, value: Any, f: dataclasses.Field, hint: Any) -> Any:
     result = next((r for r in (_coerce(value, k) for k in kinds) if r is not _NO), _NO)
     if result is _NO:
         fail(rule.expected if rule else " or ".join(_type_name(k) for k in kinds))
-    if isinstance(result, float) and not math.isfinite(result):
-        fail("a finite number")
-    if any(isinstance(v, int) and abs(v) >= 2 ** 63 for v in (result if isinstance(result, list) else [result])):
-        fail("a number below 2**63")
+    if isinstance(result, list):               # each item is a number, checked like a scalar value
+        for i, item in enumerate(result):
+            _check_number(f"{key}[{i}]", item)
+    else:
+        _check_number(key, result, value)
     if rule and not rule.ok(result):
         fail(rule.expected)
     choices = meta.get("choices")
     if callable(choices):
         choices = choices()
     if choices and result not in choices:
-        raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}"
-                          + _suggest(str(value), list(choices)))
+        raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {brief(value)}"
+                          + _suggest(str(value)[:100], list(choices)))
     low, high = meta.get("low"), meta.get("high")
     if low is not None and isinstance(result, (int, float)):
         if result < low or (meta.get("low_open") and result == low):
             rel = ">" if meta.get("low_open") else ">="
-            raise ConfigError(f"{key}: expected a value {rel} {low}, got {value!r}")
+            raise ConfigError(f"{key}: expected a value {rel} {low}, got {brief(value)}")
     if high is not None and isinstance(result, (int, float)) and result > high:
-        raise ConfigError(f"{key}: expected a value <= {high}, got {value!r}")
+        raise ConfigError(f"{key}: expected a value <= {high}, got {brief(value)}")
     return result
 
 
@@ -400,7 +467,7 @@ def _build_section(name: str, values: dict, base_dir: str | None) -> Any:
     kwargs = {}
     for key, value in values.items():
         if not isinstance(key, str) or key not in by_name:
-            raise ConfigError(f"unknown key '{name}.{key}'" + _suggest_key(name, str(key)))
+            raise ConfigError(f"unknown key '{name}.{brief(key, quote=False)}'" + _suggest_key(name, str(key)[:100]))
         f = by_name[key]
         checked = _check_value(f"{name}.{key}", value, f, hints[key])
         if f.metadata.get("path") and isinstance(checked, str) and "\0" in checked:
@@ -412,29 +479,59 @@ def _build_section(name: str, values: dict, base_dir: str | None) -> Any:
 
 
 def _cross_checks(cfg: Config) -> None:
-    """Rules that involve more than one key."""
-    if cfg.train.bptt == "stream" and cfg.train.k2 and cfg.train.k2 < cfg.train.k1:
-        raise ConfigError(f"train.k2 ({cfg.train.k2}) must be >= train.k1 ({cfg.train.k1}), or 0 for k2 = k1")
+    """Rules that involve more than one key: settings that contradict each other or the data
+    the configuration names. (A key that only applies in another mode, such as train.window
+    outside window mode or train.k2 outside stream mode, is not a contradiction: a sweep over
+    modes shares one configuration.)"""
+    tc = cfg.train
+    if tc.bptt == "stream" and tc.k2 and tc.k2 < tc.k1:
+        raise ConfigError(f"train.k2 ({tc.k2}) must be >= train.k1 ({tc.k1}), or 0 for k2 = k1")
+    if tc.min_lr and tc.min_lr >= tc.lr:
+        raise ConfigError(f"train.min_lr ({tc.min_lr}) must be below train.lr ({tc.lr}): training stops once the "
+                          f"rate falls below min_lr (0 = never)")
+    if no_validation_data(cfg.data):
+        needs = validation_users(tc)
+        if needs:
+            raise ConfigError(f"{needs} needs validation data, but data.valid is not set and data.split gives "
+                              f"it nothing ({brief(cfg.data.split)}); give data.valid or a validation ratio")
     if cfg.model.tie_weights and cfg.model.embedding_size != cfg.model.hidden_size:
         raise ConfigError(f"model.tie_weights needs model.embedding_size == model.hidden_size, "
                           f"got {cfg.model.embedding_size} and {cfg.model.hidden_size}")
     split = cfg.data.split
     if len(split) != 3 or any(r < 0 for r in split) or abs(sum(split) - 1.0) > 1e-6 or split[0] <= 0:
-        raise ConfigError(f"data.split: expected three non-negative ratios summing to 1 with train > 0, got {split}")
+        raise ConfigError(f"data.split: expected three non-negative ratios summing to 1 with train > 0, got {brief(split)}")
     if any(k < 1 for k in cfg.diagnose.truncations):
-        raise ConfigError(f"diagnose.truncations: expected positive integers, got {cfg.diagnose.truncations}")
+        raise ConfigError(f"diagnose.truncations: expected positive integers, got {brief(cfg.diagnose.truncations)}")
     bins = cfg.probe.bins
     if not bins or bins[0] < 0 or any(a >= b for a, b in zip(bins, bins[1:])):
-        raise ConfigError(f"probe.bins: expected strictly increasing distances >= 0, got {bins}")
+        raise ConfigError(f"probe.bins: expected strictly increasing distances >= 0, got {brief(bins)}")
+
+
+def no_validation_data(data: DataConfig) -> bool:
+    """Whether the configuration itself says there is no validation split: it names the corpus
+    (data.train), no data.valid, and a split ratio of 0 for validation. Without data.train the
+    prepared folder decides (see validation_users)."""
+    return bool(data.train) and not data.valid and len(data.split) == 3 and data.split[1] == 0
+
+
+def validation_users(tc: TrainConfig) -> str:
+    """The training settings that act only on validation losses ('' when none is set)."""
+    users = []
+    if tc.schedule == "plateau":
+        users.append("train.schedule=plateau")
+    if tc.reject_threshold:
+        users.append(f"train.reject_threshold={tc.reject_threshold}")
+    return " and ".join(users)
 
 
 def _split_key(full: str, where: str = "") -> tuple[str, str]:
     """'train.out' -> ('train', 'out'); ConfigError (prefixed with `where`) for an unknown key."""
     section, _, key = full.partition(".")
     if section not in SECTIONS:
-        raise ConfigError(f"{where}unknown section '{section}'" + _suggest(section, list(SECTIONS)))
+        raise ConfigError(f"{where}unknown section '{brief(section, quote=False)}'"
+                          + _suggest(section[:100], list(SECTIONS)))
     if key not in {f.name for f in fields(SECTIONS[section])}:
-        raise ConfigError(f"{where}unknown key '{full}'" + _suggest_key(section, key))
+        raise ConfigError(f"{where}unknown key '{brief(full, quote=False)}'" + _suggest_key(section, key[:100]))
     return section, key
 
 
@@ -442,6 +539,31 @@ def _set_key(obj: Any, section: str, key: str, value: Any, base_dir: str) -> Any
     """A copy of section object `obj` with one key validated and set (paths against base_dir)."""
     single = _build_section(section, {key: value}, base_dir)
     return dataclasses.replace(obj, **{key: getattr(single, key)})
+
+
+def option_value(full: str, text: str) -> Any:
+    """The value of a command-line option that sets the key `full` ("generate.temperature"):
+    the text read as the key's type (int, float or str; never as YAML) and validated like a
+    YAML or --set value of that key, so option and key accept the same values and refuse the
+    rest with the same message (ConfigError naming the key). Paths resolve against the cwd."""
+    section, key = _split_key(full)
+    kinds, _ = _allowed_types(get_type_hints(SECTIONS[section])[key])
+    value: Any = text
+    for kind in kinds:
+        if kind in (int, float) and isinstance(text, str):
+            try:
+                value = kind(text.strip())
+                break
+            except (ValueError, OverflowError):
+                continue
+    return getattr(_build_section(section, {key: value}, os.getcwd()), key)
+
+
+def option_kind(full: str) -> str:
+    """The type name of key `full` for a command-line metavar: INTEGER, FLOAT or TEXT."""
+    section, key = _split_key(full)
+    kinds, _ = _allowed_types(get_type_hints(SECTIONS[section])[key])
+    return {int: "INTEGER", float: "FLOAT"}.get(kinds[0], "TEXT")
 
 
 def build_config(doc: dict, overrides: list[str] | tuple[str, ...] = (), base_dir: str | None = None) -> Config:
@@ -452,14 +574,14 @@ def build_config(doc: dict, overrides: list[str] | tuple[str, ...] = (), base_di
     """
     for name, values in doc.items():
         if not isinstance(name, str) or name not in SECTIONS:
-            raise ConfigError(f"unknown section '{name}'" + _suggest(str(name), list(SECTIONS))
+            raise ConfigError(f"unknown section '{brief(name, quote=False)}'" + _suggest(str(name)[:100], list(SECTIONS))
                               + f"; sections are {', '.join(SECTIONS)}")
         if values is not None and not isinstance(values, dict):
             raise ConfigError(f"section '{name}' must be a mapping of keys, got {type(values).__name__}")
     built = {name: _build_section(name, doc.get(name) or {}, base_dir) for name in SECTIONS}
     for text in overrides:
         (section, key), value = parse_override(text)
-        section, key = _split_key(f"{section}.{key}", where=f"--set {text}: ")
+        section, key = _split_key(f"{section}.{key}", where=f"--set {brief(text, quote=False)}: ")
         built[section] = _set_key(built[section], section, key, value, os.getcwd())
     cfg = Config(**built)
     _cross_checks(cfg)
@@ -498,3 +620,137 @@ def to_yaml(cfg: Config, comments: bool = False) -> str:
 def resolved_k2(cfg: Config) -> int:
     """Backpropagation length of stream mode (k2 = 0 means k2 = k1)."""
     return cfg.train.k2 or cfg.train.k1
+
+
+# --------------------------------------------------------------------------- memory, from the shapes
+
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gates(cell: str | None) -> int:
+    """G, the gate blocks of a cell (4, the most, for None: any cell)."""
+    from rnnlm_cli.nn.cells import CELLS
+    if cell in CELLS:
+        return CELLS[cell](1).gates
+    return max(CELLS[name](1).gates for name in CELLS)
+
+
+def model_values(V: int, E: int, H: int, G: int) -> int:
+    """Numbers in a model's parameters: embedding (V, E), cell W_x (E, GH), W_h (H, GH), biases,
+    output layer (H, V) and its bias."""
+    return V * E + G * H * (E + H + 2) + H * V + V
+
+
+def batch_values(T: int, B: int, V: int, E: int, H: int, G: int) -> int:
+    """Numbers held for one forward and backward pass over T steps of B streams: logits and
+    their gradient (T, B, V) twice, gate caches (T, B, GH) three times, embeddings, states."""
+    return T * B * (2 * V + 3 * G * H + E + 2 * H)
+
+
+def _default_of(key: str):
+    section, name = key.split(".")
+    return getattr(getattr(Config(), section), name)
+
+
+def check_memory(what: str, sizes: dict[str, int], need: Callable[[dict[str, int]], int]) -> int:
+    """Refuse, before anything is allocated, a computation that could never fit in this machine.
+
+    sizes: the configuration keys that shape the arrays (plus fixed sizes such as "V", the
+    vocabulary) and their values; need(sizes): the bytes they call for, from the shapes. When
+    that is more than the machine's memory, ConfigError names the estimate and the key whose
+    value weighs most (the one that, put back to its default, saves the most). Returns the
+    estimate in bytes."""
+    needed = need(sizes)
+    have = machine_memory()
+    if have is None or needed <= have:
+        return needed
+    keys = [k for k in sizes if "." in k]
+    key = min(keys, key=lambda k: need({**sizes, k: min(sizes[k], _default_of(k))})) if keys else None
+    culprit = f"; reduce {key} (now {brief(sizes[key])})" if key else ""
+    raise ConfigError(f"{what} would need about {_human_bytes(needed)} of memory, more than this machine's "
+                      f"{_human_bytes(have)}{culprit}")
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:,} bytes"
+
+
+def check_training_memory(cfg: Config, vocab_size: int) -> int:
+    """Parameters, gradients, optimizer state and one batch's buffers of a training run
+    (and of its evaluations), before the model is built."""
+    tc, m = cfg.train, cfg.model
+    slots = {"sgd": 1 if tc.momentum else 0, "adagrad": 1, "rmsprop": 1, "adam": 2}[tc.optimizer]
+    sizes = {"model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
+             "train.batch_size": tc.batch_size, "train.eval_batch_size": tc.eval_batch_size,
+             "train.k1": tc.k1, "train.k2": tc.k2, "train.max_len": tc.max_len, "V": vocab_size}
+    G, item = _gates(m.cell), np.dtype(tc.dtype).itemsize
+
+    def need(s):
+        T = max(s["train.k1"], s["train.k2"], s["train.max_len"])
+        E, H = s["model.embedding_size"], s["model.hidden_size"]
+        B = max(s["train.batch_size"], s["train.eval_batch_size"])
+        return item * ((2 + slots) * model_values(s["V"], E, H, G) + batch_values(T, B, s["V"], E, H, G))
+
+    return check_memory("training", sizes, need)
+
+
+def check_gradcheck_memory(cfg: Config) -> int:
+    """The float64 model and batch of `rnnlm gradcheck` (any cell)."""
+    g = cfg.gradcheck
+    sizes = {"gradcheck.hidden_size": g.hidden_size, "gradcheck.vocab_size": g.vocab_size,
+             "gradcheck.steps": g.steps, "gradcheck.batch_size": g.batch_size}
+
+    def need(s):
+        V, H, T, B, G = s["gradcheck.vocab_size"], s["gradcheck.hidden_size"], s["gradcheck.steps"], \
+            s["gradcheck.batch_size"], _gates(None)
+        return 8 * (3 * model_values(V, H, H, G) + batch_values(T, B, V, H, H, G))
+
+    return check_memory("gradcheck", sizes, need)
+
+
+def check_diagnose_memory(cfg: Config, vocab_size: int | None = None) -> int:
+    """The float64 model, T-step batches and the (T, T) and (T, H, GH) tables of
+    diagnose-gradients; vocab_size: the model's, or diagnose.random_vocab when None."""
+    d, m = cfg.diagnose, cfg.model
+    sizes = {"model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
+             "diagnose.steps": d.steps, "diagnose.batch_size": d.batch_size,
+             "diagnose.random_vocab": d.random_vocab, "V": vocab_size or 0}
+    G = _gates(m.cell)
+
+    def need(s):
+        V = s["V"] or s["diagnose.random_vocab"]
+        E, H, T, B = s["model.embedding_size"], s["model.hidden_size"], s["diagnose.steps"], s["diagnose.batch_size"]
+        return 8 * (2 * model_values(V, E, H, G) + batch_values(T, B, V, E, H, G) + 4 * T * T
+                    + T * H * G * H + 2 * T * B * H)
+
+    return check_memory("diagnose-gradients", sizes, need)
+
+
+def check_reading_memory(cfg: Config, vocab_size: int, embedding_size: int, hidden_size: int,
+                         cell: str, generate: bool) -> int:
+    """What evaluate (train.eval_batch_size streams of train.k1 steps) or generate (generate.n
+    samples of generate.max_tokens tokens) allocates beside a model read from a checkpoint."""
+    G = _gates(cell)
+    if generate:
+        sizes = {"generate.n": cfg.generate.n, "generate.max_tokens": cfg.generate.max_tokens}
+
+        def need(s):
+            n = s["generate.n"]
+            return 8 * n * (3 * vocab_size + 2 * G * hidden_size + s["generate.max_tokens"])
+
+        return check_memory("generate", sizes, need)
+    sizes = {"train.eval_batch_size": cfg.train.eval_batch_size, "train.k1": cfg.train.k1}
+
+    def need(s):
+        return 8 * batch_values(s["train.k1"], s["train.eval_batch_size"], vocab_size, embedding_size,
+                                hidden_size, G)
+
+    return check_memory("evaluate", sizes, need)

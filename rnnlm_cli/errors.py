@@ -26,3 +26,39 @@ class CheckpointError(RnnlmError):
 
 class TrainingError(RnnlmError):
     """A failure during training, e.g. a non-finite loss under the `error` policy (exit 1)."""
+
+
+BRIEF_LIMIT = 60
+
+
+def brief(value, limit: int = BRIEF_LIMIT, quote: bool = True) -> str:
+    """A user-supplied value as short text for an error message, never longer than about
+    `limit` characters however large the value: repr(value) (with quote=False a str is shown
+    as itself), cut with '...' and the full length when too long. Containers are shown through
+    reprlib, so even a huge or deeply shared structure costs little to describe."""
+    import reprlib
+
+    if isinstance(value, str):
+        text = repr(value) if quote else value
+        full = len(value)
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return f"an integer of about {int(value.bit_length() * 0.30103):,} digits"
+    else:
+        shown = reprlib.Repr()
+        shown.maxstring = shown.maxother = shown.maxlong = limit
+        shown.maxlevel = 3
+        text = shown.repr(value)
+        full = None
+    if len(text) <= limit:
+        return text
+    size = f" ({full:,} characters)" if full is not None else ""
+    return f"{text[:limit]}...{size}"
+
+
+PATH_LIMIT = 300
+
+
+def brief_path(path) -> str:
+    """A path for an error message: as given, cut like `brief` when absurdly long (a real path is
+    at most a few hundred characters; a pasted text given as a path is not)."""
+    return brief(str(path), limit=PATH_LIMIT, quote=False)

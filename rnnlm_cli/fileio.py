@@ -9,7 +9,8 @@ atomic_write(path, write)  the one way this tool writes a file it owns: `write(f
                            it (0666 less the umask). Temporary names start with `.` and end with
                            `.tmp`, so a folder's owner can recognise leftovers of a killed
                            process (`is_temporary`).
-atomic_write_text / atomic_write_json  the same for text and for a JSON document.
+atomic_write_text / atomic_write_json  the same for text and for a JSON document (strict JSON:
+                           a NaN or infinity is written as null, see values.jsonable).
 read_jsonl(path, strict)   the entries of a JSON-lines file with their line numbers and text.
 
 Crash points (for the crash tests only). With the environment variable RNNLM_FAULT set to
@@ -35,6 +36,7 @@ import tempfile
 from typing import Callable, IO, Iterator, NamedTuple
 
 from rnnlm_cli.errors import DataError
+from rnnlm_cli.values import jsonable
 
 TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"
@@ -121,8 +123,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
-    """A JSON document (strict: NaN and infinities are refused, not written as bare words)."""
-    text = json.dumps(obj, indent=indent, allow_nan=False) + "\n"
+    """A JSON document, strict: NaN and infinities are written as null (never as the bare words
+    NaN/Infinity that JSON parsers refuse), numpy values as Python ones."""
+    text = json.dumps(jsonable(obj), indent=indent, allow_nan=False) + "\n"
     atomic_write_text(path, text)
 
 

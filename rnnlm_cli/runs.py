@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rnnlm_cli.config import Config, build_config, load_config
 from rnnlm_cli.data.corpus import Prepared, load_prepared, vocab_checksum
-from rnnlm_cli.errors import CheckpointError, ConfigError
+from rnnlm_cli.errors import CheckpointError, ConfigError, brief, brief_path
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.train import checkpoint
 from rnnlm_cli.train.optim import find_nonfinite
@@ -48,6 +48,31 @@ def load_model(path: str, dtype=None) -> tuple[Model, Config, dict]:
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path} does not match its configuration: {exc}") from None
     return model, cfg, meta
+
+
+def tokenisation_keys(level: str) -> tuple[str, ...]:
+    """The data keys that decide how text becomes tokens and ids at this level."""
+    return ("level", "lowercase", "eos" if level == "word" else "newline_symbol", "vocab_size", "min_count")
+
+
+def check_data_settings(cfg: Config, prepared: Prepared) -> None:
+    """The prepared folder's own settings (meta.json) decide how text is tokenised; a
+    configuration that says otherwise (data.level word for a char-level folder, another
+    lowercase, ...) is refused, naming the key and both values, so that every later use of
+    cfg.data (evaluate --split FILE, generate --prime, the probe, the saved config) agrees with
+    the data."""
+    built = prepared.meta.get("config")
+    if not isinstance(built, dict):
+        built = {"level": prepared.meta.get("level")}
+    level = built.get("level")
+    for key in tokenisation_keys(level if isinstance(level, str) else cfg.data.level):
+        if key not in built:
+            continue
+        mine = getattr(cfg.data, key)
+        if built[key] != mine:
+            raise ConfigError(f"data.{key} is {brief(mine)} in the configuration, but the prepared folder "
+                              f"{brief_path(prepared.folder)} was built with {brief(built[key])}; set "
+                              f"data.{key}={brief(built[key], quote=False)} or re-run preprocess")
 
 
 def check_model_matches(model: Model, prepared: Prepared, meta: dict, where: str) -> None:
@@ -89,4 +114,5 @@ def open_checkpoint(path: str, config_path: str | None = None, overrides=(), dty
     if with_data:
         prepared = load_prepared(cfg.data.prepared)
         check_model_matches(model, prepared, meta, path)
+        check_data_settings(cfg, prepared)
     return OpenedCheckpoint(model=model, cfg=cfg, prepared=prepared, meta=meta, path=path)

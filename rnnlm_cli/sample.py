@@ -32,9 +32,11 @@ def generate(model: Model, prepared: Prepared, cfg: Config, n: int, max_tokens: 
     out = [[] for _ in range(n)]
     done = np.zeros(n, dtype=bool)
     for _ in range(max_tokens):
-        z = logits.astype(np.float64) / temperature          # (n, V)
+        z = logits.astype(np.float64)                        # (n, V)
         z[:, banned] = -np.inf
-        z -= z.max(axis=1, keepdims=True)
+        z -= z.max(axis=1, keepdims=True)                    # <= 0, the most likely token at 0 ...
+        with np.errstate(over="ignore", under="ignore"):
+            z /= temperature                                 # ... so a tiny temperature gives -inf, never inf - inf
         prob = np.exp(z)
         prob /= prob.sum(axis=1, keepdims=True)
         u = rng.random(n)[:, None]

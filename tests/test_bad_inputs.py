@@ -311,7 +311,8 @@ def p_no_train(w, tmp):
 
 def p_bad_level(w, tmp):
     return (["preprocess", "--train", w.train, "--level", "byte"],
-            "Invalid value for '--level': 'byte' is not one of 'word', 'char'. (see 'rnnlm preprocess -h')", 2)
+            "Invalid value for '--level': data.level: expected one of word, char, got 'byte' "
+            "(see 'rnnlm preprocess -h')", 2)
 
 
 # --------------------------------------------------------------------------- train
@@ -392,7 +393,7 @@ def t_one_token_vocabulary(w, tmp):
     ok = CliRunner().invoke(cli, ["preprocess", "--train", str(tmp / "same.txt"), "--set", "data.eos=false",
                                   "--out", str(prep), "-q"])
     assert ok.exit_code == 0, ok.output
-    return (t_args(w, tmp, prep=prep),
+    return (t_args(w, tmp, "--set", "data.eos=false", prep=prep),
             f"the vocabulary of {prep} has 1 type ('la'): there is nothing to predict; "
             f"a language model needs at least 2 distinct tokens", 1)
 
@@ -446,7 +447,7 @@ def t_resume_other_shape(w, tmp):
     shutil.copytree(w.run, out)
     return (t_args(w, tmp, "--resume", "--set", "model.hidden_size=16", out=out),
             f"cannot resume from {out / 'checkpoint.npz'}: model.hidden_size is 8 in the checkpoint but 16 "
-            f"in the configuration", 1)
+            f"in the configuration; resume with the checkpoint's value, or start over with --force", 1)
 
 
 def t_resume_other_vocabulary(w, tmp):
@@ -457,8 +458,8 @@ def t_resume_other_vocabulary(w, tmp):
 
 
 def t_bad_max_steps(w, tmp):
-    return (t_args(w, tmp, "--max-steps", "0"),
-            "Invalid value for '--max-steps': 0 is not in the range x>=1. (see 'rnnlm train -h')", 2)
+    return (t_args(w, tmp, "--max-steps", "-1"),
+            "Invalid value for '--max-steps': train.max_steps: expected a value >= 0, got -1 (see 'rnnlm train -h')", 2)
 
 
 def t_bad_config_value(w, tmp):
@@ -619,7 +620,8 @@ def g_truncated(w, tmp):
 
 def g_zero_temperature(w, tmp):
     return (["generate", "--checkpoint", w.ck, "--temperature", "0"],
-            "Invalid value for '--temperature': 0.0 is not in the range x>0. (see 'rnnlm generate -h')", 2)
+            "Invalid value for '--temperature': generate.temperature: expected a value > 0.0, got 0.0 "
+            "(see 'rnnlm generate -h')", 2)
 
 
 def g_unknown_prime(w, tmp):
@@ -642,7 +644,8 @@ def gc_conflicting_flags(w, tmp):
 
 def gc_zero_hidden(w, tmp):
     return (["gradcheck", "--hidden", "0"],
-            "Invalid value for '--hidden': 0 is not in the range x>=1. (see 'rnnlm gradcheck -h')", 2)
+            "Invalid value for '--hidden': gradcheck.hidden_size: expected a value >= 1, got 0 "
+            "(see 'rnnlm gradcheck -h')", 2)
 
 
 def gc_vocab_one(w, tmp):
@@ -652,13 +655,6 @@ def gc_vocab_one(w, tmp):
 def gc_bad_cell(w, tmp):
     return (["gradcheck", "--cell", "rnn"],
             "Invalid value for '--cell': 'rnn' is not one of 'tanh', 'relu', 'gru', 'lstm'. (see 'rnnlm gradcheck -h')", 2)
-
-
-def gc_out_of_memory(w, tmp):
-    # 2**50 hidden units: petabytes, beyond any address space, so the allocation fails at once
-    return (["gradcheck", "--hidden", str(2 ** 50), "--vocab", "7"],
-            "out of memory: Unable to allocate 56.0 PiB for an array with shape (7, 1125899906842624) and data type "
-            "float64 (reduce the model or batch sizes)", 1)
 
 
 # --------------------------------------------------------------------------- diagnose-gradients, probe
@@ -680,7 +676,8 @@ def dg_run_missing(w, tmp):
 
 def dg_steps_one(w, tmp):
     return (["diagnose-gradients", "--steps", "1"],
-            "Invalid value for '--steps': 1 is not in the range x>=2. (see 'rnnlm diagnose-gradients -h')", 2)
+            "Invalid value for '--steps': diagnose.steps: expected a value >= 2, got 1 "
+            "(see 'rnnlm diagnose-gradients -h')", 2)
 
 
 def pr_checkpoint_missing(w, tmp):
@@ -797,3 +794,258 @@ def test_disk_full_while_writing_a_checkpoint(w, tmp_path, monkeypatch):
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
              if "split" not in json.loads(line)]
     assert steps == list(range(1, 11))
+
+
+# --------------------------------------------------------------------------- configuration family: resource
+# bombs and bounded messages, one validator for options and keys, contradictory or ignored settings
+# (cases `cf_*`, run by test_bad_config_input below with the machine's memory fixed at 16 GiB)
+
+def _bomb(depth=8, width=9):
+    """A flow list of nested aliases that stands for width**(depth+1) strings (billion laughs)."""
+    text = "&a0 [" + ", ".join(['"lol"'] * width) + "]"
+    for i in range(1, depth + 1):
+        text = f"&a{i} [{text}, " + ", ".join([f"*a{i - 1}"] * (width - 1)) + "]"
+    return text
+
+
+def cf_alias_bomb_file(w, tmp):
+    p = write_config(tmp, "data:\n  split: " + _bomb() + "\n")
+    return (["config", "validate", "--config", p],
+            f"{p}: YAML aliases expand to more than 10,000 values (line 2); write the values out instead", 2)
+
+
+def cf_alias_bomb_mappings(w, tmp):
+    lines = ["a0: &a0 {" + ", ".join(f"k{j}: lol" for j in range(9)) + "}"]
+    lines += [f"a{i}: &a{i} {{" + ", ".join(f"k{j}: *a{i - 1}" for j in range(9)) + "}" for i in range(1, 9)]
+    p = write_config(tmp, "\n".join(lines) + "\n")
+    return (["train", "--config", p, "--out", tmp / "run"],
+            f"{p}: YAML aliases expand to more than 10,000 values (line 4); write the values out instead", 2)
+
+
+def cf_alias_bomb_set(w, tmp):
+    text = "data.split=" + _bomb()
+    return (["config", "show", "--set", text],
+            f"--set {text[:60]}... ({len(text):,} characters): YAML aliases expand to more than 10,000 values "
+            f"(line 1); write the values out instead", 2)
+
+
+def cf_config_too_large(w, tmp):
+    p = write_config(tmp, "# padding\n" * 120_000)
+    return (["config", "validate", "--config", p],
+            f"config {p} is larger than 1024 KiB; a configuration is a short YAML file", 2)
+
+
+def cf_config_endless(w, tmp):
+    return (["config", "validate", "--config", "/dev/zero"],
+            "config /dev/zero is larger than 1024 KiB; a configuration is a short YAML file", 2)
+
+
+def cf_long_choice_value(w, tmp):
+    return (["config", "validate", "--set", "model.cell=" + "x" * 100_000],
+            f"model.cell: expected one of tanh, relu, gru, lstm, got '{'x' * 59}... (100,000 characters)", 2)
+
+
+def cf_long_unknown_key(w, tmp):
+    p = write_config(tmp, "model:\n  " + "k" * 1000 + ": 3\n")
+    return (["config", "validate", "--config", p], f"unknown key 'model.{'k' * 60}... (1,000 characters)'", 2)
+
+
+def cf_long_number(w, tmp):
+    return (["config", "validate", "--set", "model.hidden_size=" + "9" * 5000],
+            f"model.hidden_size: expected int, got '{'9' * 59}... (5,000 characters)", 2)
+
+
+def cf_long_list(w, tmp):
+    return (["config", "validate", "--set", "data.split=[" + ", ".join(["0.5"] * 10_000) + "]"],
+            "data.split: expected three non-negative ratios summing to 1 with train > 0, got "
+            "[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, ...]", 2)
+
+
+def cf_hidden_size_absurd(w, tmp):
+    return (t_args(w, tmp, "--set", f"model.hidden_size={2 ** 62}"),
+            f"training would need about 1.55e+26 TiB of memory, more than this machine's 16 GiB; reduce "
+            f"model.hidden_size (now {2 ** 62})", 2)
+
+
+def cf_batch_size_absurd_full(w, tmp):
+    return (t_args(w, tmp, "--set", "train.bptt=full", "--set", f"train.batch_size={10 ** 17}"),
+            "training would need about 1.2e+08 TiB of memory, more than this machine's 16 GiB; reduce "
+            "train.batch_size (now 100000000000000000)", 2)
+
+
+def cf_gradcheck_batch_absurd(w, tmp):
+    return (["gradcheck", "--batch", str(10 ** 17)],
+            "gradcheck would need about 3.89e+08 TiB of memory, more than this machine's 16 GiB; reduce "
+            "gradcheck.batch_size (now 100000000000000000)", 2)
+
+
+def cf_gradcheck_vocab_absurd(w, tmp):
+    return (["gradcheck", "--vocab", str(2 ** 60)],
+            "gradcheck would need about 5.79e+08 TiB of memory, more than this machine's 16 GiB; reduce "
+            "gradcheck.vocab_size (now 1152921504606846976)", 2)
+
+
+def cf_diagnose_steps_absurd(w, tmp):
+    return (["diagnose-gradients", "--steps", str(10 ** 7)],
+            "diagnose-gradients would need about 2.91e+03 TiB of memory, more than this machine's 16 GiB; "
+            "reduce diagnose.steps (now 10000000)", 2)
+
+
+def cf_generate_n_absurd(w, tmp):
+    return (["generate", "--checkpoint", w.ck, "--n", str(10 ** 15)],
+            "generate would need about 6.77e+05 TiB of memory, more than this machine's 16 GiB; reduce "
+            "generate.n (now 1000000000000000)", 2)
+
+
+def cf_evaluate_batch_absurd(w, tmp):
+    return (e_args(w.ck, "--set", f"train.eval_batch_size={10 ** 15}"),
+            "evaluate would need about 2.4e+06 TiB of memory, more than this machine's 16 GiB; reduce "
+            "train.eval_batch_size (now 1000000000000000)", 2)
+
+
+def cf_temperature_nan(w, tmp):
+    return (["generate", "--checkpoint", w.ck, "--temperature", "nan"],
+            "Invalid value for '--temperature': generate.temperature: expected a finite number, got nan "
+            "(see 'rnnlm generate -h')", 2)
+
+
+def cf_temperature_inf(w, tmp):
+    return (["generate", "--checkpoint", w.ck, "--temperature", "inf"],
+            "Invalid value for '--temperature': generate.temperature: expected a finite number, got inf "
+            "(see 'rnnlm generate -h')", 2)
+
+
+def cf_temperature_set_nan(w, tmp):
+    return (["generate", "--checkpoint", w.ck, "--set", "generate.temperature=.nan"],
+            "generate.temperature: expected a finite number, got nan", 2)
+
+
+def cf_tolerance_nan(w, tmp):
+    return (["gradcheck", "--tolerance", "NaN"],
+            "Invalid value for '--tolerance': gradcheck.tolerance: expected a finite number, got nan "
+            "(see 'rnnlm gradcheck -h')", 2)
+
+
+def cf_threshold_inf(w, tmp):
+    return (["diagnose-gradients", "--threshold", "-inf"],
+            "Invalid value for '--threshold': diagnose.threshold: expected a finite number, got -inf "
+            "(see 'rnnlm diagnose-gradients -h')", 2)
+
+
+def cf_fail_if_exploding_nan(w, tmp):
+    return (["diagnose-gradients", "--fail-if-exploding", "nan"],
+            "Invalid value for '--fail-if-exploding': expected a finite number > 0.0, got nan "
+            "(see 'rnnlm diagnose-gradients -h')", 2)
+
+
+def cf_max_steps_not_int(w, tmp):
+    return (t_args(w, tmp, "--max-steps", "1e3"),
+            "Invalid value for '--max-steps': train.max_steps: expected int, got '1e3' (see 'rnnlm train -h')", 2)
+
+
+def cf_split_nan(w, tmp):
+    p = write_config(tmp, "data:\n  split: [.nan, 0.5, 0.5]\n")
+    return ["config", "validate", "--config", p], "data.split[0]: expected a finite number, got nan", 2
+
+
+def cf_split_inf(w, tmp):
+    return (["preprocess", "--train", w.train, "--out", tmp / "p", "--set", "data.split=[.inf, 0, 0]"],
+            "data.split[0]: expected a finite number, got inf", 2)
+
+
+def cf_truncations_huge(w, tmp):
+    return (["diagnose-gradients", "--set", f"diagnose.truncations=[1, {10 ** 30}]"],
+            f"diagnose.truncations[1]: expected a number below 2**63, got {10 ** 30}", 2)
+
+
+def cf_bins_nan(w, tmp):
+    return (["probe", "--checkpoint", w.ck, "--set", "probe.bins=[1, .nan]"],
+            "probe.bins: expected a list of int, got [1, nan]", 2)
+
+
+def cf_min_lr_above_lr(w, tmp):
+    return (t_args(w, tmp, "--set", "train.min_lr=0.5"),
+            "train.min_lr (0.5) must be below train.lr (0.1): training stops once the rate falls below min_lr "
+            "(0 = never)", 2)
+
+
+def cf_min_lr_equal_lr(w, tmp):
+    return (["config", "validate", "--set", "train.min_lr=0.1", "--set", "train.schedule=plateau"],
+            "train.min_lr (0.1) must be below train.lr (0.1): training stops once the rate falls below min_lr "
+            "(0 = never)", 2)
+
+
+def cf_plateau_without_validation(w, tmp):
+    return (["train", "--set", f"data.train={w.train}", "--set", "data.split=[1, 0, 0]", "--set",
+             "train.schedule=plateau", "--out", tmp / "run"],
+            "train.schedule=plateau needs validation data, but data.valid is not set and data.split gives it "
+            "nothing ([1.0, 0.0, 0.0]); give data.valid or a validation ratio", 2)
+
+
+def cf_reject_without_validation_data(w, tmp):
+    prep = tmp / "prep-noval"
+    ok = CliRunner().invoke(cli, ["preprocess", "--train", str(w.train), "--out", str(prep), "-q",
+                                  "--set", "data.split=[1, 0, 0]"])
+    assert ok.exit_code == 0, ok.output
+    return (t_args(w, tmp, "--set", "train.reject_threshold=0.5", prep=prep),
+            f"train.reject_threshold=0.5 acts on validation losses, but the valid split of {prep} has 0 tokens "
+            f"(give data.valid or a validation ratio in data.split when preprocessing)", 1)
+
+
+def cf_level_contradicts_checkpoint_data(w, tmp):
+    return (["generate", "--checkpoint", w.ck, "--set", "data.level=char", "--prime", "the dog"],
+            f"data.level is 'char' in the configuration, but the prepared folder {w.prep} was built with "
+            f"'word'; set data.level=word or re-run preprocess", 2)
+
+
+def cf_lowercase_contradicts_checkpoint_data(w, tmp):
+    return (["evaluate", "--checkpoint", w.ck, "--split", w.train, "--set", "data.lowercase=true"],
+            f"data.lowercase is True in the configuration, but the prepared folder {w.prep} was built with "
+            f"False; set data.lowercase=False or re-run preprocess", 2)
+
+
+def cf_level_contradicts_prepared_train(w, tmp):
+    prep = tmp / "prep-char"
+    ok = CliRunner().invoke(cli, ["preprocess", "--train", str(w.train), "--level", "char", "--out", str(prep), "-q"])
+    assert ok.exit_code == 0, ok.output
+    return (t_args(w, tmp, prep=prep),
+            f"data.level is 'word' in the configuration, but the prepared folder {prep} was built with "
+            f"'char'; set data.level=char or re-run preprocess", 2)
+
+
+def _run_copy(w, tmp):
+    run = tmp / "run"
+    shutil.copytree(w.run, run)
+    return run
+
+
+def cf_resume_changed_lr(w, tmp):
+    run = _run_copy(w, tmp)
+    return (t_args(w, tmp, "--resume", "--set", "train.lr=0.5", out=run),
+            f"cannot resume from {run / 'checkpoint.npz'}: train.lr is 0.1 in the checkpoint but 0.5 in the "
+            f"configuration; resume with the checkpoint's value, or start over with --force", 1)
+
+
+def cf_resume_changed_schedule(w, tmp):
+    run = _run_copy(w, tmp)
+    return (t_args(w, tmp, "--resume", "--set", "train.clip_threshold=1", out=run),
+            f"cannot resume from {run / 'checkpoint.npz'}: train.clip_threshold is 5.0 in the checkpoint but 1.0 "
+            f"in the configuration; resume with the checkpoint's value, or start over with --force", 1)
+
+
+def cf_hidden_size_petabytes(w, tmp):
+    # 2**50 hidden units: refused from the shapes, before numpy tries (and fails) to allocate
+    return (["gradcheck", "--hidden", str(2 ** 50), "--vocab", "7"],
+            f"gradcheck would need about 2.21e+20 TiB of memory, more than this machine's 16 GiB; reduce "
+            f"gradcheck.hidden_size (now {2 ** 50})", 2)
+
+
+CONFIG_FAMILY_CASES = [f for name, f in list(globals().items()) if name.startswith("cf_") and callable(f)]
+
+
+@pytest.mark.parametrize("case", CONFIG_FAMILY_CASES, ids=[f.__name__ for f in CONFIG_FAMILY_CASES])
+def test_bad_config_input(case, w, tmp_path, monkeypatch):
+    from rnnlm_cli import config
+
+    monkeypatch.setattr(config, "machine_memory", lambda: 16 * 2 ** 30)   # the same message on every machine
+    test_bad_input(case, w, tmp_path, monkeypatch)

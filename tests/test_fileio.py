@@ -53,9 +53,10 @@ def test_a_failing_write_keeps_the_old_content_and_removes_the_temporary(tmp_pat
 def test_atomic_write_json_is_strict(tmp_path):
     fileio.atomic_write_json(tmp_path / "a.json", {"x": [1, 2.5, None]})
     assert (tmp_path / "a.json").read_text() == json.dumps({"x": [1, 2.5, None]}, indent=2) + "\n"
-    with pytest.raises(ValueError):
-        fileio.atomic_write_json(tmp_path / "b.json", {"x": float("nan")})
-    assert sorted(os.listdir(tmp_path)) == ["a.json"]
+    # NaN and infinities are written as null, never as the bare words JSON parsers refuse
+    fileio.atomic_write_json(tmp_path / "b.json", {"x": float("nan"), "y": [float("inf"), -float("inf")]})
+    assert json.loads((tmp_path / "b.json").read_text(), parse_constant=pytest.fail) == {"x": None, "y": [None, None]}
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json"]
 
 
 def test_temporary_names_are_recognised():

@@ -21,8 +21,9 @@ def test_append_writes_one_json_dumps_line_each_flushed(tmp_path):
         # flushed: another reader sees every line at once, before the log is closed
         assert (tmp_path / "metrics.jsonl").read_text().count("\n") == i
     log.close()
-    # the format: json.dumps of each entry, one per line, nothing else (NaN as the bare word, like json.dumps)
-    assert (tmp_path / "metrics.jsonl").read_text() == "".join(json.dumps(e) + "\n" for e in entries)
+    # the format: json.dumps of each entry, one per line, nothing else; strict JSON (NaN as null)
+    strict = [{**e, "loss": None} if e["loss"] != e["loss"] else e for e in entries]
+    assert (tmp_path / "metrics.jsonl").read_text() == "".join(json.dumps(e) + "\n" for e in strict)
     got = read_metrics(str(tmp_path))
     assert [n for n, _ in got] == [1, 2, 3]
     assert got[0][1] == entries[0] and got[2][1] == entries[2]

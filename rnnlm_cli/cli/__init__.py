@@ -14,7 +14,7 @@ import sys
 import click
 
 from rnnlm_cli import __version__
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, DEBUG_HELP, add_shared_options
 from rnnlm_cli.cli.config_cmd import config
 from rnnlm_cli.cli.corpus_cmd import corpus
 from rnnlm_cli.cli.diagnose_cmd import diagnose_gradients_cmd
@@ -57,14 +57,22 @@ class RnnlmGroup(click.Group):
             sys.exit(1)
 
 
+MAX_MESSAGE = 1000   # a message longer than this echoes something unbounded: cut it, the start says what
+
+
 def _one_line(message: str) -> str:
-    """An error message as one line: a newline or CR inside it (a key, a path) is shown escaped."""
-    return message.replace("\r", "\\r").replace("\n", "\\n")
+    """An error message as one line: a newline or CR inside it (a key, a path) is shown escaped,
+    and a message that would flood the terminal is cut (values in messages are bounded where they
+    are written, with errors.brief; this is the backstop)."""
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... ({len(message):,} characters)"
+    return message
 
 
 @click.group(cls=RnnlmGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="rnnlm")
-@click.option("--debug", is_flag=True, help="Show a traceback instead of a one-line error.")
+@click.option("--debug", is_flag=True, help=DEBUG_HELP)
 @click.pass_context
 def cli(ctx, debug):
     """Train recurrent neural network language models in numpy, and measure what
@@ -77,12 +85,13 @@ def cli(ctx, debug):
       rnnlm diagnose-gradients --config configs/tiny.yaml
     """
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    ctx.obj["debug"] = debug or ctx.obj.get("debug", False)
 
 
 for command in (config, preprocess_cmd, train_cmd, evaluate_cmd, generate_cmd, gradcheck_cmd,
                 diagnose_gradients_cmd, probe_cmd, probe_horizons_cmd, results_cmd, corpus):
     cli.add_command(command)
+add_shared_options(cli)   # --debug after the subcommand too, and -q/--quiet on every command
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, emit, format_option, given, quiet_option
-from rnnlm_cli.config import load_config
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, FiniteFloat, emit, format_option, given, key_option, quiet_option
+from rnnlm_cli.config import check_diagnose_memory, load_config
 from rnnlm_cli.cli.progress_bars import progress_bars
 
 
@@ -25,18 +25,16 @@ from rnnlm_cli.cli.progress_bars import progress_bars
               help="Diagnose a trained checkpoint (repeatable) instead of a fresh model.")
 @click.option("--run", "run_dir", type=click.Path(), default=None,
               help="Report the gradient norms logged in RUN/metrics.jsonl by a training run.")
-@click.option("--steps", type=click.IntRange(min=2), default=None, help="T: sequence length (diagnose.steps).")
-@click.option("--batches", type=click.IntRange(min=1), default=None, help="Batches of sequences (diagnose.batches).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Sequences per batch (diagnose.batch_size).")
-@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Horizon threshold on the normalised norm (diagnose.threshold).")
+@key_option("--steps", key="diagnose.steps", help="T: sequence length")
+@key_option("--batches", key="diagnose.batches", help="Batches of sequences")
+@key_option("--batch-size", key="diagnose.batch_size", help="Sequences per batch")
+@key_option("--threshold", key="diagnose.threshold", help="Horizon threshold on the normalised norm")
 @click.option("--random-tokens", is_flag=True, help="Random tokens even when prepared data exists.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw the lag profiles and the (t, k) heat map into a PNG (needs matplotlib).")
 @click.option("--fail-if-vanishing", "min_horizon", type=click.IntRange(min=0), default=None, metavar="HORIZON",
               help="Exit 1 when any model's horizon is below HORIZON.")
-@click.option("--fail-if-exploding", "max_ratio", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--fail-if-exploding", "max_ratio", type=FiniteFloat(0.0), default=None,
               metavar="NORM", help="Exit 1 when any model's max norm ratio g(t,t-d)/g(t,t) exceeds NORM.")
 @quiet_option
 @format_option(("table", "json", "csv"))
@@ -106,10 +104,12 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
         options = given({"diagnose.steps": steps, "diagnose.batches": batches, "diagnose.batch_size": batch_size,
                          "diagnose.threshold": threshold})
         specs = [dataclasses.replace(spec, cfg=spec.cfg.with_values(options)) for spec in specs]
+        for spec in specs:
+            check_diagnose_memory(spec.cfg, spec.model.V if spec.model is not None else None)
         diagnosis = diagnostics.diagnose(specs, random_tokens=random_tokens, progress=progress_bars(quiet))
         result = {**diagnosis, **result}
         for m in diagnosis["models"]:
-            if m["data"] == diagnostics.RANDOM:
+            if m["data"] == diagnostics.RANDOM and not quiet:
                 click.echo(f"note: {m['label']}: measured on random tokens (vocabulary {m['model']['vocab_size']}), "
                            f"not real text ({m['data_note']})", err=True)
         if plot_path:

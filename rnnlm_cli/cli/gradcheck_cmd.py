@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, given
-from rnnlm_cli.config import load_config
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, given, key_option
+from rnnlm_cli.config import check_gradcheck_memory, load_config
 from rnnlm_cli.nn.cells import CELLS
 from rnnlm_cli.train.step import MODES
 
@@ -22,14 +22,12 @@ from rnnlm_cli.train.step import MODES
 @click.option("--bptt", "modes", multiple=True, type=click.Choice(tuple(MODES)),
               help="BPTT mode to check (repeatable; default train.bptt).")
 @click.option("--tie-weights/--no-tie-weights", "tie", default=None, help="Tied output weights (default model.tie_weights).")
-@click.option("--hidden", type=click.IntRange(min=1), default=None, help="Hidden/embedding size (gradcheck.hidden_size).")
-@click.option("--vocab", type=click.IntRange(min=2), default=None, help="Vocabulary size (gradcheck.vocab_size).")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Sequence length (gradcheck.steps).")
-@click.option("--batch", type=click.IntRange(min=1), default=None, help="Batch size (gradcheck.batch_size).")
-@click.option("--samples", type=click.IntRange(min=0), default=None,
-              help="Elements checked per parameter, 0 = all (gradcheck.samples).")
-@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Largest relative error that passes (gradcheck.tolerance).")
+@key_option("--hidden", key="gradcheck.hidden_size", help="Hidden/embedding size")
+@key_option("--vocab", key="gradcheck.vocab_size", help="Vocabulary size")
+@key_option("--steps", key="gradcheck.steps", help="Sequence length")
+@key_option("--batch", key="gradcheck.batch_size", help="Batch size")
+@key_option("--samples", key="gradcheck.samples", help="Elements checked per parameter, 0 = all")
+@key_option("--tolerance", key="gradcheck.tolerance", help="Largest relative error that passes")
 @format_option()
 def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, vocab, steps, batch, samples,
                   tolerance, fmt):
@@ -50,6 +48,7 @@ def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, 
     cfg = load_config(config_path, overrides).with_values(given({
         "gradcheck.hidden_size": hidden, "gradcheck.vocab_size": vocab, "gradcheck.steps": steps,
         "gradcheck.batch_size": batch, "gradcheck.samples": samples, "gradcheck.tolerance": tolerance}))
+    check_gradcheck_memory(cfg)
     if check_all:
         what = all_combinations()
     else:

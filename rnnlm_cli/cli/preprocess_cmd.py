@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given, quiet_option
+from rnnlm_cli.cli.common import (CONTEXT_SETTINGS, common_options, echo_json, format_option, given, key_option,
+                                  quiet_option)
 from rnnlm_cli.config import load_config
 from rnnlm_cli.cli.progress_bars import progress_bars
 
@@ -16,7 +17,7 @@ from rnnlm_cli.cli.progress_bars import progress_bars
 @click.option("--train", "train_path", type=click.Path(), default=None, help="Training text (overrides data.train).")
 @click.option("--valid", "valid_path", type=click.Path(), default=None, help="Validation text (overrides data.valid).")
 @click.option("--test", "test_path", type=click.Path(), default=None, help="Test text (overrides data.test).")
-@click.option("--level", type=click.Choice(("word", "char")), default=None, help="Tokenisation (overrides data.level).")
+@key_option("--level", key="data.level", help="Tokenisation: word or char, overrides")
 @click.option("--out", "out_dir", type=click.Path(), default=None, help="Output folder (overrides data.prepared).")
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty output folder.")
 @quiet_option

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given
+from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given, key_option
 
 
 def _checkpoint_context(checkpoint_path, config_path, overrides):
@@ -14,6 +14,13 @@ def _checkpoint_context(checkpoint_path, config_path, overrides):
 
     run = open_checkpoint(checkpoint_path, config_path, overrides)
     return run.model, run.cfg, run.prepared
+
+
+def _check_memory(model, cfg, prepared, generate: bool) -> None:
+    """Refuse sizes (generate.n, train.eval_batch_size, ...) that could never fit, before allocating."""
+    from rnnlm_cli.config import check_reading_memory
+
+    check_reading_memory(cfg, model.V, model.E, model.H, model.cfg.cell, generate=generate)
 
 
 @click.command("evaluate", context_settings=CONTEXT_SETTINGS)
@@ -44,6 +51,7 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
         raise DataError(f"--per-token: the folder of {per_token} does not exist")
     model, cfg, prepared = _checkpoint_context(checkpoint_path, config_path, overrides)
+    _check_memory(model, cfg, prepared, generate=False)
     if split in ("train", "valid", "test"):
         tokens = prepared.split(split)
         label = split
@@ -84,12 +92,11 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
 @click.command("generate", context_settings=CONTEXT_SETTINGS)
 @common_options
 @click.option("--checkpoint", "checkpoint_path", required=True, type=click.Path(), help="A checkpoint (.npz) from train.")
-@click.option("--n", type=click.IntRange(min=1), default=None, help="Number of samples (generate.n).")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Tokens per sample (generate.max_tokens).")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Softmax temperature (generate.temperature).")
-@click.option("--prime", default=None, help="Text the model reads first (generate.prime).")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Sampling seed (generate.seed).")
+@key_option("--n", key="generate.n", help="Number of samples")
+@key_option("--max-tokens", key="generate.max_tokens", help="Tokens per sample")
+@key_option("--temperature", key="generate.temperature", help="Softmax temperature")
+@key_option("--prime", key="generate.prime", help="Text the model reads first")
+@key_option("--seed", key="generate.seed", help="Sampling seed")
 @click.option("--allow-unk", is_flag=True, default=None, help="Allow <unk> to be sampled.")
 @format_option()
 def generate_cmd(config_path, overrides, checkpoint_path, n, max_tokens, temperature, prime, seed, allow_unk, fmt):
@@ -106,6 +113,7 @@ def generate_cmd(config_path, overrides, checkpoint_path, n, max_tokens, tempera
     cfg = cfg.with_values(given({"generate.n": n, "generate.max_tokens": max_tokens,
                                  "generate.temperature": temperature, "generate.prime": prime,
                                  "generate.seed": seed, "generate.allow_unk": allow_unk}))
+    _check_memory(model, cfg, prepared, generate=True)
     g = cfg.generate
     texts = generate(model, prepared, cfg, n=g.n, max_tokens=g.max_tokens, temperature=g.temperature,
                      prime=g.prime, seed=g.seed, allow_unk=g.allow_unk)

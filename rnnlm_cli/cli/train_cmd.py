@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given, quiet_option
+from rnnlm_cli.cli.common import (CONTEXT_SETTINGS, common_options, echo_json, format_option, given, key_option,
+                                  quiet_option)
 from rnnlm_cli.config import load_config
 from rnnlm_cli.cli.progress_bars import progress_bars
 
@@ -19,7 +20,7 @@ from rnnlm_cli.cli.progress_bars import progress_bars
 @click.option("--out", "out_dir", type=click.Path(), default=None, help="Output folder (overrides train.out).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.npz (bit-identical to an uninterrupted run).")
 @click.option("--force", is_flag=True, help="Start over in an output folder that holds a previous run.")
-@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N updates in all (train.max_steps).")
+@key_option("--max-steps", key="train.max_steps", help="Stop after N updates in all, 0 = no limit")
 @click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a result record (config hash, commit, machine, summary, learning curve) as JSON.")
 @quiet_option

@@ -70,7 +70,7 @@ import numpy as np
 
 from rnnlm_cli.config import Config, DataConfig, to_yaml
 from rnnlm_cli.errors import ConfigError, DataError
-from rnnlm_cli.fileio import atomic_write_text, crash_point
+from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, crash_point
 from rnnlm_cli.progress import Bar, ProgressFactory, no_progress
 
 FORMAT_VERSION = 1
@@ -516,7 +516,7 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
         del arrays
         vocab.save(os.path.join(tmp, "vocab.txt"))
         atomic_write_text(os.path.join(tmp, "config.yaml"), to_yaml(cfg))
-        atomic_write_text(os.path.join(tmp, "meta.json"), json.dumps(meta, indent=2) + "\n")
+        atomic_write_json(os.path.join(tmp, "meta.json"), meta)
         crash_point(f"before-rename:{name}")
         _install(tmp, folder, force)
     except BaseException:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import os
 import subprocess
 
 from rnnlm_cli import machine
 from rnnlm_cli.config import Config, to_yaml
 from rnnlm_cli.render.report import require_matplotlib, save_png, table
-from rnnlm_cli.fileio import atomic_write_text
+from rnnlm_cli.fileio import atomic_write_json
 from rnnlm_cli.train.metrics import read_metrics
 
 
@@ -54,7 +53,7 @@ def make_record(name: str, cfg: Config, summary: dict, out_dir: str) -> dict:
 def write_record(path: str, record: dict) -> None:
     """Write a record as JSON, whole or not at all (creating its folder)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic_write_json(path, record)
 
 
 def results_table(records: list[dict], anchors: dict[str, str] | None = None) -> str:

@@ -1,6 +1,6 @@
 """OUT/metrics.jsonl: the training log, with one writer and one reader.
 
-One JSON object per line, written by `json.dumps(entry)` and flushed line by line:
+One JSON object per line (strict JSON: a NaN or infinite value is null), flushed line by line:
   a step line per logged update   step, epoch, tokens, lr, loss, ppl, grad_norm,
                                   grad_norm_clipped, clipped, nonfinite_skipped,
                                   tokens_per_sec (+ param_grad_norms)
@@ -18,6 +18,7 @@ import json
 import os
 
 from rnnlm_cli import fileio
+from rnnlm_cli.values import jsonable
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -40,7 +41,7 @@ class MetricsLog:
 
     def append(self, entry: dict) -> None:
         self.open()
-        text = json.dumps(entry) + "\n"
+        text = json.dumps(jsonable(entry), allow_nan=False) + "\n"
         fileio.crash_point(f"mid-line:{METRICS_NAME}", before=lambda: self._write(text[:len(text) // 2]))
         self._write(text)
 

@@ -33,7 +33,6 @@ learning rate, schedule state), and the epoch's sentence order (full mode) is a 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -43,16 +42,16 @@ import numpy as np
 
 from rnnlm_cli.train import checkpoint, schedule, step
 from rnnlm_cli.data.batching import SentenceBatches, StreamBatches
-from rnnlm_cli.config import Config, to_yaml
+from rnnlm_cli.config import Config, check_training_memory, to_yaml, validation_users
 from rnnlm_cli.data.corpus import Prepared, ensure_prepared, separator_id, vocab_checksum
 from rnnlm_cli.evaluate import evaluate_tokens, perplexity
-from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError
-from rnnlm_cli.fileio import atomic_write_text, is_temporary
+from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError, brief
+from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, is_temporary
 from rnnlm_cli.progress import ProgressFactory, no_progress
 from rnnlm_cli.train.lock import RunLock
 from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog
 from rnnlm_cli.nn.model import Model
-from rnnlm_cli.runs import check_model_matches, check_params, load_model
+from rnnlm_cli.runs import check_data_settings, check_model_matches, check_params, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, make_optimizer
 
 
@@ -78,6 +77,7 @@ def train(cfg: Config, resume: bool = False, force: bool = False, progress: Prog
     lock = RunLock(out)
     check_output_folder(out, lock, resume, force)                        # refuses before any write
     prepared = ensure_prepared(cfg, progress=progress, log=log)          # may build data.prepared, says so
+    check_data_settings(cfg, prepared)                                   # the config says what the data is
     trainer = Trainer(cfg, prepared, progress=progress, log=log)
     if resume:
         trainer.restore(os.path.join(out, CHECKPOINT))
@@ -163,6 +163,44 @@ def claim_output_folder(out: str, lock: RunLock, resume: bool, step: int, log) -
         raise DataError(f"cannot write to output folder {out}: {exc.strerror}") from None
 
 
+# --------------------------------------------------------------------------- resuming with changed settings
+
+# keys that only say how long and how often a run goes on: a resumed run applies their new values
+RUN_LENGTH_KEYS = ("train.epochs", "train.max_steps", "train.eval_every", "train.log_every", "train.checkpoint_every",
+                   "train.log_param_norms_every")
+# sections whose keys shape the training run (the others configure other commands)
+RUN_SECTIONS = ("data", "model", "train")
+# keys that say where things are, not what they are: a moved run or data folder may be resumed from;
+# the data it holds is checked instead (the vocabulary must be the checkpoint's, runs.check_model_matches)
+LOCATION_KEYS = ("train.out", "data.prepared", "data.train", "data.valid", "data.test")
+
+
+def resume_changes(saved, cfg: Config, path: str) -> list[str]:
+    """Compare the configuration of a resumed run with the one in its checkpoint: a changed key
+    that the checkpoint fixes (model, data, optimizer, schedule, ...) is refused with CheckpointError
+    naming the key and both values, since the run would go on with the checkpoint's; changed
+    run-length keys (RUN_LENGTH_KEYS) are applied, and returned as log lines."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"cannot resume from {path}: the checkpoint holds no configuration")
+    mine = cfg.to_dict()
+    applied = []
+    for section in RUN_SECTIONS:
+        old_section = saved.get(section) if isinstance(saved.get(section), dict) else {}
+        for key, new in mine[section].items():
+            if key not in old_section:          # a key newer than the checkpoint: nothing to compare
+                continue
+            old, full = old_section[key], f"{section}.{key}"
+            if old == new or full in LOCATION_KEYS:
+                continue
+            if full in RUN_LENGTH_KEYS:
+                applied.append(f"resume: {full} changed from {brief(old)} to {brief(new)} (applied)")
+                continue
+            raise CheckpointError(f"cannot resume from {path}: {full} is {brief(old)} in the checkpoint but "
+                                  f"{brief(new)} in the configuration; resume with the checkpoint's value, or "
+                                  f"start over with --force")
+    return applied
+
+
 # --------------------------------------------------------------------------- helpers
 
 def reset_streams(state, rng, p: float):
@@ -222,6 +260,7 @@ class Trainer:
         self.valid_tokens = prepared.split("valid")
         self.test_tokens = prepared.split("test")
         self._check_data()
+        check_training_memory(cfg, len(prepared.vocab))      # before the model and optimizer allocate
         self.dtype = np.dtype(self.tc.dtype)
         self.rng = np.random.default_rng(self.tc.seed)
         self.model = Model(cfg.model, len(prepared.vocab), dtype=self.dtype, rng=self.rng,
@@ -244,6 +283,11 @@ class Trainer:
         if tc.bptt == "full" and self.sep is None:
             raise ConfigError("train.bptt=full needs sentence boundaries (data.eos at word level or "
                               "data.newline_symbol at char level)")
+        users = validation_users(tc)
+        if users and len(self.valid_tokens) < 2:
+            raise DataError(f"{users} acts on validation losses, but the valid split of {self.prepared.folder} "
+                            f"has {len(self.valid_tokens)} tokens (give data.valid or a validation ratio in "
+                            f"data.split when preprocessing)")
         need = 2 * tc.batch_size
         if tc.bptt != "full" and len(self.train_tokens) < need:
             raise DataError(f"the training split has {len(self.train_tokens)} tokens, too few for "
@@ -279,14 +323,8 @@ class Trainer:
     def restore(self, path: str) -> None:
         """Continue from the checkpoint at `path`: parameters, optimizer, generator, progress."""
         params, optim, state, rng_state, meta = checkpoint.read(path)
-        saved = meta.get("config", {})
-        mine = self.cfg.to_dict()
-        for section, keys in (("model", None), ("train", ("dtype", "bptt", "optimizer", "batch_size", "k1", "k2"))):
-            for key in keys or mine[section]:
-                if saved.get(section, {}).get(key) != mine[section][key]:
-                    raise CheckpointError(f"cannot resume from {path}: {section}.{key} is "
-                                          f"{saved.get(section, {}).get(key)!r} in the checkpoint but "
-                                          f"{mine[section][key]!r} in the configuration")
+        for line in resume_changes(meta.get("config"), self.cfg, path):
+            self.log(line)
         check_model_matches(self.model, self.prepared, meta, path)
         check_params(params, path)
         try:
@@ -508,5 +546,5 @@ class Trainer:
                 summary[f"{split}_bits"] = r["bits"]
                 self.metrics.append({"step": p.step, "epoch": p.epoch, "split": split, "final": True,
                                      "loss": r["loss"], "ppl": r["ppl"], "tokens": r["tokens"], "elapsed": p.wall})
-        atomic_write_text(os.path.join(self.out, "summary.json"), json.dumps(summary, indent=2))
+        atomic_write_json(os.path.join(self.out, "summary.json"), summary)   # NaN/inf as null
         return summary
