@@ -26,6 +26,9 @@ a chosen moment and check what a resume makes of it. The points:
   mid-line:<name>        half of a line appended to the JSON-lines log <name> is written
                          and flushed (metrics.jsonl)
 
+With RNNLM_FAULT_SIGNAL=TERM (or INT) the process sends itself that signal instead, to test
+how a command cleans up after SIGTERM (or SIGINT) at that moment.
+
 Unset, as in every normal run, `crash_point` is a dictionary lookup that does nothing.
 """
 
@@ -43,13 +46,15 @@ from rnnlm_cli.paths import shown
 TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"
 FAULT_ENV = "RNNLM_FAULT"
+FAULT_SIGNAL_ENV = "RNNLM_FAULT_SIGNAL"
 
 _faults: dict[str, int] | None = None    # point -> how many more times it is reached before the kill
 
 
 def crash_point(point: str, before: Callable[[], object] | None = None) -> None:
-    """SIGKILL this process here when RNNLM_FAULT names `point` and its count is reached;
-    `before()` runs just before the kill (e.g. to leave half a line behind). Tests only."""
+    """SIGKILL this process here (or send it RNNLM_FAULT_SIGNAL) when RNNLM_FAULT names `point`
+    and its count is reached; `before()` runs just before (e.g. to leave half a line behind).
+    Tests only."""
     global _faults
     if _faults is None:
         _faults = _read_faults(os.environ.get(FAULT_ENV, ""))
@@ -59,7 +64,8 @@ def crash_point(point: str, before: Callable[[], object] | None = None) -> None:
     if _faults[point] == 0:
         if before is not None:
             before()
-        os.kill(os.getpid(), signal.SIGKILL)
+        name = os.environ.get(FAULT_SIGNAL_ENV, "KILL").upper().removeprefix("SIG")
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}", signal.SIGKILL))
 
 
 def _read_faults(text: str) -> dict[str, int]:

@@ -123,10 +123,14 @@ def check_paths(inputs: Iterable[In], outputs: Iterable[Out]) -> None:
             rel = _relation(real, other) or ("is" if _same_file(real, other) else None)
             if rel:
                 raise _breach(out, rel, inp.label, inp.path)
-        for m, (other_out, other) in enumerate(zip(outputs, real_out)):
-            if m != n and (rel := _relation(real, other) or ("is" if _same_file(real, other) else None)):
-                raise _breach(out, rel, other_out.label, other_out.path)
         _check_owned(out, real)
+    for n, (out, real) in enumerate(zip(outputs, real_out)):
+        for other_out, other in zip(outputs[n + 1:], real_out[n + 1:]):
+            rel = _relation(real, other) or ("is" if _same_file(real, other) else None)
+            if rel == "contains":            # said from the inner one: "X is inside Y"
+                raise _breach(other_out, "inside", out.label, out.path)
+            if rel:
+                raise _breach(out, rel, other_out.label, other_out.path)
 
 
 def _check_owned(out: Out, real: str) -> None:
