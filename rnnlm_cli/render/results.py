@@ -54,8 +54,10 @@ def make_record(name: str, cfg: Config, summary: dict, out_dir: str) -> dict:
 def write_record(path: str, record: dict) -> None:
     """Write a record as JSON, whole or not at all (creating its folder); WriteError (exit 1)
     naming the file when it cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if not os.path.lexists(folder):
+            os.makedirs(folder)
     except OSError as exc:
         raise WriteError(path, exc) from None
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
