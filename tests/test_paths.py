@@ -212,3 +212,13 @@ def test_leftovers_of_a_killed_preprocess_are_removed_by_the_next_one(tmp_path):
     assert done.stderr.startswith(f"removed {tmp_path / left}, left behind by preprocess process {pid}, "
                                   f"which is no longer running\n")
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith(".")) == sorted([live.name, foreign.name])
+
+
+def test_force_through_a_symlink_replaces_the_folder_it_names(tmp_path):
+    train = _write(tmp_path / "t.txt")
+    corpus.preprocess(DataConfig(train=str(train), prepared=str(tmp_path / "real")))
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    meta = corpus.preprocess(DataConfig(train=str(train), prepared=str(tmp_path / "link"), level="char"), force=True)
+    assert meta["level"] == "char" and os.path.islink(tmp_path / "link")
+    assert corpus.load_prepared(str(tmp_path / "real")).level == "char"
+    assert sorted(os.listdir(tmp_path)) == ["link", "real", "t.txt"]

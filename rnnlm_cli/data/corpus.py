@@ -497,7 +497,8 @@ def _remove_own(folder: str) -> None:
 
 
 def _install(tmp: str, folder: str, force: bool) -> None:
-    """Rename the finished temporary folder into place (replacing the old one with force)."""
+    """Rename the finished temporary folder into place (replacing the old one with force);
+    `folder` is a real path (no symlink)."""
     _output_state(folder, force)
     try:
         if os.path.isdir(folder) and os.listdir(folder):
@@ -617,8 +618,9 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
 
     # encoding pass into a temporary sibling folder (named with this process's id, so a later
     # run can tell the leftovers of a killed one), then rename it into place
-    parent, name = os.path.split(folder)
-    remove_leftovers(folder, log)
+    target = os.path.realpath(folder)       # through a symlink: the folder it names is replaced, not the link
+    parent, name = os.path.split(target)
+    remove_leftovers(target, log)
     created = []
     probe = parent
     while probe and not os.path.exists(probe):
@@ -645,7 +647,7 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
         atomic_write_text(os.path.join(tmp, "config.yaml"), to_yaml(cfg))
         atomic_write_text(os.path.join(tmp, "meta.json"), json.dumps(meta, indent=2) + "\n")
         crash_point(f"before-rename:{name}")
-        _install(tmp, folder, force)
+        _install(tmp, target, force)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         for path in created:
