@@ -222,3 +222,21 @@ def test_force_through_a_symlink_replaces_the_folder_it_names(tmp_path):
     assert meta["level"] == "char" and os.path.islink(tmp_path / "link")
     assert corpus.load_prepared(str(tmp_path / "real")).level == "char"
     assert sorted(os.listdir(tmp_path)) == ["link", "real", "t.txt"]
+
+
+def test_a_run_may_be_resumed_from_its_own_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "t.txt")
+    small = ["--set", "model.hidden_size=4", "--set", "model.embedding_size=4", "--set", "train.batch_size=2", "-q"]
+    ok = invoke("train", "--set", "data.train=t.txt", "--set", "data.prepared=prep", "--out", "run",
+                "--max-steps", "2", *small)
+    assert ok.exit_code == 0, ok.output
+    for flags in (["--resume", "--max-steps", "3"], ["--force", "--max-steps", "2"]):
+        result = invoke("train", "--config", "run/config.yaml", "--out", "run", "-q", *flags)
+        assert result.exit_code == 0, result.output
+    # but a file of the user's in the output folder is an input the run must not sit on
+    (tmp_path / "run" / "mine.yaml").write_text((tmp_path / "run" / "config.yaml").read_text())
+    result = invoke("train", "--config", "run/mine.yaml", "--out", "run", "--resume", "-q")
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: output folder {tmp_path / 'run'} contains the config file run/mine.yaml; "
+                             f"choose another path\n")
