@@ -9,6 +9,9 @@ atomic_write(path, write)  the one way this tool writes a file it owns: `write(f
                            it (0666 less the umask). Temporary names start with `.` and end with
                            `.tmp`, so a folder's owner can recognise leftovers of a killed
                            process (`is_temporary`).
+                           A failure to write raises WriteError: one message naming the file
+                           and the reason ("cannot write F: No space left on device"); it is a
+                           DataError (exit 1) and an OSError (errno, strerror) at once.
 atomic_write_text / atomic_write_json  the same for text and for a JSON document (strict JSON:
                            a NaN or infinity is written as null, see values.jsonable).
 read_jsonl(path, strict)   the entries of a JSON-lines file with their line numbers and text.
@@ -24,6 +27,9 @@ a chosen moment and check what a resume makes of it. The points:
   mid-line:<name>        half of a line appended to the JSON-lines log <name> is written
                          and flushed (metrics.jsonl)
 
+With RNNLM_FAULT_SIGNAL=TERM (or INT) the process sends itself that signal instead, to test
+how a command cleans up after SIGTERM (or SIGINT) at that moment.
+
 Unset, as in every normal run, `crash_point` is a dictionary lookup that does nothing.
 """
 
@@ -36,18 +42,21 @@ import tempfile
 from typing import Callable, IO, Iterator, NamedTuple
 
 from rnnlm_cli.errors import DataError
+from rnnlm_cli.paths import shown
 from rnnlm_cli.values import jsonable
 
 TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"
 FAULT_ENV = "RNNLM_FAULT"
+FAULT_SIGNAL_ENV = "RNNLM_FAULT_SIGNAL"
 
 _faults: dict[str, int] | None = None    # point -> how many more times it is reached before the kill
 
 
 def crash_point(point: str, before: Callable[[], object] | None = None) -> None:
-    """SIGKILL this process here when RNNLM_FAULT names `point` and its count is reached;
-    `before()` runs just before the kill (e.g. to leave half a line behind). Tests only."""
+    """SIGKILL this process here (or send it RNNLM_FAULT_SIGNAL) when RNNLM_FAULT names `point`
+    and its count is reached; `before()` runs just before (e.g. to leave half a line behind).
+    Tests only."""
     global _faults
     if _faults is None:
         _faults = _read_faults(os.environ.get(FAULT_ENV, ""))
@@ -57,7 +66,8 @@ def crash_point(point: str, before: Callable[[], object] | None = None) -> None:
     if _faults[point] == 0:
         if before is not None:
             before()
-        os.kill(os.getpid(), signal.SIGKILL)
+        name = os.environ.get(FAULT_SIGNAL_ENV, "KILL").upper().removeprefix("SIG")
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}", signal.SIGKILL))
 
 
 def _read_faults(text: str) -> dict[str, int]:
@@ -66,6 +76,18 @@ def _read_faults(text: str) -> dict[str, int]:
         return {}
     point, _, count = text.rpartition("@") if "@" in text else (text, "", "1")
     return {point: int(count)}
+
+
+class WriteError(DataError, OSError):
+    """A file that could not be written (full disk, file-size limit, read-only folder, ...)."""
+
+    def __init__(self, path, exc: BaseException):
+        errno_ = getattr(exc, "errno", None)
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        OSError.__init__(self, errno_, reason, os.fspath(path))
+
+    def __str__(self) -> str:
+        return f"cannot write {shown(self.filename)}: {self.strerror}"
 
 
 def is_temporary(name: str) -> bool:
@@ -98,7 +120,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{name}-", suffix=TMP_SUFFIX, dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{name}-", suffix=TMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        raise WriteError(path, exc) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
@@ -107,11 +132,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             os.fsync(fh.fileno())
         crash_point(f"before-rename:{name}")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(path, exc) from None
         raise
     fsync_folder(folder)
     crash_point(f"after-rename:{name}")

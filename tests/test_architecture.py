@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rnnlm_cli"
 
 # lowest floor first; a module may import modules of its own floor or of lower floors only
 FLOORS = [
-    ("base", ["rnnlm_cli.errors", "rnnlm_cli.fileio", "rnnlm_cli.progress", "rnnlm_cli.machine",
+    ("base", ["rnnlm_cli.errors", "rnnlm_cli.fileio", "rnnlm_cli.paths", "rnnlm_cli.progress", "rnnlm_cli.machine",
               "rnnlm_cli.values"]),
     ("network", ["rnnlm_cli.nn"]),
     ("one training step", ["rnnlm_cli.train.step"]),

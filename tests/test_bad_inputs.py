@@ -1049,3 +1049,266 @@ def test_bad_config_input(case, w, tmp_path, monkeypatch):
 
     monkeypatch.setattr(config, "machine_memory", lambda: 16 * 2 ** 30)   # the same message on every machine
     test_bad_input(case, w, tmp_path, monkeypatch)
+
+
+# --------------------------------------------------------------------------- outputs against inputs (paths family)
+# One rule: an output may not be, contain or sit inside an input or another output of the same
+# command (realpath: symlinks, `..` and `.` do not dodge it), nor write over what the tool keeps in
+# a folder it owns; --force replaces only a prepared-data folder that holds nothing but its files.
+# These are CASES too: their names start with the command prefixes above.
+
+def p_force_onto_the_current_folder(w, tmp):
+    corpus_file = tmp / "corpus.txt"
+    corpus_file.write_text(TRAIN_TEXT)
+    return (["preprocess", "--train", "corpus.txt", "--out", ".", "--force"],
+            f"output folder {tmp} contains the training file {corpus_file}; choose another path", 2)
+
+
+def p_force_onto_a_foreign_folder(w, tmp):
+    out = tmp / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me\n")
+    return (["preprocess", "--train", w.train, "--out", out, "--force"],
+            f"{out} is not a prepared-data folder written by rnnlm preprocess (it has no meta.json of one), "
+            f"so it is never replaced; choose another output folder", 2)
+
+
+def p_force_onto_a_prepared_folder_holding_a_run(w, tmp):
+    prep = copy_prep(w, tmp)
+    shutil.copytree(w.run, prep / "run1")
+    return (["preprocess", "--train", w.train, "--out", prep, "--force"],
+            f"prepared-data folder {prep} also holds files that preprocess did not write (run1); rebuilding it "
+            f"would delete them: move them out or choose another folder", 2)
+
+
+def p_force_onto_a_run_folder(w, tmp):
+    run = tmp / "run"
+    shutil.copytree(w.run, run)
+    return (["preprocess", "--train", w.train, "--out", run, "--force"],
+            f"output folder {run} is a training run folder, not a prepared-data folder; choose another path", 2)
+
+
+def p_out_through_a_symlink_to_the_corpus_folder(w, tmp):
+    (tmp / "data").mkdir()
+    (tmp / "data" / "train.txt").write_text(TRAIN_TEXT)
+    (tmp / "link").symlink_to(tmp / "data")
+    return (["preprocess", "--train", tmp / "data" / "train.txt", "--out", tmp / "link", "--force"],
+            f"output folder {tmp / 'link'} contains the training file {tmp / 'data' / 'train.txt'}; "
+            f"choose another path", 2)
+
+
+def p_out_inside_the_corpus_path(w, tmp):
+    return (["preprocess", "--train", w.train, "--out", f"{w.train}/prep"],
+            f"output folder {w.train / 'prep'} is inside the training file {w.train}; choose another path", 2)
+
+
+def p_out_contains_the_config_file(w, tmp):
+    (tmp / "exp").mkdir()
+    config = write_config(tmp / "exp", f"data:\n  train: {w.train}\n  prepared: .\n")
+    return (["preprocess", "--config", config, "--force"],
+            f"output folder {tmp / 'exp'} contains the config file {config}; choose another path", 2)
+
+
+def p_out_holds_the_current_folder(w, tmp):
+    prep = copy_prep(w, tmp)
+    (prep / "sub").mkdir()
+    os.chdir(prep / "sub")
+    return (["preprocess", "--train", w.train, "--out", prep, "--force"],
+            f"output folder {prep} is replaced whole when it is rebuilt, and it holds the current folder; "
+            f"choose another path", 2)
+
+
+def t_out_inside_the_prepared_folder(w, tmp):
+    prep = copy_prep(w, tmp, "exp")
+    return (t_args(w, tmp, out=prep / "run1", prep=prep),
+            f"output folder {prep / 'run1'} is inside the prepared-data folder {prep}; choose another path", 2)
+
+
+def t_out_is_the_prepared_folder(w, tmp):
+    prep = copy_prep(w, tmp)
+    return (t_args(w, tmp, out=prep, prep=prep),
+            f"output folder {prep} is also the prepared-data folder {prep}; choose another path", 2)
+
+
+def t_out_dot_dot_into_the_prepared_folder(w, tmp):
+    prep = copy_prep(w, tmp)
+    (tmp / "x").mkdir()
+    return (t_args(w, tmp, out=f"{tmp}/x/../prep/./run", prep=prep),
+            f"output folder {prep / 'run'} is inside the prepared-data folder {prep}; choose another path", 2)
+
+
+def t_out_through_a_symlink_into_the_prepared_folder(w, tmp):
+    prep = copy_prep(w, tmp)
+    (tmp / "link").symlink_to(prep)
+    return (t_args(w, tmp, out=tmp / "link" / "run", prep=prep),
+            f"output folder {tmp / 'link' / 'run'} is inside the prepared-data folder {prep}; choose another path", 2)
+
+
+def t_out_is_another_prepared_folder(w, tmp):
+    prep = copy_prep(w, tmp, "other-prep")
+    return (t_args(w, tmp, out=prep),
+            f"output folder {prep} is a prepared-data folder, not a training run folder; choose another path", 2)
+
+
+def t_prepared_built_inside_the_output(w, tmp):
+    return (["train", "--set", f"data.train={w.train}", "--set", f"data.prepared={tmp / 'run' / 'prep'}",
+             "--out", tmp / "run", "-q"],
+            f"prepared-data folder {tmp / 'run' / 'prep'} is inside the output folder {tmp / 'run'}; "
+            f"choose another path", 2)
+
+
+def t_prepared_built_over_the_corpus_folder(w, tmp):
+    (tmp / "corpus").mkdir()
+    (tmp / "corpus" / "train.txt").write_text(TRAIN_TEXT)
+    return (["train", "--set", f"data.train={tmp / 'corpus' / 'train.txt'}", "--set",
+             f"data.prepared={tmp / 'corpus'}", "--out", tmp / "run", "-q"],
+            f"prepared-data folder {tmp / 'corpus'} contains the training file {tmp / 'corpus' / 'train.txt'}; "
+            f"choose another path", 2)
+
+
+def t_record_is_the_checkpoint(w, tmp):
+    out = tmp / "run"
+    shutil.copytree(w.run, out)
+    return (t_args(w, tmp, "--resume", "--record", out / "checkpoint.npz", out=out),
+            f"--record file {out / 'checkpoint.npz'} is the checkpoint.npz of the training run folder {out}; "
+            f"choose another path", 2)
+
+
+def t_record_inside_the_output(w, tmp):
+    return (t_args(w, tmp, "--record", tmp / "run" / "record.json"),
+            f"--record file {tmp / 'run' / 'record.json'} is inside the output folder {tmp / 'run'}; "
+            f"choose another path", 2)
+
+
+def t_record_is_the_config_file(w, tmp):
+    config = write_config(tmp, "train:\n  lr: 0.1\n")
+    return (t_args(w, tmp, "--config", config, "--record", config),
+            f"--record file {config} is also the config file {config}; choose another path", 2)
+
+
+def t_record_is_the_corpus(w, tmp):
+    corpus_file = tmp / "train.txt"
+    corpus_file.write_text(TRAIN_TEXT)
+    return (["train", "--set", f"data.train={corpus_file}", "--set", f"data.prepared={tmp / 'prep'}",
+             "--out", tmp / "run", "--record", corpus_file, "-q"],
+            f"--record file {corpus_file} is also the training file {corpus_file}; choose another path", 2)
+
+
+def t_record_is_a_prepared_file(w, tmp):
+    return (t_args(w, tmp, "--record", w.other / "meta.json"),
+            f"--record file {w.other / 'meta.json'} is the meta.json of the prepared-data folder {w.other}; "
+            f"choose another path", 2)
+
+
+def t_out_contains_the_config_file(w, tmp):
+    (tmp / "exp").mkdir()
+    config = write_config(tmp / "exp", "train:\n  lr: 0.1\n")
+    return (t_args(w, tmp, "--config", config, out=tmp / "exp"),
+            f"output folder {tmp / 'exp'} contains the config file {config}; choose another path", 2)
+
+
+def e_per_token_is_the_checkpoint(w, tmp):
+    ck = tmp / "ck.npz"
+    shutil.copy(w.ck, ck)
+    return e_args(ck, "--per-token", ck), f"--per-token file {ck} is also the checkpoint {ck}; choose another path", 2
+
+
+def e_per_token_is_the_text_file(w, tmp):
+    text = tmp / "t.txt"
+    text.write_text("the dog runs home\n")
+    return (["evaluate", "--checkpoint", w.ck, "--split", text, "--per-token", text],
+            f"--per-token file {text} is also the text file {text}; choose another path", 2)
+
+
+def e_per_token_is_the_vocabulary(w, tmp):
+    prep = copy_prep(w, tmp)
+    return (e_args(w.ck, *prep_of(prep), "--per-token", prep / "vocab.txt"),
+            f"--per-token file {prep / 'vocab.txt'} is inside the prepared-data folder {prep}; choose another path", 2)
+
+
+def e_per_token_is_a_new_file_in_the_prepared_folder(w, tmp):
+    prep = copy_prep(w, tmp)
+    return (e_args(w.ck, *prep_of(prep), "--per-token", prep / "tokens.tsv"),
+            f"--per-token file {prep / 'tokens.tsv'} is inside the prepared-data folder {prep}; choose another path", 2)
+
+
+def e_per_token_symlink_to_the_checkpoint(w, tmp):
+    ck = tmp / "ck.npz"
+    shutil.copy(w.ck, ck)
+    (tmp / "tokens.tsv").symlink_to(ck)
+    return (e_args(ck, "--per-token", tmp / "tokens.tsv"),
+            f"--per-token file {tmp / 'tokens.tsv'} is also the checkpoint {ck}; choose another path", 2)
+
+
+def e_per_token_hard_link_to_the_checkpoint(w, tmp):
+    ck = tmp / "ck.npz"
+    shutil.copy(w.ck, ck)
+    os.link(ck, tmp / "tokens.tsv")
+    return (e_args(ck, "--per-token", tmp / "tokens.tsv"),
+            f"--per-token file {tmp / 'tokens.tsv'} is also the checkpoint {ck}; choose another path", 2)
+
+
+def e_per_token_is_a_file_of_another_run(w, tmp):
+    ck = tmp / "ck.npz"
+    shutil.copy(w.ck, ck)
+    return (e_args(ck, "--per-token", w.run / "summary.json"),
+            f"--per-token file {w.run / 'summary.json'} is the summary.json of the training run folder {w.run}; "
+            f"choose another path", 2)
+
+
+def dg_plot_unsupported_extension(w, tmp):
+    return (["diagnose-gradients", "--plot", tmp / "lags.jpg"],
+            f"--plot {tmp / 'lags.jpg'}: unsupported figure format; the file name must end in .png, .pdf, .svg", 2)
+
+
+def dg_plot_without_extension(w, tmp):
+    return (["diagnose-gradients", "--plot", "lags"],
+            "--plot lags: unsupported figure format; the file name must end in .png, .pdf, .svg", 2)
+
+
+def dg_plot_onto_the_config_file(w, tmp):
+    config = write_config(tmp, "model:\n  hidden_size: 4\n", name="c.png")
+    return (["diagnose-gradients", "--config", config, "--plot", config],
+            f"--plot file {config} is also the config file {config}; choose another path", 2)
+
+
+def dg_plot_onto_the_checkpoint(w, tmp):
+    ck = tmp / "ck.png"
+    shutil.copy(w.ck, ck)
+    return (["diagnose-gradients", "--checkpoint", ck, "--plot", ck],
+            f"--plot file {ck} is also the checkpoint {ck}; choose another path", 2)
+
+
+def pr_plot_unsupported_extension(w, tmp):
+    return (["probe", "--checkpoint", w.ck, "--plot", tmp / "acc.txt"],
+            f"--plot {tmp / 'acc.txt'}: unsupported figure format; the file name must end in .png, .pdf, .svg", 2)
+
+
+def pr_plot_onto_the_probe_data(w, tmp):
+    data = tmp / "items.svg"
+    data.write_text('{"prefix": "the dog", "verb": "runs", "wrong": "run", "distance": 1}\n')
+    return (["probe", "--checkpoint", w.ck, "--data", data, "--plot", data],
+            f"--plot file {data} is also the probe data {data}; choose another path", 2)
+
+
+def top_results_plot_unsupported_extension(w, tmp):
+    record = tmp / "r.json"
+    record.write_text("{}")
+    return (["results", record, "--plot", tmp / "curves.gif"],
+            f"--plot {tmp / 'curves.gif'}: unsupported figure format; the file name must end in .png, .pdf, .svg", 2)
+
+
+def top_results_plot_onto_a_record(w, tmp):
+    record = tmp / "r.pdf"
+    record.write_text("{}")
+    return (["results", record, "--plot", record],
+            f"--plot file {record} is also the result record {record}; choose another path", 2)
+
+
+PATH_CASES = [f for name, f in list(globals().items()) if callable(f) and f not in CASES
+              and name.split("_")[0] in ("p", "t", "e", "dg", "pr", "top") and name not in ("t_args", "e_args")]
+
+
+@pytest.mark.parametrize("case", PATH_CASES, ids=[f.__name__ for f in PATH_CASES])
+def test_output_against_input(case, w, tmp_path, monkeypatch):
+    test_bad_input(case, w, tmp_path, monkeypatch)

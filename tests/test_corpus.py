@@ -338,10 +338,15 @@ def test_non_empty_output_needs_force(tmp_path, tiny_word_corpus, write_file):
     run(tmp_path, **tiny_word_corpus)  # an empty folder is fine
     with pytest.raises(DataError, match=f"^output folder is not empty: {out} \\(use --force to replace it\\)$"):
         run(tmp_path, **tiny_word_corpus)
-    (out / "extra.txt").write_text("x")
     cfg = data_cfg(tmp_path, train=tiny_word_corpus["train"], level="char")
+    (out / "extra.txt").write_text("x")        # not the tool's: --force refuses rather than delete it
+    with pytest.raises(ConfigError, match=f"^prepared-data folder {out} also holds files that preprocess did not "
+                                          f"write \\(extra.txt\\); rebuilding it would delete them"):
+        corpus.preprocess(cfg, force=True)
+    assert (out / "extra.txt").read_text() == "x" and corpus.load_prepared(str(out)).meta["level"] == "word"
+    (out / "extra.txt").unlink()
     meta = corpus.preprocess(cfg, force=True)
-    assert meta["level"] == "char" and not (out / "extra.txt").exists() and leftovers(tmp_path) == []
+    assert meta["level"] == "char" and leftovers(tmp_path) == []
 
 
 def test_failed_forced_run_keeps_the_old_folder(tmp_path, tiny_word_corpus, write_file):

@@ -141,8 +141,16 @@ def test_replace_decodes_invalid_utf8(tmp_path, write_file):
 
 def test_output_path_is_a_file(tmp_path, write_file):
     good = write_file("good.txt", "a b\n")
+    other = write_file("other.txt", "c d\n")
+    result = invoke("preprocess", "--train", good, "--out", other)
+    assert_error(result, f"output path exists and is not a folder: {other}", 1)
+
+
+def test_output_path_is_the_corpus(tmp_path, write_file):
+    good = write_file("good.txt", "a b\n")
     result = invoke("preprocess", "--train", good, "--out", good)
-    assert_error(result, f"output path exists and is not a folder: {good}", 1)
+    assert_error(result, f"output folder {good} is also the training file {good}; choose another path", 2)
+    assert good.read_text() == "a b\n"
 
 
 # --------------------------------------------------------------------------- read-only commands never preprocess

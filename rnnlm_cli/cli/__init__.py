@@ -2,14 +2,21 @@
 
 Each command: parse options -> load the configuration -> call one library function -> render.
 Library errors (`RnnlmError`) become one `Error: ...` line on stderr and the error's exit code
-(2 usage/configuration, 1 data/runtime); `--debug` shows the traceback instead.
+(2 usage/configuration, 1 data/runtime); `--debug` shows the traceback instead. SIGINT and
+SIGTERM end a command with `Error: interrupted` and 130/143 after its cleanup has run; a
+standard output that cannot be written (`> /dev/full`) is one error line and exit 1.
 
 One module per command family; this one builds the group and adds them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -27,12 +34,73 @@ from rnnlm_cli.cli.train_cmd import train_cmd
 from rnnlm_cli.errors import RnnlmError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like SIGINT's KeyboardInterrupt, so every `finally`
+    and cleanup runs (a temporary folder or file is removed) before the exit with 143."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)     # a second SIGTERM must not cut the cleanup short
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _signals():
+    """While a command runs: SIGTERM becomes an exception (see Terminated), and SIGXFSZ is
+    ignored so that a write past the file-size limit (ulimit -f) fails with EFBIG, which the
+    command reports, instead of killing the process. Restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm)}
+    if hasattr(signal, "SIGXFSZ"):
+        old[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+
+
+def _flush_stdout() -> None:
+    sys.stdout.flush()
+
+
+def _from_stdout(exc: OSError) -> bool:
+    """Whether an OSError was raised writing to standard output (a full device, a closed pipe):
+    by click.echo without err=True, or by the last flush."""
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is _flush_stdout.__code__:
+            return True
+        if frame.f_code is click.utils.echo.__code__ and not frame.f_locals.get("err"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null so that the interpreter's last flush of the unwritten
+    output does not fail again at exit."""
+    try:
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
 class RnnlmGroup(click.Group):
     """A Click group that turns every library error into one line and an exit code."""
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with _signals():
+                result = super().invoke(ctx)
+                _flush_stdout()
+            return result
         except click.UsageError as exc:
             # one line, like every other mistake; the hint names the help command
             if exc.ctx is not None and exc.ctx.command is not self:
@@ -41,6 +109,9 @@ class RnnlmGroup(click.Group):
                 hint = " (see 'rnnlm -h')"
             click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
             sys.exit(2)
+        except Terminated:
+            click.echo("Error: interrupted (SIGTERM)", err=True)
+            sys.exit(143)
         except KeyboardInterrupt:
             click.echo("Error: interrupted", err=True)
             sys.exit(130)
@@ -49,6 +120,12 @@ class RnnlmGroup(click.Group):
                 raise
             click.echo(f"Error: {_one_line(str(exc))}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:       # printing the result failed: stdout is a full device or a closed pipe
+            if not _from_stdout(exc) or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            _silence_stdout()
+            click.echo(f"Error: cannot write to standard output: {exc.strerror or exc}", err=True)
+            sys.exit(1)
         except MemoryError as exc:   # e.g. a hidden_size typo with three zeros too many
             if ctx.obj and ctx.obj.get("debug"):
                 raise

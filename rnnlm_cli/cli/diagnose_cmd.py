@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 
 import click
@@ -10,6 +11,8 @@ import click
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, FiniteFloat, emit, format_option, given, key_option, quiet_option
 from rnnlm_cli.config import check_diagnose_memory, load_config
 from rnnlm_cli.cli.progress_bars import progress_bars
+from rnnlm_cli.paths import In, Out, check_paths, data_inputs
+from rnnlm_cli.train.metrics import METRICS_NAME
 
 
 # --------------------------------------------------------------------------- diagnose-gradients
@@ -89,7 +92,7 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
     if plot_path and not models_wanted:
         raise click.UsageError("--plot draws lag profiles: it needs a model (--checkpoint or a config)")
     if plot_path:
-        report.require_matplotlib("--plot")
+        report.prepare_plot(plot_path)
     for text in sweeps:
         diagnostics.parse_sweep(text)
     result = {}
@@ -101,6 +104,10 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
                      for p in checkpoints]
         else:
             specs = diagnostics.config_specs(config_paths, overrides, sweeps, load_config)
+        check_paths([*(In("config file", p) for p in config_paths), *(In("checkpoint", p) for p in checkpoints),
+                     In("training log", run_dir and os.path.join(run_dir, METRICS_NAME)),
+                     *(i for spec in specs for i in data_inputs(spec.cfg.data, with_prepared=True))],
+                    [Out("--plot file", plot_path)])
         options = given({"diagnose.steps": steps, "diagnose.batches": batches, "diagnose.batch_size": batch_size,
                          "diagnose.threshold": threshold})
         specs = [dataclasses.replace(spec, cfg=spec.cfg.with_values(options)) for spec in specs]

@@ -8,6 +8,7 @@ from rnnlm_cli.cli.common import (CONTEXT_SETTINGS, common_options, echo_json, f
                                   quiet_option)
 from rnnlm_cli.config import load_config
 from rnnlm_cli.cli.progress_bars import progress_bars
+from rnnlm_cli.paths import In, Out, check_paths, data_inputs
 
 
 # --------------------------------------------------------------------------- preprocess
@@ -41,8 +42,11 @@ def preprocess_cmd(config_path, overrides, train_path, valid_path, test_path, le
     cfg = load_config(config_path, overrides).with_values(given({
         "data.train": train_path, "data.valid": valid_path, "data.test": test_path, "data.level": level,
         "data.prepared": out_dir}))
+    check_paths([In("config file", config_path), *data_inputs(cfg.data, with_prepared=False)],
+                [Out("output folder", cfg.data.prepared, "prepared")])
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     start = time.perf_counter()
-    meta = corpus.preprocess(cfg.data, cfg, force=force, progress=progress_bars(quiet))
+    meta = corpus.preprocess(cfg.data, cfg, force=force, progress=progress_bars(quiet), log=log)
     seconds = time.perf_counter() - start
     if not quiet:
         mb = sum(s["bytes"] for s in meta["sources"]) / 1e6

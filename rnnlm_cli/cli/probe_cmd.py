@@ -9,6 +9,7 @@ import click
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, given, read_json
 from rnnlm_cli.config import load_config
 from rnnlm_cli.errors import DataError
+from rnnlm_cli.paths import In, Out, check_paths
 
 
 # --------------------------------------------------------------------------- probe
@@ -50,11 +51,13 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
     """
     from rnnlm_cli.analysis import probe
     from rnnlm_cli.render import probe as render
-    from rnnlm_cli.render.report import require_matplotlib
+    from rnnlm_cli.render.report import prepare_plot
 
     cfg = load_config(config_path, overrides).with_values(given({"probe.data": data_path}))
     if plot_path:
-        require_matplotlib("--plot")
+        prepare_plot(plot_path)
+    check_paths([In("config file", config_path), In("probe data", cfg.probe.data),
+                 *(In("checkpoint", p) for p in checkpoints)], [Out("--plot file", plot_path)])
     result = probe.probe_checkpoints(list(checkpoints), data=cfg.probe.data, edges=cfg.probe.bins)
     if plot_path:
         render.plot(result, plot_path)

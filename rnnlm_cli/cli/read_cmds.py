@@ -6,6 +6,8 @@ import click
 import numpy as np
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given, key_option
+from rnnlm_cli.fileio import atomic_write
+from rnnlm_cli.paths import In, Out, check_paths, data_inputs
 
 
 def _checkpoint_context(checkpoint_path, config_path, overrides):
@@ -51,6 +53,10 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
         raise DataError(f"--per-token: the folder of {per_token} does not exist")
     model, cfg, prepared = _checkpoint_context(checkpoint_path, config_path, overrides)
+    text_file = None if split in ("train", "valid", "test") else split
+    check_paths([In("checkpoint", checkpoint_path), In("config file", config_path), In("text file", text_file),
+                 *data_inputs(cfg.data, with_prepared=True)],
+                [Out("--per-token file", per_token)])
     _check_memory(model, cfg, prepared, generate=False)
     if split in ("train", "valid", "test"):
         tokens = prepared.split(split)
@@ -73,13 +79,14 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
         sep = separator_id(prepared)
         ids = np.asarray(tokens, dtype=np.int64)
         scored = ids if sep is not None or cfg.train.bptt == "full" else ids[1:]   # the first token has no context
-        try:
-            with open(per_token, "w", encoding="utf-8") as fh:
-                for tok, lp in zip(scored, result.pop("logp")):
-                    text = prepared.vocab.tokens[tok].replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-                    fh.write(f"{text}\t{lp:.6f}\n")
-        except OSError as exc:
-            raise DataError(f"cannot write --per-token file {per_token}: {exc.strerror}") from None
+        logp = result.pop("logp")
+
+        def write(fh):
+            for tok, lp in zip(scored, logp):
+                text = prepared.vocab.tokens[tok].replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+                fh.write(f"{text}\t{lp:.6f}\n".encode("utf-8"))
+
+        atomic_write(per_token, write)      # whole or not at all; a failure is one line naming the file
     out = {"split": label, "tokens": result["tokens"], "loss": result["loss"], "bits": result["bits"],
            "ppl": result["ppl"]}
     if fmt == "json":

@@ -6,6 +6,7 @@ import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, read_json
 from rnnlm_cli.errors import DataError
+from rnnlm_cli.paths import In, Out, check_paths
 
 RECORD_FIELDS = ("name", "summary", "config", "curve")
 
@@ -23,11 +24,12 @@ def results_cmd(records, plot_path):
       rnnlm results results/ptb-rnn.json results/ptb-lstm.json
       rnnlm results results/*.json --plot docs/learning_curves.png
     """
-    from rnnlm_cli.render.report import require_matplotlib
+    from rnnlm_cli.render.report import prepare_plot
     from rnnlm_cli.render.results import ANCHORS, curves_table, plot_curves, results_table
 
     if plot_path:
-        require_matplotlib("--plot")
+        prepare_plot(plot_path)
+    check_paths([In("result record", p) for p in records], [Out("--plot file", plot_path)])
     docs = []
     for path in records:
         doc = read_json(path)

@@ -11,6 +11,7 @@ from rnnlm_cli.cli.common import (CONTEXT_SETTINGS, common_options, echo_json, f
                                   quiet_option)
 from rnnlm_cli.config import load_config
 from rnnlm_cli.cli.progress_bars import progress_bars
+from rnnlm_cli.paths import RUN_FILES, In, Out, check_paths, data_inputs
 
 
 # --------------------------------------------------------------------------- train / evaluate / generate
@@ -43,6 +44,11 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
         raise click.UsageError("--resume and --force contradict each other")
     cfg = load_config(config_path, overrides).with_values(given({"train.out": out_dir,
                                                                   "train.max_steps": max_steps}))
+    builds = bool(cfg.data.train)       # train builds data.prepared from data.train (when out of date)
+    check_paths([In("config file", config_path), *data_inputs(cfg.data, with_prepared=not builds)],
+                [Out("output folder", cfg.train.out, "run", owns=RUN_FILES),
+                 Out("prepared-data folder", cfg.data.prepared, "prepared") if builds else None,
+                 Out("--record file", record_path)])
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     try:
         summary = train(cfg, resume=resume, force=force, progress=progress_bars(quiet), log=log)

@@ -30,14 +30,19 @@ Prepared folder (`data.prepared`), format_version 1
                token ids, 1-D, the smallest unsigned dtype that holds the vocabulary (uint8 up to
                256 types, uint16 up to 65,536, else uint32). All three are always written; a split
                with no text is an empty array (meta `tokens` 0, `oov_rate` null).
-  meta.json    format_version, level, vocab_size, dtype, tokens and oov_rate per split (the fraction
+  meta.json    format ("rnnlm prepared data": the marker by which the tool knows its own folders),
+               format_version, level, vocab_size, dtype, tokens and oov_rate per split (the fraction
                of the split's tokens whose type is not in the vocabulary, i.e. mapped to `<unk>`;
                a literal `<unk>` is not counted), special ids (unk, eos: int or null), sources
                (path, bytes, sha256, splits), split_mode (files or ratios), config (the data section).
   config.yaml  the resolved configuration used.
-  The folder is written as a temporary sibling and renamed into place, so it is whole or absent
-  (the files in it are fsync'ed first: vocab.txt, meta.json and config.yaml through
-  fileio.atomic_write, the splits as flushed memory maps).
+  The folder is written as a temporary sibling (`.NAME.tmp-PID-*`) and renamed into place, so it
+  is whole or absent (the files in it are fsync'ed first: vocab.txt, meta.json and config.yaml
+  through fileio.atomic_write, the splits with ordinary writes, so a full disk is an error, not a
+  SIGBUS). Any failure or interruption removes the temporary folder; one left by a killed process
+  is removed by the next preprocess of the same folder. Only a prepared-data folder that holds
+  nothing but these files is ever replaced (with --force, or by train when it is out of date);
+  a folder with anything else in it is refused, never deleted.
 
 Who builds it: `rnnlm preprocess` (`preprocess`), and `rnnlm train` when data.train is set and
 the folder is missing or out of date (`ensure_prepared`, which says so through its log
@@ -46,8 +51,8 @@ file, never rebuilt behind the user's back. Commands that only read use `rebuild
 refuse stale data instead of rebuilding it.
 
 Streaming: each input is read in pieces of about 1 MiB that end at a line end (or inside a longer
-line, at a character boundary), in a counting pass and an encoding pass into preallocated
-memory-mapped arrays (one more counting pass when one file is cut by ratios), so memory grows
+line, at a character boundary), in a counting pass and an encoding pass written front to back into
+.npy files (one more counting pass when one file is cut by ratios), so memory grows
 with the vocabulary, not with the corpus.
 """
 
@@ -70,7 +75,8 @@ import numpy as np
 
 from rnnlm_cli.config import Config, DataConfig, to_yaml
 from rnnlm_cli.errors import ConfigError, DataError
-from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, crash_point
+from rnnlm_cli.fileio import WriteError, atomic_write_json, atomic_write_text, crash_point, is_temporary
+from rnnlm_cli.paths import PREPARED_FILES, PREPARED_MARKER, Out, check_paths, data_inputs, is_prepared_folder, shown
 from rnnlm_cli.progress import Bar, ProgressFactory, no_progress
 
 FORMAT_VERSION = 1
@@ -389,9 +395,35 @@ def _measure(src: _Source, cfg: DataConfig, progress: ProgressFactory) -> int:
     return total
 
 
-def _encode(sources: list[_Source], cfg: DataConfig, lookup: dict[str, int], arrays: dict[str, np.ndarray],
+class _NpyWriter:
+    """A 1-D .npy file of `length` ids written front to back with ordinary writes (a full disk
+    or a file-size limit is an OSError here, never a SIGBUS as with a memory map)."""
+
+    def __init__(self, path: str, dtype: np.dtype, length: int):
+        self.path, self.dtype, self.length, self.written = path, np.dtype(dtype), length, 0
+        self.fh = open(path, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (length,)}
+        np.lib.format.write_array_header_1_0(self.fh, header)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def write(self, ids: np.ndarray) -> None:
+        self.fh.write(np.ascontiguousarray(ids, dtype=self.dtype).tobytes())
+        self.written += len(ids)
+
+    def finish(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _encode(sources: list[_Source], cfg: DataConfig, lookup: dict[str, int], arrays: dict[str, _NpyWriter],
             progress: ProgressFactory) -> None:
-    """Encoding pass: write every token's id into the preallocated per-split arrays."""
+    """Encoding pass: append every token's id to the per-split .npy writers, in order."""
     written = {s: 0 for s in SPLITS}
     get = lookup.__getitem__
     with _bar(progress, sum(s.bytes for s in sources), "encoding") as bar:
@@ -403,9 +435,10 @@ def _encode(sources: list[_Source], cfg: DataConfig, lookup: dict[str, int], arr
                     if hi > len(out):
                         raise DataError(f"{src.path} changed while it was being preprocessed")
                     try:
-                        out[lo:hi] = np.fromiter(map(get, piece), dtype=out.dtype, count=hi - lo)
+                        ids = np.fromiter(map(get, piece), dtype=out.dtype, count=hi - lo)
                     except KeyError:  # a type the counting pass never saw
                         raise DataError(f"{src.path} changed while it was being preprocessed") from None
+                    out.write(ids)
                     written[split] = hi
                 pos += len(tokens)
             if digest.hexdigest() != src.sha256:
@@ -414,49 +447,139 @@ def _encode(sources: list[_Source], cfg: DataConfig, lookup: dict[str, int], arr
         raise DataError("an input file changed while it was being preprocessed")
 
 
+# --------------------------------------------------------------------------- the output folder
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[^/]*$")
+
+
+def _own_entries(folder: str) -> tuple[list[str], list[str]]:
+    """(the tool's own entries, the others) in a prepared-data folder."""
+    own, other = [], []
+    for entry in sorted(os.listdir(folder)):
+        (own if entry in PREPARED_FILES or is_temporary(entry) else other).append(entry)
+    return own, other
+
+
 def _output_state(folder: str, force: bool) -> None:
-    """Refuse an output path that is a file, or a non-empty folder without force."""
-    if os.path.lexists(folder):
-        if not os.path.isdir(folder):
-            raise DataError(f"output path exists and is not a folder: {folder}")
-        if os.listdir(folder) and not force:
-            raise DataError(f"output folder is not empty: {folder} (use --force to replace it)")
+    """Refuse an output path that is a file, a non-empty folder without force, and with force
+    anything but a prepared-data folder that holds nothing but the tool's own files."""
+    if not os.path.lexists(folder):
+        return
+    if not os.path.isdir(folder):
+        raise DataError(f"output path exists and is not a folder: {shown(folder)}")
+    if not os.listdir(folder):
+        return
+    if not force:
+        raise DataError(f"output folder is not empty: {shown(folder)} (use --force to replace it)")
+    if not is_prepared_folder(folder):
+        raise ConfigError(f"{shown(folder)} is not a prepared-data folder written by rnnlm preprocess (it has no "
+                          f"meta.json of one), so it is never replaced; choose another output folder")
+    _, other = _own_entries(folder)
+    if other:
+        listed = ", ".join(shown(n) for n in other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise ConfigError(f"prepared-data folder {shown(folder)} also holds files that preprocess did not write "
+                          f"({listed}); rebuilding it would delete them: move them out or choose another folder")
+
+
+def _remove_own(folder: str) -> None:
+    """Delete a replaced prepared-data folder: only the tool's own files, then the folder (left in
+    place when anything else appeared in it meanwhile)."""
+    own, _ = _own_entries(folder)
+    for entry in own:
+        try:
+            os.unlink(os.path.join(folder, entry))
+        except OSError:
+            pass
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
 
 
 def _install(tmp: str, folder: str, force: bool) -> None:
-    """Rename the finished temporary folder into place (replacing the old one with force)."""
+    """Rename the finished temporary folder into place (replacing the old one with force);
+    `folder` is a real path (no symlink)."""
     _output_state(folder, force)
     try:
         if os.path.isdir(folder) and os.listdir(folder):
-            old = tmp.replace(".tmp-", ".old-")
+            parent, base = os.path.split(tmp)
+            old = os.path.join(parent, base.replace(".tmp-", ".old-", 1))
             os.rename(folder, old)
             try:
                 os.rename(tmp, folder)
             except OSError:
                 os.rename(old, folder)
                 raise
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_own(old)
         else:
             os.replace(tmp, folder)
     except OSError as exc:
-        raise DataError(f"cannot move the prepared data into {folder}: {exc.strerror}") from None
+        raise DataError(f"cannot move the prepared data into {shown(folder)}: {exc.strerror}") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:             # another user's process: alive
+        return True
+    return True
+
+
+def remove_leftovers(folder: str, log=None) -> list[str]:
+    """Remove the temporary folders that killed preprocess runs left beside `folder`
+    (`.NAME.tmp-PID-*`, `.NAME.old-PID-*`) when their process is gone and they hold only the
+    tool's own files; says so through log(message). Returns the removed paths."""
+    parent, name = os.path.split(os.path.abspath(folder))
+    removed = []
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return removed
+    for entry in sorted(entries):
+        match = _LEFTOVER.match(entry)
+        path = os.path.join(parent, entry)
+        if not match or match["name"] != name or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        if _pid_alive(int(match["pid"])):
+            continue
+        try:
+            _, other = _own_entries(path)
+            if other:
+                continue
+            _remove_own(path)
+        except OSError:
+            continue
+        if not os.path.exists(path):
+            removed.append(path)
+            if log is not None:
+                log(f"removed {shown(path)}, left behind by preprocess process {match['pid']}, "
+                    f"which is no longer running")
+    return removed
 
 
 def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool = False,
-               progress: ProgressFactory | None = None) -> dict:
+               progress: ProgressFactory | None = None, log=None) -> dict:
     """Tokenise, build the vocabulary, encode, and write the prepared folder `data_cfg.prepared`.
 
     Returns the meta dict (also written as meta.json). Raises DataError (unreadable or empty
-    input, invalid UTF-8, nothing left, non-empty output folder without force) or ConfigError
-    (no training file). The folder appears whole or not at all. Relative paths in data_cfg are
-    relative to the current directory; meta.json and config.yaml record them as absolute paths.
-    `progress` makes the byte-counting bars of the passes (default: none).
+    input, invalid UTF-8, nothing left, non-empty output folder without force, a write that
+    fails) or ConfigError (no training file; an output folder that is or holds an input; with
+    force, a folder that is not a prepared-data folder or also holds other files). The folder
+    appears whole or not at all. Relative paths in data_cfg are relative to the current
+    directory; meta.json and config.yaml record them as absolute paths. `progress` makes the
+    byte-counting bars of the passes (default: none); log(message) hears of the temporary
+    folders of killed runs that were removed.
     """
     progress = progress or no_progress
     # check the inputs and the output before any work
     data_cfg = _absolute(data_cfg)
     sources, mode = _sources(data_cfg)
     folder = data_cfg.prepared
+    check_paths(data_inputs(data_cfg, with_prepared=False), [Out("prepared-data folder", folder, "prepared")])
     _output_state(folder, force)
 
     # counting pass (after measuring a file cut by ratios)
@@ -479,6 +602,7 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
     cfg = full_cfg if full_cfg is not None else Config()
     cfg = dataclasses.replace(cfg, data=data_cfg)
     meta = {
+        "format": PREPARED_MARKER,
         "format_version": FORMAT_VERSION,
         "level": data_cfg.level,
         "vocab_size": len(vocab),
@@ -492,8 +616,11 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
         "config": _jsonable(dataclasses.asdict(data_cfg)),
     }
 
-    # encoding pass into a temporary sibling folder, then rename it into place
-    parent, name = os.path.split(folder)
+    # encoding pass into a temporary sibling folder (named with this process's id, so a later
+    # run can tell the leftovers of a killed one), then rename it into place
+    target = os.path.realpath(folder)       # through a symlink: the folder it names is replaced, not the link
+    parent, name = os.path.split(target)
+    remove_leftovers(target, log)
     created = []
     probe = parent
     while probe and not os.path.exists(probe):
@@ -501,31 +628,37 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
         probe = os.path.dirname(probe)
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=parent)
     except OSError as exc:
-        raise DataError(f"cannot create the output folder {folder}: {exc.strerror}") from None
+        raise DataError(f"cannot create the output folder {shown(folder)}: {exc.strerror}") from None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        arrays = {s: np.lib.format.open_memmap(os.path.join(tmp, f"{s}.npy"), mode="w+",
-                                               dtype=vocab.dtype, shape=(tokens[s],)) for s in SPLITS}
-        _encode(sources, data_cfg, lookup, arrays, progress)
-        for array in arrays.values():
-            array.flush()
-        del arrays
+        with contextlib.ExitStack() as stack:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)
+            arrays = {}
+            for s in SPLITS:
+                arrays[s] = _NpyWriter(os.path.join(tmp, f"{s}.npy"), vocab.dtype, tokens[s])
+                stack.callback(arrays[s].close)
+            _encode(sources, data_cfg, lookup, arrays, progress)
+            for array in arrays.values():
+                array.finish()
         vocab.save(os.path.join(tmp, "vocab.txt"))
         atomic_write_text(os.path.join(tmp, "config.yaml"), to_yaml(cfg))
         atomic_write_json(os.path.join(tmp, "meta.json"), meta)
         crash_point(f"before-rename:{name}")
-        _install(tmp, folder, force)
-    except BaseException:
+        _install(tmp, target, force)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         for path in created:
             try:
                 os.rmdir(path)
             except OSError:
                 break
+        if isinstance(exc, OSError) and not isinstance(exc, DataError):
+            raise DataError(f"cannot write the prepared data to {shown(folder)}: {exc.strerror or exc}") from None
+        if isinstance(exc, WriteError):
+            raise DataError(f"cannot write the prepared data to {shown(folder)}: {exc.strerror}") from None
         raise
     return meta
 
@@ -664,8 +797,9 @@ def ensure_prepared(cfg: Config, progress: ProgressFactory | None = None, log=No
 
     Without data.train: data.prepared, loaded. With data.train: loaded when current; built when
     missing and rebuilt when its sources or data settings changed, after a log line
-    "preparing FOLDER from SOURCES (REASON)". Only a folder written by preprocess (it holds a
-    meta.json) is ever replaced; any other non-empty folder is refused with DataError, and so
+    "preparing FOLDER from SOURCES (REASON)". Only a folder written by preprocess that holds
+    nothing else is ever replaced; another non-empty folder is refused (DataError, or
+    ConfigError when it has a meta.json but is not such a folder or holds other files), and so
     is a current folder that lacks a file (naming it), which is never silently rebuilt.
     """
     data = cfg.data
@@ -677,7 +811,7 @@ def ensure_prepared(cfg: Config, progress: ProgressFactory | None = None, log=No
         sources = ", ".join(p for p in (data.train, data.valid, data.test) if p)
         if log is not None:
             log(f"preparing {data.prepared} from {sources} ({reason})")
-        preprocess(data, cfg, force=meta is not None, progress=progress)
+        preprocess(data, cfg, force=meta is not None, progress=progress, log=log)
     return load_prepared(data.prepared)
 
 

@@ -9,9 +9,11 @@ Nothing here knows about models: every function takes plain lists, dicts and num
     jsonable(obj)                   numpy scalars/arrays -> Python, NaN/inf -> None (strict JSON)
     log_chart(series)               several series of positive values against an integer x axis,
                                     y on a log scale with one labelled row per decade
+    prepare_plot(path, option)      before any work: a supported extension (.png, .pdf, .svg;
+                                    ConfigError otherwise) and matplotlib installed
     require_matplotlib(option)      the pyplot module, or RnnlmError naming the `plot` extra
-    save_figure(path, panels)       line panels (log y) and heat maps into one PNG
-    save_png(fig, path, dpi)        write any matplotlib figure (one error message)
+    save_figure(path, panels)       line panels (log y) and heat maps into one figure
+    save_png(fig, path, dpi)        write any matplotlib figure atomically (one error message)
 
 The renderers of the other commands build on these: gradcheck.py, probe.py, corpus.py
 (preprocess summary), results.py (result records).
@@ -29,11 +31,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from rnnlm_cli.errors import RnnlmError
+from rnnlm_cli.errors import ConfigError, RnnlmError
+from rnnlm_cli.fileio import atomic_write
+from rnnlm_cli.paths import shown
 from rnnlm_cli.values import fmt_num
 
 MARKERS = "*o+x#@%&"
@@ -155,6 +160,25 @@ def log_chart(series: dict[str, Sequence[float]], x_label: str = "x", y_label: s
 
 # --------------------------------------------------------------------------- PNG figures
 
+PLOT_FORMATS = ("png", "pdf", "svg")      # what save_png writes, chosen by the file name's extension
+
+
+def plot_format(path: str) -> str | None:
+    """The figure format a file name asks for ('png', 'pdf', 'svg'), or None when unsupported."""
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    return ext if ext in PLOT_FORMATS else None
+
+
+def prepare_plot(path: str, option: str = "--plot"):
+    """Check before any work that a figure can be written to `path`: its extension names a
+    format the writer supports (ConfigError, exit 2) and matplotlib is installed (see
+    require_matplotlib). Returns pyplot."""
+    if plot_format(path) is None:
+        formats = ", ".join(f".{f}" for f in PLOT_FORMATS)
+        raise ConfigError(f"{option} {shown(path)}: unsupported figure format; the file name must end in {formats}")
+    return require_matplotlib(option)
+
+
 def require_matplotlib(option: str = "--plot"):
     """matplotlib.pyplot with the file-only Agg backend, or an RnnlmError (exit 1) that says how
     to install it. Call it before any work starts."""
@@ -200,13 +224,13 @@ def save_figure(path: str, panels: list[dict], option: str = "--plot") -> None:
 
 
 def save_png(fig, path: str, dpi: int) -> None:
-    """Write a matplotlib figure to a PNG and close it; RnnlmError (exit 1) when it cannot be written."""
+    """Write a matplotlib figure and close it, in the format of the file name's extension (PNG,
+    PDF or SVG), whole or not at all (fileio.atomic_write); WriteError (exit 1) when it cannot be
+    written."""
     plt = require_matplotlib()
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=dpi)
-    except OSError as exc:
-        raise RnnlmError(f"cannot write {path}: {exc.strerror or exc}") from None
+        atomic_write(path, lambda fh: fig.savefig(fh, format=plot_format(path) or "png", dpi=dpi))
     finally:
         plt.close(fig)
 

@@ -17,7 +17,7 @@ import subprocess
 from rnnlm_cli import machine
 from rnnlm_cli.config import Config, to_yaml
 from rnnlm_cli.render.report import require_matplotlib, save_png, table
-from rnnlm_cli.fileio import atomic_write_json
+from rnnlm_cli.fileio import WriteError, atomic_write_json
 from rnnlm_cli.train.metrics import read_metrics
 
 
@@ -51,8 +51,14 @@ def make_record(name: str, cfg: Config, summary: dict, out_dir: str) -> dict:
 
 
 def write_record(path: str, record: dict) -> None:
-    """Write a record as JSON, whole or not at all (creating its folder)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Write a record as JSON, whole or not at all (creating its folder); WriteError (exit 1)
+    naming the file when it cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        if not os.path.lexists(folder):
+            os.makedirs(folder)
+    except OSError as exc:
+        raise WriteError(path, exc) from None
     atomic_write_json(path, record)
 
 
