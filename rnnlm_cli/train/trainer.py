@@ -52,7 +52,7 @@ from rnnlm_cli.progress import ProgressFactory, no_progress
 from rnnlm_cli.train.lock import RunLock
 from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog
 from rnnlm_cli.nn.model import Model
-from rnnlm_cli.runs import check_model_matches, check_params, load_model
+from rnnlm_cli.runs import check_model_matches, check_resume, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, global_norm, make_optimizer
 
 
@@ -288,7 +288,7 @@ class Trainer:
                                           f"{saved.get(section, {}).get(key)!r} in the checkpoint but "
                                           f"{mine[section][key]!r} in the configuration")
         check_model_matches(self.model, self.prepared, meta, path)
-        check_params(params, path)
+        check_resume(self.model, params, optim, state, meta, self.tc.batch_size, path)
         try:
             self.model = Model(self.cfg.model, len(self.prepared.vocab), dtype=self.dtype, params=params,
                                class_bounds=meta.get("class_bounds"), class_counts=self.prepared.vocab.counts)
