@@ -270,7 +270,8 @@ def p_corpus_binary(w, tmp):
     p = tmp / "model.bin"
     p.write_bytes(bytes(range(256)) * 8)
     return (["preprocess", "--train", p, "--out", tmp / "out"],
-            f"{p}: invalid UTF-8 at line 2, byte offset 128 (set data.encoding_errors=replace to substitute U+FFFD)", 1)
+            f"{p}: NUL byte at line 1, byte offset 0: not UTF-8 text (UTF-16 without a byte-order mark, or a binary "
+            f"file?)", 1)
 
 
 def p_corpus_invalid_utf8(w, tmp):
@@ -590,7 +591,8 @@ def e_split_not_a_file(w, tmp):
 def e_split_file_invalid_utf8(w, tmp):
     p = tmp / "t.txt"
     p.write_bytes(b"the dog \xff runs\n")
-    return ["evaluate", "--checkpoint", w.ck, "--split", p], f"{p}: not valid UTF-8 (byte 8)", 1
+    return (["evaluate", "--checkpoint", w.ck, "--split", p],
+            f"{p}: invalid UTF-8 at line 1, byte offset 8 (set data.encoding_errors=replace to substitute U+FFFD)", 1)
 
 
 def e_per_token_folder_missing(w, tmp):

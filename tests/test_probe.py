@@ -233,10 +233,10 @@ def test_cli_errors_are_one_line(tiny_run, tmp_path):
     assert_error(invoke("probe", "--checkpoint", ck, "--data", tmp_path / "none.jsonl"),
                  "Invalid value for '--data'", 2)
     bad = tmp_path / "flies.jsonl"
-    bad.write_text(json.dumps({"prefix": "the man", "verb": "flies", "wrong": "fly", "distance": 0,
+    bad.write_text(json.dumps({"prefix": "the man here", "verb": "flies", "wrong": "fly", "distance": 1,
                                "plural": False}) + "\n", encoding="utf-8")
     assert_error(invoke("probe", "--checkpoint", ck, "--data", bad),
-                 f"verb form 'flies' (probe item 'the man flies') is not in the vocabulary of {ck}", 1)
+                 f"verb form 'flies' (probe item 'the man here flies') is not in the vocabulary of {ck}", 1)
     assert_error(invoke("probe", "--checkpoint", ck, "--set", "probe.bins=[4,2]"),
                  "probe.bins: expected strictly increasing distances >= 0, got [4, 2]", 2)
     assert_error(invoke("probe"), "Missing option '--checkpoint'", 2)

@@ -36,9 +36,8 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     """
     import os
 
-    from rnnlm_cli.data.corpus import tokenize
+    from rnnlm_cli.data.corpus import read_text, separator_id, tokenize
     from rnnlm_cli.errors import DataError
-    from rnnlm_cli.data.corpus import separator_id
     from rnnlm_cli.evaluate import evaluate_tokens
 
     if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
@@ -53,11 +52,7 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     else:
         if not os.path.isfile(split):
             raise DataError(f"--split: expected valid, test or a text file, got '{split}' (no such file)")
-        try:
-            with open(split, encoding="utf-8") as fh:
-                text = fh.read()
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{split}: not valid UTF-8 (byte {exc.start})") from None
+        text = read_text(split, cfg.data.encoding_errors, "--split")
         tokens = np.asarray([prepared.vocab.id(t) for t in tokenize(text, cfg.data)], dtype=np.int64)
         label = split
     result = evaluate_tokens(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token))
