@@ -343,7 +343,9 @@ def _probe_item(record, where: str) -> AgreementItem:
         raise DataError(f"{where}: missing field{'s' * (len(missing) > 1)} {', '.join(missing)}")
     extra = [str(k) for k in record if k not in PROBE_FIELDS]
     if extra:
-        raise DataError(f"{where}: unknown field{'s' * (len(extra) > 1)} {_shown(', '.join(extra))}")
+        names = ", ".join(extra)
+        raise DataError(f"{where}: unknown field{'s' * (len(extra) > 1)} "
+                        f"{names if len(names) <= 40 else names[:37] + '...'}")
     prefix, verb, wrong = record["prefix"], record["verb"], record["wrong"]
     distance, plural = record["distance"], record["plural"]
     if not isinstance(prefix, str) or not prefix.split():
