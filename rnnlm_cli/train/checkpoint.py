@@ -11,6 +11,16 @@ Layout (every entry loads with `numpy.load(path, allow_pickle=False)`):
 
 Writing: `fileio.atomic_write` (a temporary file in the same folder, flushed and fsync'ed,
 then renamed over the target), so a crash or a full disk leaves the previous checkpoint intact.
+
+Reading (`read` = `load` + `unpack`): the checksum catches damage, but a crafted file can carry a
+recomputed one, so `unpack` validates every entry as well, in one place: entry names; meta's
+format version, configuration, vocab_size, vocab_sha256, has_state, class_bounds and every
+`progress` field (type and range, none missing, none extra); the generator state (one numpy's
+PCG64 accepts); parameters, optimizer slots (shaped like their parameter; Adam's v, Adagrad's G,
+RMSprop's E not negative; Adam's t an integer >= 0) and the carried state: float, finite, within
+the range of the training dtype, the state shaped (train.batch_size, model.hidden_size) per part.
+A reader then checks the fit to its use (runs.py). Every refusal is one CheckpointError naming
+the entry, with any echoed value shortened (`shown`).
 """
 
 from __future__ import annotations

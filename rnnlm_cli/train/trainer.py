@@ -23,8 +23,8 @@ Output folder (train.out):
   checkpoint.npz   the latest state (atomic; see checkpoint.py) -- `--resume` continues from it
   best.npz         the parameters with the best validation loss so far
   summary.json     final figures, written when training ends; "checkpoints" names the files that
-                   exist ({"last", "best" or null, "evaluated": the one the final valid/test figures
-                   used: best.npz when a validation made one, else checkpoint.npz})
+                   exist, by their names in this folder ({"last": "checkpoint.npz", "best": "best.npz"
+                   or null, "evaluated": the one the final valid/test figures used})
 
 Exact resume: everything the rest of the run depends on is in the checkpoint (parameters,
 optimizer state, the random generator, data position, carried hidden state, step, epoch,
@@ -522,9 +522,8 @@ class Trainer:
             summary["best_valid_ppl"] = perplexity(p.best_loss)
         # the checkpoints that exist (best.npz only after a validation improved), and which one
         # the final evaluations below used
-        evaluated = best if has_best else os.path.join(self.out, CHECKPOINT)
-        summary["checkpoints"] = {"last": os.path.join(self.out, CHECKPOINT), "best": best if has_best else None,
-                                  "evaluated": evaluated}
+        evaluated = "best.npz" if has_best else CHECKPOINT           # names inside the run folder, like summary.json
+        summary["checkpoints"] = {"last": CHECKPOINT, "best": "best.npz" if has_best else None, "evaluated": evaluated}
         for split, tokens in (("valid", self.valid_tokens), ("test", self.test_tokens)):
             if len(tokens) >= 2:
                 r = evaluate_tokens(final_model, tokens, self.cfg, self.sep)
@@ -532,6 +531,6 @@ class Trainer:
                 summary[f"{split}_bits"] = r["bits"]
                 self.metrics.append({"step": p.step, "epoch": p.epoch, "split": split, "final": True,
                                      "loss": r["loss"], "ppl": r["ppl"], "tokens": r["tokens"], "elapsed": p.wall,
-                                     "checkpoint": os.path.basename(evaluated)})
+                                     "checkpoint": evaluated})
         atomic_write_text(os.path.join(self.out, "summary.json"), json.dumps(summary, indent=2))
         return summary
