@@ -175,6 +175,9 @@ class GenerateConfig:
     prime: str = _opt("", "text the model reads before sampling")
     seed: int = _opt(0, "sampling seed", low=0)
     allow_unk: bool = _opt(False, "allow <unk> to be sampled")
+    strategy: str = _opt("sample", "sample (draw from the softmax) or greedy (always the most likely token; "
+                         "reproducible without a seed)", choices=("sample", "greedy"))
+    top_k: int = _opt(0, "sample: draw only among the k most likely tokens (0 = all); must be 0 with greedy", low=0)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from rnnlm_cli.config import Config, build_config, load_config
 from rnnlm_cli.data.corpus import Prepared, load_prepared, vocab_checksum
 from rnnlm_cli.errors import CheckpointError, ConfigError, brief, brief_path
@@ -18,18 +20,57 @@ from rnnlm_cli.train import checkpoint
 from rnnlm_cli.train.optim import find_nonfinite
 
 
-def check_params(params: dict, path: str) -> None:
-    """Refuse parameters that are not floating point or hold NaN/inf."""
+def check_params(params: dict, path: str, dtype=None) -> None:
+    """Refuse parameters that are not floating point, hold NaN/inf, or overflow `dtype` (e.g.
+    float64 values beyond float32's range, which the cast would turn into inf)."""
     for name, value in params.items():
         if value.dtype.kind != "f":
             raise CheckpointError(f"checkpoint {path}: parameter {name} has dtype {value.dtype}, expected float")
     bad = find_nonfinite(params)
     if bad:
         raise CheckpointError(f"checkpoint {path}: parameter {bad} holds non-finite values (NaN or inf)")
+    if dtype is not None:
+        check_cast({f"parameter {k}": v for k, v in params.items()}, dtype, f"checkpoint {path}")
+
+
+def check_cast(arrays: dict, dtype, where: str) -> None:
+    """Refuse arrays whose values do not fit `dtype` (float64 beyond float32's 3.4e38)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        return
+    top = float(np.finfo(dtype).max)
+    for name, value in arrays.items():
+        if value.size and value.dtype.kind == "f" and np.dtype(value.dtype).itemsize > dtype.itemsize:
+            largest = float(np.max(np.abs(value)))
+            if largest > top:
+                raise CheckpointError(f"{where}: {name} holds {largest:.3g}, beyond the {top:.3g} of {dtype} "
+                                      f"it is cast to")
+
+
+def check_resume(model: Model, params: dict, optim: dict, state: tuple, meta: dict, batch_size: int,
+                 path: str) -> None:
+    """What `train --resume` needs of a checkpoint beyond checkpoint.read's checks (which hold
+    the entries to the checkpoint's own configuration): its progress and has_state entries, and
+    parameters, optimizer slots and carried state that fit the resuming run's dtype and shapes."""
+    where = f"checkpoint {path}"
+    for key in ("progress", "has_state"):
+        if key not in meta:
+            raise CheckpointError(f"{where}: meta entry '{key}' is missing (not a checkpoint of a training run)")
+    check_params(params, path, model.dtype)
+    check_cast({f"optimizer entry {k}": v for k, v in optim.items() if k != "t"}, model.dtype, where)
+    expected = [a.shape for a in model.initial_state(batch_size)] if meta["has_state"] else []
+    if [s.shape for s in state] != expected:
+        raise CheckpointError(f"{where}: the carried hidden state has shapes {[s.shape for s in state]}, expected "
+                              f"{expected} (train.batch_size x model.hidden_size per part)")
 
 
 def load_model(path: str, dtype=None) -> tuple[Model, Config, dict]:
-    """(model, config, meta) from a checkpoint written by training."""
+    """(model, config, meta) from a checkpoint written by training.
+
+    Every entry is validated before use (checkpoint.read: types, ranges, finiteness; here: the
+    configuration, the vocabulary size, the layout and the cast to `dtype`): a crafted file is
+    refused with one CheckpointError naming the entry, never half-used.
+    """
     params, _, _, _, meta = checkpoint.read(path)
     config = meta.get("config")
     if not isinstance(config, dict):
@@ -41,8 +82,8 @@ def load_model(path: str, dtype=None) -> tuple[Model, Config, dict]:
     vocab_size = meta.get("vocab_size")
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
         raise CheckpointError(f"checkpoint {path}: vocab_size is {vocab_size!r}, expected a positive integer")
-    check_params(params, path)
     dtype = dtype or cfg.train.dtype
+    check_params(params, path, dtype)
     try:
         model = Model(cfg.model, vocab_size, dtype=dtype, params=params, class_bounds=meta.get("class_bounds"))
     except ConfigError as exc:

@@ -270,7 +270,8 @@ def p_corpus_binary(w, tmp):
     p = tmp / "model.bin"
     p.write_bytes(bytes(range(256)) * 8)
     return (["preprocess", "--train", p, "--out", tmp / "out"],
-            f"{p}: invalid UTF-8 at line 2, byte offset 128 (set data.encoding_errors=replace to substitute U+FFFD)", 1)
+            f"{p}: NUL byte at line 1, byte offset 0: not UTF-8 text (UTF-16 without a byte-order mark, or a binary "
+            f"file?)", 1)
 
 
 def p_corpus_invalid_utf8(w, tmp):
@@ -591,7 +592,8 @@ def e_split_not_a_file(w, tmp):
 def e_split_file_invalid_utf8(w, tmp):
     p = tmp / "t.txt"
     p.write_bytes(b"the dog \xff runs\n")
-    return ["evaluate", "--checkpoint", w.ck, "--split", p], f"{p}: not valid UTF-8 (byte 8)", 1
+    return (["evaluate", "--checkpoint", w.ck, "--split", p],
+            f"{p}: invalid UTF-8 at line 1, byte offset 8 (set data.encoding_errors=replace to substitute U+FFFD)", 1)
 
 
 def e_per_token_folder_missing(w, tmp):
@@ -1311,4 +1313,195 @@ PATH_CASES = [f for name, f in list(globals().items()) if callable(f) and f not 
 
 @pytest.mark.parametrize("case", PATH_CASES, ids=[f.__name__ for f in PATH_CASES])
 def test_output_against_input(case, w, tmp_path, monkeypatch):
+    test_bad_input(case, w, tmp_path, monkeypatch)
+
+
+# --------------------------------------------------------------------------- checks that measure, crafted checkpoints, text that is text, probe items, generate
+
+def x_gradcheck_tolerance_one(w, tmp):
+    return (["gradcheck", "--tolerance", "1"],
+            "gradcheck.tolerance: a relative error |a - n| / (|a| + |n|) is at most 1, so a tolerance of 1 would "
+            "pass every check; expected a value in (0, 1)", 2)
+
+
+def x_gate_without_a_model(w, tmp):
+    return (["diagnose-gradients", "--run", w.run, "--fail-if-vanishing", "3"],
+            "--fail-if-vanishing and --fail-if-exploding gate a model's gradients: add --checkpoint (with --run "
+            "alone nothing is measured) (see 'rnnlm diagnose-gradients -h')", 2)
+
+
+def x_crafted_vocab_size_string(w, tmp):
+    p = crafted_checkpoint(w, tmp, set_meta(["vocab_size"], "9"))
+    return e_args(p), f"checkpoint {p}: meta entry 'vocab_size' is '9', expected a positive integer", 1
+
+
+def x_crafted_progress_negative(w, tmp):
+    p = crafted_checkpoint(w, tmp, set_meta(["progress", "step"], -1))
+    return ["generate", "--checkpoint", p], f"checkpoint {p}: meta entry 'progress.step' is -1, expected an integer >= 0", 1
+
+
+def x_crafted_float64_overflow(w, tmp):
+    def change(arrays):
+        arrays["param/cell.W_x"] = np.full(arrays["param/cell.W_x"].shape, -5e38)
+    p = crafted_checkpoint(w, tmp, change)
+    return (e_args(p), f"checkpoint {p}: parameter cell.W_x holds 5e+38, beyond the 3.4e+38 of float32 (train.dtype) "
+                       f"it is cast to", 1)
+
+
+def x_crafted_rng(w, tmp):
+    def change(arrays):
+        arrays["rng"] = np.array(json.dumps({"bit_generator": "PCG64", "state": {"state": -1, "inc": "x"}}))
+    p = crafted_checkpoint(w, tmp, change)
+    return ["probe", "--checkpoint", p], f"checkpoint {p}: entry 'rng' is not a state of numpy's PCG64 generator", 1
+
+
+def x_crafted_state_shape(w, tmp):
+    def change(arrays):
+        arrays["state/0"] = np.zeros((7, 3), np.float32)
+    p = crafted_checkpoint(w, tmp, change)
+    return (["diagnose-gradients", "--checkpoint", p],
+            f"checkpoint {p}: the carried hidden state has shapes [(7, 3)], expected [(2, 8)] (has_state true, "
+            f"train.batch_size x model.hidden_size per part)", 1)
+
+
+def x_crafted_resume_optimizer_dtype(w, tmp):
+    out = tmp / "run"
+    shutil.copytree(w.run, out)
+
+    def change(arrays):
+        arrays["optim/t"] = np.array(2.5)
+    p = crafted_checkpoint(w, out, change, name="checkpoint.npz")
+    return (t_args(w, tmp, "--resume", out=out),
+            f"checkpoint {p}: optimizer entry t is 2.5 of dtype float64, expected an integer step count >= 0", 1)
+
+
+def x_crafted_progress_missing_on_resume(w, tmp):
+    out = tmp / "run"
+    shutil.copytree(w.run, out)
+
+    def change(arrays):
+        meta = json.loads(str(arrays["meta"]))
+        del meta["progress"]["tokens"]
+        arrays["meta"] = np.array(json.dumps(meta))
+    p = crafted_checkpoint(w, out, change, name="checkpoint.npz")
+    return t_args(w, tmp, "--resume", out=out), f"checkpoint {p}: meta entry 'progress' lacks tokens", 1
+
+
+def x_corpus_nul(w, tmp):
+    p = tmp / "nul.txt"
+    p.write_bytes(b"the dog\nthe \x00cat\n")
+    return (["preprocess", "--train", p, "--out", tmp / "out"],
+            f"{p}: NUL byte at line 2, byte offset 12: not UTF-8 text (UTF-16 without a byte-order mark, or a binary "
+            f"file?)", 1)
+
+
+def x_corpus_utf16_without_bom(w, tmp):
+    p = tmp / "u16.txt"
+    p.write_bytes("the dog\n".encode("utf-16-le"))
+    return (["preprocess", "--train", p, "--out", tmp / "out"],
+            f"{p}: NUL byte at line 1, byte offset 1: not UTF-8 text (UTF-16 without a byte-order mark, or a binary "
+            f"file?)", 1)
+
+
+def x_corpus_utf16_with_bom(w, tmp):
+    p = tmp / "u16.txt"
+    p.write_bytes("the dog\n".encode("utf-16"))
+    return (["preprocess", "--train", p, "--out", tmp / "out"],
+            f"{p}: UTF-16 (little-endian) text (it starts with that byte-order mark); rnnlm reads UTF-8: convert it "
+            f"first, e.g. iconv -f UTF-16 -t UTF-8", 1)
+
+
+def x_train_corpus_nul(w, tmp):
+    p = tmp / "nul.txt"
+    p.write_bytes(TRAIN_TEXT.encode() + b"\x00")
+    return (["train", "--set", f"data.train={p}", "--set", f"data.prepared={tmp / 'prep'}", "--out", tmp / "run", "-q"],
+            f"{p}: NUL byte at line 61, byte offset {len(TRAIN_TEXT)}: not UTF-8 text (UTF-16 without a byte-order "
+            f"mark, or a binary file?)", 1)
+
+
+def x_evaluate_split_utf32(w, tmp):
+    p = tmp / "t.txt"
+    p.write_bytes("the dog runs\n".encode("utf-32"))
+    return (["evaluate", "--checkpoint", w.ck, "--split", p],
+            f"{p}: UTF-32 (little-endian) text (it starts with that byte-order mark); rnnlm reads UTF-8: convert it "
+            f"first, e.g. iconv -f UTF-32 -t UTF-8", 1)
+
+
+def _probe_file(tmp, **fields):
+    item = {"prefix": "the dog near the cats", "verb": "runs", "wrong": "run", "distance": 3, "plural": False}
+    item.update(fields)
+    p = tmp / "items.jsonl"
+    p.write_text(json.dumps({"prefix": "the dog", "verb": "runs", "wrong": "run", "distance": 1, "plural": False})
+                 + "\n" + json.dumps(item) + "\n", encoding="utf-8")
+    return p
+
+
+def x_probe_distance_zero(w, tmp):
+    p = _probe_file(tmp, distance=0)
+    return (["probe", "--checkpoint", w.ck, "--data", p],
+            "items.jsonl:2: distance is 0, expected an integer >= 1 (the words between the subject and the verb)", 1)
+
+
+def x_probe_distance_boolean(w, tmp):
+    p = _probe_file(tmp, distance=True)
+    return (["probe", "--checkpoint", w.ck, "--data", p],
+            "items.jsonl:2: distance is True, expected an integer >= 1 (the words between the subject and the verb)", 1)
+
+
+def x_probe_distance_fraction(w, tmp):
+    p = _probe_file(tmp, distance=2.5)
+    return (["probe", "--checkpoint", w.ck, "--data", p],
+            "items.jsonl:2: distance is 2.5, expected an integer >= 1 (the words between the subject and the verb)", 1)
+
+
+def x_probe_verb_is_its_wrong_form(w, tmp):
+    p = _probe_file(tmp, wrong="runs")
+    return (["probe", "--checkpoint", w.ck, "--data", p],
+            "items.jsonl:2: verb and wrong are both 'runs': the item cannot tell right from wrong", 1)
+
+
+def x_probe_empty_prefix(w, tmp):
+    p = _probe_file(tmp, prefix=" ")
+    return (["probe", "--checkpoint", w.ck, "--data", p],
+            "items.jsonl:2: prefix is ' ', expected the words before the verb (non-empty text)", 1)
+
+
+def x_probe_extra_field(w, tmp):
+    p = _probe_file(tmp, subject="dog")
+    return ["probe", "--checkpoint", w.ck, "--data", p], "items.jsonl:2: unknown field subject", 1
+
+
+def x_probe_not_utf8(w, tmp):
+    p = tmp / "items.jsonl"
+    p.write_bytes(b'{"prefix": "the d\xf6g"}\n')
+    return ["probe", "--checkpoint", w.ck, "--data", p], "items.jsonl: invalid UTF-8 at line 1, byte offset 17", 1
+
+
+def x_probe_empty_file(w, tmp):
+    p = tmp / "items.jsonl"
+    p.write_bytes(b"")
+    return ["probe", "--checkpoint", w.ck, "--data", p], "probe file items.jsonl holds no items", 1
+
+
+def x_generate_greedy_with_top_k(w, tmp):
+    return (["generate", "--checkpoint", w.ck, "--greedy", "--top-k", "3"],
+            "generate.top_k (3) restricts sampling; generate.strategy=greedy always takes the most likely token: "
+            "set one of them", 2)
+
+
+def x_generate_negative_top_k(w, tmp):
+    return (["generate", "--checkpoint", w.ck, "--top-k", "-1"],
+            "Invalid value for '--top-k': -1 is not in the range x>=0. (see 'rnnlm generate -h')", 2)
+
+
+def x_generate_prime_nul(w, tmp):
+    p = write_config(tmp, 'generate:\n  prime: "the\\0dog"\n')
+    return ["generate", "--checkpoint", w.ck, "--config", p, *prep_of(w.prep)], "generate.prime: a NUL character is not text", 2
+
+
+CHECKS_CASES = [f for name, f in list(globals().items()) if callable(f) and name.startswith("x_")]
+
+
+@pytest.mark.parametrize("case", CHECKS_CASES, ids=[f.__name__ for f in CHECKS_CASES])
+def test_bad_input_checks(case, w, tmp_path, monkeypatch):
     test_bad_input(case, w, tmp_path, monkeypatch)

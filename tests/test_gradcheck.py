@@ -145,3 +145,126 @@ def test_cli_refuses_conflicting_and_bad_options():
     assert res.exit_code == 2
     res = CliRunner().invoke(cli, ["gradcheck", "--set", "gradcheck.eps=0"])
     assert res.exit_code == 2 and "gradcheck.eps" in res.output
+
+
+# --------------------------------------------------------------------------- checks that cannot measure
+
+class Toy:
+    """A hand-built 'model': one parameter vector w and a loss whose gradient is known exactly."""
+
+    def __init__(self, w):
+        self.params = {"w": np.array(w, dtype=np.float64)}
+
+
+def toy_rows(w, loss, grad, eps, tolerance=1e-6):
+    from rnnlm_cli.analysis.gradcheck import _check_one
+    model = Toy(w)
+    return {r[0]: r for r in _check_one(model, lambda: loss(model.params["w"]), lambda: {"w": grad(model.params["w"])},
+                                        eps, 0, np.random.default_rng(0), tolerance)}
+
+
+def test_a_right_gradient_passes_at_a_sound_eps():
+    rows = toy_rows([0.3, -0.2], lambda w: float(np.sum(w ** 3)), lambda w: 3 * w ** 2, 1e-5)
+    assert all(r[3] and r[4] is None for r in rows.values()), rows
+
+
+def test_a_wrong_gradient_fails_without_blaming_eps():
+    rows = toy_rows([0.3, -0.2], lambda w: float(np.sum(w ** 3)), lambda w: 3.03 * w ** 2, 1e-5)
+    assert not rows["w"][3] and rows["w"][4] is None and rows["w"][1] > 1e-3
+
+
+def test_nan_in_the_analytic_gradient_fails_saying_so():
+    rows = toy_rows([0.3, -0.2], lambda w: float(np.sum(w ** 3)), lambda w: np.array([np.nan, 0.12]), 1e-5)
+    assert not rows["w"][3] and rows["w"][1] is None
+    assert rows["w"][4] == "the analytic gradient holds NaN or inf"
+    assert not rows["direction"][3] and rows["direction"][4] == "the analytic gradient holds NaN or inf"
+
+
+def test_inf_in_the_loss_fails_saying_so():
+    rows = toy_rows([0.3], lambda w: float(np.sum(w ** 3)) if w[0] < 0.31 else np.inf, lambda w: 3 * w ** 2, 0.02)
+    assert not rows["w"][3] and rows["w"][4].startswith("the loss at theta +- eps is NaN or inf")
+
+
+@pytest.mark.parametrize("eps", [1e-300, 1e-20, 5e-324])
+def test_an_eps_below_the_loss_resolution_fails(eps):
+    """f = 1e6 + g.w: with eps this small the difference of f is pure rounding (or exactly 0, as
+    theta +- eps rounds back to theta), and the old floor, 1e-3 * |f| / eps, made anything pass."""
+    rows = toy_rows([0.3, -0.2], lambda w: 1e6 + float(w @ [0.5, -0.25]), lambda w: np.array([0.5, -0.25]), eps)
+    for name in ("w", "direction"):
+        assert not rows[name][3]
+        assert rows[name][4].startswith(f"eps {eps:.3g} is below the loss's resolution: a difference quotient "
+                                        f"rounds to ~"), rows[name]
+
+
+def test_the_resolution_rule_sits_where_rounding_meets_the_gradient():
+    """f = F + g.w: the rounding of one quotient is r = 1e-15 F / eps and the floor 1e6 r; the
+    check lets absolute errors up to tolerance * floor pass (r itself at tolerance 1e-6), so it
+    measures only while g exceeds that: eps > 1e-15 F / g."""
+    F, g = 1e3, 0.5
+    loss, grad = (lambda w: F + g * float(w[0])), (lambda w: np.array([g]))
+    limit = 1e-15 * F / g                      # 2e-12
+    assert toy_rows([0.3], loss, grad, limit * 3)["w"][3]
+    assert toy_rows([0.3], loss, grad, limit / 3)["w"][4].startswith("eps 6.67e-13 is below the loss's resolution")
+    assert toy_rows([0.3], loss, grad, limit * 3, tolerance=1e-3)["w"][4].startswith("eps 6e-12 is below")
+
+
+def test_an_eps_too_large_for_the_curvature_fails_saying_so():
+    """f = w^3 at w = 1: the central difference errs by exactly eps^2 (f''' = 6), the check sees a
+    'wrong' gradient 3 vs 3 + eps^2, and Richardson's estimate from eps and 2 eps names eps."""
+    cube, grad = (lambda w: float(np.sum(w ** 3))), (lambda w: 3 * w ** 2)
+    assert toy_rows([1.0], cube, grad, 1e-5)["w"][3]
+    rows = toy_rows([1.0], cube, grad, 1e-2)
+    assert not rows["w"][3] and rows["w"][4].startswith("eps 0.01 is too large for the loss's curvature")
+    assert not rows["direction"][3] and rows["direction"][4].startswith("eps 0.01 is too large")
+
+
+def test_an_eps_larger_than_the_parameters_fails():
+    rows = toy_rows([0.3, -0.2], lambda w: float(np.sum(np.tanh(w))), lambda w: 1 - np.tanh(w) ** 2, 1e300)
+    assert not rows["w"][3]
+    assert rows["w"][4].startswith("eps 1e+300 is too large: it is not small next to the parameters")
+
+
+def test_a_gradient_that_is_exactly_zero_is_measured():
+    """A flat direction, perturbed for real: f does not move at all and a = 0 agrees exactly."""
+    rows = toy_rows([0.3, -0.2], lambda w: float(w[0] ** 2), lambda w: np.array([2 * w[0], 0.0]), 1e-5)
+    assert rows["w"][3] and rows["w"][4] is None
+
+
+def test_nan_gradients_fail_the_cli(monkeypatch):
+    from rnnlm_cli.nn.model import Model
+    real = Model.backward
+
+    def poisoned(self, *args, **kwargs):
+        grads = real(self, *args, **kwargs)
+        grads["cell.W_h"] = np.full_like(np.asarray(grads["cell.W_h"]), np.nan)
+        return grads
+
+    monkeypatch.setattr(Model, "backward", poisoned)
+    res = CliRunner().invoke(cli, ["gradcheck", "--format", "json"])
+    assert res.exit_code == 1, res.output
+    doc = json.loads(res.stdout)
+    bad = [c for c in doc["checks"] if not c["passed"]]
+    assert {c["param"] for c in bad} == {"cell.W_h", "direction"}
+    assert all(c["max_rel_error"] is None and "NaN" in c["reason"] for c in bad)
+    res = CliRunner().invoke(cli, ["gradcheck"])
+    assert res.exit_code == 1
+    assert "cannot measure: the analytic gradient holds NaN or inf" in res.stdout
+    assert "NaN/inf" in res.stdout.splitlines()[-1] and res.stdout.splitlines()[-1].startswith("FAILED")
+
+
+@pytest.mark.parametrize("eps", ["1e-300", "1e-16", "1e300"])
+def test_cli_absurd_eps_fails_saying_why(eps):
+    res = CliRunner().invoke(cli, ["gradcheck", "--set", f"gradcheck.eps={eps}"])
+    assert res.exit_code == 1, res.output
+    lines = res.stdout.splitlines()
+    assert lines[-1].startswith("FAILED (7 of 7 checks)")
+    assert lines[-2].startswith(f"cannot measure: eps {float(eps):.3g} is ")
+    assert "Warning" not in res.output
+
+
+@pytest.mark.parametrize("tolerance", ["1", "2.5", "1e9"])
+def test_a_tolerance_that_passes_everything_is_refused(tolerance):
+    res = CliRunner().invoke(cli, ["gradcheck", "--tolerance", tolerance])
+    assert res.exit_code == 2
+    assert res.stderr.startswith("Error: gradcheck.tolerance: a relative error |a - n| / (|a| + |n|) is at most 1")
+    assert res.stdout == ""

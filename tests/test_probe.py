@@ -18,7 +18,7 @@ from rnnlm_cli.analysis import probe as P
 from rnnlm_cli.render import probe as R
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import build_config
-from rnnlm_cli.errors import ConfigError
+from rnnlm_cli.errors import ConfigError, DataError
 from rnnlm_cli.runs import load_model
 from rnnlm_cli.train.trainer import train
 
@@ -233,10 +233,10 @@ def test_cli_errors_are_one_line(tiny_run, tmp_path):
     assert_error(invoke("probe", "--checkpoint", ck, "--data", tmp_path / "none.jsonl"),
                  "Invalid value for '--data'", 2)
     bad = tmp_path / "flies.jsonl"
-    bad.write_text(json.dumps({"prefix": "the man", "verb": "flies", "wrong": "fly", "distance": 0,
+    bad.write_text(json.dumps({"prefix": "the man here", "verb": "flies", "wrong": "fly", "distance": 1,
                                "plural": False}) + "\n", encoding="utf-8")
     assert_error(invoke("probe", "--checkpoint", ck, "--data", bad),
-                 f"verb form 'flies' (probe item 'the man flies') is not in the vocabulary of {ck}", 1)
+                 f"verb form 'flies' (probe item 'the man here flies') is not in the vocabulary of {ck}", 1)
     assert_error(invoke("probe", "--checkpoint", ck, "--set", "probe.bins=[4,2]"),
                  "probe.bins: expected strictly increasing distances >= 0, got [4, 2]", 2)
     assert_error(invoke("probe"), "Missing option '--checkpoint'", 2)
@@ -329,3 +329,78 @@ def test_probe_set_is_never_in_the_training_split_and_balanced():
     # both verb forms of every item occur as verbs in training
     train_words = Counter(w for line in train_lines for w in line.split())
     assert all(train_words[i.verb] and train_words[i.wrong] for i in items)
+
+
+# --------------------------------------------------------------------------- probe items, field by field
+
+GOOD_ITEM = {"prefix": "the dog near the cats", "verb": "runs", "wrong": "run", "distance": 3, "plural": False}
+
+
+def with_fields(**changes):
+    item = {**GOOD_ITEM, **changes}
+    return {k: v for k, v in item.items() if v is not DROP}
+
+
+DROP = object()
+DISTANCE = "expected an integer >= 1 (the words between the subject and the verb)"
+
+
+@pytest.mark.parametrize("record,message", [
+    (with_fields(distance=0), f"distance is 0, {DISTANCE}"),
+    (with_fields(distance=-2), f"distance is -2, {DISTANCE}"),
+    (with_fields(distance=1.5), f"distance is 1.5, {DISTANCE}"),
+    (with_fields(distance=2.0), f"distance is 2.0, {DISTANCE}"),
+    (with_fields(distance=True), f"distance is True, {DISTANCE}"),
+    (with_fields(distance="3"), f"distance is '3', {DISTANCE}"),
+    (with_fields(distance=None), f"distance is None, {DISTANCE}"),
+    (with_fields(distance=5), "distance 5 exceeds the prefix (5 words: the subject would lie before it)"),
+    (with_fields(wrong="runs"), "verb and wrong are both 'runs': the item cannot tell right from wrong"),
+    (with_fields(verb="runs away"), "verb is 'runs away', expected one word"),
+    (with_fields(wrong=""), "wrong is '', expected one word"),
+    (with_fields(verb=7), "verb is 7, expected one word"),
+    (with_fields(prefix=""), "prefix is '', expected the words before the verb (non-empty text)"),
+    (with_fields(prefix="   "), "prefix is '   ', expected the words before the verb (non-empty text)"),
+    (with_fields(prefix=["the", "dog"]), "prefix is ['the', 'dog'], expected the words before the verb (non-empty text)"),
+    (with_fields(plural="no"), "plural is 'no', expected true or false"),
+    (with_fields(plural=0), "plural is 0, expected true or false"),
+    (with_fields(plural=DROP), "missing field plural"),
+    (with_fields(verb=DROP, wrong=DROP), "missing fields verb, wrong"),
+    (with_fields(note="x"), "unknown field note"),
+    (with_fields(prefix="x" * 1000), "distance 3 exceeds the prefix (1 words: the subject would lie before it)"),
+    (with_fields(verb="v " * 1000), "verb is '" + "v " * 18 + "..., expected one word"),
+    (with_fields(**{"x" * 1000: 1}), "unknown field " + "x" * 37 + "..."),
+    ([1, 2], "expected a JSON object with prefix, verb, wrong, distance, plural, got [1, 2]"),
+    ("item", "expected a JSON object with prefix, verb, wrong, distance, plural, got 'item'"),
+])
+def test_bad_probe_items_are_refused_with_the_line(tmp_path, record, message):
+    from rnnlm_cli.data.agreement import read_probe_set
+    p = tmp_path / "items.jsonl"
+    p.write_text(json.dumps(GOOD_ITEM) + "\n\n" + json.dumps(record) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        read_probe_set(p)
+    assert str(err.value) == f"{p}:3: {message}"
+
+
+def test_good_probe_items_and_blank_lines_read_back(tmp_path):
+    from rnnlm_cli.data.agreement import read_probe_set
+    p = tmp_path / "items.jsonl"
+    p.write_text("\n" + json.dumps(GOOD_ITEM) + "\n  \n" + json.dumps({**GOOD_ITEM, "plural": True}), encoding="utf-8")
+    items = read_probe_set(p)
+    assert [(i.distance, i.plural, i.subject_index, i.prefix[i.subject_index]) for i in items] == [
+        (3, False, 1, "dog"), (3, True, 1, "dog")]
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "probe file {p} holds no items"),
+    (b"\n \n", "probe file {p} holds no items"),
+    (b'{"prefix": "the dog", "verb": "runs", "wrong": "run", "distance": 1, "plural": false}\n\xe9\n',
+     "{p}: invalid UTF-8 at line 2, byte offset 86"),
+    (b'{"prefix": "the dog", "verb": "runs", "wrong": "run", "distance": 0, "plural": false}\n',
+     "{p}:1: distance is 0, " + DISTANCE),
+    (b'{"prefix": "the dog", "verb": "runs", "wrong": "run", "distance": true, "plural": false}\n',
+     "{p}:1: distance is True, " + DISTANCE),
+])
+def test_cli_refuses_bad_probe_files(tiny_run, tmp_path, content, message):
+    p = tmp_path / "items.jsonl"
+    p.write_bytes(content)
+    assert_error(invoke("probe", "--checkpoint", tiny_run["checkpoint"], "--data", p), message.format(p=p), 1)

@@ -286,7 +286,7 @@ def test_generate_never_samples_unk(tmp_path):
     assert json.loads(again.output)["samples"] == samples   # seeded
     primed = CliRunner().invoke(cli, ["generate", "--checkpoint", os.path.join(cfg.train.out, "checkpoint.npz"),
                                       "--prime", "the dog", "--max-tokens", "3"])
-    assert primed.output.startswith("the dog")
+    assert primed.stdout.startswith("the dog")
 
 
 def test_nonfinite_policies(tmp_path, monkeypatch):

@@ -289,8 +289,15 @@ def recurrent_bound(cell, W_h: np.ndarray) -> dict:
     blocks = []
     for b, (name, gamma) in enumerate(zip(cell.gate_names, cell.gate_gammas)):
         block = W_h[:, b * H:(b + 1) * H]
-        with blas.loop_threads():                        # eigvalsh of the Gram matrix: 3x faster than the SVD
-            sigma = float(np.sqrt(max(np.linalg.eigvalsh(block.T @ block)[-1], 0.0)))
+        with blas.loop_threads(), np.errstate(over="ignore", invalid="ignore"):
+            gram = block.T @ block                       # eigvalsh of the Gram matrix: 3x faster than the SVD
+            if not np.all(np.isfinite(gram)):            # huge weights: scale first, so the Gram matrix stays finite
+                top = float(np.max(np.abs(block)))
+                gram = (block / top).T @ (block / top) if math.isfinite(top) and top > 0 else None
+            else:
+                top = 1.0
+            sigma = (top * float(np.sqrt(max(np.linalg.eigvalsh(gram)[-1], 0.0)))
+                     if gram is not None and np.all(np.isfinite(gram)) else math.inf)
         blocks.append({"block": name, "sigma_max": sigma, "gamma": gamma, "bound": 1.0 / gamma,
                        "below_bound": sigma < 1.0 / gamma})
     applies = cell.simple_recurrence
@@ -478,7 +485,8 @@ def diagnose(specs: list[Spec], steps: int | None = None, batches: int | None = 
         model = spec.model or Model(spec.cfg.model, V, dtype=np.float64, rng=rng)
         entry = {"label": spec.label, "model": _model_info(model, spec), **data, "steps": T,
                  "batches": N, "batch_size": B, "threshold": thr, "sequences": N * B}
-        with _progress_bar(progress, spec.label, work_units(T, N, B, d.truncations, d.jacobian_sequences)) as bar:
+        with _progress_bar(progress, spec.label, work_units(T, N, B, d.truncations, d.jacobian_sequences)) as bar, \
+                np.errstate(all="ignore"):                               # NaN/inf are reported (null), not warned
             entry.update(diagnose_model(model, seqs, thr, d.truncations, d.jacobian_sequences, lanczos_rng,
                                         tick=lambda: bar.update(1)))
         entries.append(entry)
@@ -494,9 +502,27 @@ def diagnose(specs: list[Spec], steps: int | None = None, batches: int | None = 
 
 
 def gate_failures(result: dict, min_horizon: int | None = None, max_ratio: float | None = None) -> list[str]:
-    """One message per model that fails --fail-if-vanishing / --fail-if-exploding."""
+    """One message per model that fails --fail-if-vanishing / --fail-if-exploding.
+
+    A gate passes only on a measurement: a model whose lag profile holds NaN or inf (null in
+    the result: the model overflows, or g(t, t) is 0) fails every gate it is given, saying so,
+    and a gate with no model to measure fails too.
+    """
+    if min_horizon is None and max_ratio is None:
+        return []
+    models = result.get("models", [])
+    if not models:
+        return ["no model was measured, so the gradient gates check nothing"]
     failures = []
-    for m in result.get("models", []):
+    for m in models:
+        profile = m["lag_profile"]
+        measured = all(v is not None and math.isfinite(v) for key in ("raw", "normalised") for v in profile[key])
+        if not measured:
+            gates = " and ".join(g for g, on in (("--fail-if-vanishing", min_horizon is not None),
+                                                 ("--fail-if-exploding", max_ratio is not None)) if on)
+            failures.append(f"{m['label']}: cannot measure the gradient: its lag profile holds NaN or inf "
+                            f"(the model overflows, or dE_t/ds_t is 0), so {gates} cannot pass")
+            continue
         if min_horizon is not None and m["horizon"] < min_horizon:
             failures.append(f"{m['label']}: vanishing gradient: horizon {m['horizon']} < {min_horizon}")
         ratio = m["max_norm_ratio"]

@@ -28,6 +28,7 @@ import dataclasses
 
 import numpy as np
 
+from rnnlm_cli.errors import ConfigError
 from rnnlm_cli.nn.cells import CELLS
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.train.step import MODES
@@ -82,43 +83,148 @@ def _problem(model: Model, mode: str, cfg, rng: np.random.Generator):
             f"k={k}")
 
 
-def _check_one(model, loss_fn, grad_fn, eps, samples, rng):
-    """Rows (param, max_rel_error, checked) for every parameter plus the directional check."""
-    grads = grad_fn().as_dense()
-    f0 = loss_fn()
-    floor = FLOOR_FACTOR * NOISE * max(abs(f0), 1.0) / eps
+def resolution(f0: float, eps: float) -> float:
+    """Rounding error of one difference quotient (f(theta + eps) - f(theta - eps)) / 2 eps: the
+    loss's rounding, NOISE |f|, divided by eps."""
+    return NOISE * max(abs(f0), 1.0) / eps
+
+
+def suggested_eps(f0: float) -> float:
+    """The eps where rounding (NOISE |f| / eps) meets truncation (eps^2 for a curvature of order 1)."""
+    return (NOISE * max(abs(f0), 1.0)) ** (1.0 / 3.0)
+
+
+class _Probe:
+    """Difference quotients of one model's loss: along one element, or along a direction.
+
+    Every loss evaluation runs with numpy's floating-point warnings off: NaN and inf are
+    looked for by name (`nonfinite`), never printed.
+    """
+
+    def __init__(self, model, loss_fn, eps: float):
+        self.model, self.loss_fn, self.eps = model, loss_fn, eps
+        with np.errstate(all="ignore"):
+            self.f0 = loss_fn()
+        self.r = resolution(self.f0, eps)
+        self.floor = FLOOR_FACTOR * self.r
+        self.scale = max(float(np.max(np.abs(p))) for p in model.params.values())
+
+    def element(self, flat: np.ndarray, i: int, step: float) -> tuple[float, float, float]:
+        """(f(theta_i + step), f(theta_i - step), the difference quotient)."""
+        keep = flat[i]
+        self.moved = keep + step != keep and keep - step != keep      # the perturbation is representable
+        with np.errstate(all="ignore"):
+            flat[i] = keep + step
+            fp = self.loss_fn()
+            flat[i] = keep - step
+            fm = self.loss_fn()
+        flat[i] = keep
+        return fp, fm, (fp - fm) / (2 * step)
+
+    def direction(self, vs: dict, norm: float, step: float) -> tuple[float, float, float]:
+        """The same along the unit vector vs / norm over all parameters."""
+        saved = {k: p.copy() for k, p in self.model.params.items()}
+        values = []
+        with np.errstate(all="ignore"):
+            for sign in (1.0, -1.0):
+                for k, p in self.model.params.items():
+                    p[...] = saved[k] + sign * step * vs[k] / norm
+                values.append(self.loss_fn())
+        for k, p in self.model.params.items():
+            p[...] = saved[k]
+        return values[0], values[1], (values[0] - values[1]) / (2 * step)
+
+    def error(self, a: float, n: float) -> float:
+        """The relative error |a - n| / max(|a| + |n|, floor) (NaN where a or n is)."""
+        with np.errstate(all="ignore"):
+            return abs(a - n) / max(abs(a) + abs(n), self.floor)
+
+    def unmeasurable(self, analytic, fps, fms, largest: float, tolerance: float, flat: bool = False) -> str | None:
+        """Why a row cannot measure anything, or None. In order: NaN/inf met; eps not small next to
+        the parameters; the smallest error the check would catch, tolerance * floor, not below
+        the largest difference measured (an analytic gradient of zero would pass), unless the
+        row is `flat`: every analytic value 0 and every perturbed loss exactly unchanged
+        although the parameter moved (a zero gradient, measured exactly)."""
+        eps = self.eps
+        if not np.all(np.isfinite(analytic)):
+            return "the analytic gradient holds NaN or inf"
+        if not (np.all(np.isfinite(fps)) and np.all(np.isfinite(fms)) and np.isfinite(self.f0)):
+            return "the loss at theta +- eps is NaN or inf (eps too large, or the model overflows)"
+        if eps >= self.scale:
+            return (f"eps {eps:.3g} is too large: it is not small next to the parameters (largest |theta| "
+                    f"{self.scale:.3g}), so the difference is no derivative (use eps near {suggested_eps(self.f0):.0e})")
+        catchable = tolerance * self.floor
+        if not largest > catchable and not flat:
+            return (f"eps {eps:.3g} is below the loss's resolution: a difference quotient rounds to ~{self.r:.1e} "
+                    f"(loss {self.f0:.3g}), so errors below {catchable:.1e} go unseen, and the largest difference "
+                    f"measured is {largest:.1e} (use eps near {suggested_eps(self.f0):.0e})")
+        return None
+
+    def too_coarse(self, a: float, n: float, n2: float, tolerance: float) -> str | None:
+        """Whether eps is too large: central differences err by ~c eps^2, and the quotients at
+        eps and 2 eps estimate it (Richardson: |n(2 eps) - n(eps)| / 3). Too large when that
+        error, above rounding, exceeds what the tolerance allows, or when removing it turns a
+        failing comparison into a passing one."""
+        truncation = abs(n2 - n) / 3.0
+        allowed = tolerance * max(abs(a) + abs(n), self.floor)
+        extrapolated = (4.0 * n - n2) / 3.0                # the quotient with the eps^2 term removed
+        explained = self.error(a, n) > tolerance >= self.error(a, extrapolated)
+        if np.isfinite(truncation) and ((truncation > allowed and truncation > 10 * self.r)
+                                        or (explained and truncation > self.r)):
+            return (f"eps {self.eps:.3g} is too large for the loss's curvature: the difference quotient's "
+                    f"truncation error (~{truncation:.1e}, from eps and 2 eps) exceeds the {allowed:.1e} the "
+                    f"tolerance allows (use eps near {suggested_eps(self.f0):.0e})")
+        return None
+
+
+def _check_one(model, loss_fn, grad_fn, eps, samples, rng, tolerance=1e-6):
+    """Rows (param, max_rel_error, checked, passed, reason) for every parameter plus the
+    directional check. max_rel_error is None where NaN/inf made it unmeasurable; reason says
+    why a check could not measure (None otherwise)."""
+    with np.errstate(all="ignore"):
+        grads = grad_fn().as_dense()
+    probe = _Probe(model, loss_fn, eps)
     rows = []
     for name, p in model.params.items():
         flat, g = p.reshape(-1), grads[name].reshape(-1)
         idx = np.arange(flat.size) if not samples or samples >= flat.size else \
             rng.choice(flat.size, size=samples, replace=False)
-        worst = 0.0
+        worst, at, fps, fms, nums = 0.0, None, [], [], []
+        exact_zero = True                                   # every element: a = 0, and f did not move though theta did
         for i in idx:
-            keep = flat[i]
-            flat[i] = keep + eps
-            fp = loss_fn()
-            flat[i] = keep - eps
-            fm = loss_fn()
-            flat[i] = keep
-            num = (fp - fm) / (2 * eps)
-            worst = max(worst, abs(g[i] - num) / max(abs(g[i]) + abs(num), floor))
-        rows.append((name, worst, int(len(idx))))
-    # directional: a random unit vector over all parameters
+            fp, fm, num = probe.element(flat, i, eps)
+            exact_zero = exact_zero and probe.moved and fp == fm and g[i] == 0
+            fps.append(fp)
+            fms.append(fm)
+            nums.append(num)
+            err = probe.error(g[i], num)
+            if at is None or err > worst:
+                worst, at = err, (i, num)
+        largest = max((abs(n) for n in nums), default=0.0)
+        reason = (probe.unmeasurable(g[idx], fps, fms, largest, tolerance, flat=exact_zero) if len(idx)
+                  else "no element was checked")
+        if reason is None and worst > tolerance:          # a failure: is it the gradient, or eps?
+            i, num = at
+            reason = probe.too_coarse(g[i], num, probe.element(flat, i, 2 * eps)[2], tolerance)
+        rows.append(_row(name, worst, int(len(idx)), tolerance, reason))
+    # directional: a random unit vector over all parameters; its truncation error is always estimated
     vs = {k: rng.standard_normal(p.shape) for k, p in model.params.items()}
     norm = np.sqrt(sum(float((v * v).sum()) for v in vs.values()))
     analytic = sum(float((vs[k] * grads[k]).sum()) for k in vs) / norm
-    saved = {k: p.copy() for k, p in model.params.items()}
-    for k, p in model.params.items():
-        p += eps * vs[k] / norm
-    fp = loss_fn()
-    for k, p in model.params.items():
-        p[...] = saved[k] - eps * vs[k] / norm
-    fm = loss_fn()
-    for k, p in model.params.items():
-        p[...] = saved[k]
-    num = (fp - fm) / (2 * eps)
-    rows.append(("direction", abs(analytic - num) / max(abs(analytic) + abs(num), floor), 1))
+    fp, fm, num = probe.direction(vs, norm, eps)
+    reason = probe.unmeasurable(analytic, fp, fm, abs(num), tolerance)
+    if reason is None:
+        reason = probe.too_coarse(analytic, num, probe.direction(vs, norm, 2 * eps)[2], tolerance)
+        if reason is not None:                             # the element rows that failed fail for the same reason
+            rows = [r if r[3] or r[4] else (*r[:4], reason) for r in rows]
+    rows.append(_row("direction", probe.error(analytic, num), 1, tolerance, reason))
     return rows
+
+
+def _row(name, worst, checked, tolerance, reason):
+    """(name, max_rel_error or None, checked, passed, reason): a row with a reason fails."""
+    error = float(worst) if np.isfinite(worst) and not (reason and "NaN" in reason) else None
+    return name, error, checked, reason is None and worst <= tolerance, reason
 
 
 def run_gradcheck(cfg, cells=None, modes=None, tying=None, samples=None, tolerance=None,
@@ -139,6 +245,9 @@ def run_gradcheck(cfg, cells=None, modes=None, tying=None, samples=None, toleran
     samples = gc.samples if samples is None else samples
     tolerance = gc.tolerance if tolerance is None else tolerance
     rng = rng if rng is not None else np.random.default_rng(cfg.train.seed)
+    if not 0 < tolerance < 1:
+        raise ConfigError(f"gradcheck.tolerance: a relative error |a - n| / (|a| + |n|) is at most 1, so a "
+                          f"tolerance of {tolerance:.3g} would pass every check; expected a value in (0, 1)")
     for c in cells:
         if c not in CELLS:
             raise ValueError(f"unknown cell {c!r}")
@@ -161,11 +270,15 @@ def run_gradcheck(cfg, cells=None, modes=None, tying=None, samples=None, toleran
                         if p.ndim == 1:
                             p += rng.uniform(-0.5, 0.5, size=p.shape)
                     loss_fn, grad_fn, setting = _problem(model, mode, cfg, rng)
-                    for name, err, n in _check_one(model, loss_fn, grad_fn, gc.eps, samples, rng):
+                    for name, err, n, ok, reason in _check_one(model, loss_fn, grad_fn, gc.eps, samples, rng,
+                                                               tolerance):
                         checks.append({"cell": cell, "bptt": mode, "tie_weights": bool(tie), "softmax": softmax,
-                                       "setting": setting, "param": name, "max_rel_error": float(err),
-                                       "checked": n, "passed": bool(err <= tolerance)})
-    return {"passed": all(c["passed"] for c in checks), "tolerance": float(tolerance), "checks": checks}
+                                       "setting": setting, "param": name, "max_rel_error": err,
+                                       "checked": n, "passed": bool(ok)})
+                        if reason:
+                            checks[-1]["reason"] = reason
+    return {"passed": bool(checks) and all(c["passed"] for c in checks), "tolerance": float(tolerance),
+            "checks": checks}
 
 
 def all_combinations() -> dict:

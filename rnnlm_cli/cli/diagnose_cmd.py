@@ -89,6 +89,9 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
     if run_dir and not checkpoints and (config_paths or sweeps or random_tokens):
         raise click.UsageError("--run reports a training log; add --checkpoint to diagnose a model as well")
     models_wanted = bool(checkpoints) or not run_dir
+    if (min_horizon is not None or max_ratio is not None) and not models_wanted:
+        raise click.UsageError("--fail-if-vanishing and --fail-if-exploding gate a model's gradients: "
+                               "add --checkpoint (with --run alone nothing is measured)")
     if plot_path and not models_wanted:
         raise click.UsageError("--plot draws lag profiles: it needs a model (--checkpoint or a config)")
     if plot_path:

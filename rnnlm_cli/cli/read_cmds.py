@@ -45,9 +45,8 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     """
     import os
 
-    from rnnlm_cli.data.corpus import tokenize
+    from rnnlm_cli.data.corpus import read_text, separator_id, tokenize
     from rnnlm_cli.errors import DataError
-    from rnnlm_cli.data.corpus import separator_id
     from rnnlm_cli.evaluate import evaluate_tokens
 
     if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
@@ -67,11 +66,7 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     else:
         if not os.path.isfile(split):
             raise DataError(f"--split: expected valid, test or a text file, got '{split}' (no such file)")
-        try:
-            with open(split, encoding="utf-8") as fh:
-                text = fh.read()
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{split}: not valid UTF-8 (byte {exc.start})") from None
+        text = read_text(split, cfg.data.encoding_errors, "--split")
         tokens = np.asarray([prepared.vocab.id(t) for t in tokenize(text, cfg.data)], dtype=np.int64)
         label = split
     result = evaluate_tokens(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token))
@@ -105,27 +100,45 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
 @key_option("--prime", key="generate.prime", help="Text the model reads first")
 @key_option("--seed", key="generate.seed", help="Sampling seed")
 @click.option("--allow-unk", is_flag=True, default=None, help="Allow <unk> to be sampled.")
+@click.option("--greedy", is_flag=True, default=None,
+              help="Always take the most likely token (generate.strategy=greedy).")
+@click.option("--top-k", "top_k", type=click.IntRange(min=0), default=None,
+              help="Sample only among the k most likely tokens, 0 = all (generate.top_k).")
 @format_option()
-def generate_cmd(config_path, overrides, checkpoint_path, n, max_tokens, temperature, prime, seed, allow_unk, fmt):
+def generate_cmd(config_path, overrides, checkpoint_path, n, max_tokens, temperature, prime, seed, allow_unk,
+                 greedy, top_k, fmt):
     """Sample text from a trained checkpoint, one sample per line.
+
+    A newline inside a sample (char level) is printed as \\n and a backslash as \\\\, so each
+    sample stays on its own line; --format json ({"samples": [...]}) keeps the raw text. Prime
+    tokens that are not in the vocabulary are read as <unk>, with a warning on stderr.
 
     \b
     Example:
       rnnlm generate --checkpoint runs/demo/tanh/best.npz --n 3 --prime "the man"
       rnnlm generate --checkpoint runs/shakespeare/best.npz --max-tokens 300 --temperature 0.8
+      rnnlm generate --checkpoint runs/shakespeare/best.npz --top-k 5
+      rnnlm generate --checkpoint runs/demo/tanh/best.npz --greedy --prime "the man"
     """
     from rnnlm_cli.sample import generate
 
     model, cfg, prepared = _checkpoint_context(checkpoint_path, config_path, overrides)
     cfg = cfg.with_values(given({"generate.n": n, "generate.max_tokens": max_tokens,
                                  "generate.temperature": temperature, "generate.prime": prime,
-                                 "generate.seed": seed, "generate.allow_unk": allow_unk}))
+                                 "generate.seed": seed, "generate.allow_unk": allow_unk,
+                                 "generate.strategy": "greedy" if greedy else None, "generate.top_k": top_k}))
     _check_memory(model, cfg, prepared, generate=True)
     g = cfg.generate
     texts = generate(model, prepared, cfg, n=g.n, max_tokens=g.max_tokens, temperature=g.temperature,
-                     prime=g.prime, seed=g.seed, allow_unk=g.allow_unk)
+                     prime=g.prime, seed=g.seed, allow_unk=g.allow_unk, strategy=g.strategy, top_k=g.top_k,
+                     log=lambda message: click.echo(message, err=True))
     if fmt == "json":
         echo_json({"samples": texts})
     else:
         for text in texts:
-            click.echo(text)
+            click.echo(one_line(text))
+
+
+def one_line(text: str) -> str:
+    """A sample on one line: backslash, newline and CR written as \\\\, \\n and \\r."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")

@@ -51,7 +51,7 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
                  Out("--record file", record_path)])
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     try:
-        summary = train(cfg, resume=resume, force=force, progress=progress_bars(quiet), log=log)
+        summary = train(cfg, resume=resume, force=force, progress=progress_bars(quiet, lines=log), log=log)
     except Interrupted as exc:
         again = resume_command(config_path, overrides, out_dir, max_steps, record_path)
         click.echo(f"Interrupted: checkpoint saved to {exc.path}; resume with: {again}", err=True)
@@ -66,7 +66,10 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
         echo_json(summary)
     else:
         for key, value in summary.items():
-            click.echo(f"{key:<20}{value:.4f}" if isinstance(value, float) else f"{key:<20}{value}")
+            for name, v in (value.items() if isinstance(value, dict) else [(None, value)]):
+                label = key if name is None else f"{key}.{name}"
+                label = f"{label:<20}" if len(label) < 20 else label + " "
+                click.echo(f"{label}{v:.4f}" if isinstance(v, float) else f"{label}{'-' if v is None else v}")
 
 
 def resume_command(config_path, overrides, out_dir, max_steps, record_path) -> str:

@@ -325,21 +325,70 @@ def write_corpus(out_dir: str | Path, seed: int = 1, n_train: int = 4000, n_vali
     return paths
 
 
+PROBE_FIELDS = ("prefix", "verb", "wrong", "distance", "plural")
+
+
+def _shown(value, limit: int = 40) -> str:
+    """A value as a short repr for a message (a crafted line can be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _probe_item(record, where: str) -> AgreementItem:
+    """One probe record, checked field by field (DataError naming `where`, the file and line)."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object with {', '.join(PROBE_FIELDS)}, got {_shown(record)}")
+    missing = [k for k in PROBE_FIELDS if k not in record]
+    if missing:
+        raise DataError(f"{where}: missing field{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    extra = [str(k) for k in record if k not in PROBE_FIELDS]
+    if extra:
+        names = ", ".join(extra)
+        raise DataError(f"{where}: unknown field{'s' * (len(extra) > 1)} "
+                        f"{names if len(names) <= 40 else names[:37] + '...'}")
+    prefix, verb, wrong = record["prefix"], record["verb"], record["wrong"]
+    distance, plural = record["distance"], record["plural"]
+    if not isinstance(prefix, str) or not prefix.split():
+        raise DataError(f"{where}: prefix is {_shown(prefix)}, expected the words before the verb (non-empty text)")
+    for name, form in (("verb", verb), ("wrong", wrong)):
+        if not isinstance(form, str) or len(form.split()) != 1 or form != form.strip():
+            raise DataError(f"{where}: {name} is {_shown(form)}, expected one word")
+    if verb == wrong:
+        raise DataError(f"{where}: verb and wrong are both {_shown(verb)}: the item cannot tell right from wrong")
+    if not isinstance(distance, int) or isinstance(distance, bool) or distance < 1:
+        raise DataError(f"{where}: distance is {_shown(distance)}, expected an integer >= 1 (the words between "
+                        f"the subject and the verb)")
+    if not isinstance(plural, bool):
+        raise DataError(f"{where}: plural is {_shown(plural)}, expected true or false")
+    words = prefix.split()
+    if distance >= len(words):
+        raise DataError(f"{where}: distance {distance} exceeds the prefix ({len(words)} words: the subject would "
+                        f"lie before it)")
+    return AgreementItem(prefix=words, verb=verb, wrong=wrong, suffix=[], distance=distance, plural=plural,
+                         subject_index=len(words) - distance - 1)
+
+
 def read_probe_set(path: str | Path) -> list[AgreementItem]:
-    """Read `probe.jsonl` back into items (suffix is not stored, so it comes back empty)."""
+    """Read `probe.jsonl` back into items (suffix is not stored, so it comes back empty).
+
+    One JSON object per line with exactly the fields prefix (text), verb and wrong (one word
+    each, different), distance (an integer >= 1, below the number of prefix words) and plural
+    (true/false); blank lines are skipped. The file is text by corpus.check_text's rule. Every
+    mistake is a DataError naming the file and line.
+    """
+    from rnnlm_cli.data.corpus import read_text
+
+    text = read_text(str(path), label="probe", hint=False)
     items = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            try:
-                record = json.loads(line)
-                prefix = record["prefix"].split()
-                distance = int(record["distance"])
-                item = AgreementItem(prefix=prefix, verb=record["verb"], wrong=record["wrong"],
-                                     suffix=[], distance=distance, plural=bool(record["plural"]),
-                                     subject_index=len(prefix) - distance - 1)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise DataError(f"{path}:{number}: malformed probe record ({exc})") from None
-            if item.subject_index < 0:
-                raise DataError(f"{path}:{number}: distance {distance} exceeds the prefix")
-            items.append(item)
+    lines = text.split("\n")                          # not splitlines(): U+2028 may stand inside a JSON string
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line + "\n" * (number < len(lines)))
+        except (ValueError, RecursionError) as exc:
+            detail = str(exc) if len(str(exc)) <= 80 else str(exc)[:77] + "..."
+            raise DataError(f"{where}: malformed probe record ({detail})") from None
+        items.append(_probe_item(record, where))
     return items

@@ -6,7 +6,10 @@ Tokenisation (`data.level`)
         newline, and a blank line gives `<eos>` alone (the PTB convention: 42,068 lines, 42,068 `<eos>`).
   char  Unicode code points. "\\r\\n" is read as "\\n"; the newline is a symbol when
         `data.newline_symbol`, else dropped. A last line without a newline gets no newline symbol.
-  At both levels a leading UTF-8 byte-order mark is dropped.
+  At both levels a leading UTF-8 byte-order mark is dropped. Text that is not UTF-8 text is
+  refused (`check_text`, the one rule for every text input: corpora, evaluate --split FILE,
+  probe items): a NUL byte (file, line, byte offset; UTF-16 without a byte-order mark shows up
+  so), a UTF-16/UTF-32 byte-order mark (named), invalid UTF-8 (unless data.encoding_errors=replace).
 
 Vocabulary (built from the training split only)
   Ordered by training count, descending, ties by token (code-point order); a token's id is its
@@ -141,12 +144,62 @@ def _utf8_tail(data: bytes) -> int:
     return 0
 
 
+# byte-order marks of encodings that are not UTF-8 (UTF-32 first: its LE mark begins with UTF-16's)
+_OTHER_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32 (little-endian)"), (codecs.BOM_UTF32_BE, "UTF-32 (big-endian)"),
+               (codecs.BOM_UTF16_LE, "UTF-16 (little-endian)"), (codecs.BOM_UTF16_BE, "UTF-16 (big-endian)"))
+
+
+def check_text(data: bytes, path: str, start: int = 0, first_line: int = 1) -> None:
+    """The one rule for text inputs, applied to raw bytes before decoding (`start`: the file
+    offset of data[0]; `first_line`: its line number). Refused with a DataError: a UTF-16 or
+    UTF-32 byte-order mark at the start of the file (named), and a NUL byte anywhere (file, line,
+    byte offset): valid UTF-8 but never text, and the mark of UTF-16 without a byte-order mark.
+    A UTF-8 byte-order mark is fine: the readers drop it."""
+    if start == 0:
+        for bom, name in _OTHER_BOMS:
+            if data.startswith(bom):
+                raise DataError(f"{path}: {name} text (it starts with that byte-order mark); rnnlm reads UTF-8: "
+                                f"convert it first, e.g. iconv -f {name.split()[0]} -t UTF-8")
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = first_line + data.count(b"\n", 0, nul)
+        raise DataError(f"{path}: NUL byte at line {line}, byte offset {start + nul}: not UTF-8 text "
+                        f"(UTF-16 without a byte-order mark, or a binary file?)")
+
+
+def _decode(data: bytes, path: str, errors: str, start: int, first_line: int, hint: bool = True) -> str:
+    """check_text, then UTF-8 decoding; invalid UTF-8 (errors='strict') raises DataError naming
+    the file, line and byte offset (and, with `hint`, the data.encoding_errors way out)."""
+    check_text(data, path, start, first_line)
+    try:
+        return data.decode("utf-8", errors)
+    except UnicodeDecodeError as exc:
+        where = first_line + data.count(b"\n", 0, exc.start)
+        raise DataError(f"{path}: invalid UTF-8 at line {where}, byte offset {start + exc.start}"
+                        + (" (set data.encoding_errors=replace to substitute U+FFFD)" if hint else "")) from None
+
+
+def read_text(path: str, errors: str = "strict", label: str = "text", hint: bool = True) -> str:
+    """A whole text file as str, by the rule of the corpus readers (check_text, UTF-8, a leading
+    UTF-8 byte-order mark dropped); DataError when it cannot be read. `hint`: whether an invalid
+    UTF-8 message suggests data.encoding_errors (files that key does not govern say nothing)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise DataError(f"cannot read {label} file {path}: {exc.strerror or exc}") from None
+    check_text(data[:4], path)                           # a wide byte-order mark before the UTF-8 one is dropped
+    start = 3 if data.startswith(codecs.BOM_UTF8) else 0
+    return _decode(data[start:], path, errors, start, 1, hint)
+
+
 def _pieces(path: str, errors: str, bar: Bar, digest) -> Iterator[tuple[str, bool]]:
     """Decoded pieces of a file: (text, ends at a line end), about _PIECE bytes each.
 
     A piece ends just after a newline, or, inside a line longer than _PIECE, at a character
     boundary (never between "\r" and "\n"). Invalid UTF-8 (errors='strict') raises DataError
-    naming the file, line and byte offset.
+    naming the file, line and byte offset; so do a NUL byte and a UTF-16/32 byte-order mark
+    (check_text).
     """
     offset = 0        # file offset of pending[0]
     line = 1          # line number at pending[0]
@@ -154,12 +207,7 @@ def _pieces(path: str, errors: str, bar: Bar, digest) -> Iterator[tuple[str, boo
     partial = False   # the last piece stopped inside a line
 
     def decode(data: bytes, start: int, first_line: int) -> str:
-        try:
-            return data.decode("utf-8", errors)
-        except UnicodeDecodeError as exc:
-            where = first_line + data.count(b"\n", 0, exc.start)
-            raise DataError(f"{path}: invalid UTF-8 at line {where}, byte offset {start + exc.start} "
-                            f"(set data.encoding_errors=replace to substitute U+FFFD)") from None
+        return _decode(data, path, errors, start, first_line)
 
     with open(path, "rb") as fh:
         while True:
@@ -170,6 +218,8 @@ def _pieces(path: str, errors: str, bar: Bar, digest) -> Iterator[tuple[str, boo
             bar.update(len(chunk))
             data = pending + chunk
             start = offset
+            if start == 0:
+                check_text(data[:4], path)            # a UTF-16/32 byte-order mark, before the UTF-8 one is dropped
             if start == 0 and data.startswith(codecs.BOM_UTF8):
                 data, start = data[3:], 3
             cut = data.rfind(b"\n") + 1

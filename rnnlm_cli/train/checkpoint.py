@@ -11,19 +11,31 @@ Layout (every entry loads with `numpy.load(path, allow_pickle=False)`):
 
 Writing: `fileio.atomic_write` (a temporary file in the same folder, flushed and fsync'ed,
 then renamed over the target), so a crash or a full disk leaves the previous checkpoint intact.
+
+Reading (`read` = `load` + `unpack`): the checksum catches damage, but a crafted file can carry a
+recomputed one, so `unpack` validates every entry as well, in one place: entry names; meta's
+format version, configuration, vocab_size, vocab_sha256, has_state, class_bounds and every
+`progress` field (type and range, none missing, none extra); the generator state (one numpy's
+PCG64 accepts); parameters, optimizer slots (shaped like their parameter; Adam's v, Adagrad's G,
+RMSprop's E not negative; Adam's t an integer >= 0) and the carried state: float, finite, within
+the range of the training dtype, the state shaped (train.batch_size, model.hidden_size) per part.
+A reader then checks the fit to its use (runs.py). Every refusal is one CheckpointError naming
+the entry, with any echoed value shortened (`shown`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import zipfile
 
 import numpy as np
 
 from rnnlm_cli import fileio
-from rnnlm_cli.errors import CheckpointError
+from rnnlm_cli.config import build_config
+from rnnlm_cli.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 
@@ -102,26 +114,212 @@ def _json_entry(arrays: dict, name: str, where: str) -> dict:
         raise CheckpointError(f"{where}: entry '{name}' is not text")
     try:
         doc = json.loads(str(value))
-    except ValueError:
+    except (ValueError, RecursionError):                  # RecursionError: nested a million levels deep
         raise CheckpointError(f"{where}: entry '{name}' is not valid JSON") from None
     if not isinstance(doc, dict):
         raise CheckpointError(f"{where}: entry '{name}' is not a JSON object")
     return doc
 
 
+def shown(value, limit: int = 60) -> str:
+    """A value as a short repr for a message: a crafted entry can hold megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# meta["progress"]: every field a resumed run depends on (trainer.Progress), its type and range
+PROGRESS_FIELDS = {
+    "step": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "epoch": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "batch": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "tokens": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "lr": ("a finite number >= 0", lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
+    "best_loss": ("a number >= 0 (inf before the first validation)", lambda v: _is_number(v) and v >= 0),
+    "nonfinite_skipped": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "nonfinite_run": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "clipped": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "wall": ("a finite number >= 0", lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
+    "stopped": ("a string", lambda v: isinstance(v, str)),
+    "log_loss": ("a finite number >= 0", lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
+    "log_count": ("a finite number >= 0", lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
+}
+
+# the optimizer slot that accumulates squared gradients (a negative value there gives NaN steps)
+SQUARES = {"adagrad": "G", "rmsprop": "E", "adam": "v"}
+
+
+def _check_meta(meta: dict, where: str):
+    """Every meta entry the readers use, when present: type and range (format version first).
+    Returns the configuration it holds (None when it holds none)."""
+    cfg = None
+    version = meta.get("format_version")
+    if not _is_int(version) or version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format version {shown(version)} is not supported "
+                              f"(this rnnlm reads version {FORMAT_VERSION})")
+
+    def bad(key, value, expected):
+        raise CheckpointError(f"{where}: meta entry '{key}' is {shown(value)}, expected {expected}")
+
+    if "config" in meta:
+        if not isinstance(meta["config"], dict):
+            bad("config", meta["config"], "a mapping of configuration sections")
+        try:
+            cfg = build_config(meta["config"])
+        except ConfigError as exc:
+            raise CheckpointError(f"{where} holds an unreadable configuration: {exc}") from None
+    vocab_size = meta.get("vocab_size")
+    if "vocab_size" in meta and not (_is_int(vocab_size) and vocab_size >= 1):
+        bad("vocab_size", vocab_size, "a positive integer")
+    if meta.get("vocab_sha256") is not None and not isinstance(meta["vocab_sha256"], str):
+        bad("vocab_sha256", meta["vocab_sha256"], "a sha256 hex string")
+    if "has_state" in meta and not isinstance(meta["has_state"], bool):
+        bad("has_state", meta["has_state"], "true or false")
+    bounds = meta.get("class_bounds")
+    if bounds is not None:
+        if not (isinstance(bounds, list) and len(bounds) >= 2 and all(_is_int(b) for b in bounds)):
+            bad("class_bounds", bounds, "null or a list of at least 2 integer word ids")
+        if bounds[0] != 0 or any(b >= c for b, c in zip(bounds, bounds[1:])) or (
+                _is_int(vocab_size) and bounds[-1] != vocab_size):
+            bad("class_bounds", bounds, f"word ids increasing from 0 to the vocabulary size ({shown(vocab_size)})")
+    if "progress" in meta:
+        progress = meta["progress"]
+        if not isinstance(progress, dict):
+            bad("progress", progress, "a mapping")
+        missing = [k for k in PROGRESS_FIELDS if k not in progress]
+        extra = [k for k in progress if k not in PROGRESS_FIELDS]
+        if missing or extra:
+            raise CheckpointError(f"{where}: meta entry 'progress' "
+                                  + (f"lacks {', '.join(missing)}" if missing else "")
+                                  + ("; " if missing and extra else "")
+                                  + (f"has unknown fields {shown(', '.join(map(str, extra)))}" if extra else ""))
+        for key, (expected, ok) in PROGRESS_FIELDS.items():
+            if not ok(progress[key]):
+                bad(f"progress.{key}", progress[key], expected)
+    return cfg
+
+
+def _check_arrays(params: dict, optim: dict, state: tuple, meta: dict, cfg, where: str) -> None:
+    """Parameters, optimizer slots and the carried state: numeric and finite; the embedding has
+    vocab_size rows; class_bounds are there exactly when the configuration says softmax=class
+    (other classes would silently score other words); each optimizer slot `<slot>/<name>`
+    shaped like parameter <name>."""
+    if not params:
+        raise CheckpointError(f"{where} holds no parameters")
+    for name, value in params.items():
+        if value.dtype.kind != "f":
+            raise CheckpointError(f"{where}: parameter {name} has dtype {value.dtype}, expected float")
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{where}: parameter {name} holds non-finite values (NaN or inf)")
+    emb = params.get("embedding")
+    if "vocab_size" in meta and (emb is None or emb.ndim != 2 or emb.shape[0] != meta["vocab_size"]):
+        E = f", {cfg.model.embedding_size}" if cfg is not None else ", E"
+        raise CheckpointError(f"{where}: parameter embedding has shape {None if emb is None else emb.shape}, "
+                              f"expected ({meta['vocab_size']}{E}) for its vocab_size")
+    if cfg is not None:
+        bounds = meta.get("class_bounds")
+        if cfg.model.softmax == "class" and bounds is None:
+            raise CheckpointError(f"{where}: meta entry 'class_bounds' is missing, but its configuration says "
+                                  f"model.softmax=class")
+        if cfg.model.softmax != "class" and bounds is not None:
+            raise CheckpointError(f"{where}: meta entry 'class_bounds' is set, but its configuration says "
+                                  f"model.softmax={cfg.model.softmax}")
+    for name, value in optim.items():
+        if name == "t":                          # Adam's step count
+            if value.shape != () or value.dtype.kind not in "iu" or int(value) < 0:
+                raise CheckpointError(f"{where}: optimizer entry t is {shown(value.tolist())} of dtype {value.dtype}, "
+                                      f"expected an integer step count >= 0")
+            continue
+        slot, _, param = name.partition("/")
+        if param not in params:
+            raise CheckpointError(f"{where}: optimizer entry {shown(name)} belongs to no parameter")
+        if value.dtype.kind != "f":
+            raise CheckpointError(f"{where}: optimizer entry {name} has dtype {value.dtype}, expected float")
+        if value.shape != params[param].shape:
+            raise CheckpointError(f"{where}: optimizer entry {name} has shape {value.shape}, expected "
+                                  f"{params[param].shape} (that of parameter {param})")
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{where}: optimizer entry {name} holds non-finite values (NaN or inf)")
+    for i, value in enumerate(state):
+        if value.dtype.kind != "f":
+            raise CheckpointError(f"{where}: hidden-state entry state/{i} has dtype {value.dtype}, expected float")
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{where}: hidden-state entry state/{i} holds non-finite values (NaN or inf)")
+
+
+def _check_against_config(params: dict, optim: dict, state: tuple, meta: dict, cfg, where: str) -> None:
+    """Entries the checkpoint's own configuration fixes: every float fits the training dtype (a
+    float64 value beyond float32's range would become inf on the cast), the optimizer's
+    accumulator of squares holds no negative value, and the carried state
+    (when meta has_state) is the cell's parts, each (train.batch_size, model.hidden_size)."""
+    dtype = np.dtype(cfg.train.dtype)
+    top = float(np.finfo(dtype).max)
+    named = [(f"parameter {k}", v) for k, v in params.items()] + [
+        (f"optimizer entry {k}", v) for k, v in optim.items() if k != "t"] + [
+        (f"hidden-state entry state/{i}", v) for i, v in enumerate(state)]
+    for name, value in named:
+        if value.size and value.dtype.itemsize > dtype.itemsize and float(np.max(np.abs(value))) > top:
+            raise CheckpointError(f"{where}: {name} holds {float(np.max(np.abs(value))):.3g}, beyond the "
+                                  f"{top:.3g} of {dtype} (train.dtype) it is cast to")
+    squares = SQUARES.get(cfg.train.optimizer)
+    for name, value in optim.items():
+        if squares and name.startswith(f"{squares}/") and np.any(value < 0):
+            raise CheckpointError(f"{where}: optimizer entry {name} holds negative values ({cfg.train.optimizer} "
+                                  f"accumulates squares there)")
+    if "has_state" not in meta:
+        return
+    from rnnlm_cli.nn.cells import make_cell
+
+    parts = len(make_cell(cfg.model.cell, 1).initial_state(1, dtype)) if meta["has_state"] else 0
+    expected = [(cfg.train.batch_size, cfg.model.hidden_size)] * parts
+    if [s.shape for s in state] != expected:
+        raise CheckpointError(f"{where}: the carried hidden state has shapes {shown([s.shape for s in state])}, "
+                              f"expected {expected} (has_state {str(meta['has_state']).lower()}, "
+                              f"train.batch_size x model.hidden_size per part)")
+
+
+def _check_rng(rng_state: dict, where: str) -> None:
+    """The generator state must be one numpy accepts for the generator training uses (PCG64)."""
+    try:
+        if rng_state.get("bit_generator") != "PCG64":
+            raise ValueError("not a PCG64 state")
+        np.random.PCG64().state = rng_state
+    except Exception:   # numpy raises ValueError, TypeError, KeyError, OverflowError... for a bad state
+        raise CheckpointError(f"{where}: entry 'rng' is not a state of numpy's PCG64 generator") from None
+
+
+KNOWN = ("param/", "optim/", "state/")
+
+
 def unpack(arrays: dict[str, np.ndarray], where: str = "checkpoint") -> tuple[dict, dict, tuple, dict | None, dict]:
-    """(params, optim, state, rng_state, meta) from a loaded checkpoint."""
+    """(params, optim, state, rng_state, meta) from a loaded checkpoint, every entry validated:
+    the names, each array's dtype, rank and finiteness, the generator state, and every meta
+    entry present (a crafted file with a recomputed checksum is refused here, naming the entry).
+    Whether the entries fit a model is the reader's check (runs.py)."""
+    for name in arrays:
+        if not (name.startswith(KNOWN) or name in ("rng", "meta")):
+            raise CheckpointError(f"{where}: unknown entry {shown(name)}")
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     optim = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
     n_state = sum(1 for k in arrays if k.startswith("state/"))
     if any(f"state/{i}" not in arrays for i in range(n_state)):
         raise CheckpointError(f"{where}: the hidden-state entries are not numbered 0..{n_state - 1}")
     state = tuple(arrays[f"state/{i}"] for i in range(n_state))
-    rng_state = _json_entry(arrays, "rng", where) if "rng" in arrays else None
     meta = _json_entry(arrays, "meta", where)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint format version {meta.get('format_version')} is not supported "
-                              f"(this rnnlm reads version {FORMAT_VERSION})")
+    cfg = _check_meta(meta, where)
+    rng_state = _json_entry(arrays, "rng", where) if "rng" in arrays else None
+    if rng_state is not None:
+        _check_rng(rng_state, where)
+    _check_arrays(params, optim, state, meta, cfg, where)
+    if cfg is not None:
+        _check_against_config(params, optim, state, meta, cfg, where)
     return params, optim, state, rng_state, meta
 
 

@@ -22,7 +22,9 @@ Output folder (train.out):
   metrics.jsonl    one JSON object per logged update, plus evaluation lines (with "split")
   checkpoint.npz   the latest state (atomic; see checkpoint.py) -- `--resume` continues from it
   best.npz         the parameters with the best validation loss so far
-  summary.json     final figures, written when training ends
+  summary.json     final figures, written when training ends; "checkpoints" names the files that
+                   exist, by their names in this folder ({"last": "checkpoint.npz", "best": "best.npz"
+                   or null, "evaluated": the one the final valid/test figures used})
 
 Exact resume: everything the rest of the run depends on is in the checkpoint (parameters,
 optimizer state, the random generator, data position, carried hidden state, step, epoch,
@@ -51,7 +53,7 @@ from rnnlm_cli.progress import ProgressFactory, no_progress
 from rnnlm_cli.train.lock import RunLock
 from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog
 from rnnlm_cli.nn.model import Model
-from rnnlm_cli.runs import check_data_settings, check_model_matches, check_params, load_model
+from rnnlm_cli.runs import check_data_settings, check_model_matches, check_resume, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, make_optimizer
 
 
@@ -261,6 +263,7 @@ class Trainer:
         self.test_tokens = prepared.split("test")
         self._check_data()
         check_training_memory(cfg, len(prepared.vocab))      # before the model and optimizer allocate
+        self._warn_oov()
         self.dtype = np.dtype(self.tc.dtype)
         self.rng = np.random.default_rng(self.tc.seed)
         self.model = Model(cfg.model, len(prepared.vocab), dtype=self.dtype, rng=self.rng,
@@ -292,6 +295,21 @@ class Trainer:
         if tc.bptt != "full" and len(self.train_tokens) < need:
             raise DataError(f"the training split has {len(self.train_tokens)} tokens, too few for "
                             f"train.batch_size={tc.batch_size} parallel streams (need at least {need})")
+
+    OOV_WARNING = 0.05   # a valid/test share of <unk> tokens worth a warning when training holds none
+
+    def _warn_oov(self) -> None:
+        """Warn (log) when many valid/test tokens become <unk> but the training split holds no <unk>:
+        the model never learns to predict it, and those tokens dominate the evaluation loss."""
+        vocab = self.prepared.vocab
+        trained_unk = vocab.counts[vocab.unk_id] if vocab.unk_id is not None else 0
+        rates = self.prepared.meta.get("oov_rate") or {}
+        for split in ("valid", "test"):
+            rate = rates.get(split)
+            if trained_unk == 0 and isinstance(rate, (int, float)) and rate > self.OOV_WARNING:
+                self.log(f"warning: {rate:.1%} of the {split} tokens are not in the vocabulary and are read as "
+                         f"<unk>, which the training split never holds, so the model cannot learn to predict "
+                         f"them; map rare training words to <unk> with data.min_count (e.g. 2) or data.vocab_size")
 
     def _batches(self, epoch: int):
         tc = self.tc
@@ -326,7 +344,7 @@ class Trainer:
         for line in resume_changes(meta.get("config"), self.cfg, path):
             self.log(line)
         check_model_matches(self.model, self.prepared, meta, path)
-        check_params(params, path)
+        check_resume(self.model, params, optim, state, meta, self.tc.batch_size, path)
         try:
             self.model = Model(self.cfg.model, len(self.prepared.vocab), dtype=self.dtype, params=params,
                                class_bounds=meta.get("class_bounds"), class_counts=self.prepared.vocab.counts)
@@ -466,7 +484,7 @@ class Trainer:
             if param_norms is not None:
                 line["param_grad_norms"] = param_norms
             self.metrics.append(line)
-            bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{line['ppl'] or float('nan'):.1f}",
+            bar.set_postfix(step=p.step, loss=f"{loss:.3f}", ppl=f"{line['ppl'] or float('nan'):.1f}",
                             gnorm=f"{pre:.2f}", lr=f"{p.lr:.3g}", tok_s=f"{line['tokens_per_sec']:.0f}")
             interval.update(tokens=0, t0=time.perf_counter())
             p.log_loss = p.log_count = 0.0
@@ -535,16 +553,22 @@ class Trainer:
                    "stopped": p.stopped, "lr": p.lr}
         best = os.path.join(self.out, "best.npz")
         final_model = self.model
-        if os.path.exists(best):
+        has_best = os.path.exists(best)
+        if has_best:
             final_model, _, _ = load_model(best)
             summary["best_valid_loss"] = p.best_loss
             summary["best_valid_ppl"] = perplexity(p.best_loss)
+        # the checkpoints that exist (best.npz only after a validation improved), and which one
+        # the final evaluations below used
+        evaluated = "best.npz" if has_best else CHECKPOINT           # names inside the run folder, like summary.json
+        summary["checkpoints"] = {"last": CHECKPOINT, "best": "best.npz" if has_best else None, "evaluated": evaluated}
         for split, tokens in (("valid", self.valid_tokens), ("test", self.test_tokens)):
             if len(tokens) >= 2:
                 r = evaluate_tokens(final_model, tokens, self.cfg, self.sep)
                 summary[f"{split}_loss"], summary[f"{split}_ppl"] = r["loss"], r["ppl"]
                 summary[f"{split}_bits"] = r["bits"]
                 self.metrics.append({"step": p.step, "epoch": p.epoch, "split": split, "final": True,
-                                     "loss": r["loss"], "ppl": r["ppl"], "tokens": r["tokens"], "elapsed": p.wall})
+                                     "loss": r["loss"], "ppl": r["ppl"], "tokens": r["tokens"], "elapsed": p.wall,
+                                     "checkpoint": evaluated})
         atomic_write_json(os.path.join(self.out, "summary.json"), summary)   # NaN/inf as null
         return summary
