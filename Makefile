@@ -65,31 +65,49 @@ diagnose: $(STAMP)
 	  --format json --quiet > $(DIAG_OUT)/trained.json
 	@head -5 $(DIAG_OUT)/trained.txt
 
-# long-range agreement (rnnlm probe): six models on the agreement corpus, accuracy by distance side
-# by side, then each model's gradient horizon next to its long-distance accuracy (results/probe.md)
+# long-range agreement (rnnlm probe): six models on the agreement corpus, each trained with
+# PROBE_SEEDS seeds (runs/probe/MODEL/seedS), probed and reported over seeds (mean and range), then
+# each model's gradient horizon over seeds; writes results/probe.json and rewrites the generated
+# tables of results/probe.md and README.md from it (scripts/probe_docs.py). The 18 trainings and
+# diagnoses run PROBE_JOBS at a time, each process with one BLAS thread.
 PROBE_MODELS := tanh irnn gru lstm tanh-k5 tanh-k35
+PROBE_SEEDS  := 1 2 3
+PROBE_JOBS   ?= 2
 PROBE_RUNS   := runs/probe
-PROBE_CKS    := $(foreach m,$(PROBE_MODELS),--checkpoint $(PROBE_RUNS)/$(m)/best.npz)
+PROBE_DIRS   := $(foreach m,$(PROBE_MODELS),$(foreach s,$(PROBE_SEEDS),$(PROBE_RUNS)/$(m)/seed$(s)))
+PROBE_CKS    := $(PROBE_DIRS:%=%/best.npz)
+PROBE_DIAGS  := $(PROBE_DIRS:%=%/diagnose.json)
 
-# one BLAS thread: these models are small, and threaded BLAS on a busy 2-core machine ran 10-20x slower
-probe probe-horizons: export OMP_NUM_THREADS := 1
+# one BLAS thread per process: these models are small, and threaded BLAS on a busy 2-core machine ran
+# 10-20x slower; the parallelism is across runs instead
+probe probe-horizons $(PROBE_CKS) $(PROBE_DIAGS): export OMP_NUM_THREADS := 1
+probe probe-horizons $(PROBE_CKS) $(PROBE_DIAGS): export OPENBLAS_NUM_THREADS := 1
 
 probe: $(STAMP)
-	@for m in $(PROBE_MODELS); do \
-	  echo "training $$m (configs/probe/$$m.yaml)" >&2; \
-	  $(RNNLM) train --config configs/probe/$$m.yaml --force --quiet > /dev/null || exit 1; \
-	done
-	$(RNNLM) probe $(PROBE_CKS) --format json > $(PROBE_RUNS)/probe.json
-	$(RNNLM) probe $(PROBE_CKS)
+	$(RNNLM) preprocess --config configs/probe/tanh.yaml --force --quiet > /dev/null
+	@$(MAKE) --no-print-directory -j$(PROBE_JOBS) $(PROBE_CKS)
+	$(RNNLM) probe --over-seeds $(PROBE_CKS:%=--checkpoint %) --format json > $(PROBE_RUNS)/probe.json
 	@$(MAKE) --no-print-directory probe-horizons
+	$(PY) scripts/probe_docs.py results/probe.json README.md results/probe.md
 
-# reads the runs of `make probe` (does not train)
+# reads the runs of `make probe` (does not train): diagnoses each run, writes results/probe.json
+# (the probe result with horizons) and prints the horizon table
 probe-horizons: $(STAMP)
-	@for m in $(PROBE_MODELS); do \
-	  $(RNNLM) diagnose-gradients --checkpoint $(PROBE_RUNS)/$$m/best.npz --format json --quiet \
-	    > $(PROBE_RUNS)/$$m/diagnose.json || exit 1; \
-	done
-	$(RNNLM) probe-horizons $(PROBE_RUNS)/probe.json $(foreach m,$(PROBE_MODELS),$(PROBE_RUNS)/$(m)/diagnose.json)
+	@$(MAKE) --no-print-directory -j$(PROBE_JOBS) $(PROBE_DIAGS)
+	$(RNNLM) probe-horizons $(PROBE_RUNS)/probe.json $(PROBE_DIAGS) --format json > results/probe.json
+	$(RNNLM) probe-horizons $(PROBE_RUNS)/probe.json $(PROBE_DIAGS)
+
+# one run: runs/probe/MODEL/seedS/best.npz from configs/probe/MODEL.yaml with train.seed=S (always retrained)
+$(PROBE_CKS): $(PROBE_RUNS)/%/best.npz: FORCE
+	@echo "training $(*D) seed $(patsubst seed%,%,$(*F))" >&2
+	@$(RNNLM) train --config configs/probe/$(*D).yaml --set train.seed=$(patsubst seed%,%,$(*F)) \
+	  --set train.out=$(PROBE_RUNS)/$* --force --quiet > /dev/null
+
+$(PROBE_DIAGS): $(PROBE_RUNS)/%/diagnose.json: FORCE
+	@$(RNNLM) diagnose-gradients --checkpoint $(PROBE_RUNS)/$*/best.npz --format json --quiet > $@.tmp && mv $@.tmp $@
+
+.PHONY: FORCE
+FORCE:
 
 # throughput table (docs/performance.md); e.g. make bench BENCH_ARGS="--quick" or "--time-to-quality"
 # reference results (model quality): each trains end to end on the standard corpora

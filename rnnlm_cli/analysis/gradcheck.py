@@ -30,6 +30,7 @@ import numpy as np
 
 from rnnlm_cli.errors import ConfigError
 from rnnlm_cli.nn.cells import CELLS
+from rnnlm_cli.nn.gradients import dense
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.train.step import MODES
 
@@ -182,7 +183,7 @@ def _check_one(model, loss_fn, grad_fn, eps, samples, rng, tolerance=1e-6):
     directional check. max_rel_error is None where NaN/inf made it unmeasurable; reason says
     why a check could not measure (None otherwise)."""
     with np.errstate(all="ignore"):
-        grads = grad_fn().as_dense()
+        grads = {name: dense(g) for name, g in grad_fn().items()}      # every gradient type as an array
     probe = _Probe(model, loss_fn, eps)
     rows = []
     for name, p in model.params.items():

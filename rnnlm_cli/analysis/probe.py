@@ -190,6 +190,12 @@ def checkpoint_scorer(path: str) -> tuple[Scorer, dict]:
     summary.json is beside it; oov_prefix_tokens once scored); the model's prepared-data
     folder gives the vocabulary.
     """
+    score, info, _ = _open_scorer(path)
+    return score, info
+
+
+def _open_scorer(path: str):
+    """(score, info, cfg): checkpoint_scorer's pair and the checkpoint's own Config."""
     from rnnlm_cli.data.corpus import separator_id
     from rnnlm_cli.runs import open_checkpoint
 
@@ -209,7 +215,7 @@ def checkpoint_scorer(path: str) -> tuple[Scorer, dict]:
             "k2": (tc.k2 or tc.k1) if tc.bptt == "stream" else None,
             "valid_ppl": summary.get("best_valid_ppl", summary.get("valid_ppl")),
             "oov_prefix_tokens": 0}
-    return model_scorer(model, prepared.vocab, start, where=path, stats=info), info
+    return model_scorer(model, prepared.vocab, start, where=path, stats=info), info, cfg
 
 
 def checkpoint_labels(paths: Sequence[str]) -> list[str]:
@@ -278,3 +284,144 @@ def probe_checkpoints(checkpoints: Sequence[str], data: str | None = None,
         score, info = checkpoint_scorer(ck)
         scorers.append((label, score, info))
     return run_probe(items, scorers, edges, data=path)
+
+
+# --------------------------------------------------------------------------- over seeds
+#
+# One number from one seed is not a finding: a model trained again with another seed (or the
+# same seed after a change that only moves float rounding) can land elsewhere. With several
+# runs of one configuration that differ only in train.seed, each statistic is reported as its
+# mean over seeds, its range (lowest and highest seed) and the per-seed values. With 3-5 seeds
+# the range is the honest summary: a standard deviation or a bootstrap over so few values
+# would suggest a precision that is not there.
+
+SEED_KEYS = ("seed", "out")          # train keys in which the runs of one model may differ
+MODEL_FIELDS = ("cell", "recurrent_init", "hidden_size", "embedding_size", "bptt", "k1", "k2")
+
+
+def spread(values: Sequence[float | None]) -> dict:
+    """{"mean", "min", "max", "per_seed"} of one statistic over seeds; mean, min and max are
+    None when any seed's value is None (a statistic missing for one seed has no spread)."""
+    values = [None if v is None else float(v) for v in values]
+    if not values or any(v is None for v in values):
+        return {"mean": None, "min": None, "max": None, "per_seed": values}
+    return {"mean": math.fsum(values) / len(values), "min": min(values), "max": max(values), "per_seed": values}
+
+
+def model_key(cfg) -> str:
+    """What makes two runs the same model: the data, model and train sections, train.seed
+    and train.out set aside (JSON text, comparable with ==)."""
+    import json
+
+    doc = cfg.to_dict()
+    train = {k: v for k, v in doc["train"].items() if k not in SEED_KEYS}
+    return json.dumps({"data": doc["data"], "model": doc["model"], "train": train}, sort_keys=True, default=str)
+
+
+def group_label(paths: Sequence[str]) -> str:
+    """The name of the folder that holds a model's run folders (runs/probe/gru/seed2/best.npz
+    -> gru), or the first run's label when the runs do not share one."""
+    parents = {os.path.dirname(os.path.dirname(os.path.abspath(p))) for p in paths}
+    if len(parents) == 1:
+        return os.path.basename(parents.pop()) or checkpoint_labels(paths[:1])[0]
+    return checkpoint_labels(paths[:1])[0]
+
+
+def _spread_rows(runs: Sequence[dict], key: str, ident: tuple[str, ...]) -> list[dict]:
+    """Row i of runs[*][key] (bins or distances) as one row: accuracy and margin over seeds."""
+    first = runs[0][key]
+    if any([tuple(r[k] for k in ident) for r in run[key]] != [tuple(r[k] for k in ident) for r in first]
+           for run in runs):
+        raise DataError(f"the runs of {runs[0].get('label')} were scored on different {key}")
+    rows = []
+    for i, row in enumerate(first):
+        same = [run[key][i] for run in runs]
+        rows.append({**{k: row[k] for k in ident}, "n": row["n"],
+                     "accuracy": spread([r["accuracy"] for r in same]),
+                     "mean_margin": spread([r["mean_margin"] for r in same])})
+    return rows
+
+
+def aggregate_seeds(label: str, runs: Sequence[dict]) -> dict:
+    """One model over seeds from the probe entries of its runs (`run_probe` model dicts, each
+    with its "seed"): {"label", cell, ..., "seeds", "valid_ppl": spread, "bins": [{"bin", "lo",
+    "hi", "n", "accuracy": spread, "mean_margin": spread}], "distances": [...], "overall":
+    {"n", "accuracy", "mean_margin"}, "runs": the per-seed entries, by seed}."""
+    runs = sorted(runs, key=lambda r: r["seed"])
+    seeds = [r["seed"] for r in runs]
+    for a, b in zip(runs, runs[1:]):
+        if a["seed"] == b["seed"]:
+            raise ConfigError(f"{a.get('path', a['label'])} and {b.get('path', b['label'])} are the same model "
+                              f"with the same train.seed ({a['seed']}): give each seed once")
+    overall = {"n": runs[0]["overall"]["n"], "accuracy": spread([r["overall"]["accuracy"] for r in runs]),
+               "mean_margin": spread([r["overall"]["mean_margin"] for r in runs])}
+    return {"label": label, **{k: runs[0].get(k) for k in MODEL_FIELDS}, "seeds": seeds,
+            "valid_ppl": spread([r.get("valid_ppl") for r in runs]),
+            "bins": _spread_rows(runs, "bins", ("bin", "lo", "hi")),
+            "distances": _spread_rows(runs, "distances", ("distance",)),
+            "overall": overall, "runs": list(runs)}
+
+
+def probe_over_seeds(checkpoints: Sequence[str], data: str | None = None,
+                     edges: Sequence[int] = DEFAULT_BINS) -> dict:
+    """`rnnlm probe --over-seeds`: checkpoints whose configurations differ only in train.seed
+    (and train.out) form one model, reported over its seeds (`aggregate_seeds`); models keep
+    the order of their first checkpoint. The result has run_probe's top-level fields,
+    "over_seeds": true, and one aggregated entry per model."""
+    if not checkpoints:
+        raise ConfigError("give at least one checkpoint")
+    make_bins(edges)
+    with contextlib.nullcontext(data) if data else resources.as_file(default_probe_file()) as source:
+        path = _display_path(source)
+        items = load_items(path)
+    scorers, groups = [], {}
+    for label, ck in zip(checkpoint_labels(checkpoints), checkpoints):
+        score, info, cfg = _open_scorer(ck)
+        scorers.append((label, score, {**info, "seed": cfg.train.seed}))
+        groups.setdefault(model_key(cfg), []).append(len(scorers) - 1)
+    result = run_probe(items, scorers, edges, data=path)
+    members = list(groups.values())
+    labels = [group_label([checkpoints[i] for i in idx]) for idx in members]
+    labels = [lab if labels.count(lab) == 1 else _display_path(os.path.dirname(checkpoints[idx[0]]))
+              for lab, idx in zip(labels, members)]
+    models = [aggregate_seeds(lab, [result["models"][i] for i in idx]) for lab, idx in zip(labels, members)]
+    return {**result, "over_seeds": True, "models": models}
+
+
+# --------------------------------------------------------------------------- gradient horizons
+
+def _diagnosis_for(entry: dict, diagnoses: dict[str, dict]) -> dict:
+    """The diagnose-gradients model entry of one probed run: the diagnosis saved in the
+    checkpoint's folder, or, for a result without paths, the one whose folder is named like
+    the run's label; {} when there is none."""
+    diag = diagnoses.get(os.path.dirname(os.path.abspath(entry["path"]))) if entry.get("path") else None
+    if diag is None:
+        diag = next((d for folder, d in diagnoses.items() if os.path.basename(folder) == entry["label"]), None)
+    return diag["models"][0] if diag and diag.get("models") else {}
+
+
+def add_horizons(result: dict, diagnoses: dict[str, dict]) -> dict:
+    """A copy of a probe result with each run's gradient horizon from `rnnlm diagnose-gradients
+    --checkpoint RUN/best.npz --format json` (`diagnoses`: RUN folder, absolute -> that JSON).
+
+    Each run gets "horizon", "horizon_is_lower_bound" and "half_life" (None without a
+    diagnosis); over seeds, the model gets "horizon" and "half_life" as spreads and
+    "horizon_is_lower_bound" per seed. Top level: "horizon_steps" and "horizon_threshold"."""
+    import copy
+
+    out = copy.deepcopy(result)
+    diagnoses = {os.path.abspath(folder): d for folder, d in diagnoses.items()}
+    for model in out["models"]:
+        runs = model["runs"] if out.get("over_seeds") else [model]
+        for run in runs:
+            entry = _diagnosis_for(run, diagnoses)
+            run.update({"horizon": entry.get("horizon"), "horizon_is_lower_bound": entry.get("horizon_is_lower_bound"),
+                        "half_life": entry.get("half_life")})
+        if out.get("over_seeds"):
+            model.update({"horizon": spread([r["horizon"] for r in runs]),
+                          "horizon_is_lower_bound": [r["horizon_is_lower_bound"] for r in runs],
+                          "half_life": spread([r["half_life"] for r in runs])})
+    present = [d for d in diagnoses.values() if d]
+    out["horizon_steps"] = next((d.get("steps") for d in present), None)
+    out["horizon_threshold"] = next((d.get("threshold") for d in present), None)
+    return out

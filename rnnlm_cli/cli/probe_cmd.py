@@ -21,10 +21,13 @@ from rnnlm_cli.paths import In, Out, check_paths
               help="A checkpoint (.npz) from train (repeatable: one column group each, named by its run folder).")
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Probe items, JSON lines (probe.data; default: the agreement probe set shipped with rnnlm).")
+@click.option("--over-seeds", is_flag=True,
+              help="Checkpoints whose configs differ only in train.seed (and train.out) are one model: report "
+                   "its mean over seeds, the range (lowest and highest seed) and each seed's numbers.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw accuracy against distance to this PNG (needs the plot extra).")
 @format_option(("table", "json", "csv"))
-def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
+def probe_cmd(config_path, overrides, checkpoints, data_path, over_seeds, plot_path, fmt):
     """Long-range agreement accuracy by distance: does the model prefer the verb form that
     agrees with the subject d words back?
 
@@ -44,10 +47,20 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
     per model and bin, then one `all` row per model.
 
     \b
+    --over-seeds: models are named by the folder that holds their run folders
+    (runs/probe/gru/seed2/best.npz -> gru). JSON: the same top-level fields and over_seeds: true;
+    models: [{label, cell, ..., k2, seeds, valid_ppl: S, bins: [{bin, lo, hi, n, accuracy: S,
+    mean_margin: S}], distances: [...], overall: {n, accuracy: S, mean_margin: S}, runs: [one
+    model entry as above, with its seed, per seed]}], where S = {mean, min, max, per_seed}.
+    CSV: label,bin,lo,hi,n,seeds,accuracy_mean,accuracy_min,accuracy_max,margin_mean,margin_min,
+    margin_max.
+
+    \b
     Example:
       rnnlm probe --checkpoint runs/probe/tanh/best.npz
       rnnlm probe --checkpoint runs/probe/gru/best.npz --checkpoint runs/probe/lstm/best.npz --format json
       rnnlm probe --checkpoint runs/demo/tanh/best.npz --set probe.bins=[2,5,10,30] --plot probe.png
+      rnnlm probe --over-seeds --checkpoint runs/probe/gru/seed1/best.npz --checkpoint runs/probe/gru/seed2/best.npz
     """
     from rnnlm_cli.analysis import probe
     from rnnlm_cli.render import probe as render
@@ -58,7 +71,8 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
         prepare_plot(plot_path)
     check_paths([In("config file", config_path), In("probe data", cfg.probe.data),
                  *(In("checkpoint", p) for p in checkpoints)], [Out("--plot file", plot_path)])
-    result = probe.probe_checkpoints(list(checkpoints), data=cfg.probe.data, edges=cfg.probe.bins)
+    run = probe.probe_over_seeds if over_seeds else probe.probe_checkpoints
+    result = run(list(checkpoints), data=cfg.probe.data, edges=cfg.probe.bins)
     if plot_path:
         render.plot(result, plot_path)
     emit(result, fmt, render.render_table, render.render_csv)
@@ -69,24 +83,36 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, plot_path, fmt):
 @click.command("probe-horizons", context_settings=CONTEXT_SETTINGS)
 @click.argument("probe_json", type=click.Path(exists=True, dir_okay=False))
 @click.argument("diagnose_jsons", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def probe_horizons_cmd(probe_json, diagnose_jsons):
+@format_option(("table", "json"))
+def probe_horizons_cmd(probe_json, diagnose_jsons, fmt):
     """Each probed model's gradient horizon next to its agreement accuracy at long distances.
 
-    PROBE_JSON is the output of `rnnlm probe --format json`; each DIAGNOSE_JSON is the output of
-    `rnnlm diagnose-gradients --checkpoint RUN/best.npz --format json` saved in RUN/, and goes
-    with the probed model of the same run-folder name. Reads files only (`make probe-horizons`).
+    PROBE_JSON is the output of `rnnlm probe --format json` (with or without --over-seeds);
+    each DIAGNOSE_JSON is the output of `rnnlm diagnose-gradients --checkpoint RUN/best.npz
+    --format json` saved in RUN/, and goes with the probed checkpoint in the same folder (or,
+    for a probe result without paths, with the model named like that folder). Over seeds, the
+    horizon is reported as mean [lowest, highest seed]. Reads files only (`make probe-horizons`).
+
+    \b
+    JSON (--format json): the probe result with, for each probed run, horizon,
+    horizon_is_lower_bound and half_life (null without a diagnosis); over seeds each model also
+    gets horizon and half_life as {mean, min, max, per_seed} and horizon_is_lower_bound per
+    seed; top level: horizon_steps, horizon_threshold.
 
     \b
     Example:
       rnnlm probe-horizons runs/probe/probe.json runs/probe/tanh/diagnose.json runs/probe/gru/diagnose.json
+      rnnlm probe-horizons runs/probe/probe.json runs/probe/*/seed*/diagnose.json --format json
     """
+    from rnnlm_cli.analysis.probe import add_horizons
     from rnnlm_cli.render.probe import horizon_table
 
     result = read_json(probe_json)
-    diagnoses = {os.path.basename(os.path.dirname(os.path.abspath(p))): read_json(p) for p in diagnose_jsons}
+    diagnoses = {os.path.dirname(os.path.abspath(p)): read_json(p) for p in diagnose_jsons}
     try:
-        text = horizon_table(result, diagnoses)
+        merged = add_horizons(result, diagnoses)
+        text = horizon_table(merged) if fmt == "table" else None
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise DataError(f"{probe_json} and the diagnoses do not hold the fields of `rnnlm probe --format json` "
                         f"and `rnnlm diagnose-gradients --format json` ({type(exc).__name__}: {exc})") from None
-    click.echo(text)
+    emit(merged, fmt, lambda _: text)
