@@ -8,7 +8,7 @@ RNNLM  := $(VENV)/bin/rnnlm
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: install test demo diagnose bench lint clean probe probe-horizons
+.PHONY: install test demo diagnose bench lint clean probe probe-horizons docs docs-check
 
 install: $(STAMP)
 
@@ -124,6 +124,18 @@ results: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+# the generated sections of README.md and docs/ (tables, figures, sample outputs, docs/cli.md), rewritten
+# from their sources by cog (scripts/docgen.py); with ../shared/corpora/ptb also the Penn Treebank ones
+DOCS := README.md $(wildcard docs/*.md)
+
+docs: $(STAMP)
+	RNNLM_DOCS_FULL=1 $(VENV)/bin/cog -r -I scripts $(DOCS)
+
+# the docs' tests in full: every documented command, including those tagged [slow] or [corpora]
+# (skipped by `make test`), and every generated section, including the Penn Treebank ones
+docs-check: $(STAMP)
+	RNNLM_DOCS_FULL=1 $(PY) -m pytest tests/test_docs.py
 
 lint: $(STAMP)
 	$(PY) -m compileall -q rnnlm_cli tests scripts

@@ -1,0 +1,119 @@
+"""Sections of the documentation rendered from data, so the docs cannot drift from their sources.
+
+Each function turns one source (a diagnosis, a bench report, the configuration schema) into the
+Markdown the docs show; `make docs` calls them through cog (scripts/docgen.py) and the tests
+check that the committed docs equal what they render now.
+
+    diagnostics_summary(models, labels)   one row per model: decay, horizon, Jacobians, bias
+    bench_table(report)                   the README's throughput table from a bench JSON
+    bench_speedups(report)                {peer: how many times faster} for time to quality
+    config_sections()                     the configuration's sections and their keys
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from rnnlm_cli.config import SECTIONS
+from rnnlm_cli.render.report import table
+from rnnlm_cli.values import fmt_num
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+DIAGNOSTICS_HEADERS = ("model", "decay rate /step", "half-life", "horizon", "mean ‖J‖₂", "‖J‖ product, span 16",
+                       "σ_max(W_h) [bound]", "saturation", "cosine k=1", "cosine k=4", "cosine k=16")
+
+
+def _span(m: dict, span: int) -> str:
+    products = {p["span"]: p["mean"] for p in m["jacobian"]["products"]}
+    return fmt_num(products[span]) if span in products else "-"
+
+
+def _cosines(m: dict, k: int) -> str:
+    bias = {b["k"]: b for b in m["truncation_bias"]}
+    if k not in bias:
+        return "-"
+    return f"{bias[k]['cosine']:.3f} / {bias[k]['W_h_cosine']:.3f}"
+
+
+def diagnostics_row(m: dict, label: str | None = None) -> list[str]:
+    """One model of a `diagnose-gradients --format json` result as a row of DIAGNOSTICS_HEADERS."""
+    horizon = f"≥{m['horizon']}" if m["horizon_is_lower_bound"] else str(m["horizon"])
+    half_life = "inf" if m["half_life"] is None else fmt_num(m["half_life"])
+    blocks = ", ".join(f"{b['block']} {fmt_num(b['sigma_max'])} [{fmt_num(b['bound'])}]"
+                       for b in m["jacobian"]["recurrent"]["blocks"])
+    saturation = "; ".join(f"{kind} {s['mean']:.1%}" for kind, s in m["saturation"].items())
+    return [label or m["label"], fmt_num(m["decay_rate"]), half_life, horizon,
+            fmt_num(m["jacobian"]["overall"]["mean"]), _span(m, 16), blocks, saturation,
+            _cosines(m, 1), _cosines(m, 4), _cosines(m, 16)]
+
+
+def diagnostics_summary(models: list[dict], labels: list[str] | None = None) -> str:
+    """The Markdown summary table of docs/diagnostics.md (numbers as the text report formats them)."""
+    labels = labels or [None] * len(models)
+    rows = [diagnostics_row(m, label) for m, label in zip(models, labels)]
+    text = table(DIAGNOSTICS_HEADERS, rows, markdown=True)
+    # numbers right-aligned, as in the text report
+    return text.replace("|" + "---|" * len(DIAGNOSTICS_HEADERS),
+                        "|---|--:|--:|--:|--:|--:|---|---|--:|--:|--:|", 1)
+
+
+# --------------------------------------------------------------------------- performance
+
+# what each bench config is called in the README, and the target it must meet
+BENCH_ROWS = (
+    ("tanh", "tanh, full softmax", ">= 8,500, <= 250 MB"),
+    ("gru", "GRU, full softmax", ">= 7,500"),
+    ("lstm", "LSTM, full softmax", ">= 7,500"),
+    ("relu", "ReLU, full softmax", ""),
+    ("class-k35", "tanh, class softmax (100 classes), k1 = 35", ">= 55,000"),
+    ("class-k4", "tanh, class softmax (100 classes), k1 = 4", ""),
+)
+
+
+def _bench_result(report: dict, name: str) -> dict:
+    return next(r for r in report["results"] if r["name"] == name)
+
+
+def _ttq(report: dict) -> dict | None:
+    done = [t for t in report.get("time_to_quality") or [] if t.get("seconds")]
+    return done[0] if done else None
+
+
+def bench_speedups(report: dict) -> dict[str, float]:
+    """How many times faster than each peer the time-to-quality run was: peer time / our time."""
+    t = _ttq(report)
+    if t is None:
+        return {}
+    return {name: p["seconds"] / t["seconds"] for name, p in t.get("peers", {}).items()}
+
+
+def bench_table(report: dict) -> str:
+    """The README's Markdown table of a bench report (scripts/bench.py --format json)."""
+    rows = []
+    for name, what, target in BENCH_ROWS:
+        r = _bench_result(report, name)
+        s = r["summary"]
+        rows.append([what, f"{s['median']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f})", f"{r['bound_fraction']:.0%}",
+                     f"{r['peak_rss_mb']:.0f} MB", target])
+    full, cls = _bench_result(report, "eval"), _bench_result(report, "eval-class")
+    rows.append(["evaluation, full / class softmax",
+                 f"{full['summary']['median']:,.0f} / {cls['summary']['median']:,.0f}",
+                 f"{full['bound_fraction']:.0%} / {cls['bound_fraction']:.0%}",
+                 f"{full['peak_rss_mb']:.0f} / {cls['peak_rss_mb']:.0f} MB", ""])
+    pre = _bench_result(report, "preprocess")
+    rows.append(["preprocessing (PTB)", f"{pre['summary']['median']:.1f} MB/s", "", f"{pre['peak_rss_mb']:.0f} MB", ""])
+    t = _ttq(report)
+    if t is not None:
+        rows.append([f"time to validation perplexity {t['target']:.0f} ({t['softmax']} softmax)",
+                     f"{t['seconds']:.0f} s, {t['tokens'] / 1e6:.2f}M tokens", "", "", "<= 1/3 of the peers"])
+    return table(["config", "tokens/s", "fraction of the GEMM bound", "peak RSS", "target"], rows, markdown=True)
+
+
+# --------------------------------------------------------------------------- configuration
+
+def config_sections() -> str:
+    """A Markdown table of the configuration's sections and their keys, from the schema."""
+    rows = [[f"`{name}`", ", ".join(f.name for f in fields(cls))] for name, cls in SECTIONS.items()]
+    return table(["section", "keys"], rows, markdown=True)

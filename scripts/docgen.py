@@ -1,0 +1,263 @@
+"""The generated sections of README.md and docs/*.md, for cog (`make docs`).
+
+Every table, figure and sample output in the docs sits between cog markers that call one
+function of this module:
+
+    <!-- [[[cog import docgen; docgen.gradcheck_excerpt()]]] -->
+    ...generated text...
+    <!-- [[[end]]] -->
+
+`make docs` rewrites those sections (`cog -r -I scripts README.md docs/*.md`); tests/test_docs.py
+runs cog with --check and fails when a committed section differs from what its source gives
+now. Sources: results/*.json (result records, the bench report), the configuration schema,
+Click's own help, and deterministic commands run in a scratch copy of configs/ and corpora/
+(paths in their output are shown relative to that copy, never absolute, and nothing timed is
+shown). Sections that need Penn Treebank are regenerated only when RNNLM_DOCS_FULL=1
+(`make docs-check`, `make docs`) and the corpus exists; otherwise they keep their text.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cog
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+QUALITY = ("ptb-rnn", "ptb-lstm", "ptb-gru", "shakespeare-char")   # the Makefile's reference configs
+
+_workspace: Path | None = None
+_outputs: dict[str, str] = {}
+
+
+# --------------------------------------------------------------------------- running commands
+
+def workspace() -> Path:
+    """A scratch copy of configs/ and corpora/ (made once per process), beside a link to ../shared."""
+    global _workspace
+    if _workspace is None:
+        top = Path(tempfile.mkdtemp(prefix="rnnlm-docs-"))
+        atexit.register(shutil.rmtree, top, True)
+        _workspace = top / "repo"
+        _workspace.mkdir()
+        shutil.copytree(ROOT / "configs", _workspace / "configs")
+        shutil.copytree(ROOT / "corpora", _workspace / "corpora")
+        if SHARED.is_dir():
+            (top / "shared").symlink_to(SHARED)
+    return _workspace
+
+
+def run(command: str) -> str:
+    """The stdout of a shell command run in the workspace (once per process), with the workspace's
+    absolute path taken out so the text is the same on every machine."""
+    if command not in _outputs:
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        done = subprocess.run(["bash", "-c", command], cwd=workspace(), env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"docs: `{command}` exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+        _outputs[command] = done.stdout.replace(f"{workspace()}{os.sep}", "").replace(str(workspace()), ".")
+    return _outputs[command]
+
+
+def fenced(text: str, lang: str = "") -> None:
+    cog.outl(f"```{lang}")
+    cog.outl(text.rstrip("\n"))
+    cog.outl("```")
+
+
+def keep_previous(why: str) -> None:
+    """Leave a section as it is (its source is not here); say why on stderr."""
+    print(f"docgen: kept a section unchanged: {why}", file=sys.stderr)
+    cog.out(cog.previous)
+
+
+def full_run() -> bool:
+    return os.environ.get("RNNLM_DOCS_FULL") == "1"
+
+
+# --------------------------------------------------------------------------- gradcheck
+
+def gradcheck_excerpt(head: int = 3, tail: int = 2) -> None:
+    """`rnnlm gradcheck --all`: the header, the first and last rows, and the verdict."""
+    lines = run("rnnlm gradcheck --all").rstrip("\n").split("\n")
+    rows, verdict = lines[1:-1], lines[-1]
+    fenced("\n".join([lines[0]] + rows[:head] + ["..."] + rows[-tail:] + [verdict]))
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+AGREEMENT = ("rnnlm diagnose-gradients --config configs/diagnose/tanh.yaml --config configs/diagnose/irnn.yaml "
+             "--config configs/diagnose/gru.yaml --config configs/diagnose/lstm.yaml")
+PTB = AGREEMENT.replace("configs/diagnose/", "configs/diagnose/ptb-")
+TRAINED = "runs/diagnose/tiny-trained"
+
+
+def diagnosis(command: str) -> dict:
+    """The JSON of a diagnose-gradients command (run once), after preparing the agreement corpus
+    (diagnose-gradients only reads prepared data)."""
+    run("rnnlm preprocess --config configs/tiny.yaml --quiet")
+    return json.loads(run(f"{command} --format json --quiet"))
+
+
+def _text_parts(result: dict) -> list[str]:
+    """The command's text report, in its paragraphs: data line, summary, chart, side-by-side
+    lags, then one section per model. It is what the command prints: the same renderer the
+    command uses (render.report.diagnostics_text) applied to its JSON."""
+    from rnnlm_cli.render.report import diagnostics_text
+    return diagnostics_text(result).split("\n\n")
+
+
+def diagnose_readme() -> None:
+    """README: the agreement corpus's summary table and lag chart."""
+    parts = _text_parts(diagnosis(AGREEMENT))
+    fenced("\n\n".join(parts[1:3]))
+
+
+def diagnose_start(corpus: str = "agreement") -> None:
+    """docs/diagnostics.md: the start of the output, up to the side-by-side lag table."""
+    if corpus == "ptb":
+        if not _ptb_available():
+            return keep_previous("Penn Treebank part (needs RNNLM_DOCS_FULL=1 and ../shared/corpora/ptb)")
+        parts = _text_parts(_ptb_diagnosis())
+    else:
+        parts = _text_parts(diagnosis(AGREEMENT))
+    fenced("\n\n".join(parts[:4]))
+
+
+def diagnose_summary(corpus: str = "agreement") -> None:
+    """docs/diagnostics.md: one Markdown row per model, from the JSON."""
+    from rnnlm_cli.render.docs import diagnostics_summary
+    if corpus == "ptb":
+        if not _ptb_available():
+            return keep_previous("Penn Treebank table (needs RNNLM_DOCS_FULL=1 and ../shared/corpora/ptb)")
+        cog.outl(diagnostics_summary(_ptb_diagnosis()["models"]))
+    else:
+        cog.outl(diagnostics_summary(diagnosis(AGREEMENT)["models"]))
+
+
+def _ptb_available() -> bool:
+    return full_run() and (SHARED / "corpora" / "ptb" / "ptb.train.txt").is_file()
+
+
+def _ptb_diagnosis() -> dict:
+    run("rnnlm preprocess --config configs/diagnose/ptb-tanh.yaml --quiet")
+    return diagnosis(PTB)
+
+
+def _trained() -> dict:
+    run(f"rnnlm train --config configs/tiny.yaml --set train.out={TRAINED} --force --quiet")
+    return diagnosis(f"rnnlm diagnose-gradients --checkpoint {TRAINED}/best.npz --config configs/diagnose/tanh.yaml")
+
+
+def trained_sentence() -> None:
+    """The sentence that introduces the trained model, with its validation perplexity."""
+    _trained()
+    summary = json.loads((workspace() / TRAINED / "summary.json").read_text(encoding="utf-8"))
+    epochs = summary["epochs"]
+    cog.outl(f"The demo's tanh RNN (`tiny.yaml`: the sizes and initialisation scheme of `tanh.yaml`) after "
+             f"{epochs} epochs\n(validation perplexity {summary['valid_ppl']:.1f}), measured on the same sequences "
+             f"as the fresh `tanh` above:")
+
+
+def trained_summary() -> None:
+    """The fresh tanh RNN against the trained one, one Markdown row each."""
+    from rnnlm_cli.render.docs import diagnostics_summary
+    fresh = diagnosis(AGREEMENT)["models"][0]
+    trained = _trained()["models"][0]
+    epochs = json.loads((workspace() / TRAINED / "summary.json").read_text(encoding="utf-8"))["epochs"]
+    cog.outl(diagnostics_summary([fresh, trained], ["tanh, fresh", f"tanh, trained {epochs} epochs (best.npz)"]))
+
+
+def trained_jacobians() -> None:
+    """The trained model's step Jacobians, their products, the bound and the saturation."""
+    detail = _text_parts(_trained())[-1].split("\n")
+    start = next(i for i, line in enumerate(detail) if line.startswith("step Jacobian"))
+    end = next(i for i, line in enumerate(detail) if line.startswith("saturation:"))
+    fenced("\n".join(detail[start:end + 1]))
+
+
+# --------------------------------------------------------------------------- results and performance
+
+def _records() -> list[dict]:
+    return [json.loads((ROOT / "results" / f"{name}.json").read_text(encoding="utf-8")) for name in QUALITY
+            if (ROOT / "results" / f"{name}.json").is_file()]
+
+
+def results_table() -> None:
+    """README: the results table, as `rnnlm results results/*.json` prints it."""
+    from rnnlm_cli.render.results import ANCHORS
+    from rnnlm_cli.render.results import results_table as render
+    cog.outl(render(_records(), ANCHORS))
+
+
+def results_curves() -> None:
+    """README: validation perplexity against wall time, as `rnnlm results` prints it."""
+    from rnnlm_cli.render.results import curves_table
+    fenced(curves_table(_records()))
+
+
+def bench_report() -> dict:
+    return json.loads((ROOT / "results" / "bench.json").read_text(encoding="utf-8"))
+
+
+def bench_table() -> None:
+    """README: the throughput table from results/bench.json."""
+    from rnnlm_cli.render.docs import bench_table as render
+    cog.outl(render(bench_report()))
+
+
+def bench_peers() -> None:
+    """README: the peers' times and how many times faster the time-to-quality run was."""
+    from rnnlm_cli.render.docs import bench_speedups
+    report = bench_report()
+    ttq = next(t for t in report["time_to_quality"] if t.get("seconds"))
+    peers, speedups = ttq["peers"], bench_speedups(report)
+    mikolov, torch = peers["mikolov_rnnlm_0.3e"], peers["pytorch_cpu_tanh"]
+    cog.outl(f"The peers need {mikolov['seconds']:.0f} s for the same tokens (Mikolov's toolkit at its "
+             f"{mikolov['tokens_per_s']:,.0f} words/s) and\n{torch['seconds']:.0f} s (PyTorch's tanh step, "
+             f"{torch['tokens_per_s']:,.0f} tokens/s on two threads, measured in the same run), so the run is\n"
+             f"{speedups['mikolov_rnnlm_0.3e']:.1f}x and {speedups['pytorch_cpu_tanh']:.1f}x faster.")
+
+
+def bench_printed() -> None:
+    """docs/performance.md: results/bench.json through the bench's own table renderer."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench
+    fenced(bench.render_table(bench_report()))
+
+
+# --------------------------------------------------------------------------- configuration and CLI
+
+def config_sections() -> None:
+    """README: the configuration's sections and keys, from the schema."""
+    from rnnlm_cli.render.docs import config_sections as render
+    cog.outl(render())
+
+
+def _commands(group, path):
+    import click
+    yield path, group
+    if isinstance(group, click.Group):
+        for name in sorted(group.commands):
+            yield from _commands(group.commands[name], path + [name])
+
+
+def cli_reference() -> None:
+    """docs/cli.md: every command's --help, as Click prints it at a width of 100 columns."""
+    import click
+    from rnnlm_cli.cli import cli
+    for path, command in _commands(cli, ["rnnlm"]):
+        ctx = None
+        for i, name in enumerate(path):
+            target = cli if i == 0 else ctx.command.commands[name]
+            ctx = click.Context(target, info_name=name, parent=ctx, terminal_width=100, max_content_width=100)
+        title = " ".join(path)
+        cog.outl(f"## {title}\n")
+        cog.outl(f"```\n$ {title} --help\n{command.get_help(ctx)}\n```\n")
