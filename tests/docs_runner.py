@@ -17,7 +17,7 @@ then an evaluation, so best.npz exists), `rnnlm gradcheck --all` gets `--samples
 and `rnnlm diagnose-gradients` with a model gets `--steps 10 --batches 1 --batch-size 4`. Each block
 runs in its own copy of a workspace (configs/, corpora/, scripts/ and the agreement corpus prepared
 once per session); a run folder a command names but no earlier command made (e.g.
-runs/demo/tanh, runs/probe/lstm) is trained first, shortened the same way (PROVIDERS).
+runs/demo/tanh, runs/probe/MODEL/seedS) is trained first, shortened the same way (PROVIDERS).
 """
 
 from __future__ import annotations
@@ -45,8 +45,16 @@ DIAGNOSE_SHORT = "--steps 10 --batches 1 --batch-size 4"
 # run folders the docs read but only `make` targets write: how the runner makes them
 PROVIDERS = {
     "runs/demo/tanh": "rnnlm train --config configs/tiny.yaml --quiet",
-    "runs/probe/lstm": "rnnlm train --config configs/probe/lstm.yaml --quiet",
-    "runs/probe/tanh-k5": "rnnlm train --config configs/probe/tanh-k5.yaml --quiet",
+    "runs/probe/lstm/seed1": "rnnlm train --config configs/probe/lstm.yaml --set train.seed=1 "
+                              "--set train.out=runs/probe/lstm/seed1 --quiet",
+    "runs/probe/tanh-k5/seed1": "rnnlm train --config configs/probe/tanh-k5.yaml --set train.seed=1 "
+                              "--set train.out=runs/probe/tanh-k5/seed1 --quiet",
+    "runs/probe/gru/seed1": "rnnlm train --config configs/probe/gru.yaml --set train.seed=1 "
+                              "--set train.out=runs/probe/gru/seed1 --quiet",
+    "runs/probe/gru/seed2": "rnnlm train --config configs/probe/gru.yaml --set train.seed=2 "
+                              "--set train.out=runs/probe/gru/seed2 --quiet",
+    "runs/probe/gru/seed3": "rnnlm train --config configs/probe/gru.yaml --set train.seed=3 "
+                              "--set train.out=runs/probe/gru/seed3 --quiet",
 }
 
 
