@@ -261,3 +261,9 @@ def cli_reference() -> None:
         title = " ".join(path)
         cog.outl(f"## {title}\n")
         cog.outl(f"```\n$ {title} --help\n{command.get_help(ctx)}\n```\n")
+
+
+def package_layout() -> None:
+    """The package's modules, one line each, from their docstrings."""
+    from rnnlm_cli.render.docs import package_layout as layout
+    fenced(layout(ROOT / "rnnlm_cli"))

@@ -12,6 +12,9 @@ check that the committed docs equal what they render now.
 
 from __future__ import annotations
 
+import re
+import textwrap
+
 from dataclasses import fields
 
 from rnnlm_cli.config import SECTIONS
@@ -117,3 +120,40 @@ def config_sections() -> str:
     """A Markdown table of the configuration's sections and their keys, from the schema."""
     rows = [[f"`{name}`", ", ".join(f.name for f in fields(cls))] for name, cls in SECTIONS.items()]
     return table(["section", "keys"], rows, markdown=True)
+
+
+def _first_sentence(path) -> str:
+    """The first sentence of a module's docstring, on one line."""
+    import ast
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    first = " ".join(doc.strip().split("\n\n")[0].split())
+    end = re.search(r"\.\s+(?=[A-Z`])", first)                # "et al. 2011" does not end it
+    return (first[:end.start()] if end else first).rstrip(".:")
+
+
+def package_layout(package) -> str:
+    """The package as a tree, one line per module (its path and the first sentence of its
+    docstring) and per file of package data; folders first line from their __init__.py."""
+    lines = [f"{package.name}/"]
+
+    def add(indent: str, name: str, text: str) -> None:
+        head = f"{indent}{name:<22}"
+        width = max(40, 100 - len(head))
+        for i, piece in enumerate(textwrap.wrap(text, width, break_on_hyphens=False) or [""]):
+            lines.append((head if i == 0 else " " * len(head)) + piece)
+
+    def walk(folder, indent):
+        for p in sorted(folder.iterdir(), key=lambda p: (p.is_dir(), p.name)):
+            if p.name.startswith((".", "__")) and p.name != "__main__.py":
+                continue
+            if p.is_dir():
+                init = p / "__init__.py"
+                add(indent, p.name + "/", _first_sentence(init) if init.exists() else "")
+                walk(p, indent + "  ")
+            elif p.suffix == ".py":
+                add(indent, p.name, _first_sentence(p))
+            elif p.suffix != ".pyc":
+                add(indent, p.name, "package data")
+
+    walk(package, "  ")
+    return "\n".join(lines)
