@@ -270,15 +270,21 @@ def default_probe_file():
     return resources.files("rnnlm_cli.data").joinpath(DEFAULT_DATA)
 
 
-def probe_checkpoints(checkpoints: Sequence[str], data: str | None = None,
-                      edges: Sequence[int] = DEFAULT_BINS) -> dict:
-    """`run_probe` over checkpoint files; `data` None reads the probe set shipped with the package."""
+def _probe_set(checkpoints: Sequence[str], data: str | None, edges: Sequence[int]) -> tuple[str, list]:
+    """(shown path, items) of the probe set, after checking there is a checkpoint and the bins
+    are valid; `data` None reads the probe set shipped with the package."""
     if not checkpoints:
         raise ConfigError("give at least one checkpoint")
     make_bins(edges)
     with contextlib.nullcontext(data) if data else resources.as_file(default_probe_file()) as source:
         path = _display_path(source)
-        items = load_items(path)
+        return path, load_items(path)
+
+
+def probe_checkpoints(checkpoints: Sequence[str], data: str | None = None,
+                      edges: Sequence[int] = DEFAULT_BINS) -> dict:
+    """`run_probe` over checkpoint files; `data` None reads the probe set shipped with the package."""
+    path, items = _probe_set(checkpoints, data, edges)
     scorers = []
     for label, ck in zip(checkpoint_labels(checkpoints), checkpoints):
         score, info = checkpoint_scorer(ck)
@@ -368,12 +374,7 @@ def probe_over_seeds(checkpoints: Sequence[str], data: str | None = None,
     (and train.out) form one model, reported over its seeds (`aggregate_seeds`); models keep
     the order of their first checkpoint. The result has run_probe's top-level fields,
     "over_seeds": true, and one aggregated entry per model."""
-    if not checkpoints:
-        raise ConfigError("give at least one checkpoint")
-    make_bins(edges)
-    with contextlib.nullcontext(data) if data else resources.as_file(default_probe_file()) as source:
-        path = _display_path(source)
-        items = load_items(path)
+    path, items = _probe_set(checkpoints, data, edges)
     scorers, groups = [], {}
     for label, ck in zip(checkpoint_labels(checkpoints), checkpoints):
         score, info, cfg = _open_scorer(ck)
