@@ -261,3 +261,11 @@ def cli_reference() -> None:
         title = " ".join(path)
         cog.outl(f"## {title}\n")
         cog.outl(f"```\n$ {title} --help\n{command.get_help(ctx)}\n```\n")
+
+
+# --------------------------------------------------------------------------- output reference
+
+def output_reference() -> None:
+    """docs/reference.md: every output's fields, from the schema (rnnlm_cli/render/reference.py)."""
+    from rnnlm_cli.render.reference import render_reference
+    cog.outl(render_reference())
