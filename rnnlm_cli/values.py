@@ -1,5 +1,6 @@
 """Values as users see them: strict-JSON copies of results and short text for numbers.
 
+SCHEMA_VERSION  the version of the fields of every JSON output (the key `schema_version`)
 jsonable(obj)   a copy that json.dumps writes as strict JSON: numpy values become Python values,
                 tuples become lists, non-finite floats (NaN, inf) become null
 fmt_num(x)      a number as short text: ints as they are, floats with 3 significant digits
@@ -11,6 +12,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+# The version of the fields of every JSON output (docs/reference.md, rnnlm_cli/render/reference.py):
+# bumped when a field changes meaning or is removed; new fields do not bump it.
+SCHEMA_VERSION = 1
 
 
 def fmt_num(x, digits: int = 3) -> str:

@@ -267,3 +267,11 @@ def package_layout() -> None:
     """The package's modules, one line each, from their docstrings."""
     from rnnlm_cli.render.docs import package_layout as layout
     fenced(layout(ROOT / "rnnlm_cli"))
+
+
+# --------------------------------------------------------------------------- output reference
+
+def output_reference() -> None:
+    """docs/reference.md: every output's fields, from the schema (rnnlm_cli/render/reference.py)."""
+    from rnnlm_cli.render.reference import render_reference
+    cog.outl(render_reference())

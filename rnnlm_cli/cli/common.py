@@ -11,7 +11,7 @@ import click
 
 from rnnlm_cli.config import option_kind, option_value
 from rnnlm_cli.errors import ConfigError, DataError
-from rnnlm_cli.values import jsonable
+from rnnlm_cli.values import SCHEMA_VERSION, jsonable
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -132,10 +132,16 @@ def echo_json(obj) -> None:
     click.echo(json.dumps(jsonable(obj), indent=2, sort_keys=False, allow_nan=False))
 
 
+def versioned(doc: dict) -> dict:
+    """A JSON document with `schema_version` as its first key (docs/reference.md, Versions)."""
+    return {"schema_version": SCHEMA_VERSION, **{k: v for k, v in doc.items() if k != "schema_version"}}
+
+
 def emit(result, fmt: str, table, csv=None) -> None:
-    """Print a result in the chosen --format: json, csv (csv(result)) or text (table(result))."""
+    """Print a result in the chosen --format: json (with schema_version), csv (csv(result)) or
+    text (table(result))."""
     if fmt == "json":
-        echo_json(result)
+        echo_json(versioned(result))
     elif fmt == "csv":
         click.echo(csv(result), nl=False)
     else:

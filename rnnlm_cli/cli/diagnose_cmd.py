@@ -55,20 +55,8 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
     each lag's share of dE/dW_h; and the bias of window truncation k against full BPTT.
     --run RUN reports the logged gradient norms of a training run instead (add --checkpoint for both).
 
-    \b
-    JSON (--format json): {data, steps, batches, batch_size, threshold, models: [{label,
-    model {cell, hidden_size, ...}, data, steps, lag_profile {raw, normalised, matrix[t][k]
-    (+ h, c for lstm)}, decay_rate, half_life, horizon, horizon_is_lower_bound,
-    max_norm_ratio, jacobian {sequences, spectral_norm {mean,min,max}[T], overall,
-    products [{span,..}], recurrent {blocks [{block, sigma_max, gamma, bound, below_bound}],
-    verdict}},
-    saturation {tanh|sigmoid|relu_zero: {per_step, mean, ...}}, lag_contribution {norm,
-    fraction, total_norm}, truncation_bias [{k, cosine, norm_ratio, W_h_cosine,
-    W_h_norm_ratio}]}], history (with --run)}; NaN/inf are null. Full schema: the docstring
-    of rnnlm_cli/analysis/diagnostics.py.
-    CSV (--format csv): model,quantity,i,j,value; grad_norm has i=t, j=k; lag_profile_*,
-    lag_contribution* have i=lag; jacobian_norm_* and saturation_* i=step;
-    jacobian_product_* i=span; sigma_* i=block; truncation_* i=k; scalars no i/j.
+    --format json writes every number (NaN/inf as null); --format csv the same in long
+    format, model,quantity,i,j,value. Every field of both: docs/reference.md.
 
     \b
     Example:

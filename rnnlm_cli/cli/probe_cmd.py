@@ -38,22 +38,10 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, over_seeds, plot_p
     log p(verb) - log p(wrong). --config/--set give the probe section only; each checkpoint
     brings its own model and vocabulary.
 
-    \b
-    JSON (--format json): {data, items, distance_range, bin_edges, confidence, interval, rule,
-    models: [{label, path, cell, recurrent_init, hidden_size, embedding_size, bptt, k1, k2,
-    valid_ppl, oov_prefix_tokens, bins: [{bin, lo, hi, n, correct, accuracy, ci_low, ci_high,
-    mean_margin}], distances: [{distance, n, ...}], overall: {n, ...}}]}.
-    CSV (--format csv): label,bin,lo,hi,n,correct,accuracy,ci_low,ci_high,mean_margin; one row
-    per model and bin, then one `all` row per model.
-
-    \b
     --over-seeds: models are named by the folder that holds their run folders
-    (runs/probe/gru/seed2/best.npz -> gru). JSON: the same top-level fields and over_seeds: true;
-    models: [{label, cell, ..., k2, seeds, valid_ppl: S, bins: [{bin, lo, hi, n, accuracy: S,
-    mean_margin: S}], distances: [...], overall: {n, accuracy: S, mean_margin: S}, runs: [one
-    model entry as above, with its seed, per seed]}], where S = {mean, min, max, per_seed}.
-    CSV: label,bin,lo,hi,n,seeds,accuracy_mean,accuracy_min,accuracy_max,margin_mean,margin_min,
-    margin_max.
+    (runs/probe/gru/seed2/best.npz -> gru); each statistic is its mean over seeds with the
+    lowest and highest seed, and the JSON keeps each seed's numbers. Every field of the JSON
+    and CSV outputs: docs/reference.md.
 
     \b
     Example:
@@ -93,11 +81,8 @@ def probe_horizons_cmd(probe_json, diagnose_jsons, fmt):
     for a probe result without paths, with the model named like that folder). Over seeds, the
     horizon is reported as mean [lowest, highest seed]. Reads files only (`make probe-horizons`).
 
-    \b
-    JSON (--format json): the probe result with, for each probed run, horizon,
-    horizon_is_lower_bound and half_life (null without a diagnosis); over seeds each model also
-    gets horizon and half_life as {mean, min, max, per_seed} and horizon_is_lower_bound per
-    seed; top level: horizon_steps, horizon_threshold.
+    --format json prints the probe result with each run's horizon, horizon_is_lower_bound and
+    half_life added (null without a diagnosis); docs/reference.md describes every field.
 
     \b
     Example:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, echo_json, format_option, given, key_option
+from rnnlm_cli.cli.common import (CONTEXT_SETTINGS, common_options, echo_json, format_option, given, key_option,
+                                  versioned)
 from rnnlm_cli.fileio import atomic_write
 from rnnlm_cli.paths import In, Out, check_paths, data_inputs
 
@@ -85,7 +86,7 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
     out = {"split": label, "tokens": result["tokens"], "loss": result["loss"], "bits": result["bits"],
            "ppl": result["ppl"]}
     if fmt == "json":
-        echo_json(out)
+        echo_json(versioned(out))
     else:
         click.echo(f"split {label}: {out['tokens']:,} tokens, cross-entropy {out['loss']:.4f} nats "
                    f"({out['bits']:.4f} bits) per token, perplexity {out['ppl']:.2f}")
@@ -133,7 +134,7 @@ def generate_cmd(config_path, overrides, checkpoint_path, n, max_tokens, tempera
                      prime=g.prime, seed=g.seed, allow_unk=g.allow_unk, strategy=g.strategy, top_k=g.top_k,
                      log=lambda message: click.echo(message, err=True))
     if fmt == "json":
-        echo_json({"samples": texts})
+        echo_json(versioned({"samples": texts}))
     else:
         for text in texts:
             click.echo(one_line(text))

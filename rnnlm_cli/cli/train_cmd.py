@@ -66,6 +66,8 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
         echo_json(summary)
     else:
         for key, value in summary.items():
+            if key == "schema_version":
+                continue
             for name, v in (value.items() if isinstance(value, dict) else [(None, value)]):
                 label = key if name is None else f"{key}.{name}"
                 label = f"{label:<20}" if len(label) < 20 else label + " "

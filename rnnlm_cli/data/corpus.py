@@ -81,6 +81,7 @@ from rnnlm_cli.errors import ConfigError, DataError
 from rnnlm_cli.fileio import WriteError, atomic_write_json, atomic_write_text, crash_point, is_temporary
 from rnnlm_cli.paths import PREPARED_FILES, PREPARED_MARKER, Out, check_paths, data_inputs, is_prepared_folder, shown
 from rnnlm_cli.progress import Bar, ProgressFactory, no_progress
+from rnnlm_cli.values import SCHEMA_VERSION
 
 FORMAT_VERSION = 1
 UNK = "<unk>"
@@ -652,6 +653,7 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
     cfg = full_cfg if full_cfg is not None else Config()
     cfg = dataclasses.replace(cfg, data=data_cfg)
     meta = {
+        "schema_version": SCHEMA_VERSION,
         "format": PREPARED_MARKER,
         "format_version": FORMAT_VERSION,
         "level": data_cfg.level,

@@ -19,6 +19,7 @@ from rnnlm_cli.config import Config, to_yaml
 from rnnlm_cli.render.report import require_matplotlib, save_png, table
 from rnnlm_cli.fileio import WriteError, atomic_write_json
 from rnnlm_cli.train.metrics import read_metrics
+from rnnlm_cli.values import SCHEMA_VERSION
 
 
 def _commit(folder: str) -> str | None:
@@ -39,6 +40,7 @@ def make_record(name: str, cfg: Config, summary: dict, out_dir: str) -> dict:
     """A record of one finished training run."""
     text = to_yaml(cfg)
     return {
+        "schema_version": SCHEMA_VERSION,
         "name": name,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(os.path.dirname(os.path.abspath(__file__))),

@@ -36,6 +36,7 @@ import numpy as np
 from rnnlm_cli import fileio
 from rnnlm_cli.config import build_config
 from rnnlm_cli.errors import CheckpointError, ConfigError
+from rnnlm_cli.values import SCHEMA_VERSION
 
 FORMAT_VERSION = 1
 
@@ -62,7 +63,7 @@ def pack(params: dict, optim: dict, state: tuple, rng: np.random.Generator | Non
     arrays.update({f"state/{i}": s for i, s in enumerate(state)})
     if rng is not None:
         arrays["rng"] = _text(json.dumps(rng.bit_generator.state))
-    arrays["meta"] = _text(json.dumps({"format_version": FORMAT_VERSION, **meta}))
+    arrays["meta"] = _text(json.dumps({"format_version": FORMAT_VERSION, "schema_version": SCHEMA_VERSION, **meta}))
     return arrays
 
 

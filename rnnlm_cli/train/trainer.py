@@ -55,6 +55,7 @@ from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.runs import check_data_settings, check_model_matches, check_resume, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, make_optimizer
+from rnnlm_cli.values import SCHEMA_VERSION
 
 
 class Interrupted(Exception):
@@ -547,7 +548,7 @@ class Trainer:
 
     def _finish(self) -> dict:
         p = self.p
-        summary = {"steps": p.step, "epochs": p.epoch, "batches_into_epoch": p.batch,
+        summary = {"schema_version": SCHEMA_VERSION, "steps": p.step, "epochs": p.epoch, "batches_into_epoch": p.batch,
                    "tokens": p.tokens, "wall_time_s": p.wall, "tokens_per_sec": p.tokens / max(p.wall, 1e-9),
                    "clip_rate": p.clipped / max(p.step, 1), "nonfinite_skipped": p.nonfinite_skipped,
                    "stopped": p.stopped, "lr": p.lr}
