@@ -8,7 +8,10 @@ atomic_write(path, write)  the one way this tool writes a file it owns: `write(f
                            previous content. The file gets the permissions `open()` would give
                            it (0666 less the umask). Temporary names start with `.` and end with
                            `.tmp`, so a folder's owner can recognise leftovers of a killed
-                           process (`is_temporary`).
+                           process (`is_temporary`). A symlink is written through (the
+                           file it names is replaced, never the link). A path that is a
+                           device, FIFO or socket is refused, since the rename would replace
+                           the device node itself (`--per-token /dev/null` run as root).
                            A failure to write raises WriteError: one message naming the file
                            and the reason ("cannot write F: No space left on device"); it is a
                            DataError (exit 1) and an OSError (errno, strerror) at once.
@@ -35,6 +38,7 @@ Unset, as in every normal run, `crash_point` is a dictionary lookup that does no
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -42,7 +46,7 @@ import tempfile
 from typing import Callable, IO, Iterator, NamedTuple
 
 from rnnlm_cli.errors import DataError
-from rnnlm_cli.paths import shown
+from rnnlm_cli.paths import shown, special_kind
 from rnnlm_cli.values import jsonable
 
 TMP_PREFIX = "."
@@ -118,6 +122,11 @@ def fsync_folder(folder: str) -> None:
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Write `path` whole or not at all: write(fh) into a temporary sibling, fsync, rename."""
     path = os.fspath(path)
+    special = special_kind(path)
+    if special:                     # a rename over /dev/null would replace the device itself
+        raise WriteError(path, OSError(errno.EINVAL, f"{special}, not a regular file"))
+    if os.path.islink(path):        # write through a symlink (as `>` does): never replace the link itself
+        path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     try:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from typing import Iterable, NamedTuple
 
 from rnnlm_cli.errors import ConfigError
@@ -133,8 +134,27 @@ def check_paths(inputs: Iterable[In], outputs: Iterable[Out]) -> None:
                 raise _breach(out, rel, other_out.label, other_out.path)
 
 
+def special_kind(path) -> str | None:
+    """What an existing path that is neither a regular file nor a folder is ("a character
+    device", "a FIFO", ...), following symlinks; None for a regular file, a folder or nothing."""
+    st = _stat(path)
+    if st is None or stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(st.st_mode):
+            return name
+    return "not a regular file"
+
+
 def _check_owned(out: Out, real: str) -> None:
-    """An output may not write over what the tool keeps in a folder it owns."""
+    """An output may not write over what the tool keeps in a folder it owns, nor be a device,
+    FIFO or socket (a file is written to a temporary name and renamed into place, which would
+    replace /dev/null itself, not write into it)."""
+    special = special_kind(out.path)      # through a link too: /dev/stdout -> /proc/self/fd/1 -> a pipe
+    if special:
+        raise ConfigError(f"{out.label} {shown(out.path)} is {special}, not a regular file; rnnlm writes "
+                          f"its outputs to files (a temporary file renamed into place): choose a file path")
     if out.kind == "file":
         parent, name = os.path.split(real)
         kind = folder_kind(parent)
