@@ -18,6 +18,9 @@ atomic_write(path, write)  the one way this tool writes a file it owns: `write(f
 atomic_write_text / atomic_write_json  the same for text and for a JSON document (strict JSON:
                            a NaN or infinity is written as null, see values.jsonable).
 read_jsonl(path, strict)   the entries of a JSON-lines file with their line numbers and text.
+make_folders(folder)       create a folder and its missing parents, and say which were created,
+                           so that a command that fails afterwards (or halfway, on a name too
+                           long) removes them again (remove_folders): nothing is left behind.
 
 Crash points (for the crash tests only). With the environment variable RNNLM_FAULT set to
 `<point>` or `<point>@<n>`, the process kills itself with SIGKILL the n-th time (default: the
@@ -117,6 +120,38 @@ def fsync_folder(folder: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def make_folders(folder: str | os.PathLike) -> list[str]:
+    """Create `folder` and its missing parents; the folders created, deepest first. On a
+    failure halfway (a path too long, a read-only parent) the ones created are removed again
+    before the OSError is raised."""
+    missing = []
+    probe = os.path.abspath(os.fspath(folder))
+    while not os.path.lexists(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    created: list[str] = []
+    try:
+        for path in reversed(missing):
+            os.mkdir(path)
+            created.insert(0, path)
+    except BaseException:
+        remove_folders(created)
+        raise
+    return created
+
+
+def remove_folders(created: list[str]) -> None:
+    """Remove the folders make_folders created (deepest first), where they are empty."""
+    for path in created:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:

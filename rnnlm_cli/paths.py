@@ -38,7 +38,7 @@ PREPARED_FILES = ("vocab.txt", "train.npy", "valid.npy", "test.npy", "meta.json"
 RUN_MARKERS = ("checkpoint.npz", "best.npz", "metrics.jsonl", "summary.json", "train.lock")
 RUN_FILES = RUN_MARKERS + ("config.yaml",)
 OWN_FILES = {"prepared": PREPARED_FILES, "run": RUN_FILES}
-KIND_NAMES = {"prepared": "prepared-data folder", "run": "training run folder"}
+KIND_NAMES = {"prepared": "prepared-data folder", "run": "training run folder", "corpus": "corpus folder"}
 
 _SHOWN = 200          # characters of a path shown in a message
 
@@ -54,8 +54,9 @@ class In(NamedTuple):
 
 
 class Out(NamedTuple):
-    """A path a command writes. kind: "file", "run" (a training run's folder) or "prepared" (a
-    prepared-data folder, replaced whole). owns: names of the tool's own files inside an output
+    """A path a command writes. kind: "file", "run" (a training run's folder), "prepared" (a
+    prepared-data folder, replaced whole) or "corpus" (a folder of generated files, `owns`:
+    written into a new or empty folder, or over an earlier such corpus, never among other files). owns: names of the tool's own files inside an output
     folder, which the command may also read."""
 
     label: str
@@ -71,6 +72,11 @@ def shown(path) -> str:
         return text
     half = (_SHOWN - 3) // 2
     return f"{text[:half]}...{text[-half:]}"
+
+
+def brief_name(name: str) -> str:
+    """A file name for a message, cut when absurdly long."""
+    return name if len(name) <= 60 else f"{name[:57]}..."
 
 
 def _real(path: str) -> str:
@@ -163,6 +169,15 @@ def _check_owned(out: Out, real: str) -> None:
                               f"{shown(parent)}; choose another path")
         return
     kind = folder_kind(real)
+    if out.kind == "corpus" and os.path.isdir(real):
+        # a generated corpus replaces only an earlier one: its own files and nothing else
+        found = sorted(n for n in os.listdir(real) if not (n.startswith(".") and n.endswith(".tmp")))
+        if found and found != sorted(out.owns):
+            others = [n for n in found if n not in out.owns] or found
+            raise ConfigError(f"{out.label} {shown(out.path)} holds files this command did not write "
+                              f"({', '.join(brief_name(n) for n in others[:3])}{', ...' if len(others) > 3 else ''}); "
+                              f"it writes into a new or empty folder, or over an earlier corpus "
+                              f"({', '.join(out.owns)} and nothing else): choose another folder")
     if kind and kind != out.kind:
         raise ConfigError(f"{out.label} {shown(out.path)} is a {KIND_NAMES[kind]}, "
                           f"not a {KIND_NAMES[out.kind]}; choose another path")

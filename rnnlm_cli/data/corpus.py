@@ -78,7 +78,8 @@ import numpy as np
 
 from rnnlm_cli.config import Config, DataConfig, to_yaml
 from rnnlm_cli.errors import ConfigError, DataError
-from rnnlm_cli.fileio import WriteError, atomic_write_json, atomic_write_text, crash_point, is_temporary
+from rnnlm_cli.fileio import (WriteError, atomic_write_json, atomic_write_text, crash_point, is_temporary,
+                             make_folders, remove_folders)
 from rnnlm_cli.paths import PREPARED_FILES, PREPARED_MARKER, Out, check_paths, data_inputs, is_prepared_folder, shown
 from rnnlm_cli.progress import Bar, ProgressFactory, no_progress
 
@@ -672,14 +673,11 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
     parent, name = os.path.split(target)
     remove_leftovers(target, log)
     created = []
-    probe = parent
-    while probe and not os.path.exists(probe):
-        created.append(probe)
-        probe = os.path.dirname(probe)
     try:
-        os.makedirs(parent, exist_ok=True)
+        created = make_folders(parent)
         tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=parent)
     except OSError as exc:
+        remove_folders(created)
         raise DataError(f"cannot create the output folder {shown(folder)}: {exc.strerror}") from None
     try:
         with contextlib.ExitStack() as stack:
@@ -700,11 +698,7 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
         _install(tmp, target, force)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        for path in created:
-            try:
-                os.rmdir(path)
-            except OSError:
-                break
+        remove_folders(created)
         if isinstance(exc, OSError) and not isinstance(exc, DataError):
             raise DataError(f"cannot write the prepared data to {shown(folder)}: {exc.strerror or exc}") from None
         if isinstance(exc, WriteError):

@@ -17,7 +17,7 @@ import subprocess
 from rnnlm_cli import machine
 from rnnlm_cli.config import Config, to_yaml
 from rnnlm_cli.render.report import require_matplotlib, save_png, table
-from rnnlm_cli.fileio import WriteError, atomic_write_json
+from rnnlm_cli.fileio import WriteError, atomic_write_json, make_folders, remove_folders
 from rnnlm_cli.train.metrics import read_metrics
 
 
@@ -55,11 +55,14 @@ def write_record(path: str, record: dict) -> None:
     naming the file when it cannot be written."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
-        if not os.path.lexists(folder):
-            os.makedirs(folder)
+        created = make_folders(folder)
     except OSError as exc:
         raise WriteError(path, exc) from None
-    atomic_write_json(path, record)
+    try:
+        atomic_write_json(path, record)
+    except BaseException:
+        remove_folders(created)
+        raise
 
 
 def results_table(records: list[dict], anchors: dict[str, str] | None = None) -> str:
