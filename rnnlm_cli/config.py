@@ -475,6 +475,8 @@ def _build_section(name: str, values: dict, base_dir: str | None) -> Any:
         checked = _check_value(f"{name}.{key}", value, f, hints[key])
         if f.metadata.get("path") and isinstance(checked, str) and "\0" in checked:
             raise ConfigError(f"{name}.{key}: a path cannot contain a NUL character")
+        if f.metadata.get("path") and f.default is not None and checked == "":
+            raise ConfigError(f"{name}.{key}: expected a path, got {brief(checked)}")   # '' would mean the current folder
         if f.metadata.get("path") and checked and base_dir is not None:
             checked = os.path.normpath(os.path.join(base_dir, os.path.expanduser(checked)))
         kwargs[key] = checked

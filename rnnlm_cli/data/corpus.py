@@ -77,7 +77,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from rnnlm_cli.config import Config, DataConfig, to_yaml
-from rnnlm_cli.errors import ConfigError, DataError
+from rnnlm_cli.errors import ConfigError, DataError, brief, brief_path
 from rnnlm_cli.fileio import (WriteError, atomic_write_json, atomic_write_text, crash_point, is_temporary,
                              make_folders, remove_folders)
 from rnnlm_cli.paths import PREPARED_FILES, PREPARED_MARKER, Out, check_paths, data_inputs, is_prepared_folder, shown
@@ -778,6 +778,17 @@ def load_prepared(folder: str) -> Prepared:
         if not os.path.isfile(os.path.join(folder, name)):
             raise DataError(f"prepared-data folder {folder} has no {name} "
                             f"(run 'rnnlm preprocess --force' to rebuild it)")
+    for key in ("vocab_size", "tokens", "level"):      # a meta.json edited by hand: its entries' types
+        value = meta.get(key)
+        ok = {"vocab_size": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+              "tokens": isinstance(value, dict) and all(isinstance(value.get(s), int) and not isinstance(value.get(s), bool)
+                                                        and value.get(s) >= 0 for s in SPLITS),
+              "level": value in ("word", "char")}[key]
+        if not ok:
+            expected = {"vocab_size": "a positive integer", "tokens": f"token counts >= 0 of {', '.join(SPLITS)}",
+                        "level": "word or char"}[key]
+            raise DataError(f"prepared-data folder {brief_path(folder)}: meta.json entry {key} is {brief(value)}, "
+                            f"expected {expected} (re-run 'rnnlm preprocess --force')")
     vocab = Vocab.load(os.path.join(folder, "vocab.txt"))
     try:
         if len(vocab) != meta["vocab_size"] or not all(isinstance(meta["tokens"][s], int) for s in SPLITS):
