@@ -116,7 +116,7 @@ class TrainConfig:
     state_reset: float = _opt(0.0, "stream: chance that a stream starts its next chunk from the zero state, as "
                               "evaluation and generation start (0 = only at epoch starts)", low=0.0, high=1.0)
     max_len: int = _opt(0, "full: longest sentence kept, longer ones are cut (0 = no limit)", low=0)
-    epochs: int = _opt(1, "passes over the training data", low=0)
+    epochs: int = _opt(1, "passes over the training data", low=1)
     max_steps: int = _opt(0, "stop after this many updates (0 = no limit)", low=0)
     optimizer: str = _opt("sgd", "sgd, adagrad, rmsprop or adam", choices=("sgd", "adagrad", "rmsprop", "adam"))
     lr: float = _opt(0.1, "learning rate", low=0.0, low_open=True)
@@ -475,6 +475,8 @@ def _build_section(name: str, values: dict, base_dir: str | None) -> Any:
         checked = _check_value(f"{name}.{key}", value, f, hints[key])
         if f.metadata.get("path") and isinstance(checked, str) and "\0" in checked:
             raise ConfigError(f"{name}.{key}: a path cannot contain a NUL character")
+        if f.metadata.get("path") and f.default is not None and checked == "":
+            raise ConfigError(f"{name}.{key}: expected a path, got {brief(checked)}")   # '' would mean the current folder
         if f.metadata.get("path") and checked and base_dir is not None:
             checked = os.path.normpath(os.path.join(base_dir, os.path.expanduser(checked)))
         kwargs[key] = checked
@@ -724,15 +726,16 @@ def check_diagnose_memory(cfg: Config, vocab_size: int | None = None) -> int:
     diagnose-gradients; vocab_size: the model's, or diagnose.random_vocab when None."""
     d, m = cfg.diagnose, cfg.model
     sizes = {"model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
-             "diagnose.steps": d.steps, "diagnose.batch_size": d.batch_size,
+             "diagnose.steps": d.steps, "diagnose.batch_size": d.batch_size, "diagnose.batches": d.batches,
              "diagnose.random_vocab": d.random_vocab, "V": vocab_size or 0}
     G = _gates(m.cell)
 
     def need(s):
         V = s["V"] or s["diagnose.random_vocab"]
         E, H, T, B = s["model.embedding_size"], s["model.hidden_size"], s["diagnose.steps"], s["diagnose.batch_size"]
+        tokens = 2 * s["diagnose.batches"] * T * B       # inputs and targets of every batch (random tokens are drawn up front)
         return 8 * (2 * model_values(V, E, H, G) + batch_values(T, B, V, E, H, G) + 4 * T * T
-                    + T * H * G * H + 2 * T * B * H)
+                    + T * H * G * H + 2 * T * B * H + tokens)
 
     return check_memory("diagnose-gradients", sizes, need)
 

@@ -8,13 +8,19 @@ atomic_write(path, write)  the one way this tool writes a file it owns: `write(f
                            previous content. The file gets the permissions `open()` would give
                            it (0666 less the umask). Temporary names start with `.` and end with
                            `.tmp`, so a folder's owner can recognise leftovers of a killed
-                           process (`is_temporary`).
+                           process (`is_temporary`). A symlink is written through (the
+                           file it names is replaced, never the link). A path that is a
+                           device, FIFO or socket is refused, since the rename would replace
+                           the device node itself (`--per-token /dev/null` run as root).
                            A failure to write raises WriteError: one message naming the file
                            and the reason ("cannot write F: No space left on device"); it is a
                            DataError (exit 1) and an OSError (errno, strerror) at once.
 atomic_write_text / atomic_write_json  the same for text and for a JSON document (strict JSON:
                            a NaN or infinity is written as null, see values.jsonable).
 read_jsonl(path, strict)   the entries of a JSON-lines file with their line numbers and text.
+make_folders(folder)       create a folder and its missing parents, and say which were created,
+                           so that a command that fails afterwards (or halfway, on a name too
+                           long) removes them again (remove_folders): nothing is left behind.
 
 Crash points (for the crash tests only). With the environment variable RNNLM_FAULT set to
 `<point>` or `<point>@<n>`, the process kills itself with SIGKILL the n-th time (default: the
@@ -35,6 +41,7 @@ Unset, as in every normal run, `crash_point` is a dictionary lookup that does no
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -42,7 +49,7 @@ import tempfile
 from typing import Callable, IO, Iterator, NamedTuple
 
 from rnnlm_cli.errors import DataError
-from rnnlm_cli.paths import shown
+from rnnlm_cli.paths import shown, special_kind
 from rnnlm_cli.values import jsonable
 
 TMP_PREFIX = "."
@@ -115,9 +122,46 @@ def fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
+def make_folders(folder: str | os.PathLike) -> list[str]:
+    """Create `folder` and its missing parents; the folders created, deepest first. On a
+    failure halfway (a path too long, a read-only parent) the ones created are removed again
+    before the OSError is raised."""
+    missing = []
+    probe = os.path.abspath(os.fspath(folder))
+    while not os.path.lexists(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    created: list[str] = []
+    try:
+        for path in reversed(missing):
+            os.mkdir(path)
+            created.insert(0, path)
+    except BaseException:
+        remove_folders(created)
+        raise
+    return created
+
+
+def remove_folders(created: list[str]) -> None:
+    """Remove the folders make_folders created (deepest first), where they are empty."""
+    for path in created:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Write `path` whole or not at all: write(fh) into a temporary sibling, fsync, rename."""
     path = os.fspath(path)
+    special = special_kind(path)
+    if special:                     # a rename over /dev/null would replace the device itself
+        raise WriteError(path, OSError(errno.EINVAL, f"{special}, not a regular file"))
+    if os.path.islink(path):        # write through a symlink (as `>` does): never replace the link itself
+        path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     try:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from typing import Iterable, NamedTuple
 
 from rnnlm_cli.errors import ConfigError
@@ -37,7 +38,7 @@ PREPARED_FILES = ("vocab.txt", "train.npy", "valid.npy", "test.npy", "meta.json"
 RUN_MARKERS = ("checkpoint.npz", "best.npz", "metrics.jsonl", "summary.json", "train.lock")
 RUN_FILES = RUN_MARKERS + ("config.yaml",)
 OWN_FILES = {"prepared": PREPARED_FILES, "run": RUN_FILES}
-KIND_NAMES = {"prepared": "prepared-data folder", "run": "training run folder"}
+KIND_NAMES = {"prepared": "prepared-data folder", "run": "training run folder", "corpus": "corpus folder"}
 
 _SHOWN = 200          # characters of a path shown in a message
 
@@ -53,8 +54,9 @@ class In(NamedTuple):
 
 
 class Out(NamedTuple):
-    """A path a command writes. kind: "file", "run" (a training run's folder) or "prepared" (a
-    prepared-data folder, replaced whole). owns: names of the tool's own files inside an output
+    """A path a command writes. kind: "file", "run" (a training run's folder), "prepared" (a
+    prepared-data folder, replaced whole) or "corpus" (a folder of generated files, `owns`:
+    written into a new or empty folder, or over an earlier such corpus, never among other files). owns: names of the tool's own files inside an output
     folder, which the command may also read."""
 
     label: str
@@ -70,6 +72,11 @@ def shown(path) -> str:
         return text
     half = (_SHOWN - 3) // 2
     return f"{text[:half]}...{text[-half:]}"
+
+
+def brief_name(name: str) -> str:
+    """A file name for a message, cut when absurdly long."""
+    return name if len(name) <= 60 else f"{name[:57]}..."
 
 
 def _real(path: str) -> str:
@@ -133,8 +140,27 @@ def check_paths(inputs: Iterable[In], outputs: Iterable[Out]) -> None:
                 raise _breach(out, rel, other_out.label, other_out.path)
 
 
+def special_kind(path) -> str | None:
+    """What an existing path that is neither a regular file nor a folder is ("a character
+    device", "a FIFO", ...), following symlinks; None for a regular file, a folder or nothing."""
+    st = _stat(path)
+    if st is None or stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(st.st_mode):
+            return name
+    return "not a regular file"
+
+
 def _check_owned(out: Out, real: str) -> None:
-    """An output may not write over what the tool keeps in a folder it owns."""
+    """An output may not write over what the tool keeps in a folder it owns, nor be a device,
+    FIFO or socket (a file is written to a temporary name and renamed into place, which would
+    replace /dev/null itself, not write into it)."""
+    special = special_kind(out.path)      # through a link too: /dev/stdout -> /proc/self/fd/1 -> a pipe
+    if special:
+        raise ConfigError(f"{out.label} {shown(out.path)} is {special}, not a regular file; rnnlm writes "
+                          f"its outputs to files (a temporary file renamed into place): choose a file path")
     if out.kind == "file":
         parent, name = os.path.split(real)
         kind = folder_kind(parent)
@@ -143,6 +169,15 @@ def _check_owned(out: Out, real: str) -> None:
                               f"{shown(parent)}; choose another path")
         return
     kind = folder_kind(real)
+    if out.kind == "corpus" and os.path.isdir(real):
+        # a generated corpus replaces only an earlier one: its own files and nothing else
+        found = sorted(n for n in os.listdir(real) if not (n.startswith(".") and n.endswith(".tmp")))
+        if found and found != sorted(out.owns):
+            others = [n for n in found if n not in out.owns] or found
+            raise ConfigError(f"{out.label} {shown(out.path)} holds files this command did not write "
+                              f"({', '.join(brief_name(n) for n in others[:3])}{', ...' if len(others) > 3 else ''}); "
+                              f"it writes into a new or empty folder, or over an earlier corpus "
+                              f"({', '.join(out.owns)} and nothing else): choose another folder")
     if kind and kind != out.kind:
         raise ConfigError(f"{out.label} {shown(out.path)} is a {KIND_NAMES[kind]}, "
                           f"not a {KIND_NAMES[out.kind]}; choose another path")

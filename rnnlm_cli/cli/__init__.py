@@ -4,7 +4,10 @@ Each command: parse options -> load the configuration -> call one library functi
 Library errors (`RnnlmError`) become one `Error: ...` line on stderr and the error's exit code
 (2 usage/configuration, 1 data/runtime); `--debug` shows the traceback instead. SIGINT and
 SIGTERM end a command with `Error: interrupted` and 130/143 after its cleanup has run; a
-standard output that cannot be written (`> /dev/full`) is one error line and exit 1.
+standard output that cannot be written (`> /dev/full`, or closed: `>&-`) is one error line and
+exit 1, and a closed pipe (`| head -1`) ends quietly with 141 (128 + SIGPIPE), as `cat` or `seq`
+do. Python warnings (numpy's floating-point RuntimeWarnings) are never printed: the library
+checks non-finite values itself and reports them by name.
 
 One module per command family; this one builds the group and adds them.
 """
@@ -12,11 +15,13 @@ One module per command family; this one builds the group and adds them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import signal
 import sys
 import threading
+import warnings
 
 import click
 
@@ -92,12 +97,45 @@ def _silence_stdout() -> None:
         pass
 
 
+EXIT_SIGPIPE = 128 + 13
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Standard output when file descriptor 1 was closed (`rnnlm ... >&-`): Python sets
+    sys.stdout to None and output would vanish silently; writing here fails like a write to a
+    closed descriptor, and is reported as one error line."""
+
+    encoding = "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text) -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+def _guard_closed_stdout() -> None:
+    """With descriptor 1 closed, point it at /dev/null (so that no file this command opens gets
+    descriptor 1 and receives printed output) and make writes to sys.stdout fail (_ClosedStdout)."""
+    if sys.stdout is not None:
+        return
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
+    except OSError:
+        pass
+    sys.stdout = _ClosedStdout()
+
+
 class RnnlmGroup(click.Group):
     """A Click group that turns every library error into one line and an exit code."""
 
     def invoke(self, ctx):
         try:
-            with _signals():
+            with _signals(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # NaN/inf are checked and named by the library itself
                 result = super().invoke(ctx)
                 _flush_stdout()
             return result
@@ -124,6 +162,8 @@ class RnnlmGroup(click.Group):
             if not _from_stdout(exc) or (ctx.obj and ctx.obj.get("debug")):
                 raise
             _silence_stdout()
+            if exc.errno == errno.EPIPE:     # the reader has gone (`| head -1`): end quietly, as cat does
+                sys.exit(EXIT_SIGPIPE)
             click.echo(f"Error: cannot write to standard output: {exc.strerror or exc}", err=True)
             sys.exit(1)
         except MemoryError as exc:   # e.g. a hidden_size typo with three zeros too many
@@ -172,4 +212,5 @@ add_shared_options(cli)   # --debug after the subcommand too, and -q/--quiet on 
 
 
 def main() -> None:
+    _guard_closed_stdout()
     cli(prog_name="rnnlm")

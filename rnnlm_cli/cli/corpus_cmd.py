@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS
+from rnnlm_cli.paths import Out, check_paths
 
 
 @click.group("corpus", context_settings=CONTEXT_SETTINGS)
@@ -19,7 +20,7 @@ def corpus():
 
 @corpus.command("agreement")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="Output folder (created when missing; its files are replaced).")
+              help="Output folder: new, empty, or an earlier agreement corpus (replaced).")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Random seed; 1 gives the committed corpora/agreement.")
 def agreement_cmd(out_dir, seed):
@@ -32,7 +33,8 @@ def agreement_cmd(out_dir, seed):
       rnnlm corpus agreement --out corpora/agreement
       rnnlm corpus agreement --out /tmp/agreement --seed 7
     """
-    from rnnlm_cli.data.agreement import write_corpus
+    from rnnlm_cli.data.agreement import CORPUS_FILES, write_corpus
 
+    check_paths([], [Out("--out folder", out_dir, "corpus", owns=tuple(CORPUS_FILES.values()))])
     paths = write_corpus(out_dir, seed=seed)
     click.echo(" ".join(str(p) for p in paths.values()))

@@ -5,10 +5,7 @@ from __future__ import annotations
 import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, read_json
-from rnnlm_cli.errors import DataError
 from rnnlm_cli.paths import In, Out, check_paths
-
-RECORD_FIELDS = ("name", "summary", "config", "curve")
 
 
 @click.command("results", context_settings=CONTEXT_SETTINGS)
@@ -25,18 +22,12 @@ def results_cmd(records, plot_path):
       rnnlm results results/*.json --plot docs/learning_curves.png
     """
     from rnnlm_cli.render.report import prepare_plot
-    from rnnlm_cli.render.results import ANCHORS, curves_table, plot_curves, results_table
+    from rnnlm_cli.render.results import ANCHORS, check_record, curves_table, plot_curves, results_table
 
     if plot_path:
         prepare_plot(plot_path)
     check_paths([In("result record", p) for p in records], [Out("--plot file", plot_path)])
-    docs = []
-    for path in records:
-        doc = read_json(path)
-        if not isinstance(doc, dict) or not set(RECORD_FIELDS) <= set(doc):
-            raise DataError(f"{path}: not a result record of `rnnlm train --record` "
-                            f"(needs the fields {', '.join(RECORD_FIELDS)})")
-        docs.append(doc)
+    docs = [check_record(read_json(path), path) for path in records]
     click.echo(results_table(docs, ANCHORS))
     click.echo()
     click.echo(curves_table(docs))

@@ -32,6 +32,8 @@ from typing import Sequence
 import numpy as np
 
 from rnnlm_cli.errors import ConfigError, DataError, RnnlmError
+from rnnlm_cli.fileio import atomic_write_text, make_folders, remove_folders
+from rnnlm_cli.paths import shown
 
 # Nouns as (singular, plural). Subjects are animate; attractors may be any noun.
 PEOPLE = [("man", "men"), ("woman", "women"), ("child", "children"), ("boy", "boys"),
@@ -297,6 +299,9 @@ def covered_pairs(items: Sequence[AgreementItem]) -> list[tuple[str, str]]:
     return [pair for pair in VERB_PAIRS if pair[0] in used and pair[1] in used]
 
 
+CORPUS_FILES = {"train": "train.txt", "valid": "valid.txt", "test": "test.txt", "probe": "probe.jsonl"}
+
+
 def write_corpus(out_dir: str | Path, seed: int = 1, n_train: int = 4000, n_valid: int = 400,
                  n_test: int = 400, max_distance: int = 30, probe_per_distance: int = 30,
                  probe_distances: range = range(1, 31)) -> dict[str, Path]:
@@ -313,15 +318,23 @@ def write_corpus(out_dir: str | Path, seed: int = 1, n_train: int = 4000, n_vali
     out = Path(out_dir)
     lines = {name: [item.text for item in items] for name, items in splits.items()}
     lines["probe"] = [json.dumps(item.probe_record(), separators=(",", ":")) for item in probe]
-    paths = {}
+    paths = {name: out / file_name for name, file_name in CORPUS_FILES.items()}
+    created, written = [], []
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        created = make_folders(out)
         for name, rows in lines.items():
-            paths[name] = out / ("probe.jsonl" if name == "probe" else f"{name}.txt")
-            with open(paths[name], "w", encoding="utf-8", newline="\n") as f:
-                f.write("".join(row + "\n" for row in rows))
-    except OSError as exc:
-        raise DataError(f"cannot write the agreement corpus to {out}: {exc.strerror or exc}") from None
+            existed = paths[name].exists()
+            atomic_write_text(paths[name], "".join(row + "\n" for row in rows))
+            if not existed:
+                written.append(paths[name])
+    except BaseException as exc:      # whole or not at all: remove what this call created
+        for path in written:
+            path.unlink(missing_ok=True)
+        remove_folders(created)
+        if isinstance(exc, OSError):
+            raise DataError(f"cannot write the agreement corpus to {shown(out)}: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
+        raise
     return paths
 
 

@@ -77,8 +77,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from rnnlm_cli.config import Config, DataConfig, to_yaml
-from rnnlm_cli.errors import ConfigError, DataError
-from rnnlm_cli.fileio import WriteError, atomic_write_json, atomic_write_text, crash_point, is_temporary
+from rnnlm_cli.errors import ConfigError, DataError, brief, brief_path
+from rnnlm_cli.fileio import (WriteError, atomic_write_json, atomic_write_text, crash_point, is_temporary,
+                             make_folders, remove_folders)
 from rnnlm_cli.paths import PREPARED_FILES, PREPARED_MARKER, Out, check_paths, data_inputs, is_prepared_folder, shown
 from rnnlm_cli.progress import Bar, ProgressFactory, no_progress
 from rnnlm_cli.values import SCHEMA_VERSION
@@ -674,14 +675,11 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
     parent, name = os.path.split(target)
     remove_leftovers(target, log)
     created = []
-    probe = parent
-    while probe and not os.path.exists(probe):
-        created.append(probe)
-        probe = os.path.dirname(probe)
     try:
-        os.makedirs(parent, exist_ok=True)
+        created = make_folders(parent)
         tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=parent)
     except OSError as exc:
+        remove_folders(created)
         raise DataError(f"cannot create the output folder {shown(folder)}: {exc.strerror}") from None
     try:
         with contextlib.ExitStack() as stack:
@@ -702,11 +700,7 @@ def preprocess(data_cfg: DataConfig, full_cfg: Config | None = None, force: bool
         _install(tmp, target, force)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        for path in created:
-            try:
-                os.rmdir(path)
-            except OSError:
-                break
+        remove_folders(created)
         if isinstance(exc, OSError) and not isinstance(exc, DataError):
             raise DataError(f"cannot write the prepared data to {shown(folder)}: {exc.strerror or exc}") from None
         if isinstance(exc, WriteError):
@@ -786,6 +780,17 @@ def load_prepared(folder: str) -> Prepared:
         if not os.path.isfile(os.path.join(folder, name)):
             raise DataError(f"prepared-data folder {folder} has no {name} "
                             f"(run 'rnnlm preprocess --force' to rebuild it)")
+    for key in ("vocab_size", "tokens", "level"):      # a meta.json edited by hand: its entries' types
+        value = meta.get(key)
+        ok = {"vocab_size": isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+              "tokens": isinstance(value, dict) and all(isinstance(value.get(s), int) and not isinstance(value.get(s), bool)
+                                                        and value.get(s) >= 0 for s in SPLITS),
+              "level": value in ("word", "char")}[key]
+        if not ok:
+            expected = {"vocab_size": "a positive integer", "tokens": f"token counts >= 0 of {', '.join(SPLITS)}",
+                        "level": "word or char"}[key]
+            raise DataError(f"prepared-data folder {brief_path(folder)}: meta.json entry {key} is {brief(value)}, "
+                            f"expected {expected} (re-run 'rnnlm preprocess --force')")
     vocab = Vocab.load(os.path.join(folder, "vocab.txt"))
     try:
         if len(vocab) != meta["vocab_size"] or not all(isinstance(meta["tokens"][s], int) for s in SPLITS):

@@ -16,8 +16,10 @@ import subprocess
 
 from rnnlm_cli import machine
 from rnnlm_cli.config import Config, to_yaml
+from rnnlm_cli.errors import DataError, brief
+from rnnlm_cli.paths import shown
 from rnnlm_cli.render.report import require_matplotlib, save_png, table
-from rnnlm_cli.fileio import WriteError, atomic_write_json
+from rnnlm_cli.fileio import WriteError, atomic_write_json, make_folders, remove_folders
 from rnnlm_cli.train.metrics import read_metrics
 from rnnlm_cli.values import SCHEMA_VERSION
 
@@ -57,11 +59,67 @@ def write_record(path: str, record: dict) -> None:
     naming the file when it cannot be written."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
-        if not os.path.lexists(folder):
-            os.makedirs(folder)
+        created = make_folders(folder)
     except OSError as exc:
         raise WriteError(path, exc) from None
-    atomic_write_json(path, record)
+    try:
+        atomic_write_json(path, record)
+    except BaseException:
+        remove_folders(created)
+        raise
+
+
+RECORD_FIELDS = ("name", "summary", "config", "curve")
+
+
+def _number(value, null: bool = True) -> bool:
+    return (value is None and null) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def check_record(doc, path: str) -> dict:
+    """A result record read back, checked entry by entry before anything is drawn from it:
+    DataError (exit 1) naming the file and the entry that is missing or of the wrong type (a
+    record edited by hand, or not a record at all). Numbers may be null (non-finite values
+    are written as null)."""
+    where = shown(path)
+    if not isinstance(doc, dict) or not set(RECORD_FIELDS) <= set(doc):
+        raise DataError(f"{where}: not a result record of `rnnlm train --record` "
+                        f"(needs the fields {', '.join(RECORD_FIELDS)})")
+
+    def bad(entry, value, expected):
+        return DataError(f"{where}: entry {entry} is {brief(value)}, expected {expected}")
+
+    if not isinstance(doc["name"], str):
+        raise bad("name", doc["name"], "a string")
+    for key in ("summary", "config"):
+        if not isinstance(doc[key], dict):
+            raise bad(key, doc[key], "an object")
+    s, c = doc["summary"], doc["config"]
+    for key in ("epochs", "wall_time_s", "tokens_per_sec"):
+        if not _number(s.get(key), null=False):
+            raise bad(f"summary.{key}", s.get(key), "a number")
+    for key in ("valid_loss", "valid_ppl", "test_loss", "test_ppl"):
+        if not _number(s.get(key)):
+            raise bad(f"summary.{key}", s.get(key), "a number or null")
+    for section, keys in (("model", ("cell", "embedding_size", "hidden_size")), ("data", ("level",))):
+        if not isinstance(c.get(section), dict):
+            raise bad(f"config.{section}", c.get(section), "an object")
+        for key in keys:
+            value = c[section].get(key)
+            ok = isinstance(value, str) if key in ("cell", "level") else _number(value, null=False)
+            if not ok:
+                raise bad(f"config.{section}.{key}", value, "a string" if key in ("cell", "level") else "a number")
+    if not isinstance(doc["curve"], list):
+        raise bad("curve", doc["curve"], "a list")
+    for i, point in enumerate(doc["curve"]):
+        if not isinstance(point, dict):
+            raise bad(f"curve[{i}]", point, "an object")
+        if not _number(point.get("elapsed"), null=False):
+            raise bad(f"curve[{i}].elapsed", point.get("elapsed"), "a number")
+        for key in ("loss", "ppl"):
+            if not _number(point.get(key)):
+                raise bad(f"curve[{i}].{key}", point.get(key), "a number or null")
+    return doc
 
 
 def results_table(records: list[dict], anchors: dict[str, str] | None = None) -> str:
@@ -73,7 +131,7 @@ def results_table(records: list[dict], anchors: dict[str, str] | None = None) ->
         unit = "nats/char" if d["level"] == "char" else "ppl"
 
         def fig(split):
-            if f"{split}_loss" not in s:
+            if s.get(f"{split}_loss") is None or s.get(f"{split}_ppl") is None:   # absent, or non-finite (null)
                 return "-"
             return f"{s[f'{split}_loss']:.3f} {unit}" if unit != "ppl" else f"{s[f'{split}_ppl']:.1f}"
 
@@ -91,7 +149,7 @@ def curves_table(records: list[dict]) -> str:
         char = r.get("config", {}).get("data", {}).get("level") == "char"   # nats/char, else ppl
         lines.append(f"{r['name']}: " + ", ".join(
             f"{c['elapsed'] / 60:.1f} min {c['loss']:.3f}" if char else f"{c['elapsed'] / 60:.1f} min {c['ppl']:.1f}"
-            for c in r["curve"] if c.get("ppl") is not None))
+            for c in r["curve"] if c.get("ppl") is not None and c.get("loss") is not None))
     return "\n".join(lines)
 
 
@@ -100,8 +158,9 @@ def plot_curves(records: list[dict], path: str) -> None:
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for r in records:
-        xs = [c["elapsed"] / 60 for c in r["curve"]]
-        ys = [c["ppl"] for c in r["curve"]]
+        points = [c for c in r["curve"] if c.get("ppl") is not None]      # null: a non-finite evaluation
+        xs = [c["elapsed"] / 60 for c in points]
+        ys = [c["ppl"] for c in points]
         ax.plot(xs, ys, marker="o", label=r["name"])
     ax.set_yscale("log")
     ax.set_xlabel("wall time (minutes, 2-core machine)")

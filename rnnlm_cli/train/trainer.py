@@ -48,9 +48,10 @@ from rnnlm_cli.config import Config, check_training_memory, to_yaml, validation_
 from rnnlm_cli.data.corpus import Prepared, ensure_prepared, separator_id, vocab_checksum
 from rnnlm_cli.evaluate import evaluate_tokens, perplexity
 from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError, brief
-from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, is_temporary
+from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, is_temporary, make_folders
 from rnnlm_cli.progress import ProgressFactory, no_progress
 from rnnlm_cli.train.lock import RunLock
+from rnnlm_cli.paths import shown
 from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.runs import check_data_settings, check_model_matches, check_resume, load_model
@@ -104,7 +105,7 @@ RUN_FILES = (CHECKPOINT, "best.npz", METRICS_NAME, "summary.json")
 def check_output_folder(out: str, lock: RunLock, resume: bool, force: bool) -> None:
     """Refuse an unusable or busy output folder, writing nothing."""
     if os.path.lexists(out) and not os.path.isdir(out):
-        raise DataError(f"output folder {out} is a file")
+        raise DataError(f"output folder {shown(out)} is a file")
     if os.path.isdir(out):
         lock.check()                   # refuses a folder that another live run holds
     else:
@@ -113,25 +114,25 @@ def check_output_folder(out: str, lock: RunLock, resume: bool, force: bool) -> N
         while not os.path.lexists(parent):
             parent = os.path.dirname(parent)
         if not os.path.isdir(parent):
-            raise DataError(f"cannot create output folder {out}: {parent} is a file")
+            raise DataError(f"cannot create output folder {shown(out)}: {shown(parent)} is a file")
         if not os.access(parent, os.W_OK | os.X_OK):
-            raise DataError(f"cannot create output folder {out}: {parent} is not writable")
+            raise DataError(f"cannot create output folder {shown(out)}: {shown(parent)} is not writable")
     ck = os.path.join(out, CHECKPOINT)
     if resume:
         if not os.path.exists(ck):
-            raise CheckpointError(f"nothing to resume: {ck} does not exist")
+            raise CheckpointError(f"nothing to resume: {shown(ck)} does not exist")
     elif os.path.exists(ck) and not force:
-        raise DataError(f"{out} already holds a training run (checkpoint.npz); "
+        raise DataError(f"{shown(out)} already holds a training run (checkpoint.npz); "
                         f"use --resume to continue it or --force to start over")
     elif not force:
         # files of a run that stopped before its first checkpoint: nothing to resume, but not ours to delete
         left = [n for n in RUN_FILES if os.path.isfile(os.path.join(out, n))
                 and os.path.getsize(os.path.join(out, n)) > 0]
         if left:
-            raise DataError(f"{out} holds files of an earlier run ({', '.join(left)}) but no checkpoint.npz "
+            raise DataError(f"{shown(out)} holds files of an earlier run ({', '.join(left)}) but no checkpoint.npz "
                             f"to resume from; use --force to start over")
     if os.path.isdir(out) and not os.access(out, os.W_OK | os.X_OK):
-        raise DataError(f"cannot write to output folder {out}: permission denied")
+        raise DataError(f"cannot write to output folder {shown(out)}: permission denied")
 
 
 def _leftover(name: str) -> bool:
@@ -145,9 +146,9 @@ def claim_output_folder(out: str, lock: RunLock, resume: bool, step: int, log) -
     writes; with resume, the metrics logged after the checkpoint at `step`; else the files of
     an earlier run (--force)."""
     try:
-        os.makedirs(out, exist_ok=True)
+        make_folders(out)            # all or nothing: a path too long leaves no folder behind
     except OSError as exc:
-        raise DataError(f"cannot create output folder {out}: {exc.strerror}") from None
+        raise DataError(f"cannot create output folder {shown(out)}: {exc.strerror}") from None
     lock.acquire()
     if lock.taken_over is not None:
         log(f"took over {lock.path} from PID {lock.taken_over}, which is no longer running")
@@ -163,7 +164,7 @@ def claim_output_folder(out: str, lock: RunLock, resume: bool, step: int, log) -
                 if os.path.exists(path):
                     os.unlink(path)
     except OSError as exc:
-        raise DataError(f"cannot write to output folder {out}: {exc.strerror}") from None
+        raise DataError(f"cannot write to output folder {shown(out)}: {exc.strerror}") from None
 
 
 # --------------------------------------------------------------------------- resuming with changed settings
@@ -378,8 +379,8 @@ class Trainer:
                     signal.signal(s, handler)
             return self._finish()
         except OSError as exc:   # a full disk or a vanished folder while writing logs
-            where = f" ({exc.filename})" if exc.filename else ""
-            raise TrainingError(f"writing to {self.out} failed: {exc.strerror or exc}{where}; "
+            where = f" ({shown(exc.filename)})" if exc.filename else ""
+            raise TrainingError(f"writing to {shown(self.out)} failed: {exc.strerror or exc}{where}; "
                                 f"{self._last_good()}") from None
         finally:
             self.metrics.close()
