@@ -147,7 +147,7 @@ def curves_table(records: list[dict]) -> str:
         char = r.get("config", {}).get("data", {}).get("level") == "char"   # nats/char, else ppl
         lines.append(f"{r['name']}: " + ", ".join(
             f"{c['elapsed'] / 60:.1f} min {c['loss']:.3f}" if char else f"{c['elapsed'] / 60:.1f} min {c['ppl']:.1f}"
-            for c in r["curve"] if c.get("ppl") is not None and c.get("loss") is not None))
+            for c in r["curve"] if c.get("loss" if char else "ppl") is not None))
     return "\n".join(lines)
 
 
