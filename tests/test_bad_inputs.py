@@ -1505,3 +1505,160 @@ CHECKS_CASES = [f for name, f in list(globals().items()) if callable(f) and name
 @pytest.mark.parametrize("case", CHECKS_CASES, ids=[f.__name__ for f in CHECKS_CASES])
 def test_bad_input_checks(case, w, tmp_path, monkeypatch):
     test_bad_input(case, w, tmp_path, monkeypatch)
+
+
+# --------------------------------------------------------------------------- fresh-eyes pass: outputs that are not files, folders a command does not own, absurd sizes, crafted records
+
+def _outside_fifo():
+    """A FIFO outside the snapshotted folders (reading one there would block the snapshot)."""
+    import tempfile
+    path = Path(tempfile.mkdtemp(prefix="rnnlm-fifo-")) / "out.fifo"
+    os.mkfifo(path)
+    return path
+
+
+def _not_a_file(label, path, what="a FIFO (named pipe)"):
+    return (f"{label} {path} is {what}, not a regular file; rnnlm writes its outputs to files (a temporary file "
+            f"renamed into place): choose a file path")
+
+
+def f_per_token_fifo(w, tmp):
+    p = _outside_fifo()
+    return e_args(w.ck, "--per-token", p), _not_a_file("--per-token file", p), 2
+
+
+def f_record_fifo(w, tmp):
+    p = _outside_fifo()
+    return t_args(w, tmp, "--record", p), _not_a_file("--record file", p), 2
+
+
+def f_plot_fifo(w, tmp):
+    p = Path(str(_outside_fifo()) + ".png")
+    os.mkfifo(p)
+    return (["diagnose-gradients", "--random-tokens", "--steps", "3", "--plot", p, "-q"],
+            _not_a_file("--plot file", p), 2)
+
+
+_CORPUS_RULE = ("it writes into a new or empty folder, or over an earlier corpus (train.txt, valid.txt, test.txt, "
+                "probe.jsonl and nothing else): choose another folder")
+
+
+def f_corpus_over_user_files(w, tmp):
+    out = tmp / "mine"
+    out.mkdir()
+    (out / "train.txt").write_text("my own corpus\n")
+    (out / "notes.txt").write_text("notes\n")
+    return (["corpus", "agreement", "--out", out],
+            f"--out folder {out} holds files this command did not write (notes.txt); {_CORPUS_RULE}", 2)
+
+
+def f_corpus_into_current_folder(w, tmp):
+    (tmp / "train.txt").write_text("my own corpus\n")
+    (tmp / "data.csv").write_text("1,2\n")
+    return (["corpus", "agreement", "--out", "."],
+            f"--out folder . holds files this command did not write (data.csv); {_CORPUS_RULE}", 2)
+
+
+def f_corpus_into_prepared_folder(w, tmp):
+    prep = copy_prep(w, tmp)
+    return (["corpus", "agreement", "--out", prep],
+            f"--out folder {prep} holds files this command did not write (config.yaml, meta.json, test.npy, ...); "
+            f"{_CORPUS_RULE}", 2)
+
+
+def f_corpus_path_too_long(w, tmp):
+    from rnnlm_cli.paths import shown
+    out = "/".join(["d" * 200] * 25)
+    return (["corpus", "agreement", "--out", out],
+            f"cannot write the agreement corpus to {shown(out)}: File name too long", 1)
+
+
+def f_preprocess_path_too_long(w, tmp):
+    from rnnlm_cli.paths import shown
+    out = tmp.joinpath(*["d" * 200] * 25)
+    return (["preprocess", "--train", w.train, "--out", out],
+            f"cannot create the output folder {shown(str(out))}: File name too long", 1)
+
+
+def f_train_path_too_long(w, tmp):
+    from rnnlm_cli.paths import shown
+    out = tmp.joinpath(*["d" * 200] * 25)
+    return t_args(w, tmp, out=out), f"cannot create output folder {shown(str(out))}: File name too long", 1
+
+
+def f_train_out_empty(w, tmp):
+    return ["train", *prep_of(w.prep), "--out", "", "-q"], "train.out: expected a path, got ''", 2
+
+
+def f_preprocess_out_empty(w, tmp):
+    return ["preprocess", "--train", w.train, "--out", ""], "data.prepared: expected a path, got ''", 2
+
+
+def f_train_zero_epochs(w, tmp):
+    return t_args(w, tmp, "--set", "train.epochs=0"), "train.epochs: expected a value >= 1, got 0", 2
+
+
+def f_sweep_key_twice(w, tmp):
+    return (["diagnose-gradients", "--sweep", "model.cell=tanh,gru", "--sweep", "model.cell=lstm"],
+            "--sweep model.cell is given twice; give all its values in one --sweep model.cell=V1,V2,...", 2)
+
+
+def f_sweep_grid_bomb(w, tmp):
+    values = ",".join(str(i) for i in range(1, 101))
+    return (["diagnose-gradients", "--sweep", f"model.hidden_size={values}", "--sweep", f"model.embedding_size={values}"],
+            "--sweep: a grid of 10,000 models; diagnose-gradients compares at most 1,000 side by side "
+            "(sweep fewer values)", 2)
+
+
+def _crafted_record(tmp, change):
+    record = {"name": "x", "summary": {"epochs": 1, "wall_time_s": 1.0, "tokens_per_sec": 10.0, "valid_loss": 2.0,
+                                       "valid_ppl": 7.4},
+              "config": {"model": {"cell": "tanh", "embedding_size": 8, "hidden_size": 8}, "data": {"level": "word"}},
+              "curve": [{"elapsed": 1.0, "loss": 2.0, "ppl": 7.4}]}
+    change(record)
+    p = tmp / "record.json"
+    p.write_text(json.dumps(record))
+    return p
+
+
+def f_results_model_not_an_object(w, tmp):
+    p = _crafted_record(tmp, lambda r: r["config"].update(model="x"))
+    return ["results", p], f"{p}: entry config.model is 'x', expected an object", 1
+
+
+def f_results_curve_not_a_list(w, tmp):
+    p = _crafted_record(tmp, lambda r: r.update(curve="x"))
+    return ["results", p, "--plot", tmp / "c.png"], f"{p}: entry curve is 'x', expected a list", 1
+
+
+def f_results_epochs_string(w, tmp):
+    p = _crafted_record(tmp, lambda r: r["summary"].update(epochs="1"))
+    return ["results", p], f"{p}: entry summary.epochs is '1', expected a number", 1
+
+
+def f_prepared_meta_vocab_size_string(w, tmp):
+    prep = copy_prep(w, tmp)
+    meta = json.loads((prep / "meta.json").read_text())
+    meta["vocab_size"] = str(meta["vocab_size"])
+    (prep / "meta.json").write_text(json.dumps(meta))
+    return (e_args(w.ck, *prep_of(prep)),
+            f"prepared-data folder {prep}: meta.json entry vocab_size is '9', expected a positive integer "
+            f"(re-run 'rnnlm preprocess --force')", 1)
+
+
+def f_prepared_meta_level_unknown(w, tmp):
+    prep = copy_prep(w, tmp)
+    meta = json.loads((prep / "meta.json").read_text())
+    meta["level"] = "bytes"
+    (prep / "meta.json").write_text(json.dumps(meta))
+    return (e_args(w.ck, *prep_of(prep)),
+            f"prepared-data folder {prep}: meta.json entry level is 'bytes', expected word or char "
+            f"(re-run 'rnnlm preprocess --force')", 1)
+
+
+FRESH_CASES = [f for name, f in list(globals().items()) if callable(f) and name.startswith("f_")]
+
+
+@pytest.mark.parametrize("case", FRESH_CASES, ids=[f.__name__ for f in FRESH_CASES])
+def test_bad_input_fresh_eyes(case, w, tmp_path, monkeypatch):
+    test_bad_input(case, w, tmp_path, monkeypatch)
