@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnlm_cli.config import Config, build_config, load_config
+from rnnlm_cli.config import Config, build_config, load_config, parse_override
 from rnnlm_cli.data.corpus import Prepared, load_prepared, vocab_checksum
 from rnnlm_cli.errors import CheckpointError, ConfigError, brief, brief_path
 from rnnlm_cli.nn.model import Model
@@ -137,6 +137,24 @@ class OpenedCheckpoint:
     path: str
 
 
+def _refuse_model_overrides(overrides, saved, path: str) -> None:
+    """A `--set model.KEY=...` that differs from the checkpoint's model would be ignored (the
+    checkpoint decides the model): refuse it instead of pretending it applies."""
+    for text in overrides:
+        (section, key), _ = parse_override(text)
+        if section != "model":
+            continue
+        try:
+            wanted = getattr(build_config({}, [text]).model, key)
+        except ConfigError:
+            continue                       # an invalid value: the full configuration says why
+        have = getattr(saved.model, key)
+        if wanted != have:
+            raise ConfigError(f"--set {brief(text, quote=False)}: the checkpoint {brief_path(path)} decides the model "
+                              f"(model.{key} is {brief(have)} there); a command that reads a checkpoint "
+                              f"cannot change it")
+
+
 def open_checkpoint(path: str, config_path: str | None = None, overrides=(), dtype=None,
                     with_data: bool = True) -> OpenedCheckpoint:
     """Read `path` (a checkpoint written by training) for a command that only reads.
@@ -147,6 +165,7 @@ def open_checkpoint(path: str, config_path: str | None = None, overrides=(), dty
     rebuilt) and must hold the vocabulary the model was trained with.
     """
     model, cfg, meta = load_model(path, dtype=dtype)
+    _refuse_model_overrides(overrides, cfg, path)
     if config_path:
         cfg = load_config(config_path, list(overrides))
     elif overrides:   # on top of the checkpoint's own configuration

@@ -1662,3 +1662,45 @@ FRESH_CASES = [f for name, f in list(globals().items()) if callable(f) and name.
 @pytest.mark.parametrize("case", FRESH_CASES, ids=[f.__name__ for f in FRESH_CASES])
 def test_bad_input_fresh_eyes(case, w, tmp_path, monkeypatch):
     test_bad_input(case, w, tmp_path, monkeypatch)
+
+
+# --------------------------------------------------------------------------- settings a checkpoint decides
+# A reading command cannot change the model its checkpoint holds, and the probe takes only probe.*
+# keys: such a --set would be ignored, so it is refused instead.
+
+def _decided(key_text, have):
+    from rnnlm_cli.errors import brief_path
+
+    def message(w):
+        return (f"--set {key_text}: the checkpoint {brief_path(w.ck)} decides the model ({key_text.split('=')[0]} "
+                f"is {have} there); a command that reads a checkpoint cannot change it")
+    return message
+
+
+def s_evaluate_sets_the_model(w, tmp):
+    return (["evaluate", "--checkpoint", w.ck, "--set", "model.hidden_size=16", *prep_of(w.prep)],
+            _decided("model.hidden_size=16", 8)(w), 2)
+
+
+def s_generate_sets_the_cell(w, tmp):
+    return (["generate", "--checkpoint", w.ck, "--set", "model.cell=lstm", *prep_of(w.prep)],
+            _decided("model.cell=lstm", "'tanh'")(w), 2)
+
+
+def s_diagnose_sets_the_model(w, tmp):
+    return (["diagnose-gradients", "--checkpoint", w.ck, "--set", "model.embedding_size=4"],
+            _decided("model.embedding_size=4", 8)(w), 2)
+
+
+def s_probe_sets_the_data(w, tmp):
+    return (["probe", "--checkpoint", w.ck, "--set", "data.prepared=elsewhere"],
+            "--set data.prepared=elsewhere: probe takes only probe.* keys; each checkpoint brings "
+            "its own model, data and training settings (see 'rnnlm probe -h')", 2)
+
+
+DECIDED_CASES = [f for name, f in list(globals().items()) if callable(f) and name.startswith("s_")]
+
+
+@pytest.mark.parametrize("case", DECIDED_CASES, ids=[f.__name__ for f in DECIDED_CASES])
+def test_settings_a_checkpoint_decides(case, w, tmp_path, monkeypatch):
+    test_bad_input(case, w, tmp_path, monkeypatch)

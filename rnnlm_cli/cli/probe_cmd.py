@@ -7,6 +7,7 @@ import os
 import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, emit, format_option, given, read_json
+from rnnlm_cli.errors import brief
 from rnnlm_cli.config import load_config
 from rnnlm_cli.errors import DataError
 from rnnlm_cli.paths import In, Out, check_paths
@@ -54,6 +55,10 @@ def probe_cmd(config_path, overrides, checkpoints, data_path, over_seeds, plot_p
     from rnnlm_cli.render import probe as render
     from rnnlm_cli.render.report import prepare_plot
 
+    outside = [o for o in overrides if not o.strip().startswith("probe.")]
+    if outside:   # each checkpoint brings its own model and data: such a key would be ignored
+        raise click.UsageError(f"--set {brief(outside[0], quote=False)}: probe takes only probe.* keys; each checkpoint "
+                               f"brings its own model, data and training settings")
     cfg = load_config(config_path, overrides).with_values(given({"probe.data": data_path}))
     if plot_path:
         prepare_plot(plot_path)
