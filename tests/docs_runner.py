@@ -16,7 +16,7 @@ must exist; nothing runs), `rnnlm train` gets
 then an evaluation, so best.npz exists), `rnnlm gradcheck --all` gets `--samples 2`
 and `rnnlm diagnose-gradients` with a model gets `--steps 10 --batches 1 --batch-size 4`. Each block
 runs in its own copy of a workspace (configs/, corpora/, scripts/ and the agreement corpus prepared
-once per session); a run folder a command names but no earlier command made (e.g.
+once per test run); a run folder a command names but no earlier command made (e.g.
 runs/demo/tanh, runs/probe/MODEL/seedS) is trained first, shortened the same way (PROVIDERS).
 """
 

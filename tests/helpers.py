@@ -87,3 +87,27 @@ def state_gradients(model, fwd):
     model.backward(fwd, truncation=T, on_lag=on_lag)
     _, dh0, dc0 = model.cell.backward_step(fwd.cache[0], dh[:1], None if dc is None else dc[:1])
     return dh, dc, dh0[0], None if dc0 is None else dc0[0]
+
+
+# --------------------------------------------------------------------------- crafted checkpoints
+
+DELETE = object()     # meta_set's value that removes the key
+
+
+def meta_set(path, value):
+    """A change of checkpoint arrays that sets meta[path...] = value (a missing key is added;
+    value DELETE removes it); the caller re-saves the arrays, which recomputes the checksum."""
+    import json
+
+    def change(arrays):
+        meta = json.loads(str(arrays["meta"]))
+        target = meta
+        for key in path[:-1]:
+            target = target[key]
+        if value is DELETE:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+        arrays["meta"] = np.array(json.dumps(meta))
+    return change
+

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import meta_set
 
 from rnnlm_cli import fileio
 from rnnlm_cli.train import checkpoint
@@ -106,17 +107,6 @@ def crafted_checkpoint(w, tmp, change, name="crafted.npz"):
     path = tmp / name
     checkpoint.save(str(path), arrays)
     return path
-
-
-def set_meta(key_path, value):
-    def change(arrays):
-        meta = json.loads(str(arrays["meta"]))
-        target = meta
-        for key in key_path[:-1]:
-            target = target[key]
-        target[key_path[-1]] = value
-        arrays["meta"] = np.array(json.dumps(meta))
-    return change
 
 
 def prep_of(prep):
@@ -553,7 +543,7 @@ def e_meta_not_json(w, tmp):
 
 
 def e_bad_config_inside(w, tmp):
-    p = crafted_checkpoint(w, tmp, set_meta(["config", "model", "cell"], "transformer"))
+    p = crafted_checkpoint(w, tmp, meta_set(["config", "model", "cell"], "transformer"))
     return (e_args(p), f"checkpoint {p} holds an unreadable configuration: model.cell: expected one of "
                        f"tanh, relu, gru, lstm, got 'transformer'", 1)
 
@@ -574,7 +564,7 @@ def e_nan_params(w, tmp):
 
 
 def e_other_format_version(w, tmp):
-    p = crafted_checkpoint(w, tmp, set_meta(["format_version"], 7))
+    p = crafted_checkpoint(w, tmp, meta_set(["format_version"], 7))
     return e_args(p), "checkpoint format version 7 is not supported (this rnnlm reads version 1)", 1
 
 
@@ -1331,12 +1321,12 @@ def x_gate_without_a_model(w, tmp):
 
 
 def x_crafted_vocab_size_string(w, tmp):
-    p = crafted_checkpoint(w, tmp, set_meta(["vocab_size"], "9"))
+    p = crafted_checkpoint(w, tmp, meta_set(["vocab_size"], "9"))
     return e_args(p), f"checkpoint {p}: meta entry 'vocab_size' is '9', expected a positive integer", 1
 
 
 def x_crafted_progress_negative(w, tmp):
-    p = crafted_checkpoint(w, tmp, set_meta(["progress", "step"], -1))
+    p = crafted_checkpoint(w, tmp, meta_set(["progress", "step"], -1))
     return ["generate", "--checkpoint", p], f"checkpoint {p}: meta entry 'progress.step' is -1, expected an integer >= 0", 1
 
 

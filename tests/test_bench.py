@@ -36,7 +36,7 @@ def ticking(bench, monkeypatch):
 
 
 def test_flop_counts(bench):
-    # the full-softmax figure: ~12.3 MFLOP per token, the output layer's 6 H V dominating
+    # the full-softmax reference figure: ~12.3 MFLOP per token, the output layer's 6 H V dominating
     fpt = bench.flops_per_token("tanh", 200, 200, 10000)
     assert fpt == 6 * 200 * 10000 + 6 * 400 * 200
     assert bench.flops_per_token("lstm", 200, 200, 10000) - fpt == 6 * 400 * 600

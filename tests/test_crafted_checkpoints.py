@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import DELETE, meta_set
 from click.testing import CliRunner
 
 from rnnlm_cli.cli import cli
@@ -52,24 +53,6 @@ def resign(src, dst, change):
     change(arrays)
     checkpoint.save(str(dst), arrays)
     return dst
-
-
-def meta_set(path, value):
-    """A change that sets meta[path...] = value (a missing key is added; value DELETE removes it)."""
-    def change(arrays):
-        meta = json.loads(str(arrays["meta"]))
-        target = meta
-        for key in path[:-1]:
-            target = target[key]
-        if value is DELETE:
-            del target[path[-1]]
-        else:
-            target[path[-1]] = value
-        arrays["meta"] = np.array(json.dumps(meta))
-    return change
-
-
-DELETE = object()
 
 
 def array_set(name, make):

@@ -170,7 +170,7 @@ def test_rebuild_by_train_never_deletes_a_run_kept_in_the_prepared_folder(tmp_pa
         f"rebuilding it would delete them: move them out or choose another folder\n")
     assert {p: p.read_bytes() for p in (prep / "run1").iterdir()} == before
     assert not (tmp_path / "r2").exists()
-    # and the command of the issue is refused before any work
+    # and that command is refused before any work
     result = invoke("train", "--set", f"data.train={train}", "--set", f"data.prepared={prep}",
                     "--out", prep / "run1", "--resume", *small)
     assert result.exit_code == 2 and "is inside the prepared-data folder" in result.stderr

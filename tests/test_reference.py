@@ -23,7 +23,7 @@ import yaml
 from click.testing import CliRunner
 
 from rnnlm_cli.cli import cli
-from rnnlm_cli.render.reference import OUTPUTS, render_reference
+from rnnlm_cli.render.reference import OUTPUTS, fields_of, render_reference
 from rnnlm_cli.values import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,16 +151,6 @@ def lookup(output: str, path: str):
     return None
 
 
-def all_fields(output: str) -> dict:
-    out = OUTPUTS[output]
-    own = {f.path: f for f in out.fields}
-    if not out.base:
-        return own
-    base = {p: f for p, f in all_fields(out.base).items()
-            if not any(p == q or p.startswith((q + ".", q + "[]")) for q in own)}
-    return {**base, **own}
-
-
 def join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
@@ -168,7 +158,7 @@ def join(prefix: str, key: str) -> str:
 def children(output: str, prefix: str) -> dict:
     """The fields directly under `prefix` (an object's keys), by key."""
     start = prefix + "." if prefix else ""
-    return {p[len(start):]: f for p, f in all_fields(output).items()
+    return {p[len(start):]: f for p, f in fields_of(output).items()
             if p.startswith(start) and re.fullmatch(r"[A-Za-z_0-9]+", p[len(start):])}
 
 
