@@ -87,6 +87,7 @@ class ModelConfig:
     cell: str = _opt("tanh", "recurrent cell", choices=_cells)
     embedding_size: int = _opt(64, "E: embedding (input projection) size", low=1)
     hidden_size: int = _opt(64, "H: hidden state size", low=1)
+    num_layers: int = _opt(1, "stacked recurrent layers; layer l reads layer l-1's h at the same step", low=1)
     init: str = _opt("uniform", "input/output weights: uniform (+-1/sqrt(fan_in)) or xavier", choices=("uniform", "xavier"))
     recurrent_init: str = _opt("uniform", "recurrent matrix W: uniform, xavier, orthogonal or identity (IRNN with relu)",
                                choices=("uniform", "xavier", "orthogonal", "identity"))
@@ -97,6 +98,8 @@ class ModelConfig:
     forget_bias: float = _opt(1.0, "LSTM forget-gate bias at initialisation")
     dropout_embedding: float = _opt(0.0, "inverted dropout on the embeddings (training only)", low=0.0, high=0.95)
     dropout_output: float = _opt(0.0, "inverted dropout on the hidden states fed to the output layer", low=0.0, high=0.95)
+    dropout_between: float = _opt(0.0, "inverted dropout on the hidden states passed from one layer to the next "
+                                  "(training only; no effect with one layer)", low=0.0, high=0.95)
     tie_weights: bool = _opt(False, "output matrix = embedding matrix (needs embedding_size == hidden_size)")
     softmax: str = _opt("full", "output layer: full softmax or class-factorised (Mikolov et al. 2011)", choices=("full", "class"))
     num_classes: int = _opt(0, "word classes for softmax=class (0 = round(sqrt(V)))", low=0)
