@@ -648,16 +648,17 @@ def _gates(cell: str | None) -> int:
     return max(CELLS[name](1).gates for name in CELLS)
 
 
-def model_values(V: int, E: int, H: int, G: int) -> int:
+def model_values(V: int, E: int, H: int, G: int, L: int = 1) -> int:
     """Numbers in a model's parameters: embedding (V, E), cell W_x (E, GH), W_h (H, GH), biases,
-    output layer (H, V) and its bias."""
-    return V * E + G * H * (E + H + 2) + H * V + V
+    output layer (H, V) and its bias; each further layer adds W_x (H, GH), W_h and biases."""
+    return V * E + G * H * (E + H + 2) + (L - 1) * G * H * (2 * H + 2) + H * V + V
 
 
-def batch_values(T: int, B: int, V: int, E: int, H: int, G: int) -> int:
+def batch_values(T: int, B: int, V: int, E: int, H: int, G: int, L: int = 1) -> int:
     """Numbers held for one forward and backward pass over T steps of B streams: logits and
-    their gradient (T, B, V) twice, gate caches (T, B, GH) three times, embeddings, states."""
-    return T * B * (2 * V + 3 * G * H + E + 2 * H)
+    their gradient (T, B, V) twice, gate caches (T, B, GH) three times, embeddings, states;
+    each further layer adds its gate caches, states and input gradient."""
+    return T * B * (2 * V + 3 * G * H + E + 2 * H + (L - 1) * (3 * G * H + 3 * H))
 
 
 def _default_of(key: str):
@@ -697,15 +698,16 @@ def check_training_memory(cfg: Config, vocab_size: int) -> int:
     tc, m = cfg.train, cfg.model
     slots = {"sgd": 1 if tc.momentum else 0, "adagrad": 1, "rmsprop": 1, "adam": 2}[tc.optimizer]
     sizes = {"model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
+             "model.num_layers": m.num_layers,
              "train.batch_size": tc.batch_size, "train.eval_batch_size": tc.eval_batch_size,
              "train.k1": tc.k1, "train.k2": tc.k2, "train.max_len": tc.max_len, "V": vocab_size}
     G, item = _gates(m.cell), np.dtype(tc.dtype).itemsize
 
     def need(s):
         T = max(s["train.k1"], s["train.k2"], s["train.max_len"])
-        E, H = s["model.embedding_size"], s["model.hidden_size"]
+        E, H, L = s["model.embedding_size"], s["model.hidden_size"], s["model.num_layers"]
         B = max(s["train.batch_size"], s["train.eval_batch_size"])
-        return item * ((2 + slots) * model_values(s["V"], E, H, G) + batch_values(T, B, s["V"], E, H, G))
+        return item * ((2 + slots) * model_values(s["V"], E, H, G, L) + batch_values(T, B, s["V"], E, H, G, L))
 
     return check_memory("training", sizes, need)
 
@@ -744,7 +746,7 @@ def check_diagnose_memory(cfg: Config, vocab_size: int | None = None) -> int:
 
 
 def check_reading_memory(cfg: Config, vocab_size: int, embedding_size: int, hidden_size: int,
-                         cell: str, generate: bool) -> int:
+                         cell: str, generate: bool, num_layers: int = 1) -> int:
     """What evaluate (train.eval_batch_size streams of train.k1 steps) or generate (generate.n
     samples of generate.max_tokens tokens) allocates beside a model read from a checkpoint."""
     G = _gates(cell)
@@ -753,13 +755,13 @@ def check_reading_memory(cfg: Config, vocab_size: int, embedding_size: int, hidd
 
         def need(s):
             n = s["generate.n"]
-            return 8 * n * (3 * vocab_size + 2 * G * hidden_size + s["generate.max_tokens"])
+            return 8 * n * (3 * vocab_size + 2 * G * hidden_size * num_layers + s["generate.max_tokens"])
 
         return check_memory("generate", sizes, need)
     sizes = {"train.eval_batch_size": cfg.train.eval_batch_size, "train.k1": cfg.train.k1}
 
     def need(s):
         return 8 * batch_values(s["train.k1"], s["train.eval_batch_size"], vocab_size, embedding_size,
-                                hidden_size, G)
+                                hidden_size, G, num_layers)
 
     return check_memory("evaluate", sizes, need)

@@ -287,3 +287,16 @@ LAYER_CASES = [f for name, f in list(globals().items()) if callable(f) and name.
 @pytest.mark.parametrize("case", LAYER_CASES, ids=[f.__name__ for f in LAYER_CASES])
 def test_bad_layer_input(case, w, tmp_path, monkeypatch):  # noqa: F811
     run_case(case, w, tmp_path, monkeypatch)
+
+
+def test_memory_estimate_counts_every_layer():
+    """Each layer beyond the first adds W_x (H, GH), W_h (H, GH) and biases (2 GH) to the
+    parameters, and its caches to the batch, by the documented shapes."""
+    from rnnlm_cli.config import batch_values, model_values
+
+    V, E, H, G, T, B = 100, 8, 6, 4, 5, 3
+    assert model_values(V, E, H, G, 3) - model_values(V, E, H, G, 1) == 2 * (2 * H * G * H + 2 * G * H)
+    assert batch_values(T, B, V, E, H, G, 2) - batch_values(T, B, V, E, H, G, 1) == T * B * (3 * G * H + 3 * H)
+    m = model_of("lstm", layers=3, E=E, H=H, V=V)
+    # an upper bound: it counts a second bias slot per gate (the GRU's b_h) that the LSTM lacks
+    assert m.num_params() == model_values(V, E, H, G, 3) - 3 * G * H

@@ -23,7 +23,7 @@ def _check_memory(model, cfg, prepared, generate: bool) -> None:
     """Refuse sizes (generate.n, train.eval_batch_size, ...) that could never fit, before allocating."""
     from rnnlm_cli.config import check_reading_memory
 
-    check_reading_memory(cfg, model.V, model.E, model.H, model.cfg.cell, generate=generate)
+    check_reading_memory(cfg, model.V, model.E, model.H, model.cfg.cell, generate=generate, num_layers=model.L)
 
 
 @click.command("evaluate", context_settings=CONTEXT_SETTINGS)
