@@ -184,6 +184,22 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    dynamic_method: str = _opt("sgd", "evaluate --dynamic: sgd (theta -= lr g) or rms (the step divided by the RMS "
+                               "of training gradients, Krause et al. 2018)", choices=("sgd", "rms"))
+    dynamic_lr: float = _opt(0.01, "evaluate --dynamic: the learning rate of the update after each chunk",
+                             low=0.0, low_open=True)
+    dynamic_decay: float = _opt(0.0, "evaluate --dynamic: pull toward the trained weights per update, "
+                                "theta += decay (theta_0 - theta) (rms: per weight, scaled by its RMS)",
+                                low=0.0, high=1.0)
+    dynamic_chunk: int = _opt(20, "evaluate --dynamic: tokens scored between two updates", low=1)
+    dynamic_ms_batches: int = _opt(20, "evaluate --dynamic with rms: training batches (train.batch_size x "
+                                   "train.k1) whose mean squared gradients normalise the steps", low=1)
+    dynamic_eps: float = _opt(1e-5, "evaluate --dynamic with rms: added to the RMS before dividing",
+                              low=0.0, low_open=True)
+
+
+@dataclass(frozen=True)
 class ProbeConfig:
     data: str | None = _opt(None, "agreement probe items, JSON lines (corpora/README.md); null = the probe set "
                                   "shipped with rnnlm (corpora/agreement/probe.jsonl)", path=True)
@@ -199,6 +215,7 @@ class Config:
     diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
     gradcheck: GradcheckConfig = field(default_factory=GradcheckConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def to_dict(self) -> dict:

@@ -311,14 +311,25 @@ RECORD = Output(
 
 EVALUATE = Output(
     "evaluate", "`rnnlm evaluate --format json`", "json", "`rnnlm evaluate --format json`",
-    "One checkpoint on one split or text file, by the standard protocol (the hidden state carried across "
-    "chunks, every token scored).",
+    "One checkpoint on one split or text file, by the static protocol (the hidden state carried across "
+    "chunks, every token scored) or, with `--dynamic`, by dynamic evaluation (one stream; each chunk scored, "
+    "then learned from). `protocol` says which produced the numbers.",
     (VERSION,
      F("split", "string", "`valid`, `test`, or the text file's path as given"),
      F("tokens", "integer", "tokens scored", "tokens"),
      F("loss", "number", "cross-entropy", "nats/token"),
      F("bits", "number", "loss / ln 2", "bits/token"),
-     F("ppl", "number", "perplexity, exp(loss)")))
+     F("ppl", "number", "perplexity, exp(loss)"),
+     F("protocol", "string", "`static` (the weights as trained) or `dynamic` (`--dynamic`)"),
+     F("dynamic", "object", "the dynamic evaluation's settings", when="`--dynamic`"),
+     F("dynamic.method", "string", "`sgd` or `rms` (`evaluate.dynamic_method`)"),
+     F("dynamic.lr", "number", "`evaluate.dynamic_lr`"),
+     F("dynamic.decay", "number", "`evaluate.dynamic_decay`"),
+     F("dynamic.chunk", "integer", "tokens scored between two updates (`evaluate.dynamic_chunk`)", "tokens"),
+     F("dynamic.updates", "integer", "gradient steps taken (one after every chunk but the last)"),
+     F("dynamic.ms_batches", "integer", "training batches of the RMS normaliser (`evaluate.dynamic_ms_batches`)",
+       when="method `rms`"),
+     F("dynamic.eps", "number", "`evaluate.dynamic_eps`", when="method `rms`")))
 
 PER_TOKEN = Output(
     "per-token", "`rnnlm evaluate --per-token FILE`", "tsv", "`rnnlm evaluate --per-token FILE`",
