@@ -100,6 +100,16 @@ class ModelConfig:
     dropout_output: float = _opt(0.0, "inverted dropout on the hidden states fed to the output layer", low=0.0, high=0.95)
     dropout_between: float = _opt(0.0, "inverted dropout on the hidden states passed from one layer to the next "
                                   "(training only; no effect with one layer)", low=0.0, high=0.95)
+    dropout_locked: bool = _opt(False, "variational dropout: one mask per sequence, shared over time, for "
+                                "dropout_embedding, dropout_between and dropout_output (Gal & Ghahramani 2016)")
+    dropout_words: float = _opt(0.0, "embedding dropout: drop whole word types for a batch (training only)",
+                                low=0.0, high=0.95)
+    weight_drop: float = _opt(0.0, "DropConnect on every recurrent matrix W_h, one mask per batch (training only; "
+                              "Merity et al. 2018)", low=0.0, high=0.95)
+    ar: float = _opt(0.0, "activation regularisation: ar * mean of the squared (dropped) top-layer outputs, added "
+                     "to the training loss", low=0.0)
+    tar: float = _opt(0.0, "temporal activation regularisation: tar * mean of the squared step-to-step change of "
+                      "the top layer's outputs, added to the training loss", low=0.0)
     tie_weights: bool = _opt(False, "output matrix = embedding matrix (needs embedding_size == hidden_size)")
     softmax: str = _opt("full", "output layer: full softmax or class-factorised (Mikolov et al. 2011)", choices=("full", "class"))
     num_classes: int = _opt(0, "word classes for softmax=class (0 = round(sqrt(V)))", low=0)

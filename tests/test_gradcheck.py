@@ -37,17 +37,19 @@ def checked_params(cell, tie, softmax, layers=1):
 
 def test_every_cell_mode_and_tying_passes(all_result):
     assert all_result["passed"], [c for c in all_result["checks"] if not c["passed"]]
-    combos = {(c["num_layers"], c["cell"], c["bptt"], c["tie_weights"], c["softmax"]) for c in all_result["checks"]}
-    assert combos == {(n, c, m, t, s) for n in (1, 2) for c in SHIPPED_CELLS for m in ("full", "window", "stream")
-                      for t in (False, True) for s in ("full", "class")}
-    for layers, cell, mode, tie, softmax in combos:
-        rows = [c["param"] for c in all_result["checks"]
-                if (c["num_layers"], c["cell"], c["bptt"], c["tie_weights"], c["softmax"]) ==
-                (layers, cell, mode, tie, softmax)]
-        assert sorted(rows) == sorted(checked_params(cell, tie, softmax, layers) + ["direction"])
+    for reg, modes in ((False, ("full", "window", "stream")), (True, ("full", "stream"))):
+        checks = [c for c in all_result["checks"] if c["setting"].startswith("regularised") == reg]
+        combos = {(c["num_layers"], c["cell"], c["bptt"], c["tie_weights"], c["softmax"]) for c in checks}
+        assert combos == {(n, c, m, t, s) for n in (1, 2) for c in SHIPPED_CELLS for m in modes
+                          for t in (False, True) for s in ("full", "class")}
+        for layers, cell, mode, tie, softmax in combos:
+            rows = [c["param"] for c in checks
+                    if (c["num_layers"], c["cell"], c["bptt"], c["tie_weights"], c["softmax"]) ==
+                    (layers, cell, mode, tie, softmax)]
+            assert sorted(rows) == sorted(checked_params(cell, tie, softmax, layers) + ["direction"])
     assert all_result["tolerance"] == 1e-6
     directions = [c for c in all_result["checks"] if c["param"] == "direction"]
-    assert len(directions) == 96 and max(c["max_rel_error"] for c in directions) < 1e-7
+    assert len(directions) == 96 + 64 and max(c["max_rel_error"] for c in directions) < 1e-7
     gru = {c["param"] for c in all_result["checks"] if c["cell"] == "gru" and not c["tie_weights"]}
     assert {"cell.b_h", "cell.1.b_h", "output.W", "embedding"} <= gru
     tied = {c["param"] for c in all_result["checks"] if c["tie_weights"]}
@@ -59,7 +61,7 @@ def test_result_rows_have_the_documented_keys(all_result):
     assert set(row) == {"cell", "bptt", "tie_weights", "softmax", "num_layers", "setting", "param", "max_rel_error",
                         "checked", "passed"}
     stream = {c["setting"] for c in all_result["checks"] if c["bptt"] == "stream"}
-    assert stream == {"k1=3,k2=6"}                     # a k2 > k1 chunk
+    assert stream == {"k1=3,k2=6", "regularised,k1=3,k2=6"}       # a k2 > k1 chunk
 
 
 def test_a_kink_within_eps_is_measured_closer_and_a_wrong_gradient_still_fails():
@@ -128,7 +130,7 @@ def test_table_rendering(all_result):
                                             "max_rel_error", "checked", "result"]
     # one row per parameter of each checked model, plus its directional check
     n = sum(len(checked_params(cell, tie, softmax, layers)) + 1 for layers in (1, 2) for cell in SHIPPED_CELLS
-            for tie in (False, True) for softmax in ("full", "class")) * 3     # x 3 BPTT modes
+            for tie in (False, True) for softmax in ("full", "class")) * (3 + 2)   # 3 modes, 2 regularised
     assert text.splitlines()[-1].startswith(f"PASSED: {n} checks")
 
 

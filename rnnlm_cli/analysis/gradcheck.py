@@ -46,12 +46,40 @@ NOISE = 1e-15       # relative rounding error of a float64 loss summed over a fe
 FLOOR_FACTOR = 1e6  # floor of the relative-error denominator = FLOOR_FACTOR * noise
 
 
-def _problem(model: Model, mode: str, cfg, rng: np.random.Generator):
-    """(loss_fn, grad_fn, setting) for one mode: the loss that mode defines and its gradient."""
+# the regularisers gradcheck turns on for its `regularised` checks (masks fixed: every evaluation
+# of the loss draws them from the same seed)
+REGULARISED = {"dropout_embedding": 0.3, "dropout_between": 0.3, "dropout_output": 0.3, "dropout_locked": True,
+               "dropout_words": 0.2, "weight_drop": 0.3, "ar": 0.7, "tar": 0.9}
+REGULARISED_MODES = ("full", "stream")
+
+
+def _problem(model: Model, mode: str, cfg, rng: np.random.Generator, mask_seed: int | None = None):
+    """(loss_fn, grad_fn, setting) for one mode: the loss that mode defines and its gradient.
+
+    mask_seed: None evaluates without dropout; an int trains (dropout, weight drop, AR/TAR) with
+    masks drawn from that seed at every evaluation, so the loss is a fixed function of the weights
+    whose value includes the activation regularisers (count * R, see Forward)."""
     gc = cfg.gradcheck
     T, B, V = gc.steps, gc.batch_size, model.V
     x = rng.integers(0, V, size=(T, B))
     y = rng.integers(0, V, size=(T, B))
+    if mask_seed is not None:
+        def run(*args, **kw):
+            return model.forward(*args, train=True, rng=np.random.default_rng(mask_seed), **kw)
+
+        def total(fwd):
+            return fwd.loss + fwd.count * fwd.reg
+
+        if mode == "full":
+            mask = np.ones((T, B))
+            return (lambda: total(run(x, y, None, mask=mask)),
+                    lambda: model.backward(run(x, y, None, mask=mask)), "regularised")
+        if mode == "stream":
+            k1 = max(1, T // 2)
+            state = tuple(rng.uniform(-0.8, 0.8, size=(B, model.H)) for _ in model.initial_state(B))
+            return (lambda: total(run(x, y, state, loss_start=T - k1)),
+                    lambda: model.backward(run(x, y, state, loss_start=T - k1)), f"regularised,k1={k1},k2={T}")
+        raise ValueError(f"no regularised check for mode {mode!r}")
 
     def random_state(batch):
         return tuple(rng.uniform(-0.8, 0.8, size=(batch, model.H)) for _ in model.initial_state(batch))
@@ -260,11 +288,15 @@ def _row(name, worst, checked, tolerance, reason):
 
 
 def run_gradcheck(cfg, cells=None, modes=None, tying=None, samples=None, tolerance=None,
-                  rng: np.random.Generator | None = None, softmaxes=None, layers=None) -> dict:
+                  rng: np.random.Generator | None = None, softmaxes=None, layers=None,
+                  regularised=(False,)) -> dict:
     """Check analytic gradients against finite differences.
 
     cells / modes / tying / softmaxes / layers: lists to combine (None = the config's model.cell,
-    train.bptt, model.tie_weights, model.softmax, model.num_layers). samples: elements checked per parameter
+    train.bptt, model.tie_weights, model.softmax, model.num_layers). regularised: False checks
+    the model without dropout; True with every regulariser of REGULARISED on, masks fixed
+    (full and stream modes; a window-mode loss is evaluated as windows stacked along the
+    batch, which would draw other masks). samples: elements checked per parameter
     (None = gradcheck.samples; 0 = all). tolerance: None = gradcheck.tolerance. rng: None =
     seeded from train.seed. Returns {"passed", "tolerance", "checks": [{"cell", "bptt",
     "tie_weights", "softmax", "num_layers", "setting", "param", "max_rel_error", "checked",
@@ -295,34 +327,42 @@ def run_gradcheck(cfg, cells=None, modes=None, tying=None, samples=None, toleran
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"layer counts must be positive integers, got {n!r}")
     checks = []
-    for num_layers in layers:
-        for softmax in softmaxes:
-            for cell in cells:
-                for mode in modes:
-                    for tie in tying:
-                        mcfg = dataclasses.replace(cfg.model, cell=cell, embedding_size=gc.hidden_size,
-                                                   hidden_size=gc.hidden_size, tie_weights=bool(tie),
-                                                   dropout_embedding=0.0, dropout_output=0.0, dropout_between=0.0,
-                                                   softmax=softmax, num_layers=int(num_layers))
-                        model = Model(mcfg, gc.vocab_size, dtype=np.float64, rng=rng)
-                        for name, p in model.params.items():             # move biases off zero
-                            if p.ndim == 1:
-                                p += rng.uniform(-0.5, 0.5, size=p.shape)
-                        loss_fn, grad_fn, setting = _problem(model, mode, cfg, rng)
-                        for name, err, n, ok, reason in _check_one(model, loss_fn, grad_fn, gc.eps, samples, rng,
-                                                                   tolerance):
-                            checks.append({"cell": cell, "bptt": mode, "tie_weights": bool(tie), "softmax": softmax,
-                                           "num_layers": int(num_layers), "setting": setting, "param": name,
-                                           "max_rel_error": err, "checked": n, "passed": bool(ok)})
-                            if reason:
-                                checks[-1]["reason"] = reason
+    plain = {"dropout_embedding": 0.0, "dropout_output": 0.0, "dropout_between": 0.0, "dropout_words": 0.0,
+             "weight_drop": 0.0, "ar": 0.0, "tar": 0.0}
+    for reg in regularised:
+        for num_layers in layers:
+            for softmax in softmaxes:
+                for cell in cells:
+                    for mode in modes:
+                        if reg and mode not in REGULARISED_MODES:
+                            continue
+                        for tie in tying:
+                            mcfg = dataclasses.replace(cfg.model, cell=cell, embedding_size=gc.hidden_size,
+                                                       hidden_size=gc.hidden_size, tie_weights=bool(tie),
+                                                       softmax=softmax, num_layers=int(num_layers),
+                                                       **(REGULARISED if reg else plain))
+                            model = Model(mcfg, gc.vocab_size, dtype=np.float64, rng=rng)
+                            for name, p in model.params.items():             # move biases off zero
+                                if p.ndim == 1:
+                                    p += rng.uniform(-0.5, 0.5, size=p.shape)
+                            seed = int(rng.integers(2 ** 31)) if reg else None
+                            loss_fn, grad_fn, setting = _problem(model, mode, cfg, rng, mask_seed=seed)
+                            for name, err, n, ok, reason in _check_one(model, loss_fn, grad_fn, gc.eps, samples,
+                                                                       rng, tolerance):
+                                checks.append({"cell": cell, "bptt": mode, "tie_weights": bool(tie),
+                                               "softmax": softmax, "num_layers": int(num_layers),
+                                               "setting": setting, "param": name, "max_rel_error": err,
+                                               "checked": n, "passed": bool(ok)})
+                                if reason:
+                                    checks[-1]["reason"] = reason
     return {"passed": bool(checks) and all(c["passed"] for c in checks), "tolerance": float(tolerance),
             "checks": checks}
 
 
 def all_combinations() -> dict:
     """Keyword arguments of run_gradcheck for `--all`: one and two layers x every cell x every
-    mode x tying on/off x full and class-factorised softmax."""
+    mode x tying on/off x full and class-factorised softmax, then the same with the regularisers
+    on (full and stream modes)."""
     return {"cells": list(CELLS), "modes": list(MODES), "tying": [False, True], "softmaxes": list(SOFTMAXES),
-            "layers": [1, 2]}
+            "layers": [1, 2], "regularised": [False, True]}
 

@@ -70,6 +70,10 @@ class Forward:
     cache  the top layer's record (the only one with one layer)
     inputs each layer's input (T, B, in) after dropout: the embeddings, then the h below
     between_masks  dropout_between masks of the inputs of layers 1.. (index l; None: no dropout)
+    weight_masks   per layer, the weight_drop mask of W_h (None: none)
+    reg    training only: the activation regularisers' value R (model.ar, model.tar), and
+    reg_grad  dR/dh of the top layer's scored positions; the backward adds count * R to the
+           loss it differentiates (so with scale = 1/count: the mean loss per token plus R)
     """
 
     loss: float
@@ -87,6 +91,9 @@ class Forward:
     cells: list = field(repr=False)
     inputs: list = field(repr=False)
     between_masks: list = field(repr=False)
+    weight_masks: list = field(default_factory=list, repr=False)
+    reg: float = 0.0
+    reg_grad: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def cache(self) -> Cache:
@@ -227,26 +234,44 @@ class Model:
         if state is None:
             state = self.initial_state(B)
         between = getattr(cfg, "dropout_between", 0.0) if self.L > 1 else 0.0
-        if train and (cfg.dropout_embedding > 0 or cfg.dropout_output > 0 or between > 0) and rng is None:
+        words = getattr(cfg, "dropout_words", 0.0)
+        wdrop = getattr(cfg, "weight_drop", 0.0)
+        locked = getattr(cfg, "dropout_locked", False)
+        if train and (cfg.dropout_embedding > 0 or cfg.dropout_output > 0 or between > 0 or words > 0
+                      or wdrop > 0) and rng is None:
             raise ValueError("dropout needs a random generator (rng)")
+
+        def mask_shape(shape):                                          # locked: one mask per sequence
+            return (1,) + tuple(shape[1:]) if locked else tuple(shape)
+
         # embedding lookup (and dropout) for all steps at once
         emb = p["embedding"][x]                                        # (T, B, E)
         emb_mask = None
+        if train and words > 0:                                        # whole word types, for this batch
+            word_keep = self._dropout_mask(rng, (self.V,), words)
+            emb_mask = word_keep[x][..., None]                          # (T, B, 1)
         if train and cfg.dropout_embedding > 0:
-            emb_mask = self._dropout_mask(rng, emb.shape, cfg.dropout_embedding)
+            m = self._dropout_mask(rng, mask_shape(emb.shape), cfg.dropout_embedding)
+            emb_mask = m if emb_mask is None else emb_mask * m
+        if emb_mask is not None:
             emb *= emb_mask
         states = self.layer_states(state)
-        inputs, caches, between_masks = [], [], [None]
+        inputs, caches, between_masks, weight_masks = [], [], [None], []
         layer_in = emb
         for layer, cell in enumerate(self.cells):
             if layer > 0:                                               # the h of the layer below
                 layer_in = caches[-1].seq["h"][1:]
                 bmask = None
                 if train and between > 0:
-                    bmask = self._dropout_mask(rng, layer_in.shape, between)
+                    bmask = self._dropout_mask(rng, mask_shape(layer_in.shape), between)
                     layer_in = layer_in * bmask
                 between_masks.append(bmask)
             lp = self.layer_params(layer)
+            wmask = None
+            if train and wdrop > 0:                                     # DropConnect on W_h, this batch
+                wmask = self._dropout_mask(rng, lp["W_h"].shape, wdrop)
+                lp = dict(lp, W_h=lp["W_h"] * wmask)
+            weight_masks.append(wmask)
             n_in = layer_in.shape[-1]
             # input projection of all steps: one GEMM
             with kernels.big_gemm(T * B * n_in * lp["W_x"].shape[1]):
@@ -261,7 +286,7 @@ class Model:
         hout = hs[loss_start:]
         out_mask = None
         if train and cfg.dropout_output > 0:
-            out_mask = self._dropout_mask(rng, hout.shape, cfg.dropout_output)
+            out_mask = self._dropout_mask(rng, mask_shape(hout.shape), cfg.dropout_output)
             hout = hout * out_mask
         n = (T - loss_start) * B
         m2 = None
@@ -278,9 +303,42 @@ class Model:
         count = float(n if m2 is None else m2.sum(dtype=np.float64))
         fwd = Forward(loss=loss, count=count, state=(), hs=hs, nll=nll, caches=caches, x=x,
                       loss_start=loss_start, emb=emb, emb_mask=emb_mask, out_mask=out_mask,
-                      out_cache=out_cache, cells=self.cells, inputs=inputs, between_masks=between_masks)
+                      out_cache=out_cache, cells=self.cells, inputs=inputs, between_masks=between_masks,
+                      weight_masks=weight_masks)
         fwd.state = fwd.state_after(T)
+        if train and (getattr(cfg, "ar", 0.0) > 0 or getattr(cfg, "tar", 0.0) > 0):
+            fwd.reg, fwd.reg_grad = self._activation_reg(hs[loss_start:], hout, out_mask,
+                                                         None if m2 is None else mask[loss_start:])
         return fwd
+
+    def _activation_reg(self, h, hout, out_mask, m):
+        """AR and TAR of the scored positions: (R, dR/dh (T', B, H)).
+
+            R = ar  * sum_tb m_tb ||hout_tb||^2 / (H sum_tb m_tb)                  (hout: after output dropout)
+              + tar * sum_tb m_tb m_t-1,b ||h_tb - h_t-1,b||^2 / (H sum of those pairs)   (h: before it)
+
+        m (T', B): the position weights (None: all 1)."""
+        cfg, dt = self.cfg, self.dtype
+        Tn, B, H = h.shape
+        m = np.ones((Tn, B), dtype=dt) if m is None else np.asarray(m, dtype=dt)
+        grad = np.zeros(h.shape, dtype=dt)
+        R = 0.0
+        if cfg.ar > 0:
+            n = float(m.sum(dtype=np.float64)) * H
+            if n > 0:
+                R += cfg.ar * float(np.einsum("tb,tbh,tbh->", m, hout, hout, dtype=np.float64)) / n
+                g = (2.0 * cfg.ar / n) * m[..., None] * hout               # dR/d hout
+                grad += g if out_mask is None else g * out_mask           # hout = h * out_mask
+        if cfg.tar > 0 and Tn > 1:
+            pair = m[1:] * m[:-1]                                          # (T'-1, B)
+            n = float(pair.sum(dtype=np.float64)) * H
+            if n > 0:
+                diff = h[1:] - h[:-1]
+                R += cfg.tar * float(np.einsum("tb,tbh,tbh->", pair, diff, diff, dtype=np.float64)) / n
+                g = (2.0 * cfg.tar / n) * pair[..., None] * diff
+                grad[1:] += g
+                grad[:-1] -= g
+        return R, grad
 
     # ------------------------------------------------------------------ backward
     def backward(self, fwd: Forward, truncation: int | None = None, scale: float = 1.0, on_lag=None) -> dict:
@@ -319,6 +377,8 @@ class Model:
         self.output.backward(p, fwd.out_cache, scale, grads, dh_out=dh_out)
         if fwd.out_mask is not None:
             dhs[fwd.loss_start:] *= fwd.out_mask                       # undoes output dropout
+        if fwd.reg_grad is not None:                                    # AR/TAR: count * R, times scale
+            dhs[fwd.loss_start:] += self.dtype.type(scale * fwd.count) * fwd.reg_grad
         # the time loop backwards -> pre-activation gradients of every position of every layer
         if truncation is None:
             da_layers = [None] * self.L
@@ -337,13 +397,16 @@ class Model:
             x2 = fwd.inputs[layer].reshape(T * B, n_in)
             for k, g in cell.param_grads(fwd.caches[layer], x2, da_layers[layer]).items():
                 grads[prefix + k] = g
+            if fwd.weight_masks and fwd.weight_masks[layer] is not None:
+                grads[prefix + "W_h"] *= fwd.weight_masks[layer]         # undoes W_h * mask
         # undoes xproj = emb @ W_x: input gradient, dropout, then the embedding rows
         da_all = da_layers[0]
         W_x = p[self.layer_prefix(0) + "W_x"]
         with kernels.big_gemm(da_all.size * self.E):
             dx = da_all.reshape(T * B, -1) @ W_x.T                      # (T*B, E)
         if fwd.emb_mask is not None:
-            dx *= fwd.emb_mask.reshape(T * B, self.E)
+            dx3 = dx.reshape(T, B, self.E)
+            dx3 *= fwd.emb_mask                                          # (T, B, E), (1, B, E) or (T, B, 1)
         if "embedding" in grads:                                        # tied: dense already
             scatter_rows(grads["embedding"], fwd.x.reshape(-1), dx)
         else:                                                           # only the tokens' rows
