@@ -113,11 +113,20 @@ FORCE:
 # reference results (model quality): each trains end to end on the standard corpora
 # (../shared/corpora) and records results/NAME.json; `make results` renders the README table and
 # docs/learning_curves.png from the records
-QUALITY := ptb-rnn ptb-lstm ptb-gru shakespeare-char
-.PHONY: results $(QUALITY)
+QUALITY := ptb-rnn ptb-lstm ptb-gru shakespeare-char ptb-lstm2
+.PHONY: results depth $(QUALITY)
 
 $(QUALITY): $(STAMP)
 	$(RNNLM) train --config configs/$@.yaml --force --record results/$@.json
+
+# depth under one budget: configs/ptb-lstm2.yaml for 2 epochs with two layers and with one
+# (results/depth-lstm2.json, results/depth-lstm1.json; the README's depth table reads them)
+DEPTH_EPOCHS := 2
+depth: $(STAMP)
+	$(RNNLM) train --config configs/ptb-lstm2.yaml --set train.epochs=$(DEPTH_EPOCHS) \
+	  --set train.out=runs/depth/lstm2-650 --force --quiet --record results/depth-lstm2.json
+	$(RNNLM) train --config configs/ptb-lstm2.yaml --set train.epochs=$(DEPTH_EPOCHS) --set model.num_layers=1 \
+	  --set train.out=runs/depth/lstm1-650 --force --quiet --record results/depth-lstm1.json
 
 results: $(STAMP)
 	$(RNNLM) results $(wildcard $(QUALITY:%=results/%.json)) --plot docs/learning_curves.png

@@ -31,7 +31,7 @@ import cog
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-QUALITY = ("ptb-rnn", "ptb-lstm", "ptb-gru", "shakespeare-char")   # the Makefile's reference configs
+QUALITY = ("ptb-rnn", "ptb-lstm", "ptb-gru", "shakespeare-char", "ptb-lstm2")   # the Makefile's reference configs
 
 _workspace: Path | None = None
 _outputs: dict[str, str] = {}
@@ -195,6 +195,24 @@ def results_table() -> None:
     from rnnlm_cli.render.results import ANCHORS
     from rnnlm_cli.render.results import results_table as render
     cog.outl(render(_records(), ANCHORS))
+
+
+DEPTH = ("depth-lstm1", "depth-lstm2")      # configs/ptb-lstm2.yaml with one and two layers, the same budget
+
+
+def depth_table() -> None:
+    """README: one layer against two under the same budget, as `rnnlm results` prints the records."""
+    from rnnlm_cli.render.results import results_table as render
+    from rnnlm_cli.render.results import curves_table
+
+    paths = [ROOT / "results" / f"{name}.json" for name in DEPTH]
+    if not all(p.is_file() for p in paths):
+        keep_previous("results/depth-lstm1.json and results/depth-lstm2.json are not both there")
+        return
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    cog.outl(render(records))
+    cog.outl()
+    fenced(curves_table(records))
 
 
 def results_curves() -> None:
