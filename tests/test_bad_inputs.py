@@ -44,9 +44,9 @@ def small_model(*extra):
     return [a for s in sets for a in ("--set", s)]
 
 
-@pytest.fixture(scope="module")
-def w(tmp_path_factory):
-    """A corpus, its prepared folder, a finished run and a second vocabulary; treated as read-only."""
+def build_world(tmp_path_factory):
+    """A corpus, its prepared folder, a finished run and a second vocabulary; treated as read-only
+    (the fixture `w` of tests/conftest.py, shared by the catalogues of several test files)."""
     root = tmp_path_factory.mktemp("world")
     (root / "train.txt").write_text(TRAIN_TEXT, encoding="utf-8")
     (root / "valid.txt").write_text("the dog runs home\nthe cats run home\n", encoding="utf-8")
@@ -148,7 +148,7 @@ def c_unknown_section(w, tmp):
     p = write_config(tmp, "modle:\n  cell: gru\n")
     return (["config", "validate", "--config", p],
             "unknown section 'modle' (did you mean model?); sections are "
-            "data, model, train, diagnose, gradcheck, generate, probe", 2)
+            "data, model, train, diagnose, gradcheck, generate, evaluate, probe", 2)
 
 
 def c_unknown_key(w, tmp):
@@ -630,8 +630,8 @@ def g_prepared_gone(w, tmp):
 
 def gc_conflicting_flags(w, tmp):
     return (["gradcheck", "--all", "--cell", "gru"],
-            "--all checks every cell, mode and tying; do not combine it with --cell, --bptt or --tie-weights "
-            "(see 'rnnlm gradcheck -h')", 2)
+            "--all checks every layer count, cell, mode, tying and the regularisers; do not combine it with "
+            "--layers, --cell, --bptt, --tie-weights or --regularised (see 'rnnlm gradcheck -h')", 2)
 
 
 def gc_zero_hidden(w, tmp):

@@ -17,7 +17,7 @@ from rnnlm_cli.nn.model import Model
 from rnnlm_cli.train import checkpoint
 from rnnlm_cli.train.trainer import train
 
-from test_bad_inputs import small_model, snapshot, w  # noqa: F401  (w: the catalogue's shared fixture)
+from test_bad_inputs import small_model
 from test_bad_inputs import test_bad_input as run_case
 
 CELLS = ("tanh", "relu", "gru", "lstm")
@@ -285,7 +285,7 @@ LAYER_CASES = [f for name, f in list(globals().items()) if callable(f) and name.
 
 
 @pytest.mark.parametrize("case", LAYER_CASES, ids=[f.__name__ for f in LAYER_CASES])
-def test_bad_layer_input(case, w, tmp_path, monkeypatch):  # noqa: F811
+def test_bad_layer_input(case, w, tmp_path, monkeypatch):
     run_case(case, w, tmp_path, monkeypatch)
 
 

@@ -103,7 +103,7 @@ def test_regularised_gradcheck_catches_a_wrong_regulariser_gradient(monkeypatch)
 
 # --------------------------------------------------------------------------- bad values (the catalogue's rules)
 
-from test_bad_inputs import small_model, w  # noqa: E402,F401  (w: the catalogue's shared fixture)
+from test_bad_inputs import small_model  # noqa: E402
 from test_bad_inputs import test_bad_input as run_case  # noqa: E402
 
 
@@ -140,5 +140,5 @@ REG_CASES = [f for name, f in list(globals().items()) if callable(f) and name.st
 
 
 @pytest.mark.parametrize("case", REG_CASES, ids=[f.__name__ for f in REG_CASES])
-def test_bad_regulariser_input(case, w, tmp_path, monkeypatch):  # noqa: F811
+def test_bad_regulariser_input(case, w, tmp_path, monkeypatch):
     run_case(case, w, tmp_path, monkeypatch)
