@@ -37,6 +37,7 @@ from rnnlm_cli.cli.read_cmds import evaluate_cmd, generate_cmd
 from rnnlm_cli.cli.results_cmd import results_cmd
 from rnnlm_cli.cli.sweep_cmd import sweep_cmd
 from rnnlm_cli.cli.train_cmd import train_cmd
+from rnnlm_cli.cli.tune_cmd import tune_cmd
 from rnnlm_cli.errors import RnnlmError
 
 
@@ -207,7 +208,7 @@ def cli(ctx, debug):
 
 
 for command in (config, preprocess_cmd, train_cmd, evaluate_cmd, generate_cmd, gradcheck_cmd,
-                diagnose_gradients_cmd, probe_cmd, probe_horizons_cmd, results_cmd, sweep_cmd, corpus):
+                diagnose_gradients_cmd, probe_cmd, probe_horizons_cmd, results_cmd, sweep_cmd, tune_cmd, corpus):
     cli.add_command(command)
 add_shared_options(cli)   # --debug after the subcommand too, and -q/--quiet on every command
 

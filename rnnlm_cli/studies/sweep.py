@@ -153,24 +153,22 @@ def _check_shared_data(points: list[Point]) -> None:
                               f"prepared-data folder {shown(data.prepared)}; sweep data.prepared along with them")
 
 
-def check_sweep_folder(out: str) -> None:
-    """OUT must be new, empty, or an earlier sweep's folder (only run folders, logs/ and
-    sweep.json); never a run, a prepared-data folder, a file, or a folder of other files
+def check_sweep_folder(out: str, own=(MANIFEST, LOGS), what: str = "a sweep") -> None:
+    """OUT must be new, empty, or an earlier study's folder (only run folders and the names in
+    `own`); never a run, a prepared-data folder, a file, or a folder of other files
     (ConfigError, nothing written)."""
     if os.path.lexists(out) and not os.path.isdir(out):
-        raise ConfigError(f"--out {shown(out)} is a file; a sweep writes into a folder")
+        raise ConfigError(f"--out {shown(out)} is a file; {what} writes into a folder")
     if not os.path.isdir(out):
         return
     kind = folder_kind(out)
     if kind is not None:
         raise ConfigError(f"--out {shown(out)} is a {'training run' if kind == 'run' else 'prepared-data'} "
-                          f"folder, not a sweep's folder; choose another path")
-    foreign = [n for n in sorted(os.listdir(out))
-               if n not in (MANIFEST, LOGS) and folder_kind(os.path.join(out, n)) != "run"]
+                          f"folder; choose another path")
+    foreign = [n for n in sorted(os.listdir(out)) if n not in own and folder_kind(os.path.join(out, n)) != "run"]
     if foreign:
-        raise ConfigError(f"--out {shown(out)} holds files a sweep did not write ({brief(foreign[0], quote=False)}"
-                          f"{', ...' if len(foreign) > 1 else ''}); choose a new or empty folder, or an "
-                          f"earlier sweep's")
+        raise ConfigError(f"--out {shown(out)} holds files {what} did not write ({brief(foreign[0], quote=False)}"
+                          f"{', ...' if len(foreign) > 1 else ''}); choose a new or empty folder")
 
 
 # --------------------------------------------------------------------------- one point's state
