@@ -81,11 +81,11 @@ def tune_cmd(config_path, overrides, space_path, trials, storage, study_name, ou
     check_sweep_folder(out, own, "rnnlm tune")
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     from rnnlm_cli.data.corpus import ensure_prepared
-    with tune._file_lock(lock):           # one worker prepares the data, the others wait for it
+    study = tune.open_study(storage, study_name, pruner)          # the first write: the storage
+    with tune.storage_lock(storage):          # one worker prepares the data, the others wait for it
         ensure_prepared(base, log=log)
     try:
-        result = tune.run_worker(base, space, storage, study_name, trials, out, pruner, log=log,
-                                 progress=progress_bars(True))
+        result = tune.run_worker(study, base, space, storage, trials, out, log=log, progress=progress_bars(True))
     except Interrupted as exc:
         click.echo(f"Interrupted: checkpoint saved to {exc.path}; the trial's parameters are queued again", err=True)
         sys.exit(exc.code)

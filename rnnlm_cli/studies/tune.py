@@ -154,6 +154,11 @@ def open_storage(url: str):
         raise
 
 
+def storage_lock(url: str):
+    """A context that holds the lock file beside a file storage (nothing for a database server)."""
+    return _file_lock(storage_lock_path(url))
+
+
 @contextlib.contextmanager
 def _file_lock(path: str | None):
     if path is None:
@@ -219,17 +224,23 @@ def _fail_dead_local_trials(optuna, study, log) -> None:
             log(f"trial {t.number}: its worker (PID {t.user_attrs.get('pid')}) is gone; marked failed and re-queued")
 
 
-def run_worker(base: Config, space: list[grid.Range], storage_url: str, study_name: str, n_trials: int,
-               out: str, pruner: str = "median", log=None, progress=None) -> dict:
-    """Run trials until the study has n_trials (finished, running or waiting); returns
-    {"trials": number this worker ran, "best": best trial info or None}."""
+def open_study(storage_url: str, study_name: str, pruner: str = "median"):
+    """The study (created when new), opened under the storage's lock file: two workers creating
+    one new database would race otherwise. DataError when the storage cannot be opened."""
+    optuna = require_optuna()
+    with _file_lock(storage_lock_path(storage_url)):
+        return load_study(optuna, open_storage(storage_url), study_name, pruner)
+
+
+def run_worker(study, base: Config, space: list[grid.Range], storage_url: str, n_trials: int,
+               out: str, log=None, progress=None) -> dict:
+    """Run trials of `study` (open_study) until it has n_trials (finished, running or waiting);
+    returns {"trials": number this worker ran, "best": best trial info or None}."""
     optuna = require_optuna()
     from rnnlm_cli.train.trainer import Interrupted, train
 
     log = log or (lambda message: None)
     lock_path = storage_lock_path(storage_url)
-    with _file_lock(lock_path):          # two workers creating one new database race otherwise
-        study = load_study(optuna, open_storage(storage_url), study_name, pruner)
     states = optuna.trial.TrialState
     ran = 0
 
@@ -312,8 +323,9 @@ def report(storage_url: str, study_name: str) -> dict:
     trials = []
     for t in study.get_trials(deepcopy=False):
         steps = sorted(t.intermediate_values)
+        params = t.params or dict(t.system_attrs.get("fixed_params") or {})     # a queued trial's are fixed
         trials.append({"number": t.number, "state": t.state.name.lower(), "value": t.value,
-                       "params": t.params, "last_step": steps[-1] if steps else None,
+                       "params": params, "last_step": steps[-1] if steps else None,
                        "duration_s": t.duration.total_seconds() if t.duration else None,
                        "run": t.user_attrs.get("run")})
     importances, why = {}, None
