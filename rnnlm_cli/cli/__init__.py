@@ -27,6 +27,7 @@ import click
 
 from rnnlm_cli import __version__
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, DEBUG_HELP, add_shared_options
+from rnnlm_cli.cli.compare_cmd import compare_cmd
 from rnnlm_cli.cli.config_cmd import config
 from rnnlm_cli.cli.corpus_cmd import corpus
 from rnnlm_cli.cli.diagnose_cmd import diagnose_gradients_cmd
@@ -208,7 +209,7 @@ def cli(ctx, debug):
 
 
 for command in (config, preprocess_cmd, train_cmd, evaluate_cmd, generate_cmd, gradcheck_cmd,
-                diagnose_gradients_cmd, probe_cmd, probe_horizons_cmd, results_cmd, sweep_cmd, tune_cmd, corpus):
+                diagnose_gradients_cmd, probe_cmd, probe_horizons_cmd, results_cmd, sweep_cmd, tune_cmd, compare_cmd, corpus):
     cli.add_command(command)
 add_shared_options(cli)   # --debug after the subcommand too, and -q/--quiet on every command
 
