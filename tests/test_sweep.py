@@ -204,8 +204,8 @@ BAD = [
     (["--grid", "model.cell=tanh", "--random", "0", "--range", "train.lr=uniform(0.1,0.2)"],
      "Invalid value for '--random': must be at least 1, got 0 (see 'rnnlm sweep -h')", 2),
     (["--grid", "model.cell=tanh,bogus"], None, 2),
-    (["--grid", "train.out=a,b"], "--grid train.out: the sweep sets train.out itself (OUT/NAME for each run); "
-     "use --out", 2),
+    (["--grid", "train.out=a,b"], "--grid train.out: the sweep sets train.out itself, for each run OUT/NAME "
+     "(use --out)", 2),
     (["--grid", "model.cell=tanh", "--grid", "model.cell=gru"], "model.cell is swept twice; give all its values in "
      "one --grid or --range", 2),
 ]

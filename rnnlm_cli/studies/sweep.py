@@ -42,7 +42,9 @@ LOGS = "logs"
 MAX_POINTS = 10_000
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # keys the sweep itself sets for each point
-RESERVED = ("train.out",)
+_RESERVED_HOW = {"train.out": "OUT/NAME (use --out)",
+                 "train.tensorboard": "the base configuration's folder/NAME (set it there)"}
+RESERVED = tuple(_RESERVED_HOW)
 
 
 @dataclass
@@ -95,12 +97,12 @@ def parse_grids(grids, ranges, n_random: int | None) -> tuple[list, list]:
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         if key in RESERVED:
-            raise ConfigError(f"{where}: the sweep sets {key} itself (OUT/NAME for each run); use --out")
+            raise ConfigError(f"{where}: the sweep sets {key} itself, for each run {_RESERVED_HOW[key]}")
         for v in values:
             grid.check_value(key, v, where)
     for r in rs:
         if r.key in RESERVED:
-            raise ConfigError(f"--range {r.key}: the sweep sets {r.key} itself; use --out")
+            raise ConfigError(f"--range {r.key}: the sweep sets {r.key} itself, for each run {_RESERVED_HOW[r.key]}")
     return parsed, rs
 
 
@@ -135,7 +137,11 @@ def plan_sweep(config_path: str | None, overrides, grids, ranges, n_random: int 
             seen.add(digest)
             name = point_name(values, digest)
             folder = os.path.join(out, name)
-            points.append(Point(name, values, cfg.with_values({"train.out": folder}), digest, folder, sets))
+            own = {"train.out": folder}
+            if cfg.train.tensorboard:          # each run its own event folder: TENSORBOARD/NAME
+                own["train.tensorboard"] = os.path.join(cfg.train.tensorboard, name)
+                sets = sets + [f"train.tensorboard={own['train.tensorboard']}"]
+            points.append(Point(name, values, cfg.with_values(own), digest, folder, sets))
     _check_shared_data(points)
     return points
 

@@ -52,7 +52,7 @@ from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, is_temporary,
 from rnnlm_cli.progress import ProgressFactory, no_progress
 from rnnlm_cli.train.lock import RunLock
 from rnnlm_cli.paths import shown
-from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog
+from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog, tensorboard_writer_class
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.runs import check_data_settings, check_model_matches, check_resume, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, make_optimizer
@@ -83,6 +83,8 @@ def train(cfg: Config, resume: bool = False, force: bool = False, progress: Prog
     out = cfg.train.out
     lock = RunLock(out)
     check_output_folder(out, lock, resume, force)                        # refuses before any write
+    if cfg.train.tensorboard:
+        tensorboard_writer_class()                                       # installed, or one line and exit 2
     prepared = ensure_prepared(cfg, progress=progress, log=log)          # may build data.prepared, says so
     check_data_settings(cfg, prepared)                                   # the config says what the data is
     trainer = Trainer(cfg, prepared, progress=progress, log=log)
@@ -259,7 +261,7 @@ class Trainer:
         self.out = cfg.train.out
         self.progress = progress or no_progress
         self.log = log or _no_log
-        self.metrics = MetricsLog(self.out)
+        self.metrics = MetricsLog(self.out, cfg.train.tensorboard)
         self.last_saved: tuple[str, int] | None = None     # (path, step) of the last checkpoint written
         self.on_evaluation = None                           # f(step, valid_loss) after each validation
         self._signal = None
