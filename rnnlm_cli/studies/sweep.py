@@ -36,6 +36,7 @@ from rnnlm_cli.errors import ConfigError, brief
 from rnnlm_cli.fileio import atomic_write_json, make_folders
 from rnnlm_cli.paths import folder_kind, shown
 from rnnlm_cli.train.lock import LockError, RunLock
+from rnnlm_cli.values import SCHEMA_VERSION
 
 MANIFEST = "sweep.json"
 LOGS = "logs"
@@ -218,7 +219,7 @@ def shell_command(argv: list[str]) -> str:
 def write_manifest(out: str, config_path, overrides, grids, ranges, n_random, seed, points) -> None:
     make_folders(out)
     atomic_write_json(os.path.join(out, MANIFEST), {
-        "config": config_path, "set": list(overrides), "grid": list(grids), "range": list(ranges),
+        "schema_version": SCHEMA_VERSION, "config": config_path, "set": list(overrides), "grid": list(grids), "range": list(ranges),
         "random": n_random, "seed": seed,
         "runs": [{"name": p.name, "values": p.values, "config_hash": p.config_hash} for p in points]})
 
