@@ -22,7 +22,7 @@ from rnnlm_cli.errors import TrainingError
 @click.option("-j", "--jobs", type=int, default=1, show_default=True,
               help="Runs trained at once (each process with one BLAS thread).")
 @click.option("--print-commands", is_flag=True,
-              help="Print one shell command per run that is not finished, and run nothing.")
+              help="Prepare the data, then print one shell command per run that is not finished; run nothing.")
 @quiet_option
 def sweep_cmd(config_path, overrides, grids, n_random, ranges, seed, out_dir, jobs, print_commands, quiet):
     """Train one run per point of a grid (and of random draws), N processes at a time.
@@ -30,8 +30,8 @@ def sweep_cmd(config_path, overrides, grids, n_random, ranges, seed, out_dir, jo
     Each point is an ordinary `rnnlm train` run in OUT/NAME (NAME: the swept values and a hash
     of the configuration). Rerunning the same sweep skips finished runs and resumes interrupted
     ones; Ctrl-C or SIGTERM stops every run after it saved a checkpoint. `--print-commands`
-    prints the `rnnlm train` commands instead (for GNU parallel, make or a Slurm array), to be
-    run from this folder.
+    prepares the data, then prints the `rnnlm train` commands instead of running them (for GNU
+    parallel, make or a Slurm array), to be run from this folder.
 
     \b
     Example:
@@ -55,14 +55,14 @@ def sweep_cmd(config_path, overrides, grids, n_random, ranges, seed, out_dir, jo
                  *[Out("prepared-data folder", p, "prepared") for p in sorted({q.cfg.data.prepared for q in points})
                    if builds]])
     sweep.check_sweep_folder(out_dir)
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    sweep.prepare_data(points, log=log, progress=progress_bars(quiet, lines=log))    # once, before runs start
     if print_commands:
         for p in points:
             state = sweep.point_state(p)
             if state not in (sweep.FINISHED, sweep.BUSY):
                 click.echo(sweep.shell_command(sweep.train_command(config_path, overrides, p, state)))
         return
-    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    sweep.prepare_data(points, log=log, progress=progress_bars(quiet, lines=log))
     sweep.write_manifest(out_dir, config_path, overrides, grids, ranges, n_random, seed, points)
     program = sweep.python_program()
     outcome = sweep.run_sweep(points, out_dir, jobs,
