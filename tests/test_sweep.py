@@ -241,3 +241,16 @@ def test_bad_sweep_folder(tmp_path, monkeypatch, where):
              "run": "is a training run folder", "file": "is a file"}[where]
     assert result.exit_code == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.output
     assert _tree(tmp_path) == before
+
+
+def test_each_child_runs_with_one_blas_thread_and_its_output_in_its_log(tmp_path):
+    points = sweep.plan_sweep(str(base_config(tmp_path)), [], ["model.cell=tanh,gru"], [], None, 0,
+                              str(tmp_path / "s"))
+    probe = "import os; print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'])"
+    outcome = sweep.run_sweep(points, str(tmp_path / "s"), 2, lambda p, state: [sys.executable, "-c", probe])
+    assert outcome == {p.name: "done" for p in points}
+    for p in points:
+        log = (tmp_path / "s" / "logs" / f"{p.name}.log").read_text()
+        assert re.fullmatch(r"# sweep launch 1: fresh \(.*\)\n1 1\n# sweep exit 0\n", log), log
+    failing = sweep.run_sweep(points[:1], str(tmp_path / "s"), 1, lambda p, state: [sys.executable, "-c", "exit(3)"])
+    assert failing == {points[0].name: "failed (exit 3)"}

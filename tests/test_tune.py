@@ -148,3 +148,11 @@ def test_bad_tune_input(tmp_path, monkeypatch, space, extra, words, code):
     assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1 and words in result.stderr, \
         result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before          # nothing created
+
+
+def test_report_reads_and_creates_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for storage in ("sqlite:///none.db", "journal:none.log"):
+        result = CliRunner().invoke(cli, ["tune", "--report", "--storage", storage, "--study", "s"])
+        assert result.exit_code == 1 and "none" in result.stderr and "does not exist" in result.stderr, result.output
+    assert list(tmp_path.iterdir()) == []

@@ -319,6 +319,10 @@ def write_best(study, base: Config, out: str) -> str | None:
 def report(storage_url: str, study_name: str) -> dict:
     """The trials table and the parameter importances of a study (read only)."""
     optuna = require_optuna()
+    check_storage_url(storage_url)
+    lock = storage_lock_path(storage_url)
+    if lock and not os.path.isfile(lock[:-len(LOCK_SUFFIX)]):      # reading must not create an empty storage
+        raise DataError(f"cannot open storage {brief(storage_url)}: {shown(lock[:-len(LOCK_SUFFIX)])} does not exist")
     study = load_study(optuna, open_storage(storage_url), study_name, create=False)
     trials = []
     for t in study.get_trials(deepcopy=False):
