@@ -110,7 +110,8 @@ def _train_steps(log_text: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_completes_on_rerun_and_trains_no_run_twice(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_killed_sweep_completes_on_rerun_and_trains_no_run_twice(tmp_path, sig):
     cfg = base_config(tmp_path, epochs=3, eval_every=50)
     args = ["sweep", "--config", cfg, "--grid", "model.cell=tanh,gru", "--grid", "train.lr=0.003,0.01",
             "--out", "s", "-j", "2"]
@@ -128,10 +129,10 @@ def test_a_killed_sweep_completes_on_rerun_and_trains_no_run_twice(tmp_path):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the sweep ended before it could be killed (runs too short?)"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)        # SIGINT: as Ctrl-C, though only to the sweep (the children get SIGTERM from it)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert err.rstrip().endswith("Error: interrupted (SIGTERM)")
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130), err
+    assert err.rstrip().endswith("Error: interrupted (SIGTERM)" if sig == signal.SIGTERM else "Error: interrupted")
     logs = {p.stem: p.read_text() for p in (out / "logs").glob("*.log")}
     for name, text in logs.items():        # every child launched was waited for: no orphan
         assert text.count("# sweep launch ") == text.count("# sweep exit "), text

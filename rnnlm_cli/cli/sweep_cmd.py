@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, common_options, quiet_option
@@ -65,12 +67,18 @@ def sweep_cmd(config_path, overrides, grids, n_random, ranges, seed, out_dir, jo
         return
     sweep.write_manifest(out_dir, config_path, overrides, grids, ranges, n_random, seed, points)
     program = sweep.python_program()
-    outcome = sweep.run_sweep(points, out_dir, jobs,
-                              lambda p, state: sweep.train_command(config_path, overrides, p, state, program), log)
+    # Ctrl-C stops the sweep even where SIGINT came in ignored (a background job of a script): the
+    # children, which handle it themselves, would stop while the sweep started the next ones
+    old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        outcome = sweep.run_sweep(points, out_dir, jobs,
+                                  lambda p, state: sweep.train_command(config_path, overrides, p, state, program), log)
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
     width = max(len(p.name) for p in points)
     for p in points:
         click.echo(f"{p.name:<{width}}  {outcome[p.name]}")
-    failed = [name for name, o in outcome.items() if o.startswith("failed")]
+    failed = [name for name, o in outcome.items() if o.startswith(("failed", "interrupted"))]
     if failed:
-        raise TrainingError(f"{len(failed)} of {len(points)} runs failed: {', '.join(failed[:3])}"
+        raise TrainingError(f"{len(failed)} of {len(points)} runs did not finish: {', '.join(failed[:3])}"
                             f"{', ...' if len(failed) > 3 else ''}; see {out_dir}/logs/NAME.log")

@@ -234,7 +234,8 @@ def _launches(log_path: str) -> int:
 
 def run_sweep(points: list[Point], out: str, jobs: int, argv_of, log=None, poll: float = 0.1) -> dict:
     """Run the points that are not finished, `jobs` at a time; returns {name: outcome} with
-    outcome "finished" (before this sweep), "busy", "done", or "failed (exit N)".
+    outcome "finished" (before this sweep), "busy", "done", "interrupted (exit 130|143)" (the run
+    was stopped by a signal; a rerun resumes it) or "failed (exit N)".
 
     argv_of(point, state) -> the command. Stopping (a signal turned into an exception by the
     caller, or any error): every running child gets SIGTERM, saves a checkpoint and is waited
@@ -272,7 +273,9 @@ def run_sweep(points: list[Point], out: str, jobs: int, argv_of, log=None, poll:
                 p, fh = running.pop(proc)
                 fh.write(f"# sweep exit {proc.returncode}\n")
                 fh.close()
-                outcome[p.name] = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+                code = proc.returncode
+                outcome[p.name] = ("done" if code == 0 else f"interrupted (exit {code})" if code in (130, 143)
+                                   else f"failed (exit {code})")
                 log(f"{p.name}: {outcome[p.name]}")
     finally:
         _stop(running)
