@@ -87,6 +87,7 @@ class ModelConfig:
     cell: str = _opt("tanh", "recurrent cell", choices=_cells)
     embedding_size: int = _opt(64, "E: embedding (input projection) size", low=1)
     hidden_size: int = _opt(64, "H: hidden state size", low=1)
+    num_layers: int = _opt(1, "stacked recurrent layers; layer l reads layer l-1's h at the same step", low=1)
     init: str = _opt("uniform", "input/output weights: uniform (+-1/sqrt(fan_in)) or xavier", choices=("uniform", "xavier"))
     recurrent_init: str = _opt("uniform", "recurrent matrix W: uniform, xavier, orthogonal or identity (IRNN with relu)",
                                choices=("uniform", "xavier", "orthogonal", "identity"))
@@ -97,6 +98,8 @@ class ModelConfig:
     forget_bias: float = _opt(1.0, "LSTM forget-gate bias at initialisation")
     dropout_embedding: float = _opt(0.0, "inverted dropout on the embeddings (training only)", low=0.0, high=0.95)
     dropout_output: float = _opt(0.0, "inverted dropout on the hidden states fed to the output layer", low=0.0, high=0.95)
+    dropout_between: float = _opt(0.0, "inverted dropout on the hidden states passed from one layer to the next "
+                                  "(training only; no effect with one layer)", low=0.0, high=0.95)
     tie_weights: bool = _opt(False, "output matrix = embedding matrix (needs embedding_size == hidden_size)")
     softmax: str = _opt("full", "output layer: full softmax or class-factorised (Mikolov et al. 2011)", choices=("full", "class"))
     num_classes: int = _opt(0, "word classes for softmax=class (0 = round(sqrt(V)))", low=0)
@@ -183,6 +186,22 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    dynamic_method: str = _opt("sgd", "evaluate --dynamic: sgd (theta -= lr g) or rms (the step divided by the RMS "
+                               "of training gradients, Krause et al. 2018)", choices=("sgd", "rms"))
+    dynamic_lr: float = _opt(0.01, "evaluate --dynamic: the learning rate of the update after each chunk",
+                             low=0.0, low_open=True)
+    dynamic_decay: float = _opt(0.0, "evaluate --dynamic: pull toward the trained weights per update, "
+                                "theta += decay (theta_0 - theta) (rms: per weight, scaled by its RMS)",
+                                low=0.0, high=1.0)
+    dynamic_chunk: int = _opt(20, "evaluate --dynamic: tokens scored between two updates", low=1)
+    dynamic_ms_batches: int = _opt(20, "evaluate --dynamic with rms: training batches (train.batch_size x "
+                                   "train.k1) whose mean squared gradients normalise the steps", low=1)
+    dynamic_eps: float = _opt(1e-5, "evaluate --dynamic with rms: added to the RMS before dividing",
+                              low=0.0, low_open=True)
+
+
+@dataclass(frozen=True)
 class ProbeConfig:
     data: str | None = _opt(None, "agreement probe items, JSON lines (corpora/README.md); null = the probe set "
                                   "shipped with rnnlm (corpora/agreement/probe.jsonl)", path=True)
@@ -198,6 +217,7 @@ class Config:
     diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
     gradcheck: GradcheckConfig = field(default_factory=GradcheckConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def to_dict(self) -> dict:
@@ -647,16 +667,17 @@ def _gates(cell: str | None) -> int:
     return max(CELLS[name](1).gates for name in CELLS)
 
 
-def model_values(V: int, E: int, H: int, G: int) -> int:
+def model_values(V: int, E: int, H: int, G: int, L: int = 1) -> int:
     """Numbers in a model's parameters: embedding (V, E), cell W_x (E, GH), W_h (H, GH), biases,
-    output layer (H, V) and its bias."""
-    return V * E + G * H * (E + H + 2) + H * V + V
+    output layer (H, V) and its bias; each further layer adds W_x (H, GH), W_h and biases."""
+    return V * E + G * H * (E + H + 2) + (L - 1) * G * H * (2 * H + 2) + H * V + V
 
 
-def batch_values(T: int, B: int, V: int, E: int, H: int, G: int) -> int:
+def batch_values(T: int, B: int, V: int, E: int, H: int, G: int, L: int = 1) -> int:
     """Numbers held for one forward and backward pass over T steps of B streams: logits and
-    their gradient (T, B, V) twice, gate caches (T, B, GH) three times, embeddings, states."""
-    return T * B * (2 * V + 3 * G * H + E + 2 * H)
+    their gradient (T, B, V) twice, gate caches (T, B, GH) three times, embeddings, states;
+    each further layer adds its gate caches, states and input gradient."""
+    return T * B * (2 * V + 3 * G * H + E + 2 * H + (L - 1) * (3 * G * H + 3 * H))
 
 
 def _default_of(key: str):
@@ -696,15 +717,16 @@ def check_training_memory(cfg: Config, vocab_size: int) -> int:
     tc, m = cfg.train, cfg.model
     slots = {"sgd": 1 if tc.momentum else 0, "adagrad": 1, "rmsprop": 1, "adam": 2}[tc.optimizer]
     sizes = {"model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
+             "model.num_layers": m.num_layers,
              "train.batch_size": tc.batch_size, "train.eval_batch_size": tc.eval_batch_size,
              "train.k1": tc.k1, "train.k2": tc.k2, "train.max_len": tc.max_len, "V": vocab_size}
     G, item = _gates(m.cell), np.dtype(tc.dtype).itemsize
 
     def need(s):
         T = max(s["train.k1"], s["train.k2"], s["train.max_len"])
-        E, H = s["model.embedding_size"], s["model.hidden_size"]
+        E, H, L = s["model.embedding_size"], s["model.hidden_size"], s["model.num_layers"]
         B = max(s["train.batch_size"], s["train.eval_batch_size"])
-        return item * ((2 + slots) * model_values(s["V"], E, H, G) + batch_values(T, B, s["V"], E, H, G))
+        return item * ((2 + slots) * model_values(s["V"], E, H, G, L) + batch_values(T, B, s["V"], E, H, G, L))
 
     return check_memory("training", sizes, need)
 
@@ -743,7 +765,7 @@ def check_diagnose_memory(cfg: Config, vocab_size: int | None = None) -> int:
 
 
 def check_reading_memory(cfg: Config, vocab_size: int, embedding_size: int, hidden_size: int,
-                         cell: str, generate: bool) -> int:
+                         cell: str, generate: bool, num_layers: int = 1) -> int:
     """What evaluate (train.eval_batch_size streams of train.k1 steps) or generate (generate.n
     samples of generate.max_tokens tokens) allocates beside a model read from a checkpoint."""
     G = _gates(cell)
@@ -752,13 +774,13 @@ def check_reading_memory(cfg: Config, vocab_size: int, embedding_size: int, hidd
 
         def need(s):
             n = s["generate.n"]
-            return 8 * n * (3 * vocab_size + 2 * G * hidden_size + s["generate.max_tokens"])
+            return 8 * n * (3 * vocab_size + 2 * G * hidden_size * num_layers + s["generate.max_tokens"])
 
         return check_memory("generate", sizes, need)
     sizes = {"train.eval_batch_size": cfg.train.eval_batch_size, "train.k1": cfg.train.k1}
 
     def need(s):
         return 8 * batch_values(s["train.k1"], s["train.eval_batch_size"], vocab_size, embedding_size,
-                                hidden_size, G)
+                                hidden_size, G, num_layers)
 
     return check_memory("evaluate", sizes, need)

@@ -1,8 +1,22 @@
-"""The evaluation protocol: cross-entropy of a token stream under a trained model.
+"""The evaluation protocols: cross-entropy of a token stream under a trained model.
 
-stream/window-trained models are read as B contiguous streams in chunks of k1 with the hidden
-state carried across chunks; full-trained models sentence by sentence from the zero state.
-Every chunk is weighted by its token count, and the separator (<eos>) tokens are scored.
+static   (`evaluate_tokens`) the weights stay as trained. stream/window-trained models are read
+         as B contiguous streams in chunks of k1 with the hidden state carried across chunks;
+         full-trained models sentence by sentence from the zero state. Every chunk is weighted
+         by its token count, and the separator (<eos>) tokens are scored.
+dynamic  (`dynamic_evaluate`; Mikolov's -dynamic, Krause et al. 2018) the text is read as ONE
+         stream, in chunks of evaluate.dynamic_chunk tokens with the state carried: each chunk
+         is scored with the current weights, then the weights take one gradient step on that
+         chunk's mean loss (the state before the chunk a constant) before the next chunk is
+         read. A token is therefore scored before any update has seen it, and the text is read
+         in order (several streams side by side would let an update learn from text that lies
+         later than a chunk still to be scored). Updates:
+             sgd  theta <- theta - lr g + decay (theta_0 - theta)
+             rms  theta <- theta - lr g / (rms + eps) + min(1, decay rms / mean(rms)) (theta_0 - theta)
+         theta_0 the trained weights; rms the root mean square of each weight's gradient over
+         evaluate.dynamic_ms_batches batches of the training split (measured once, with the
+         trained weights; Krause et al.'s RMS update with its global prior). The checkpoint is
+         never changed: the updates live in a copy.
 """
 
 from __future__ import annotations
@@ -93,4 +107,93 @@ def evaluate_tokens(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int |
     result = {"loss": loss, "bits": loss / LN2, "ppl": perplexity(loss), "tokens": int(count)}
     if per_token:
         result["logp"] = logp
+    return result
+
+
+# --------------------------------------------------------------------------- dynamic evaluation
+
+def gradient_ms(model: Model, train_tokens: np.ndarray, cfg: Config) -> dict:
+    """Mean squared gradient of every weight over evaluate.dynamic_ms_batches training batches
+    (train.batch_size streams, train.k1 steps, the state carried, no dropout), with the trained
+    weights: the `rms` update's normaliser."""
+    from rnnlm_cli.data.batching import StreamBatches
+    from rnnlm_cli.train.step import batch_gradients
+
+    tc, n = cfg.train, cfg.evaluate.dynamic_ms_batches
+    batches = StreamBatches(np.asarray(train_tokens, dtype=np.int64), tc.batch_size, tc.k1)
+    ms = {k: np.zeros(v.shape, dtype=np.float64) for k, v in model.params.items()}
+    state, used = None, 0
+    for i in range(min(n, len(batches))):
+        _, grads, state = batch_gradients(model, batches.batch(i), state, mode="stream", train=False)
+        for k in ms:
+            g = grads.dense(k)
+            ms[k] += g.astype(np.float64) ** 2
+        used += 1
+    return {k: v / max(used, 1) for k, v in ms.items()}
+
+
+def dynamic_evaluate(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int | None, per_token: bool = False,
+                     ms: dict | None = None) -> dict:
+    """Cross-entropy of `tokens` under dynamic evaluation (module docstring); the model's
+    weights are restored before returning. `ms`: gradient_ms's result (needed by rms).
+    Returns loss, bits, ppl, tokens, updates (and logp with per_token)."""
+    de = cfg.evaluate
+    if cfg.train.bptt == "full":
+        raise ConfigError("evaluate --dynamic reads the text as one stream with the state carried, but this model "
+                          "was trained with train.bptt=full (sentences from the zero state); use the static protocol")
+    if de.dynamic_method == "rms" and ms is None:
+        raise ValueError("the rms update needs the mean squared training gradients (gradient_ms)")
+    if len(tokens) < 2:
+        raise DataError(f"too few tokens to evaluate ({len(tokens)})")
+    if int(np.max(tokens)) >= model.V:
+        raise DataError(f"token id {int(np.max(tokens))} is outside the model's vocabulary of {model.V} "
+                        f"(corrupted or mismatched prepared data)")
+    x, y, mask = eval_streams(tokens, sep_id, 1)                       # (N, 1): one stream, in order
+    theta0 = {k: v.copy() for k, v in model.params.items()}
+    scale = None
+    if de.dynamic_method == "rms":
+        rms = {k: np.sqrt(v) for k, v in ms.items()}
+        mean_rms = float(np.mean(np.concatenate([v.ravel() for v in rms.values()])))
+        step_div = {k: (v + de.dynamic_eps).astype(model.dtype) for k, v in rms.items()}
+        pull = {k: np.minimum(1.0, de.dynamic_decay * v / mean_rms).astype(model.dtype) if mean_rms > 0 else
+                np.full(v.shape, min(1.0, de.dynamic_decay), dtype=model.dtype) for k, v in rms.items()}
+    else:
+        scale = model.dtype.type(de.dynamic_lr)
+    lr = model.dtype.type(de.dynamic_lr)
+    state = model.initial_state(1)
+    total, updates = 0.0, 0
+    logp = np.zeros(len(x), dtype=np.float64) if per_token else None
+    c = de.dynamic_chunk
+    try:
+        for s in range(0, len(x), c):
+            fwd = model.forward(x[s:s + c], y[s:s + c], state, mask=mask[s:s + c])
+            total += fwd.loss                                          # scored before the update
+            if per_token:
+                logp[s:s + c] = -fwd.nll[:, 0]
+            state = fwd.state
+            if s + c >= len(x):
+                break                                                  # nothing left to score
+            grads = model.backward(fwd, scale=1.0 / max(fwd.count, 1.0))
+            for k, p in model.params.items():
+                g = grads.dense(k)
+                if de.dynamic_method == "sgd":
+                    p -= scale * g
+                    if de.dynamic_decay:
+                        p += model.dtype.type(de.dynamic_decay) * (theta0[k] - p)
+                else:
+                    p -= lr * g / step_div[k]
+                    if de.dynamic_decay:
+                        p += pull[k] * (theta0[k] - p)
+            updates += 1
+            if not all(np.isfinite(p).all() for p in model.params.values()):
+                raise DataError(f"dynamic evaluation diverged after {updates} updates (non-finite weights); "
+                                f"lower evaluate.dynamic_lr ({de.dynamic_lr:g})")
+    finally:
+        for k, p in model.params.items():
+            p[...] = theta0[k]
+    count = float(mask.sum(dtype=np.float64))
+    loss = total / count
+    result = {"loss": loss, "bits": loss / LN2, "ppl": perplexity(loss), "tokens": int(count), "updates": updates}
+    if per_token:
+        result["logp"] = logp[mask[:, 0] > 0]
     return result

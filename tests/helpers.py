@@ -79,7 +79,7 @@ def state_gradients(model, fwd):
     dh = np.zeros_like(fwd.hs)                                           # (T, B, H)
     dc = np.zeros_like(fwd.hs) if model.cell.has_c else None
 
-    def on_lag(d, dh_lag, dc_lag, da_lag):
+    def on_lag(layer, d, dh_lag, dc_lag, da_lag):
         dh[:T - d] += dh_lag
         if dc is not None and dc_lag is not None:
             dc[:T - d] += dc_lag

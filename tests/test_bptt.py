@@ -47,7 +47,7 @@ def test_window_grows_towards_full_and_k1_has_no_recurrent_path(cell):
     x, y = data(3)
     fwd = model.forward(x, y)
     lags = []
-    model.backward(fwd, truncation=1, on_lag=lambda d, dh, dc, da: lags.append(d))
+    model.backward(fwd, truncation=1, on_lag=lambda layer, d, dh, dc, da: lags.append(d))
     assert lags == [0]
     # k = 1: dW_h only from h_{t-1}^T da_t with da_t from E_t alone (no step further back)
     g1 = model.backward(fwd, truncation=1)
@@ -55,7 +55,7 @@ def test_window_grows_towards_full_and_k1_has_no_recurrent_path(cell):
     assert not np.allclose(g1["cell.W_h"], g_full["cell.W_h"])
     # the lag contributions add up to the window gradient
     seen = []
-    model.backward(fwd, truncation=4, on_lag=lambda d, dh, dc, da: seen.append((d, dh.shape, da.shape)))
+    model.backward(fwd, truncation=4, on_lag=lambda layer, d, dh, dc, da: seen.append((d, dh.shape, da.shape)))
     assert [s[0] for s in seen] == [0, 1, 2, 3]
     assert [s[1][0] for s in seen] == [T, T - 1, T - 2, T - 3]
 
@@ -68,7 +68,7 @@ def test_lag_contributions_sum_to_the_window_dWh(cell):
     k = 3
     total = np.zeros_like(model.params["cell.W_h"])
 
-    def on_lag(d, dh, dc, da):
+    def on_lag(layer, d, dh, dc, da):
         n = T - d
         hprev = fwd.cache.arrays["h_prev"][:n].reshape(n * B, H)
         dah = model.cell.recurrent_da(fwd.cache[0:n], da).reshape(n * B, -1)
@@ -87,7 +87,7 @@ def test_on_lag_norms_equal_finite_differences_of_E_t_wrt_s_k(cell):
     fwd = model.forward(x, y, state)
     record = {}
     model.backward(fwd, truncation=T,
-                   on_lag=lambda d, dh, dc, da: record.__setitem__(d, (dh.copy(), None if dc is None else dc.copy())))
+                   on_lag=lambda layer, d, dh, dc, da: record.__setitem__(d, (dh.copy(), None if dc is None else dc.copy())))
 
     def E_t_from(k, t, s):
         """E_t (summed over the batch) as a function of the state s_k (after input k)."""
@@ -163,10 +163,10 @@ def test_backward_full_updates_dhs_in_place_and_window_leaves_it():
     fwd = model.forward(x, y)
     dhs = np.random.default_rng(0).standard_normal((T, B, H))
     keep = dhs.copy()
-    backward_window(model.cell, fwd.cache, dhs, 3)
+    backward_window([model.cell], [fwd.cache], dhs, 3)
     np.testing.assert_array_equal(dhs, keep)
     da_full = backward_full(model.cell, fwd.cache, dhs)
-    da_win = backward_window(model.cell, fwd.cache, keep, T)
+    da_win = backward_window([model.cell], [fwd.cache], keep, T)[0]
     np.testing.assert_allclose(da_full, da_win, rtol=1e-12, atol=1e-15)
     assert not np.array_equal(dhs, keep)            # now the total gradients
 

@@ -22,10 +22,14 @@ def all_result():
     return run_gradcheck(load_config(None), **all_combinations())
 
 
-def checked_params(cell, tie, softmax):
+def checked_params(cell, tie, softmax, layers=1):
     """The parameters gradcheck checks for one combination, from the model's documented layout
-    (nn/model.py): embedding, the cell's W_x, W_h, b (GRU: b_h), the output layer."""
-    names = ["embedding", "cell.W_x", "cell.W_h", "cell.b"] + (["cell.b_h"] if cell == "gru" else [])
+    (nn/model.py): embedding, the cell's W_x, W_h, b (GRU: b_h) per layer (prefix cell. with one
+    layer, cell.<l>. with more), the output layer."""
+    prefixes = ["cell."] if layers == 1 else [f"cell.{l}." for l in range(layers)]
+    names = ["embedding"]
+    for prefix in prefixes:
+        names += [prefix + k for k in ("W_x", "W_h", "b")] + ([prefix + "b_h"] if cell == "gru" else [])
     names += [] if tie else ["output.W"]
     names += ["output.b"] + (["output.class_W", "output.class_b"] if softmax == "class" else [])
     return names
@@ -33,28 +37,52 @@ def checked_params(cell, tie, softmax):
 
 def test_every_cell_mode_and_tying_passes(all_result):
     assert all_result["passed"], [c for c in all_result["checks"] if not c["passed"]]
-    combos = {(c["cell"], c["bptt"], c["tie_weights"], c["softmax"]) for c in all_result["checks"]}
-    assert combos == {(c, m, t, s) for c in SHIPPED_CELLS for m in ("full", "window", "stream")
+    combos = {(c["num_layers"], c["cell"], c["bptt"], c["tie_weights"], c["softmax"]) for c in all_result["checks"]}
+    assert combos == {(n, c, m, t, s) for n in (1, 2) for c in SHIPPED_CELLS for m in ("full", "window", "stream")
                       for t in (False, True) for s in ("full", "class")}
-    for cell, mode, tie, softmax in combos:
+    for layers, cell, mode, tie, softmax in combos:
         rows = [c["param"] for c in all_result["checks"]
-                if (c["cell"], c["bptt"], c["tie_weights"], c["softmax"]) == (cell, mode, tie, softmax)]
-        assert sorted(rows) == sorted(checked_params(cell, tie, softmax) + ["direction"])
+                if (c["num_layers"], c["cell"], c["bptt"], c["tie_weights"], c["softmax"]) ==
+                (layers, cell, mode, tie, softmax)]
+        assert sorted(rows) == sorted(checked_params(cell, tie, softmax, layers) + ["direction"])
     assert all_result["tolerance"] == 1e-6
     directions = [c for c in all_result["checks"] if c["param"] == "direction"]
-    assert len(directions) == 48 and max(c["max_rel_error"] for c in directions) < 1e-7
+    assert len(directions) == 96 and max(c["max_rel_error"] for c in directions) < 1e-7
     gru = {c["param"] for c in all_result["checks"] if c["cell"] == "gru" and not c["tie_weights"]}
-    assert {"cell.b_h", "output.W", "embedding"} <= gru
+    assert {"cell.b_h", "cell.1.b_h", "output.W", "embedding"} <= gru
     tied = {c["param"] for c in all_result["checks"] if c["tie_weights"]}
     assert "output.W" not in tied
 
 
 def test_result_rows_have_the_documented_keys(all_result):
     row = all_result["checks"][0]
-    assert set(row) == {"cell", "bptt", "tie_weights", "softmax", "setting", "param", "max_rel_error", "checked",
-                        "passed"}
+    assert set(row) == {"cell", "bptt", "tie_weights", "softmax", "num_layers", "setting", "param", "max_rel_error",
+                        "checked", "passed"}
     stream = {c["setting"] for c in all_result["checks"] if c["bptt"] == "stream"}
     assert stream == {"k1=3,k2=6"}                     # a k2 > k1 chunk
+
+
+def test_a_kink_within_eps_is_measured_closer_and_a_wrong_gradient_still_fails():
+    """f(theta) = relu(theta - c) + theta^2 with the kink c at 0.3 eps from theta: the quotient at
+    eps straddles the kink, the one at eps / 10 does not."""
+    from rnnlm_cli.analysis.gradcheck import _Probe, _refine
+
+    eps = 1e-5
+    theta = np.array([1.0])
+    c = 1.0 - 0.3 * eps                                   # theta sits just right of the kink
+    loss = lambda: float(max(theta[0] - c, 0.0) + theta[0] ** 2)      # noqa: E731
+
+    class Holder:
+        params = {"theta": theta}
+
+    probe = _Probe(Holder(), loss, eps)
+    right = np.array([1.0 + 2.0 * theta[0]])              # the derivative on the kink's right side
+    num = probe.element(theta, 0, eps)[2]
+    err = probe.error(right[0], num)
+    assert err > 1e-2                                     # straddling the kink: a large error
+    assert _refine(probe, theta, right, [0], [err], eps, 1e-6) < 1e-6
+    wrong = right * 1.01
+    assert _refine(probe, theta, wrong, [0], [probe.error(wrong[0], num)], eps, 1e-6) > 1e-3
 
 
 def scaled_backward(cls, factor):
@@ -96,11 +124,11 @@ def test_defaults_come_from_the_config():
 
 def test_table_rendering(all_result):
     text = render_table(all_result)
-    assert text.splitlines()[0].split() == ["cell", "bptt", "tied", "softmax", "setting", "param", "max_rel_error",
-                                            "checked", "result"]
+    assert text.splitlines()[0].split() == ["layers", "cell", "bptt", "tied", "softmax", "setting", "param",
+                                            "max_rel_error", "checked", "result"]
     # one row per parameter of each checked model, plus its directional check
-    n = sum(len(checked_params(cell, tie, softmax)) + 1 for cell in SHIPPED_CELLS for tie in (False, True)
-            for softmax in ("full", "class")) * 3                          # x 3 BPTT modes
+    n = sum(len(checked_params(cell, tie, softmax, layers)) + 1 for layers in (1, 2) for cell in SHIPPED_CELLS
+            for tie in (False, True) for softmax in ("full", "class")) * 3     # x 3 BPTT modes
     assert text.splitlines()[-1].startswith(f"PASSED: {n} checks")
 
 
@@ -214,8 +242,11 @@ def test_an_eps_too_large_for_the_curvature_fails_saying_so():
     cube, grad = (lambda w: float(np.sum(w ** 3))), (lambda w: 3 * w ** 2)
     assert toy_rows([1.0], cube, grad, 1e-5)["w"][3]
     rows = toy_rows([1.0], cube, grad, 1e-2)
-    assert not rows["w"][3] and rows["w"][4].startswith("eps 0.01 is too large for the loss's curvature")
-    assert not rows["direction"][3] and rows["direction"][4].startswith("eps 0.01 is too large")
+    # the element is measured again closer (eps / 100 errs by 1e-8 against 3: it passes), but the
+    # directional check, which always estimates its truncation error, fails naming eps
+    assert rows["w"][3] and rows["w"][1] < 1e-6
+    assert not rows["direction"][3] and rows["direction"][4].startswith("eps 0.01 is too large for the loss's curvature")
+    assert not all(r[3] for r in rows.values())
 
 
 def test_an_eps_larger_than_the_parameters_fails():

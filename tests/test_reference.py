@@ -59,11 +59,13 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     docs.append(("prepared-folder", sorted(p.name for p in prep.iterdir())))
     docs.append(("config", yaml.safe_load((prep / "config.yaml").read_text(encoding="utf-8"))))
 
-    # four runs: tanh with two seeds (adam, a record), a tied GRU (sgd with momentum), an LSTM (class softmax)
+    # five runs: tanh with two seeds (adam, a record), a tied GRU (sgd with momentum), an LSTM (class softmax),
+    # a two-layer ReLU RNN
     common = sets(f"data.prepared={prep}", *SMALL)
     trained = {"tanh/seed1": ["train.seed=1"], "tanh/seed2": ["train.seed=2"],
                "gru": ["model.cell=gru", "model.tie_weights=true", "train.optimizer=sgd", "train.momentum=0.5"],
-               "lstm": ["model.cell=lstm", "model.softmax=class"]}
+               "lstm": ["model.cell=lstm", "model.softmax=class"],
+               "relu2": ["model.cell=relu", "model.num_layers=2", "model.dropout_between=0.2"]}
     record = tmp / "record.json"
     for name, extra in trained.items():
         more = ["--record", record] if name == "tanh/seed1" else []
@@ -89,6 +91,10 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     rows = [line.split("\t") for line in tokens.read_text(encoding="utf-8").splitlines()]
     assert rows and all(len(r) == 2 and float(r[1]) <= 0 for r in rows)
     docs.append(("per-token", ["token", "logp"]))
+    for method in ("sgd", "rms"):
+        docs.append(("evaluate", json.loads(run("evaluate", "--checkpoint", best, "--split", "valid", "--dynamic",
+                                                "--set", f"evaluate.dynamic_method={method}",
+                                                "--set", "evaluate.dynamic_ms_batches=2", "--format", "json"))))
     docs.append(("generate", json.loads(run("generate", "--checkpoint", best, "--n", "2", "--max-tokens", "5",
                                             "--format", "json"))))
 
@@ -306,9 +312,9 @@ def test_the_walker_refuses_what_the_schema_does_not_say():
     # the field does not allow, and a key inside a `see` shape
     walker = Walker()
     walker.document("evaluate", {"schema_version": 1, "split": "valid", "tokens": 3.5, "loss": 1.0, "bits": None,
-                                 "ppl": 2.7, "extra": 1})
+                                 "ppl": 2.7, "protocol": "static", "extra": 1})
     walker.document("evaluate", {"schema_version": 1, "split": None, "tokens": 3, "loss": 1.0, "ppl": 2.7,
-                                 "bits": 1.4})
+                                 "bits": 1.4, "protocol": "static"})
     walker.document("spread", {"mean": 1, "min": 1, "max": 1, "per_seed": [1], "sd": 0})
     text = "\n".join(walker.problems)
     assert "`extra` is not described" in text

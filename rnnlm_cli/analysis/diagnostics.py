@@ -213,7 +213,7 @@ class LagRecorder:
         self.s = np.zeros((T, T)) if cell.has_c else self.h
         self.contrib = np.zeros((T, H, GH))        # (lag, H, GH)
 
-    def __call__(self, d, dh_lag, dc_lag, da_lag):
+    def __call__(self, layer, d, dh_lag, dc_lag, da_lag):
         n, B, H = dh_lag.shape
         i = np.arange(n)
         nh = np.linalg.norm(dh_lag, axis=-1)                           # (n, B)

@@ -16,7 +16,10 @@ from rnnlm_cli.train.step import MODES
 
 @click.command("gradcheck", context_settings=CONTEXT_SETTINGS)
 @common_options
-@click.option("--all", "check_all", is_flag=True, help="Every cell x every BPTT mode x tying on/off.")
+@click.option("--all", "check_all", is_flag=True,
+              help="One and two layers x every cell x every BPTT mode x tying on/off x both softmaxes.")
+@click.option("--layers", "layers", multiple=True, type=click.IntRange(min=1),
+              help="Stacked layers of the checked model (repeatable; default model.num_layers).")
 @click.option("--cell", "cells", multiple=True, type=click.Choice(tuple(CELLS)),
               help="Cell to check (repeatable; default model.cell).")
 @click.option("--bptt", "modes", multiple=True, type=click.Choice(tuple(MODES)),
@@ -29,7 +32,7 @@ from rnnlm_cli.train.step import MODES
 @key_option("--samples", key="gradcheck.samples", help="Elements checked per parameter, 0 = all")
 @key_option("--tolerance", key="gradcheck.tolerance", help="Largest relative error that passes")
 @format_option()
-def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, vocab, steps, batch, samples,
+def gradcheck_cmd(config_path, overrides, check_all, layers, cells, modes, tie, hidden, vocab, steps, batch, samples,
                   tolerance, fmt):
     """Compare analytic gradients with finite differences (float64); exit 1 if any check fails.
 
@@ -38,13 +41,14 @@ def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, 
       rnnlm gradcheck
       rnnlm gradcheck --all
       rnnlm gradcheck --cell lstm --bptt stream --steps 8 --format json
+      rnnlm gradcheck --layers 2 --cell gru --bptt window
     """
     from rnnlm_cli.analysis.gradcheck import all_combinations, run_gradcheck
     from rnnlm_cli.render.gradcheck import render_table
 
-    if check_all and (cells or modes or tie is not None):
-        raise click.UsageError("--all checks every cell, mode and tying; do not combine it with "
-                               "--cell, --bptt or --tie-weights")
+    if check_all and (cells or modes or tie is not None or layers):
+        raise click.UsageError("--all checks every layer count, cell, mode and tying; do not combine it with "
+                               "--layers, --cell, --bptt or --tie-weights")
     cfg = load_config(config_path, overrides).with_values(given({
         "gradcheck.hidden_size": hidden, "gradcheck.vocab_size": vocab, "gradcheck.steps": steps,
         "gradcheck.batch_size": batch, "gradcheck.samples": samples, "gradcheck.tolerance": tolerance}))
@@ -53,7 +57,7 @@ def gradcheck_cmd(config_path, overrides, check_all, cells, modes, tie, hidden, 
         what = all_combinations()
     else:
         what = {"cells": list(cells) or None, "modes": list(modes) or None,
-                "tying": None if tie is None else [tie]}
+                "tying": None if tie is None else [tie], "layers": list(layers) or None}
     result = run_gradcheck(cfg, **what)
     emit(result, fmt, render_table)
     if not result["passed"]:

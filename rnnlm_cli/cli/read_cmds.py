@@ -23,7 +23,7 @@ def _check_memory(model, cfg, prepared, generate: bool) -> None:
     """Refuse sizes (generate.n, train.eval_batch_size, ...) that could never fit, before allocating."""
     from rnnlm_cli.config import check_reading_memory
 
-    check_reading_memory(cfg, model.V, model.E, model.H, model.cfg.cell, generate=generate)
+    check_reading_memory(cfg, model.V, model.E, model.H, model.cfg.cell, generate=generate, num_layers=model.L)
 
 
 @click.command("evaluate", context_settings=CONTEXT_SETTINGS)
@@ -32,23 +32,30 @@ def _check_memory(model, cfg, prepared, generate: bool) -> None:
 @click.option("--split", default="test", show_default=True, help="valid, test, or the path of a text file.")
 @click.option("--per-token", "per_token", type=click.Path(dir_okay=False), default=None,
               help="Write every token with its log-probability (TSV) to this file.")
+@click.option("--dynamic", is_flag=True,
+              help="Dynamic evaluation: score each chunk, then take a gradient step on it before the next "
+                   "(evaluate.dynamic_* keys); the checkpoint is not changed.")
 @format_option()
-def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt):
+def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, dynamic, fmt):
     """Perplexity and cross-entropy (nats and bits per token) of a checkpoint on a split.
 
-    The standard protocol: the hidden state is carried across chunks, every chunk is weighted
-    by its token count and end-of-sentence tokens are counted.
+    The standard (static) protocol: the hidden state is carried across chunks, every chunk is
+    weighted by its token count and end-of-sentence tokens are counted. With --dynamic the text
+    is read as one stream in chunks of evaluate.dynamic_chunk tokens, each scored with the
+    current weights and then learned from (sgd, or rms: steps normalised by the RMS of
+    training gradients), so no token is scored after an update has seen it.
 
     \b
     Example:
       rnnlm evaluate --checkpoint runs/demo/tanh/best.npz --split test
       rnnlm evaluate --checkpoint runs/demo/tanh/best.npz --split my.txt --format json
+      rnnlm evaluate --checkpoint runs/demo/tanh/best.npz --dynamic --set evaluate.dynamic_lr=0.05
     """
     import os
 
     from rnnlm_cli.data.corpus import read_text, separator_id, tokenize
     from rnnlm_cli.errors import DataError
-    from rnnlm_cli.evaluate import evaluate_tokens
+    from rnnlm_cli.evaluate import dynamic_evaluate, evaluate_tokens, gradient_ms
 
     if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
         raise DataError(f"--per-token: the folder of {per_token} does not exist")
@@ -70,7 +77,17 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
         text = read_text(split, cfg.data.encoding_errors, "--split")
         tokens = np.asarray([prepared.vocab.id(t) for t in tokenize(text, cfg.data)], dtype=np.int64)
         label = split
-    result = evaluate_tokens(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token))
+    if dynamic:
+        de = cfg.evaluate
+        ms = gradient_ms(model, prepared.split("train"), cfg) if de.dynamic_method == "rms" else None
+        result = dynamic_evaluate(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token), ms=ms)
+        protocol = {"method": de.dynamic_method, "lr": de.dynamic_lr, "decay": de.dynamic_decay,
+                    "chunk": de.dynamic_chunk, "updates": result.pop("updates")}
+        if de.dynamic_method == "rms":
+            protocol.update(ms_batches=de.dynamic_ms_batches, eps=de.dynamic_eps)
+    else:
+        result = evaluate_tokens(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token))
+        protocol = None
     if per_token:
         sep = separator_id(prepared)
         ids = np.asarray(tokens, dtype=np.int64)
@@ -84,11 +101,16 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, fmt)
 
         atomic_write(per_token, write)      # whole or not at all; a failure is one line naming the file
     out = {"split": label, "tokens": result["tokens"], "loss": result["loss"], "bits": result["bits"],
-           "ppl": result["ppl"]}
+           "ppl": result["ppl"], "protocol": "dynamic" if dynamic else "static"}
+    if protocol is not None:
+        out["dynamic"] = protocol
     if fmt == "json":
         echo_json(versioned(out))
     else:
-        click.echo(f"split {label}: {out['tokens']:,} tokens, cross-entropy {out['loss']:.4f} nats "
+        how = "" if protocol is None else (
+            f" (dynamic evaluation: {protocol['method']}, lr {protocol['lr']:g}, decay {protocol['decay']:g}, "
+            f"chunks of {protocol['chunk']}, {protocol['updates']:,} updates)")
+        click.echo(f"split {label}{how}: {out['tokens']:,} tokens, cross-entropy {out['loss']:.4f} nats "
                    f"({out['bits']:.4f} bits) per token, perplexity {out['ppl']:.2f}")
 
 

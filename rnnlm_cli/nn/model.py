@@ -1,14 +1,20 @@
 """The language model: embedding -> recurrent cell -> output layer, with the loss.
 
-    e_t   = embedding[x_t]                       (dropout_embedding when training)
-    s_t   = cell(e_t, s_{t-1})                   (timeloop.forward_sequence)
-    y_hat = softmax(h_t V + c)                   (dropout_output on h_t when training;
+    e_t     = embedding[x_t]                     (dropout_embedding when training)
+    s^0_t   = cell_0(e_t, s^0_{t-1})             (timeloop.forward_sequence)
+    s^l_t   = cell_l(h^{l-1}_t, s^l_{t-1})       l = 1..L-1 (dropout_between on h^{l-1}_t)
+    y_hat   = softmax(h^{L-1}_t V + c)           (dropout_output on h^{L-1}_t when training;
                                                   or class-factorised: output.py)
-    E     = -sum_t mask_t log y_hat_t[y_t]
+    E       = -sum_t mask_t log y_hat_t[y_t]
+
+L = model.num_layers, every layer of the same cell and hidden_size H; layer 0 reads the
+embedding (E), layer l > 0 the h of layer l-1 at the same step.
 
 Parameters (`model.params`, one dict of arrays, the names are the checkpoint format):
     embedding   (V, E)
     cell.W_x    (E, G*H)    cell.W_h (H, G*H)    cell.b (G*H,)    cell.b_h (H,) GRU only
+                            one layer; with L >= 2 layer l's are cell.<l>.W_x (input size E
+                            for l = 0, H above), cell.<l>.W_h, ... (`layer_prefix`)
     output.W    (H, V)      full softmax; (V, H) class softmax (word-major, output.py);
                             absent with tie_weights: the output matrix is embedding.T and
                             its gradient is summed into `embedding`
@@ -56,10 +62,14 @@ class Forward:
 
     loss   SUM of -log p[y] over the masked scored positions (a Python float)
     count  number of those positions (tokens)
-    state  final state (tuple of (B, H) copies) to carry, as a constant, into the next chunk
-    hs     (T, B, H) hidden states (before output dropout)
+    state  final state (tuple of (B, H) copies) to carry, as a constant, into the next chunk:
+           every layer's parts, bottom layer first ((h,) or (h, c) per layer)
+    hs     (T, B, H) hidden states of the top layer (before output dropout)
     nll    (T, B) -log p[y] per position (0 where not scored: before loss_start or masked)
-    cache  the cell's record (see cells.Cache)
+    caches the cells' records, one per layer, bottom first (see cells.Cache)
+    cache  the top layer's record (the only one with one layer)
+    inputs each layer's input (T, B, in) after dropout: the embeddings, then the h below
+    between_masks  dropout_between masks of the inputs of layers 1.. (index l; None: no dropout)
     """
 
     loss: float
@@ -67,18 +77,32 @@ class Forward:
     state: tuple
     hs: np.ndarray
     nll: np.ndarray
-    cache: Cache
+    caches: list
     x: np.ndarray
     loss_start: int
     emb: np.ndarray = field(repr=False)
     emb_mask: np.ndarray | None = field(repr=False)
     out_mask: np.ndarray | None = field(repr=False)
     out_cache: dict = field(repr=False)
-    cell: object = field(repr=False)
+    cells: list = field(repr=False)
+    inputs: list = field(repr=False)
+    between_masks: list = field(repr=False)
+
+    @property
+    def cache(self) -> Cache:
+        return self.caches[-1]
+
+    @property
+    def cell(self):
+        return self.cells[-1]
 
     def state_after(self, n: int) -> tuple:
-        """The state after the first n inputs (n = 0: the initial state, n = T: `state`)."""
-        return self.cell.state_at(self.cache, n)
+        """The state after the first n inputs (n = 0: the initial state, n = T: `state`), every
+        layer's parts in order."""
+        parts = []
+        for cell, cache in zip(self.cells, self.caches):
+            parts.extend(cell.state_at(cache, n))
+        return tuple(parts)
 
 
 # --------------------------------------------------------------------------- model
@@ -101,15 +125,22 @@ class Model:
                               f"got {cfg.embedding_size} and {cfg.hidden_size}")
         self.cfg = cfg
         self.V, self.E, self.H = int(vocab_size), cfg.embedding_size, cfg.hidden_size
+        self.L = int(getattr(cfg, "num_layers", 1))
+        if self.L < 1:
+            raise ConfigError(f"model.num_layers must be >= 1, got {self.L}")
         self.dtype = np.dtype(dtype)
-        self.cell = make_cell(cfg.cell, self.H)
+        self.cells = [make_cell(cfg.cell, self.H) for _ in range(self.L)]
+        self.cell = self.cells[0]
         self.output = make_output(cfg, self.H, self.V, class_bounds=class_bounds, class_counts=class_counts)
         shapes = self.param_shapes()
         if params is None:
             rng = rng if rng is not None else np.random.default_rng(0)
             params = {"embedding": input_init(rng, self.E, self.V, (self.V, self.E), cfg.init,
                                               cfg.init_scale * cfg.embedding_scale, self.dtype)}
-            params.update({f"cell.{k}": v for k, v in self.cell.init_params(self.E, cfg, rng, self.dtype).items()})
+            for layer, cell in enumerate(self.cells):
+                prefix = self.layer_prefix(layer)
+                params.update({prefix + k: v for k, v in
+                               cell.init_params(self.layer_input_size(layer), cfg, rng, self.dtype).items()})
             params.update(self.output.init_params(cfg, rng, self.dtype))
         else:
             missing = sorted(set(shapes) - set(params))
@@ -124,9 +155,33 @@ class Model:
 
     def param_shapes(self) -> dict:
         shapes = {"embedding": (self.V, self.E)}
-        shapes.update({f"cell.{k}": v for k, v in self.cell.param_shapes(self.E).items()})
+        for layer, cell in enumerate(self.cells):
+            prefix = self.layer_prefix(layer)
+            shapes.update({prefix + k: v for k, v in cell.param_shapes(self.layer_input_size(layer)).items()})
         shapes.update(self.output.param_shapes())
         return shapes
+
+    def layer_prefix(self, layer: int) -> str:
+        """The parameter-name prefix of a layer's cell: 'cell.' with one layer, else 'cell.<l>.'."""
+        return "cell." if self.L == 1 else f"cell.{layer}."
+
+    def layer_input_size(self, layer: int) -> int:
+        return self.E if layer == 0 else self.H
+
+    def layer_params(self, layer: int) -> dict:
+        """A layer's cell parameters without the prefix (W_x, W_h, b, ...)."""
+        prefix = self.layer_prefix(layer)
+        return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
+
+    @property
+    def parts_per_layer(self) -> int:
+        """Arrays in one layer's state: 1 (h) or 2 (h, c)."""
+        return 1 + self.cell.has_c
+
+    def layer_states(self, state: tuple) -> list[tuple]:
+        """The flat state tuple split per layer, bottom first."""
+        P = self.parts_per_layer
+        return [tuple(state[l * P:(l + 1) * P]) for l in range(self.L)]
 
     @property
     def class_bounds(self) -> list[int] | None:
@@ -137,11 +192,11 @@ class Model:
         return int(sum(p.size for p in self.params.values()))
 
     def initial_state(self, batch: int) -> tuple:
-        """Zero state: (h,) or (h, c), each (B, H)."""
-        return self.cell.initial_state(batch, self.dtype)
-
-    def _cell_params(self) -> dict:
-        return {k[5:]: v for k, v in self.params.items() if k.startswith("cell.")}
+        """Zero state: (h,) or (h, c) per layer, each (B, H), bottom layer first."""
+        parts = []
+        for cell in self.cells:
+            parts.extend(cell.initial_state(batch, self.dtype))
+        return tuple(parts)
 
     def _dropout_mask(self, rng, shape, p):
         keep = rng.random(shape, dtype=self.dtype) >= p
@@ -171,7 +226,8 @@ class Model:
         cfg = self.cfg
         if state is None:
             state = self.initial_state(B)
-        if train and (cfg.dropout_embedding > 0 or cfg.dropout_output > 0) and rng is None:
+        between = getattr(cfg, "dropout_between", 0.0) if self.L > 1 else 0.0
+        if train and (cfg.dropout_embedding > 0 or cfg.dropout_output > 0 or between > 0) and rng is None:
             raise ValueError("dropout needs a random generator (rng)")
         # embedding lookup (and dropout) for all steps at once
         emb = p["embedding"][x]                                        # (T, B, E)
@@ -179,14 +235,28 @@ class Model:
         if train and cfg.dropout_embedding > 0:
             emb_mask = self._dropout_mask(rng, emb.shape, cfg.dropout_embedding)
             emb *= emb_mask
-        # input projection of all steps: one GEMM
-        with kernels.big_gemm(T * B * self.E * p["cell.W_x"].shape[1]):
-            xproj = emb.reshape(T * B, self.E) @ p["cell.W_x"]         # (T*B, GH)
-        xproj += p["cell.b"]
-        xproj = xproj.reshape(T, B, -1)
-        # the time loop
-        cache = timeloop.forward_sequence(self.cell, self._cell_params(), xproj, state)
-        hs = cache.seq["h"][1:]                                         # (T, B, H)
+        states = self.layer_states(state)
+        inputs, caches, between_masks = [], [], [None]
+        layer_in = emb
+        for layer, cell in enumerate(self.cells):
+            if layer > 0:                                               # the h of the layer below
+                layer_in = caches[-1].seq["h"][1:]
+                bmask = None
+                if train and between > 0:
+                    bmask = self._dropout_mask(rng, layer_in.shape, between)
+                    layer_in = layer_in * bmask
+                between_masks.append(bmask)
+            lp = self.layer_params(layer)
+            n_in = layer_in.shape[-1]
+            # input projection of all steps: one GEMM
+            with kernels.big_gemm(T * B * n_in * lp["W_x"].shape[1]):
+                xproj = layer_in.reshape(T * B, n_in) @ lp["W_x"]      # (T*B, GH)
+            xproj += lp["b"]
+            xproj = xproj.reshape(T, B, -1)
+            # the time loop
+            caches.append(timeloop.forward_sequence(cell, lp, xproj, states[layer]))
+            inputs.append(layer_in)
+        hs = caches[-1].seq["h"][1:]                                    # (T, B, H)
         # output layer over all scored positions at once
         hout = hs[loss_start:]
         out_mask = None
@@ -206,23 +276,38 @@ class Model:
         if m2 is not None:
             nll *= mask
         count = float(n if m2 is None else m2.sum(dtype=np.float64))
-        return Forward(loss=loss, count=count, state=self.cell.state_at(cache, T), hs=hs, nll=nll,
-                       cache=cache, x=x, loss_start=loss_start, emb=emb, emb_mask=emb_mask,
-                       out_mask=out_mask, out_cache=out_cache, cell=self.cell)
+        fwd = Forward(loss=loss, count=count, state=(), hs=hs, nll=nll, caches=caches, x=x,
+                      loss_start=loss_start, emb=emb, emb_mask=emb_mask, out_mask=out_mask,
+                      out_cache=out_cache, cells=self.cells, inputs=inputs, between_masks=between_masks)
+        fwd.state = fwd.state_after(T)
+        return fwd
 
     # ------------------------------------------------------------------ backward
     def backward(self, fwd: Forward, truncation: int | None = None, scale: float = 1.0, on_lag=None) -> dict:
         """Gradients (same keys as params) of scale * fwd.loss (the SUM loss; see module doc).
 
-        truncation None: the full recursion over the forward's T steps (full and stream modes);
-        an int k: per-output window truncation, every E_t reaches s_t .. s_{t-k+1}
-        (timeloop.backward_window; `on_lag` is its diagnostics hook). The initial state is a constant.
+        truncation None: the full recursion over the forward's T steps (full and stream modes),
+        layer by layer from the top; an int k: per-output window truncation, every E_t reaches
+        the states of steps t .. t-k+1 of every layer (timeloop.backward_window; `on_lag` is its
+        diagnostics hook, on_lag(layer, d, dh, dc, da)). The initial state is a constant.
         """
         return self._backward(fwd, truncation, scale, on_lag)
 
     def _backward(self, fwd, truncation, scale, on_lag):
         with kernels.loop_threads():
             return self._backward_body(fwd, truncation, scale, on_lag)
+
+    def _input_grad(self, fwd, layer: int, da: np.ndarray) -> np.ndarray:
+        """dE/d(input of `layer`) of the first len(da) positions, through dropout_between:
+        da (n, B, GH) -> (n, B, H), the gradient w.r.t. the h of the layer below."""
+        n, B, GH = da.shape
+        W_x = self.params[self.layer_prefix(layer) + "W_x"]
+        with kernels.big_gemm(da.size * W_x.shape[0]):
+            dx = (da.reshape(n * B, GH) @ W_x.T).reshape(n, B, -1)
+        mask = fwd.between_masks[layer]
+        if mask is not None:
+            dx *= mask[:n]
+        return dx
 
     def _backward_body(self, fwd, truncation, scale, on_lag):
         p = self.params
@@ -234,18 +319,29 @@ class Model:
         self.output.backward(p, fwd.out_cache, scale, grads, dh_out=dh_out)
         if fwd.out_mask is not None:
             dhs[fwd.loss_start:] *= fwd.out_mask                       # undoes output dropout
-        # the time loop backwards -> pre-activation gradients of every position
+        # the time loop backwards -> pre-activation gradients of every position of every layer
         if truncation is None:
-            da_all = timeloop.backward_full(self.cell, fwd.cache, dhs)
+            da_layers = [None] * self.L
+            for layer in range(self.L - 1, -1, -1):
+                da_layers[layer] = timeloop.backward_full(self.cells[layer], fwd.caches[layer], dhs)
+                if layer > 0:
+                    dhs = self._input_grad(fwd, layer, da_layers[layer])    # the layer below's dE/dh_t
         else:
-            da_all = timeloop.backward_window(self.cell, fwd.cache, dhs, int(truncation), on_lag=on_lag)
+            da_layers = timeloop.backward_window(self.cells, fwd.caches, dhs, int(truncation),
+                                                 input_grad=lambda layer, da: self._input_grad(fwd, layer, da),
+                                                 on_lag=on_lag)
         # cell parameters from all positions at once
-        x2 = fwd.emb.reshape(T * B, self.E)
-        for k, g in self.cell.param_grads(fwd.cache, x2, da_all).items():
-            grads[f"cell.{k}"] = g
+        for layer, cell in enumerate(self.cells):
+            prefix = self.layer_prefix(layer)
+            n_in = self.layer_input_size(layer)
+            x2 = fwd.inputs[layer].reshape(T * B, n_in)
+            for k, g in cell.param_grads(fwd.caches[layer], x2, da_layers[layer]).items():
+                grads[prefix + k] = g
         # undoes xproj = emb @ W_x: input gradient, dropout, then the embedding rows
+        da_all = da_layers[0]
+        W_x = p[self.layer_prefix(0) + "W_x"]
         with kernels.big_gemm(da_all.size * self.E):
-            dx = da_all.reshape(T * B, -1) @ p["cell.W_x"].T            # (T*B, E)
+            dx = da_all.reshape(T * B, -1) @ W_x.T                      # (T*B, E)
         if fwd.emb_mask is not None:
             dx *= fwd.emb_mask.reshape(T * B, self.E)
         if "embedding" in grads:                                        # tied: dense already
@@ -269,7 +365,12 @@ class Model:
             state = self.initial_state(B)
         p = self.params
         with kernels.loop_threads():
-            xproj = (p["embedding"][ids[0]] @ p["cell.W_x"] + p["cell.b"])[None]   # (1, B, GH)
-            cache = timeloop.forward_sequence(self.cell, self._cell_params(), xproj, state)
-            h = cache.seq["h"][1]                                                  # (B, H)
-            return self.output.logits(p, h), self.cell.state_at(cache, 1)
+            h = p["embedding"][ids[0]]                                             # (B, E)
+            new_state = []
+            for layer, (cell, s) in enumerate(zip(self.cells, self.layer_states(state))):
+                lp = self.layer_params(layer)
+                xproj = (h @ lp["W_x"] + lp["b"])[None]                            # (1, B, GH)
+                cache = timeloop.forward_sequence(cell, lp, xproj, s)
+                h = cache.seq["h"][1]                                              # (B, H)
+                new_state.extend(cell.state_at(cache, 1))
+            return self.output.logits(p, h), tuple(new_state)

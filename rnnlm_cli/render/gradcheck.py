@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from rnnlm_cli.render.report import table
 
-HEADERS = ("cell", "bptt", "tied", "softmax", "setting", "param", "max_rel_error", "checked", "result")
+HEADERS = ("layers", "cell", "bptt", "tied", "softmax", "setting", "param", "max_rel_error", "checked", "result")
 
 
 def render_table(result: dict) -> str:
     """The checks of analysis.gradcheck.run_gradcheck as an aligned table plus one summary line."""
     checks = result["checks"]
-    rows = [(c["cell"], c["bptt"], "yes" if c["tie_weights"] else "no", c.get("softmax", "full"), c["setting"],
+    rows = [(str(c.get("num_layers", 1)), c["cell"], c["bptt"], "yes" if c["tie_weights"] else "no", c.get("softmax", "full"), c["setting"],
              c["param"], _error(c["max_rel_error"]), str(c["checked"]), "ok" if c["passed"] else "FAIL")
             for c in checks]
     failed = sum(not c["passed"] for c in checks)
@@ -19,7 +19,7 @@ def render_table(result: dict) -> str:
     worst = "NaN/inf" if None in errors else _error(max(errors, default=0.0))
     verdict = "PASSED" if result["passed"] else f"FAILED ({failed} of {len(checks)} checks)"
     reasons = list(dict.fromkeys(c["reason"] for c in checks if c.get("reason")))   # each once, in order
-    return (table(HEADERS, rows, align="llllllrrl") + "\n"
+    return (table(HEADERS, rows, align="rllllllrrl") + "\n"
             + "".join(f"cannot measure: {reason}\n" for reason in reasons)
             + f"{verdict}: {len(checks)} checks, largest relative error {worst} "
               f"(tolerance {result['tolerance']:.0e})")

@@ -145,10 +145,15 @@ CHECKPOINT = Output(
     "H (hidden size), B (`train.batch_size`) and G, the cell's gate count: 1 (tanh, relu), 3 (GRU: r, z, n), "
     "4 (LSTM: i, f, g, o). Parameters, optimizer slots and the state have the dtype `train.dtype`.",
     (F("param/embedding", "array (V, E)", "the embedding (also the output matrix, transposed, with `tie_weights`)"),
-     F("param/cell.W_x", "array (E, G·H)", "the cell's input matrix, the gate blocks side by side"),
-     F("param/cell.W_h", "array (H, G·H)", "the cell's recurrent matrix, the gate blocks side by side"),
-     F("param/cell.b", "array (G·H,)", "the cell's bias"),
-     F("param/cell.b_h", "array (H,)", "the candidate's recurrent bias, inside the reset gate", when="GRU"),
+     F("param/cell.W_x", "array (E, G·H)", "the cell's input matrix, the gate blocks side by side",
+       when="one layer"),
+     F("param/cell.W_h", "array (H, G·H)", "the cell's recurrent matrix, the gate blocks side by side",
+       when="one layer"),
+     F("param/cell.b", "array (G·H,)", "the cell's bias", when="one layer"),
+     F("param/cell.b_h", "array (H,)", "the candidate's recurrent bias, inside the reset gate",
+       when="GRU, one layer"),
+     F("param/cell.<l>.<name>", "array", "layer l's W_x ((E, G·H) for l = 0, (H, G·H) above), W_h, b and "
+       "b_h, as for one layer (l = 0 is the layer that reads the embedding)", when="`model.num_layers` >= 2"),
      F("param/output.W", "array (H, V)", "the output matrix; (V, H) with the class softmax (a class's words are a "
                                          "row block)", when="the weights are not tied"),
      F("param/output.b", "array (V,)", "the output bias"),
@@ -159,7 +164,8 @@ CHECKPOINT = Output(
        "`m` and `v` (adam), `v` (sgd with momentum), `G` (adagrad), `E` (rmsprop)",
        when="an optimizer with state"),
      F("optim/t", "integer array ()", "the optimizer's update count"),
-     F("state/<i>", "array (B, H)", "the hidden state carried between chunks: h, then c for the LSTM",
+     F("state/<i>", "array (B, H)", "the hidden state carried between chunks: h, then c for the LSTM, "
+       "layer by layer from the bottom (i = l·P + j, P = 1, or 2 for the LSTM)",
        when="stream or window training (meta has_state)"),
      F("rng", "JSON text", "the random generator's state (numpy's PCG64)"),
      F("meta", "JSON text", "the run's position and settings, below"),
@@ -305,14 +311,25 @@ RECORD = Output(
 
 EVALUATE = Output(
     "evaluate", "`rnnlm evaluate --format json`", "json", "`rnnlm evaluate --format json`",
-    "One checkpoint on one split or text file, by the standard protocol (the hidden state carried across "
-    "chunks, every token scored).",
+    "One checkpoint on one split or text file, by the static protocol (the hidden state carried across "
+    "chunks, every token scored) or, with `--dynamic`, by dynamic evaluation (one stream; each chunk scored, "
+    "then learned from). `protocol` says which produced the numbers.",
     (VERSION,
      F("split", "string", "`valid`, `test`, or the text file's path as given"),
      F("tokens", "integer", "tokens scored", "tokens"),
      F("loss", "number", "cross-entropy", "nats/token"),
      F("bits", "number", "loss / ln 2", "bits/token"),
-     F("ppl", "number", "perplexity, exp(loss)")))
+     F("ppl", "number", "perplexity, exp(loss)"),
+     F("protocol", "string", "`static` (the weights as trained) or `dynamic` (`--dynamic`)"),
+     F("dynamic", "object", "the dynamic evaluation's settings", when="`--dynamic`"),
+     F("dynamic.method", "string", "`sgd` or `rms` (`evaluate.dynamic_method`)"),
+     F("dynamic.lr", "number", "`evaluate.dynamic_lr`"),
+     F("dynamic.decay", "number", "`evaluate.dynamic_decay`"),
+     F("dynamic.chunk", "integer", "tokens scored between two updates (`evaluate.dynamic_chunk`)", "tokens"),
+     F("dynamic.updates", "integer", "gradient steps taken (one after every chunk but the last)"),
+     F("dynamic.ms_batches", "integer", "training batches of the RMS normaliser (`evaluate.dynamic_ms_batches`)",
+       when="method `rms`"),
+     F("dynamic.eps", "number", "`evaluate.dynamic_eps`", when="method `rms`")))
 
 PER_TOKEN = Output(
     "per-token", "`rnnlm evaluate --per-token FILE`", "tsv", "`rnnlm evaluate --per-token FILE`",
@@ -333,12 +350,13 @@ GRADCHECK = Output(
     (VERSION,
      F("passed", "boolean", "whether every check passed"),
      F("tolerance", "number", "the largest relative error that passes (`gradcheck.tolerance`)"),
-     F("checks", "list of objects", "one per (cell, BPTT mode, tying, softmax) and parameter, plus the "
-                                    "directional check"),
+     F("checks", "list of objects", "one per (layers, cell, BPTT mode, tying, softmax) and parameter, "
+                                    "plus the directional check"),
      F("checks[].cell", "string", "the cell"),
      F("checks[].bptt", "string", "the BPTT mode"),
      F("checks[].tie_weights", "boolean", "whether the output weights are tied"),
      F("checks[].softmax", "string", "`full` or `class`"),
+     F("checks[].num_layers", "integer", "the stacked layers of the checked model"),
      F("checks[].setting", "string", "the mode's setting, e.g. `padded`, `window=3`, `k1=3,k2=6`"),
      F("checks[].param", "string", "the parameter, or `direction` for the check of v·∇E along a random unit v"),
      F("checks[].max_rel_error", "number", "the largest |a - n| / max(|a| + |n|, floor) over the checked elements",

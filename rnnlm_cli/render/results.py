@@ -135,7 +135,9 @@ def results_table(records: list[dict], anchors: dict[str, str] | None = None) ->
                 return "-"
             return f"{s[f'{split}_loss']:.3f} {unit}" if unit != "ppl" else f"{s[f'{split}_ppl']:.1f}"
 
-        rows.append([r["name"], f"{m['cell']} E={m['embedding_size']} H={m['hidden_size']}", fig("valid"),
+        layers = m.get("num_layers", 1)
+        shape = f"{m['cell']} E={m['embedding_size']} H={m['hidden_size']}" + (f" x{layers} layers" if layers > 1 else "")
+        rows.append([r["name"], shape, fig("valid"),
                      fig("test"), str(s["epochs"]), f"{s['wall_time_s'] / 60:.1f} min",
                      f"{s['tokens_per_sec']:,.0f}", anchors.get(r["name"], "")])
     return table(["config", "model", "valid", "test", "epochs", "wall time", "tokens/s", "published anchor"],

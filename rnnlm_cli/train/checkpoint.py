@@ -1,9 +1,11 @@
 """Checkpoints: one `.npz` of plain arrays, written atomically, verified by a checksum on load.
 
 Layout (every entry loads with `numpy.load(path, allow_pickle=False)`):
-  param/<name>      model parameters (names in model.py: embedding, cell.W_x, cell.W_h, ...)
+  param/<name>      model parameters (names in model.py: embedding, cell.W_x, cell.W_h, ...;
+                    cell.<l>.W_x, ... with two or more layers)
   optim/<name>      optimizer state arrays (e.g. optim/m/cell.W_h for Adam's first moment)
-  state/<i>         the hidden state carried between chunks (h, then c for the LSTM)
+  state/<i>         the hidden state carried between chunks (h, then c for the LSTM; layer by
+                    layer from the bottom)
   rng               the random generator's state, as JSON text
   meta              JSON text: format version, step, epoch, lr, schedule state, data position,
                     the resolved configuration and the vocabulary checksum
@@ -278,7 +280,8 @@ def _check_against_config(params: dict, optim: dict, state: tuple, meta: dict, c
         return
     from rnnlm_cli.nn.cells import make_cell
 
-    parts = len(make_cell(cfg.model.cell, 1).initial_state(1, dtype)) if meta["has_state"] else 0
+    parts = (len(make_cell(cfg.model.cell, 1).initial_state(1, dtype)) * cfg.model.num_layers
+             if meta["has_state"] else 0)
     expected = [(cfg.train.batch_size, cfg.model.hidden_size)] * parts
     if [s.shape for s in state] != expected:
         raise CheckpointError(f"{where}: the carried hidden state has shapes {shown([s.shape for s in state])}, "
