@@ -82,6 +82,11 @@ def test_two_workers_finish_exactly_the_trials_asked_for(tmp_path, storage):
     cfg = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
     assert cfg["train"]["lr"] == best["params"]["train.lr"] and cfg["model"]["cell"] == best["params"]["model.cell"]
     assert set(result["importances"]) == {"train.lr", "model.cell"}
+    text = subprocess.run([sys.executable, "-m", "rnnlm_cli", "tune", "--report", "--storage", storage, "--study", "s"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout.splitlines()
+    assert text[0] == f"study s: {n} trials" and text[2].split()[:2] == ["trial", "state"]
+    assert [line.split()[1] for line in text[3:3 + n]] == states
+    assert "parameter importances (fANOVA):" in text and any(line.split()[0] == "train.lr" for line in text[3 + n:] if line)
 
 
 @pytest.mark.slow

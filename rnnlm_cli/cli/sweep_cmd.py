@@ -38,7 +38,7 @@ def sweep_cmd(config_path, overrides, grids, n_random, ranges, seed, out_dir, jo
     \b
     Example:
       rnnlm sweep --config configs/tiny.yaml --grid model.cell=tanh,gru --grid train.lr=0.003,0.01 --out runs/sweep1 -j 2
-      rnnlm sweep --config configs/tiny.yaml --random 8 --range train.lr=loguniform(1e-3,3e-2) --out runs/sweep2
+      rnnlm sweep --config configs/tiny.yaml --random 8 --range 'train.lr=loguniform(1e-3,3e-2)' --out runs/sweep2
       rnnlm compare runs/sweep1
     """
     from rnnlm_cli.cli.progress_bars import progress_bars

@@ -47,7 +47,8 @@ def tune_cmd(config_path, overrides, space_path, trials, storage, study_name, ou
         if space_path or trials is not None:
             raise click.UsageError("--report only reads the study: leave out --space and --trials")
         tune.check_storage_url(storage)
-        emit(tune.report(storage, study_name), fmt, render_report)
+        from rnnlm_cli.render.tune import tune_report_text
+        emit(tune.report(storage, study_name), fmt, tune_report_text)
         return
     if trials is None or space_path is None:
         raise click.UsageError("a worker needs --space and --trials (or give --report)")
@@ -96,28 +97,3 @@ def tune_cmd(config_path, overrides, space_path, trials, storage, study_name, ou
         click.echo(f"best trial {best['number']}: valid loss {best['value']:.4f} ({params}); "
                    f"config: {os.path.join(out, tune.BEST_CONFIG)}")
 
-
-def render_report(result: dict) -> str:
-    from rnnlm_cli.render.report import table
-
-    keys = sorted({k for t in result["trials"] for k in t["params"]})
-    rows = []
-    for t in result["trials"]:
-        rows.append([t["number"], t["state"], "-" if t["value"] is None else f"{t['value']:.4f}",
-                     "-" if t["last_step"] is None else t["last_step"],
-                     "-" if t["duration_s"] is None else f"{t['duration_s']:.1f}",
-                     *[_value(t["params"].get(k)) for k in keys]])
-    lines = [f"study {result['study']}: {len(rows)} trials", "",
-             table(["trial", "state", "valid loss", "last step", "seconds", *keys], rows), ""]
-    if result["importances"]:
-        lines.append("parameter importances (fANOVA):")
-        lines += [f"  {k:<30} {v:.3f}" for k, v in result["importances"].items()]
-    else:
-        lines.append(f"parameter importances: not available ({result['importances_unavailable']})")
-    return "\n".join(lines)
-
-
-def _value(v) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
