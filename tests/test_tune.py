@@ -161,3 +161,24 @@ def test_report_reads_and_creates_nothing(tmp_path, monkeypatch):
         result = CliRunner().invoke(cli, ["tune", "--report", "--storage", storage, "--study", "s"])
         assert result.exit_code == 1 and "none" in result.stderr and "does not exist" in result.stderr, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_on_a_journal_is_failed_and_queued_again(tmp_path):
+    """SIGKILL leaves the trial RUNNING; the next worker on this host finds its PID gone, marks it
+    failed and runs its parameters again (the journal file has no heartbeat)."""
+    write_inputs(tmp_path, max_steps=400)
+    proc = worker(tmp_path, 1, "journal:tune.journal", "--pruner", "none")
+    deadline = time.monotonic() + 60
+    metrics = tmp_path / "out" / "trial-00000" / "metrics.jsonl"
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.stat().st_size > 0):
+        time.sleep(0.02)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert [t["state"] for t in report(tmp_path, "journal:tune.journal")["trials"]] == ["running"]
+    again = worker(tmp_path, 1, "journal:tune.journal", "--pruner", "none")
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    assert "trial 0: its worker (PID" in err and "marked failed and re-queued" in err
+    trials = report(tmp_path, "journal:tune.journal")["trials"]
+    assert [t["state"] for t in trials] == ["fail", "complete"] and trials[0]["params"] == trials[1]["params"]
