@@ -182,3 +182,22 @@ def test_a_killed_workers_trial_on_a_journal_is_failed_and_queued_again(tmp_path
     assert "trial 0: its worker (PID" in err and "marked failed and re-queued" in err
     trials = report(tmp_path, "journal:tune.journal")["trials"]
     assert [t["state"] for t in trials] == ["fail", "complete"] and trials[0]["params"] == trials[1]["params"]
+
+
+def test_trials_that_only_fail_stop_the_worker(tmp_path, monkeypatch):
+    """Every trial's training fails (simulated): five failed trials in a row end the worker with
+    one error line instead of a loop, and Optuna's own warnings stay off stderr."""
+    from rnnlm_cli.errors import TrainingError
+    from rnnlm_cli.train import trainer
+
+    def failing(cfg, **kwargs):
+        raise TrainingError(f"non-finite loss at step 3 (lr {cfg.train.lr:.3g})")
+
+    monkeypatch.setattr(trainer, "train", failing)
+    monkeypatch.chdir(tmp_path)
+    write_inputs(tmp_path)
+    result = CliRunner().invoke(cli, ["tune", "--config", "base.yaml", "--space", "space.yaml", "--trials", "3",
+                                      "--storage", "sqlite:///t.db", "--study", "s", "-q"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: 5 trials in a row failed in this worker; the last: ")
+    assert "non-finite loss at step 3" in result.stderr and result.stderr.count("\n") == 1

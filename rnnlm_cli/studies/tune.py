@@ -42,6 +42,7 @@ INSTALL = "rnnlm tune needs Optuna, an optional extra: pip install 'rnnlm[tune]'
 HEARTBEAT_INTERVAL = 10          # seconds between a running trial's heartbeats (RDB storages)
 GRACE_PERIOD = 60                # a trial without a heartbeat for this long is failed and re-queued
 PRUNERS = ("median", "halving", "none")
+MAX_FAILURES = 5                 # a worker stops after this many failed trials in a row
 BEST_CONFIG = "best.yaml"
 LOCK_SUFFIX = ".rnnlm-lock"       # beside a file storage (not ".lock": Optuna's journal uses that name)
 
@@ -52,7 +53,7 @@ def require_optuna():
         import optuna
     except ImportError:
         raise ConfigError(INSTALL) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)       # its per-trial warnings: the worker logs its own
     return optuna
 
 
@@ -242,7 +243,7 @@ def run_worker(study, base: Config, space: list[grid.Range], storage_url: str, n
     log = log or (lambda message: None)
     lock_path = storage_lock_path(storage_url)
     states = optuna.trial.TrialState
-    ran = 0
+    ran = failures = 0
 
     while True:
         with _file_lock(lock_path) as release:
@@ -268,7 +269,11 @@ def run_worker(study, base: Config, space: list[grid.Range], storage_url: str, n
                 values = {r.key: suggest(trial, r) for r in space}
                 folder = os.path.join(out, f"trial-{trial.number:05d}")
                 trial.set_user_attr("run", folder)
-                cfg = base.with_values({**values, "train.out": folder})
+                try:
+                    cfg = base.with_values({**values, "train.out": folder})
+                except ConfigError as exc:
+                    trial.set_user_attr("fail_reason", brief(str(exc), 500, quote=False))
+                    raise
                 log(f"trial {trial.number}: {' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in values.items())}")
 
                 def report(step, loss):
@@ -281,14 +286,27 @@ def run_worker(study, base: Config, space: list[grid.Range], storage_url: str, n
                 except Interrupted:              # the checkpoint is saved; another worker redoes the trial
                     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
                     raise
+                except (ConfigError, TrainingError) as exc:     # the trial fails; the worker goes on
+                    trial.set_user_attr("fail_reason", brief(str(exc), 500, quote=False))
+                    raise
                 loss = summary.get("best_valid_loss", summary.get("valid_loss"))
                 if loss is None or not math.isfinite(loss):
                     raise TrainingError("the run has no finite validation loss")
                 return loss
 
+            finished: list = []
             study.optimize(objective, n_trials=1, catch=(_Surplus, ConfigError, TrainingError),
-                           gc_after_trial=False)
+                           gc_after_trial=False, callbacks=[lambda _, frozen: finished.append(frozen)])
         ran += 1
+        mine = finished[-1] if finished else None
+        if mine is not None and mine.state == states.FAIL and not mine.user_attrs.get("surplus"):
+            failures += 1
+            log(f"trial {mine.number}: failed ({mine.user_attrs.get('fail_reason', 'no reason given')})")
+            if failures >= MAX_FAILURES:    # a space that only makes bad configurations would loop for ever
+                raise TrainingError(f"{failures} trials in a row failed in this worker; the last: "
+                                    f"{brief(str(mine.user_attrs.get('fail_reason', '')), 300, quote=False)}")
+        else:
+            failures = 0
     write_best(study, base, out)
     return {"trials": ran, "best": best_info(optuna, study)}
 
