@@ -201,3 +201,30 @@ def test_trials_that_only_fail_stop_the_worker(tmp_path, monkeypatch):
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith("Error: 5 trials in a row failed in this worker; the last: ")
     assert "non-finite loss at step 3" in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_on_sqlite_is_failed_by_heartbeat_and_retried(tmp_path, monkeypatch):
+    """SIGKILL stops the trial's heartbeat; a worker that starts after the grace period marks it
+    failed and Optuna's RetryFailedTrialCallback queues its parameters again (the grace period is
+    shortened here from 60 s to 2 s, in the second worker, which is the one that checks)."""
+    from rnnlm_cli.studies import tune
+
+    write_inputs(tmp_path, max_steps=400)
+    proc = worker(tmp_path, 1, "sqlite:///tune.db", "--pruner", "none")
+    metrics = tmp_path / "out" / "trial-00000" / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.stat().st_size > 0):
+        time.sleep(0.02)
+    proc.kill()
+    proc.communicate(timeout=60)
+    time.sleep(2.5)
+    monkeypatch.setattr(tune, "GRACE_PERIOD", 2)
+    monkeypatch.setattr(tune, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["tune", "--config", "base.yaml", "--space", "space.yaml", "--trials", "1",
+                                      "--storage", "sqlite:///tune.db", "--study", "s", "--out", "out",
+                                      "--pruner", "none", "-q"])
+    assert result.exit_code == 0, result.output
+    trials = report(tmp_path)["trials"]
+    assert [t["state"] for t in trials] == ["fail", "complete"] and trials[0]["params"] == trials[1]["params"]
