@@ -264,3 +264,13 @@ def test_each_child_runs_with_one_blas_thread_and_its_output_in_its_log(tmp_path
         assert re.fullmatch(r"# sweep launch 1: fresh \(.*\)\n1 1\n# sweep exit 0\n", log), log
     failing = sweep.run_sweep(points[:1], str(tmp_path / "s"), 1, lambda p, state: [sys.executable, "-c", "exit(3)"])
     assert failing == {points[0].name: "failed (exit 3)"}
+
+
+def test_points_with_other_data_settings_may_not_share_a_prepared_folder(tmp_path):
+    cfg = str(base_config(tmp_path))
+    with pytest.raises(ConfigError, match="have different data settings but share the prepared-data folder"):
+        sweep.plan_sweep(cfg, [], ["data.min_count=1,2"], [], None, 0, "s")
+    # one data setting, two folders (a copy each): allowed
+    points = sweep.plan_sweep(cfg, ["data.min_count=2"], [f"data.prepared={tmp_path / 'a'},{tmp_path / 'b'}"],
+                              [], None, 0, "s")
+    assert [p.cfg.data.prepared for p in points] == [str(tmp_path / "a"), str(tmp_path / "b")]

@@ -228,3 +228,18 @@ def test_a_killed_workers_trial_on_sqlite_is_failed_by_heartbeat_and_retried(tmp
     assert result.exit_code == 0, result.output
     trials = report(tmp_path)["trials"]
     assert [t["state"] for t in trials] == ["fail", "complete"] and trials[0]["params"] == trials[1]["params"]
+
+
+@pytest.mark.parametrize("where", ["foreign", "input"])
+def test_tune_refuses_an_out_folder_it_does_not_own(tmp_path, monkeypatch, where):
+    monkeypatch.chdir(tmp_path)
+    write_inputs(tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    out = {"foreign": "mine", "input": "."}[where]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(cli, ["tune", "--config", "base.yaml", "--space", "space.yaml", "--trials", "2",
+                                      "--storage", "sqlite:///t.db", "--study", "s", "--out", out])
+    words = {"foreign": "holds files rnnlm tune did not write (notes.txt)", "input": "contains the config file"}[where]
+    assert result.exit_code == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.output
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

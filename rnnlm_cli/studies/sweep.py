@@ -157,7 +157,8 @@ def _check_shared_data(points: list[Point]) -> None:
         first = by_folder.setdefault(data.prepared, (doc, p))
         if first[0] != doc:
             raise ConfigError(f"runs {first[1].name} and {p.name} have different data settings but share the "
-                              f"prepared-data folder {shown(data.prepared)}; sweep data.prepared along with them")
+                              f"prepared-data folder {shown(data.prepared)}; each data setting needs its own "
+                              f"folder: run one sweep per data setting, each with its own data.prepared")
 
 
 def check_sweep_folder(out: str, own=(MANIFEST, LOGS), what: str = "a sweep") -> None:
