@@ -17,7 +17,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,plot]'
+	$(PY) -m pip install --quiet -e '.[dev,plot,tune,tensorboard]'
 	touch $(STAMP)
 
 test: $(STAMP)

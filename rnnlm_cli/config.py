@@ -156,6 +156,8 @@ class TrainConfig:
     log_every: int = _opt(10, "updates between metrics.jsonl lines", low=1)
     log_param_norms_every: int = _opt(0, "updates between per-parameter gradient norms in the log (0 = never)", low=0)
     checkpoint_every: int = _opt(0, "updates between checkpoints besides evaluations (0 = only at evaluations)", low=0)
+    tensorboard: str | None = _opt(None, "also write the metrics as TensorBoard event files into this folder (needs "
+                                   "the tensorboard extra; metrics.jsonl stays the record)", path=True)
 
 
 @dataclass(frozen=True)

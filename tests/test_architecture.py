@@ -20,13 +20,14 @@ FLOORS = [
               "rnnlm_cli.values"]),
     ("network", ["rnnlm_cli.nn"]),
     ("one training step", ["rnnlm_cli.train.step"]),
-    ("configuration", ["rnnlm_cli.config"]),
+    ("configuration", ["rnnlm_cli.config", "rnnlm_cli.grid"]),
     ("data", ["rnnlm_cli.data"]),
     ("training parts", ["rnnlm_cli.train.optim", "rnnlm_cli.train.checkpoint",
                         "rnnlm_cli.train.lock", "rnnlm_cli.train.schedule", "rnnlm_cli.train.metrics"]),
     ("reading runs", ["rnnlm_cli.runs", "rnnlm_cli.evaluate", "rnnlm_cli.sample"]),
     ("trainer", ["rnnlm_cli.train.trainer", "rnnlm_cli.train"]),
     ("analysis", ["rnnlm_cli.analysis"]),
+    ("studies", ["rnnlm_cli.studies"]),          # sweeps and tuning: they launch trainings
     ("rendering", ["rnnlm_cli.render"]),
     ("command line", ["rnnlm_cli.cli", "rnnlm_cli.__main__"]),
 ]

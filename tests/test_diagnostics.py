@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from helpers import SHIPPED_CELLS as CELLS, jittered_model, random_tokens, spectral_norms, step_jacobian
 
+from rnnlm_cli import grid
 from rnnlm_cli.analysis import diagnostics
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import ModelConfig, load_config
@@ -208,14 +209,14 @@ def test_decay_fit():
 
 
 def test_sweep_parsing():
-    assert diagnostics.parse_sweep("model.cell=tanh,gru") == ("model.cell", ["tanh", "gru"])
-    assert diagnostics.parse_sweep("diagnose.truncations=[1,2],[4]") == ("diagnose.truncations", ["[1,2]", "[4]"])
-    grid = diagnostics.expand_sweeps(["model.cell=tanh,gru", "model.hidden_size=8,16"])
-    assert [g[0] for g in grid] == ["cell=tanh hidden_size=8", "cell=tanh hidden_size=16",
+    assert grid.parse_sweep("model.cell=tanh,gru") == ("model.cell", ["tanh", "gru"])
+    assert grid.parse_sweep("diagnose.truncations=[1,2],[4]") == ("diagnose.truncations", ["[1,2]", "[4]"])
+    points = grid.expand_sweeps(["model.cell=tanh,gru", "model.hidden_size=8,16"])
+    assert [g[0] for g in points] == ["cell=tanh hidden_size=8", "cell=tanh hidden_size=16",
                                     "cell=gru hidden_size=8", "cell=gru hidden_size=16"]
     for bad in ("model.cell", "cell=tanh", "model.cell=", "model.cell=tanh,,gru", "model.cell=[1,2"):
         with pytest.raises(diagnostics.ConfigError, match="--sweep expects"):
-            diagnostics.parse_sweep(bad)
+            grid.parse_sweep(bad)
 
 
 def test_diagnose_random_tokens_when_there_is_no_prepared_data(tmp_path):

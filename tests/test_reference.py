@@ -140,6 +140,24 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     docs += [("probe-items", json.loads(line))
              for line in (agreement / "probe.jsonl").read_text(encoding="utf-8").splitlines()[:50]]
     shutil.rmtree(agreement)
+
+    # a sweep of two points, a run that is stopped, compared; a tune study of three trials, reported
+    studies = sets(f"data.prepared={prep}", *SMALL)
+    run("sweep", *studies, "--grid", "model.cell=tanh,gru", "--out", tmp / "sweep", "-q")
+    docs.append(("sweep-folder", sorted(p.name for p in (tmp / "sweep").iterdir())))
+    docs.append(("sweep-manifest", json.loads((tmp / "sweep" / "sweep.json").read_text(encoding="utf-8"))))
+    (tmp / "sweep" / "stopped").mkdir()
+    (tmp / "sweep" / "stopped" / "metrics.jsonl").write_text("", encoding="utf-8")
+    docs.append(("compare", json.loads(run("compare", tmp / "sweep", runs / "gru", "--format", "json"))))
+    docs.append(("compare-csv", next(csv.reader(io.StringIO(run("compare", tmp / "sweep", "--format", "csv"))))))
+    space = tmp / "space.yaml"
+    space.write_text("train.lr: loguniform(1e-3, 1e-1)\nmodel.cell: [tanh, gru]\n", encoding="utf-8")
+    storage = f"sqlite:///{tmp / 'tune.db'}"
+    run("tune", *studies, "--space", space, "--trials", "3", "--storage", storage, "--study", "s",
+        "--out", tmp / "tune", "-q")
+    docs.append(("tune-folder", sorted(p.name for p in (tmp / "tune").iterdir())))
+    docs.append(("tune-report", json.loads(run("tune", "--report", "--storage", storage, "--study", "s",
+                                               "--format", "json"))))
     return docs
 
 

@@ -77,7 +77,6 @@ transpose, without forming J (jacobians.py): within 1e-10 (relative) of the dens
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -88,8 +87,9 @@ import numpy as np
 
 from rnnlm_cli.nn import kernels as blas
 from rnnlm_cli.values import fmt_num, jsonable
+from rnnlm_cli.grid import expand_sweeps
 from rnnlm_cli.config import Config
-from rnnlm_cli.errors import ConfigError, DataError, brief
+from rnnlm_cli.errors import ConfigError, DataError
 from rnnlm_cli.analysis.jacobians import StepMaps, top_singular_values
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.progress import ProgressFactory, no_progress
@@ -127,48 +127,6 @@ def checkpoint_spec(path: str, config_path: str | None, overrides, load) -> Spec
     model, cfg, meta = run.model, run.cfg, run.meta
     label = os.path.basename(os.path.normpath(path))
     return Spec(label=label, cfg=cfg, source=f"checkpoint {path}", model=model, meta=meta)
-
-
-MAX_SWEEP_MODELS = 1000      # models compared side by side; a grid beyond is a typo, not a study
-
-
-def parse_sweep(text: str) -> tuple[str, list[str]]:
-    """'model.cell=tanh,gru' -> ('model.cell', ['tanh', 'gru']); commas inside [] stay."""
-    key, sep, raw = text.partition("=")
-    parts = key.strip().split(".")
-    values, depth, cur = [], 0, ""
-    for ch in raw:
-        depth += (ch == "[") - (ch == "]")
-        if ch == "," and depth == 0:
-            values.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    values.append(cur.strip())
-    if not sep or len(parts) != 2 or not all(parts) or not all(values) or depth != 0:
-        raise ConfigError(f"--sweep expects section.key=value1,value2,..., got {brief(text)}")
-    return key.strip(), values
-
-
-def expand_sweeps(sweeps) -> list[tuple[str, list[str]]]:
-    """The grid of several --sweep options: [(label, overrides)], one per combination."""
-    parsed = [parse_sweep(s) for s in sweeps]
-    if not parsed:
-        return [("", [])]
-    keys = [k for k, _ in parsed]
-    twice = next((k for k in keys if keys.count(k) > 1), None)
-    if twice:       # the later value would win while the label still named the earlier one
-        raise ConfigError(f"--sweep {brief(twice, quote=False)} is given twice; give all its values in one "
-                          f"--sweep {brief(twice, quote=False)}=V1,V2,...")
-    size = math.prod(len(values) for _, values in parsed)
-    if size > MAX_SWEEP_MODELS:
-        raise ConfigError(f"--sweep: a grid of {size:,} models; diagnose-gradients compares at most "
-                          f"{MAX_SWEEP_MODELS:,} side by side (sweep fewer values)")
-    grid = []
-    for combo in itertools.product(*[[(k, v) for v in values] for k, values in parsed]):
-        label = " ".join(f"{k.split('.')[1]}={v}" for k, v in combo)
-        grid.append((label, [f"{k}={v}" for k, v in combo]))
-    return grid
 
 
 def config_specs(config_paths, overrides, sweeps, load) -> list[Spec]:

@@ -27,6 +27,7 @@ import click
 
 from rnnlm_cli import __version__
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, DEBUG_HELP, add_shared_options
+from rnnlm_cli.cli.compare_cmd import compare_cmd
 from rnnlm_cli.cli.config_cmd import config
 from rnnlm_cli.cli.corpus_cmd import corpus
 from rnnlm_cli.cli.diagnose_cmd import diagnose_gradients_cmd
@@ -35,7 +36,9 @@ from rnnlm_cli.cli.preprocess_cmd import preprocess_cmd
 from rnnlm_cli.cli.probe_cmd import probe_cmd, probe_horizons_cmd
 from rnnlm_cli.cli.read_cmds import evaluate_cmd, generate_cmd
 from rnnlm_cli.cli.results_cmd import results_cmd
+from rnnlm_cli.cli.sweep_cmd import sweep_cmd
 from rnnlm_cli.cli.train_cmd import train_cmd
+from rnnlm_cli.cli.tune_cmd import tune_cmd
 from rnnlm_cli.errors import RnnlmError
 
 
@@ -206,7 +209,7 @@ def cli(ctx, debug):
 
 
 for command in (config, preprocess_cmd, train_cmd, evaluate_cmd, generate_cmd, gradcheck_cmd,
-                diagnose_gradients_cmd, probe_cmd, probe_horizons_cmd, results_cmd, corpus):
+                diagnose_gradients_cmd, probe_cmd, probe_horizons_cmd, results_cmd, sweep_cmd, tune_cmd, compare_cmd, corpus):
     cli.add_command(command)
 add_shared_options(cli)   # --debug after the subcommand too, and -q/--quiet on every command
 

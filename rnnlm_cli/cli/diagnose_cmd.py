@@ -9,6 +9,7 @@ import sys
 import click
 
 from rnnlm_cli.cli.common import CONTEXT_SETTINGS, FiniteFloat, emit, format_option, given, key_option, quiet_option
+from rnnlm_cli import grid
 from rnnlm_cli.config import check_diagnose_memory, load_config
 from rnnlm_cli.cli.progress_bars import progress_bars
 from rnnlm_cli.paths import In, Out, check_paths, data_inputs
@@ -85,7 +86,7 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
     if plot_path:
         report.prepare_plot(plot_path)
     for text in sweeps:
-        diagnostics.parse_sweep(text)
+        grid.parse_sweep(text)
     result = {}
     if run_dir:
         result["history"] = history.history_report(run_dir)

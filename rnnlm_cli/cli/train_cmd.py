@@ -48,7 +48,8 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
     check_paths([In("config file", config_path), *data_inputs(cfg.data, with_prepared=not builds)],
                 [Out("output folder", cfg.train.out, "run", owns=RUN_FILES),
                  Out("prepared-data folder", cfg.data.prepared, "prepared") if builds else None,
-                 Out("--record file", record_path)])
+                 Out("--record file", record_path),
+                 Out("train.tensorboard folder", cfg.train.tensorboard, "file") if cfg.train.tensorboard else None])
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     try:
         summary = train(cfg, resume=resume, force=force, progress=progress_bars(quiet, lines=log), log=log)

@@ -685,9 +685,110 @@ PROBE_SEEDS_CSV = Output(
      F("margin_max", "number", "mean margin: the highest seed", "nats")))
 
 
+
+# --------------------------------------------------------------------------- sweeps, tuning, comparing runs
+
+FIGURE_FIELDS = (
+    F("best_valid_ppl", "number", "the best validation perplexity (a finished run: summary.json's; else the best "
+      "evaluation logged so far)", null="no validation ran"),
+    F("valid_ppl", "number", "the final validation perplexity (summary.json)", null="not finished, or no valid split"),
+    F("test_ppl", "number", "the final test perplexity (summary.json)", null="not finished, or no test split"),
+    F("epochs", "integer", "epochs completed (unfinished: the epoch of the last evaluation)", null="nothing logged"),
+    F("steps", "integer", "updates (unfinished: the last logged one)", null="nothing logged"),
+    F("wall_time_s", "number", "training wall time (unfinished: at the last evaluation)", "s", null="nothing logged"),
+    F("tokens_per_sec", "number", "training tokens per second (unfinished: the mean of the logged lines)", "tokens/s",
+      null="nothing logged"),
+    F("clip_rate", "number", "the fraction of updates whose gradient was clipped (unfinished: of the logged ones)",
+      null="nothing logged"))
+
+COMPARE = Output(
+    "compare", "`rnnlm compare --format json`", "json", "`rnnlm compare --format json`",
+    "Training runs side by side, in the order of `--sort`. A run's `status`: `finished` (summary.json exists), "
+    "`running` (a live process holds its train.lock), `crashed` (train.lock left by a process that is gone, or a "
+    "sweep's log shows an error exit) or `unfinished` (stopped by a signal or an error the trainer reported, or "
+    "pruned by `rnnlm tune`).",
+    (VERSION,
+     F("differing_keys", "list of strings", "the configuration keys whose values differ between the runs "
+       "(`train.out` left out)"),
+     F("runs", "list of objects", "one per run"),
+     F("runs[].run", "string", "the run folder, as found"),
+     F("runs[].name", "string", "the run folder relative to the runs' common folder"),
+     F("runs[].status", "string", "`finished`, `running`, `crashed` or `unfinished`"),
+     F("runs[].config", "mapping", "the run's values of `differing_keys`", keys="config key -> its value (null: "
+       "the run's config.yaml lacks it)"),
+     *(F(f"runs[].{f.path}", f.type, f.meaning, f.unit, f.null) for f in FIGURE_FIELDS),
+     F("runs[].curve", "list of objects", "the validation evaluations during training, in order"),
+     F("runs[].curve[].step", "integer", "the update"),
+     F("runs[].curve[].elapsed", "number", "training wall time then", "s"),
+     F("runs[].curve[].ppl", "number", "validation perplexity")))
+
+COMPARE_CSV = Output(
+    "compare-csv", "`rnnlm compare --format csv`", "csv", "`rnnlm compare --format csv`",
+    "A header line, then one row per run, in the order of `--sort`; an empty cell is a null of the JSON.",
+    (F("run", "string", "as `name` in the JSON"),
+     F("status", "string", "as in the JSON"),
+     F("<key>", "string", "one column per differing configuration key"),
+     *(F(f.path, f.type, f.meaning, f.unit) for f in FIGURE_FIELDS)))
+
+SWEEP_FOLDER = Output(
+    "sweep-folder", "The sweep folder (`rnnlm sweep --out`)", "folder", "`rnnlm sweep`",
+    "One ordinary run folder per point, named by the point's values and the first 8 hex digits of the SHA-256 of "
+    "its resolved configuration (without `train.out`); a rerun of the same sweep finds its runs by these names.",
+    (F("sweep.json", "file", "the sweep's plan", see="sweep-manifest"),
+     F("logs", "folder", "`NAME.log` per run: a `# sweep launch N: MODE` line per launch (fresh, resume, force), "
+       "the trainer's output, and a `# sweep exit CODE` line"),
+     F("<name>", "folder", "a training run", see="run-folder")))
+
+SWEEP_MANIFEST = Output(
+    "sweep-manifest", "sweep.json", "json", "`rnnlm sweep` (`OUT/sweep.json`)",
+    "The plan of the last `rnnlm sweep` run in this folder.",
+    (VERSION,
+     F("config", "string", "the base configuration file, as given", null="the built-in defaults"),
+     F("set", "list of strings", "the `--set` overrides of every run"),
+     F("grid", "list of strings", "the `--grid` options"),
+     F("range", "list of strings", "the `--range` options"),
+     F("random", "integer", "`--random`", null="no random points"),
+     F("seed", "integer", "`--seed` of the random draws"),
+     F("runs", "list of objects", "one per point"),
+     F("runs[].name", "string", "the run's folder name"),
+     F("runs[].values", "mapping", "the point's values", keys="config key -> the value, as --set text"),
+     F("runs[].config_hash", "string", "8 hex digits of the resolved configuration's hash")))
+
+TUNE_FOLDER = Output(
+    "tune-folder", "The tune folder (`rnnlm tune --out`)", "folder", "`rnnlm tune`",
+    "The runs of a study's trials and its best configuration (shared by every worker).",
+    (F("trial-<number>", "folder", "the training run of trial NUMBER (5 digits)", see="run-folder"),
+     F("best.yaml", "file", "the best trial's resolved configuration, `train.out` set to OUT/best, ready for "
+       "`rnnlm train --config`", when="a trial completed", see="config")))
+
+TUNE_REPORT = Output(
+    "tune-report", "`rnnlm tune --report --format json`", "json", "`rnnlm tune --report --format json`",
+    "A study's trials (the objective: the best validation loss of the trial's run, lower is better) and "
+    "Optuna's fANOVA parameter importances.",
+    (VERSION,
+     F("study", "string", "the study's name"),
+     F("trials", "list of objects", "one per trial, by number"),
+     F("trials[].number", "integer", "the trial's number in the study"),
+     F("trials[].state", "string", "`complete`, `pruned`, `running`, `waiting` (queued) or `fail`"),
+     F("trials[].value", "number", "the best validation loss (pruned: the last reported)", "nats",
+       null="failed, running or waiting"),
+     F("trials[].params", "mapping", "the sampled values (a waiting trial's: those queued)",
+       keys="config key -> value"),
+     F("trials[].last_step", "integer", "the update of the last validation loss reported", null="none reported"),
+     F("trials[].duration_s", "number", "how long it ran", "s", null="running or waiting"),
+     F("trials[].run", "string", "the trial's run folder", null="not started"),
+     F("importances", "mapping", "each parameter's importance (they sum to 1)", keys="config key -> number"),
+     F("importances_unavailable", "string", "why there are no importances", null="there are"),
+     F("best", "object", "the best completed trial", null="no trial completed"),
+     F("best.number", "integer", "its number"),
+     F("best.value", "number", "its best validation loss", "nats"),
+     F("best.params", "mapping", "its values", keys="config key -> value"),
+     F("best.run", "string", "its run folder")))
+
 OUTPUTS: dict[str, Output] = {o.name: o for o in (
     RUN_FOLDER, SUMMARY, METRICS, CHECKPOINT, CONFIG, RECORD, PREPARED_FOLDER, META, EVALUATE, PER_TOKEN, GENERATE,
-    GRADCHECK, DIAGNOSE, DIAGNOSE_CSV, PROBE, PROBE_SEEDS, SPREAD_SHAPE, PROBE_CSV, PROBE_SEEDS_CSV, PROBE_ITEMS)}
+    GRADCHECK, DIAGNOSE, DIAGNOSE_CSV, PROBE, PROBE_SEEDS, SPREAD_SHAPE, PROBE_CSV, PROBE_SEEDS_CSV, PROBE_ITEMS,
+    COMPARE, COMPARE_CSV, SWEEP_FOLDER, SWEEP_MANIFEST, TUNE_FOLDER, TUNE_REPORT)}
 
 
 def fields_of(name: str) -> dict[str, Field]:

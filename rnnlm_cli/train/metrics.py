@@ -7,7 +7,11 @@ One JSON object per line (strict JSON: a NaN or infinite value is null), flushed
   an evaluation line              "split" (valid or test), step, epoch, loss, ppl, tokens,
                                   elapsed (+ lr during training; "final": true at the end)
 
-MetricsLog(out).append(entry)   the writer (a training run)
+MetricsLog(out).append(entry)   the writer (a training run); with tensorboard=DIR each line is also
+                                written as TensorBoard scalars (tensorboardX), a view of the same
+                                figures: train/loss, train/ppl, train/lr, train/grad_norm,
+                                train/tokens_per_sec by update; valid/loss, valid/ppl at each
+                                evaluation; final/valid_loss, final/test_loss, ... at the end
 MetricsLog(out).trim_after(step) on resume: keep only what the checkpoint at `step` had seen
 read_metrics(out, strict)       the reader: [(line number, entry)]
 """
@@ -27,12 +31,27 @@ def metrics_path(run_dir: str) -> str:
     return os.path.join(run_dir, METRICS_NAME)
 
 
+TENSORBOARD_INSTALL = "train.tensorboard needs tensorboardX, an optional extra: pip install 'rnnlm[tensorboard]'"
+
+
+def tensorboard_writer_class():
+    """tensorboardX's SummaryWriter, or ConfigError (exit 2) saying how to install it."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        from rnnlm_cli.errors import ConfigError
+        raise ConfigError(TENSORBOARD_INSTALL) from None
+    return SummaryWriter
+
+
 class MetricsLog:
     """The writer of a run's metrics.jsonl: append a line, flushed at once (open on first use)."""
 
-    def __init__(self, run_dir: str):
+    def __init__(self, run_dir: str, tensorboard: str | None = None):
         self.path = metrics_path(run_dir)
         self._fh = None
+        self.tensorboard = tensorboard
+        self._tb = None
 
     def open(self) -> None:
         """Open the file for appending (creating it empty); `append` does this when needed."""
@@ -44,6 +63,23 @@ class MetricsLog:
         text = json.dumps(jsonable(entry), allow_nan=False) + "\n"
         fileio.crash_point(f"mid-line:{METRICS_NAME}", before=lambda: self._write(text[:len(text) // 2]))
         self._write(text)
+        if self.tensorboard:
+            self._scalars(entry)
+
+    def _scalars(self, entry: dict) -> None:
+        if self._tb is None:
+            self._tb = tensorboard_writer_class()(self.tensorboard)
+        split, step = entry.get("split"), entry.get("step", 0)
+        if split is None:
+            names = {f"train/{k}": entry.get(k) for k in ("loss", "ppl", "lr", "grad_norm", "tokens_per_sec")}
+        elif entry.get("final"):
+            names = {f"final/{split}_loss": entry.get("loss"), f"final/{split}_ppl": entry.get("ppl")}
+        else:
+            names = {f"{split}/loss": entry.get("loss"), f"{split}/ppl": entry.get("ppl")}
+        for name, value in names.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._tb.add_scalar(name, value, step)
+        self._tb.flush()
 
     def _write(self, text: str) -> None:
         self._fh.write(text)
@@ -53,6 +89,9 @@ class MetricsLog:
         if self._fh is not None:
             fh, self._fh = self._fh, None
             fh.close()
+        if self._tb is not None:
+            tb, self._tb = self._tb, None
+            tb.close()
 
     def trim_after(self, step: int) -> None:
         """Drop the lines logged after `step` and the final evaluations (a resumed run logs them

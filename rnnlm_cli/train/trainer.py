@@ -52,7 +52,7 @@ from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, is_temporary,
 from rnnlm_cli.progress import ProgressFactory, no_progress
 from rnnlm_cli.train.lock import RunLock
 from rnnlm_cli.paths import shown
-from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog
+from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog, tensorboard_writer_class
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.runs import check_data_settings, check_model_matches, check_resume, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, make_optimizer
@@ -70,19 +70,25 @@ class Interrupted(Exception):
 # --------------------------------------------------------------------------- the run
 
 def train(cfg: Config, resume: bool = False, force: bool = False, progress: ProgressFactory | None = None,
-          log=None) -> dict:
+          log=None, on_evaluation=None) -> dict:
     """Train as configured; returns the summary (also written to OUT/summary.json).
 
     progress: a progress factory (rnnlm_cli/progress.py) for the bar of each epoch and of
-    preprocessing (default: none); log(message): one line per event worth telling a user.
+    preprocessing (default: none); log(message): one line per event worth telling a user;
+    on_evaluation(step, valid_loss): called after each validation during training, once its
+    checkpoints are written (a tuner reports to its pruner there; an exception it raises ends
+    the run, the lock released, as any error does).
     """
     log = log or _no_log
     out = cfg.train.out
     lock = RunLock(out)
     check_output_folder(out, lock, resume, force)                        # refuses before any write
+    if cfg.train.tensorboard:
+        tensorboard_writer_class()                                       # installed, or one line and exit 2
     prepared = ensure_prepared(cfg, progress=progress, log=log)          # may build data.prepared, says so
     check_data_settings(cfg, prepared)                                   # the config says what the data is
     trainer = Trainer(cfg, prepared, progress=progress, log=log)
+    trainer.on_evaluation = on_evaluation
     if resume:
         trainer.restore(os.path.join(out, CHECKPOINT))
     try:
@@ -255,8 +261,9 @@ class Trainer:
         self.out = cfg.train.out
         self.progress = progress or no_progress
         self.log = log or _no_log
-        self.metrics = MetricsLog(self.out)
+        self.metrics = MetricsLog(self.out, cfg.train.tensorboard)
         self.last_saved: tuple[str, int] | None = None     # (path, step) of the last checkpoint written
+        self.on_evaluation = None                           # f(step, valid_loss) after each validation
         self._signal = None
         self.prepared = prepared
         self.sep = separator_id(prepared)
@@ -538,6 +545,8 @@ class Trainer:
         if decision.improved:
             self._save("best.npz")
         self._save("checkpoint.npz")
+        if self.on_evaluation is not None:
+            self.on_evaluation(p.step, loss)
 
     def _roll_back_to_best(self) -> None:
         """The parameters and optimizer state of best.npz; the carried state is dropped."""

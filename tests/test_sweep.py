@@ -1,0 +1,276 @@
+"""rnnlm sweep: points, names, a sweep killed mid-way and completed on rerun with no run trained
+twice, --print-commands run verbatim under bash, and bad input refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rnnlm_cli import grid
+from rnnlm_cli.cli import cli
+from rnnlm_cli.errors import ConfigError
+from rnnlm_cli.studies import sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+AGREEMENT = ROOT / "corpora" / "agreement"
+VENV_BIN = Path(sys.executable).parent
+
+
+def base_config(folder: Path, epochs: int = 1, max_steps: int = 0, eval_every: int = 10) -> Path:
+    """A tiny model on the shipped agreement corpus (a few hundred updates a second)."""
+    path = folder / "base.yaml"
+    path.write_text(f"""
+data:
+  train: {AGREEMENT / 'train.txt'}
+  valid: {AGREEMENT / 'valid.txt'}
+  test: {AGREEMENT / 'test.txt'}
+  prepared: {folder / 'data'}
+model: {{cell: tanh, embedding_size: 8, hidden_size: 8}}
+train: {{batch_size: 16, k1: 10, epochs: {epochs}, max_steps: {max_steps}, eval_every: {eval_every},
+         log_every: 5, optimizer: adam, lr: 0.01}}
+""", encoding="utf-8")
+    return path
+
+
+def rnnlm(*args, cwd, **kw):
+    return subprocess.run([sys.executable, "-m", "rnnlm_cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, **kw)
+
+
+# --------------------------------------------------------------------------- planning
+
+def test_points_names_and_hashes(tmp_path):
+    cfg = base_config(tmp_path)
+    points = sweep.plan_sweep(str(cfg), [], ["model.cell=tanh,gru", "train.lr=0.003,0.01"], [], None, 0,
+                              str(tmp_path / "s"))
+    assert [p.values for p in points] == [{"model.cell": c, "train.lr": lr} for c in ("tanh", "gru")
+                                          for lr in ("0.003", "0.01")]
+    assert [(p.cfg.model.cell, p.cfg.train.lr) for p in points] == [("tanh", 0.003), ("tanh", 0.01),
+                                                                    ("gru", 0.003), ("gru", 0.01)]
+    for p in points:
+        assert re.fullmatch(r"cell-(tanh|gru)_lr-0\.0(03|1)-[0-9a-f]{8}", p.name), p.name
+        assert p.cfg.train.out == os.path.abspath(tmp_path / "s" / p.name)
+    assert len({p.config_hash for p in points}) == 4
+    # the hash is the configuration's: the same point planned again (another --out) has the same name
+    again = sweep.plan_sweep(str(cfg), [], ["train.lr=0.01,0.003", "model.cell=gru,tanh"], [], None, 0, "elsewhere")
+    assert sorted(p.config_hash for p in again) == sorted(p.config_hash for p in points)
+    # a --set that changes the base changes every hash
+    other = sweep.plan_sweep(str(cfg), ["train.seed=7"], ["model.cell=tanh,gru", "train.lr=0.003,0.01"], [],
+                             None, 0, "s")
+    assert not {p.config_hash for p in other} & {p.config_hash for p in points}
+
+
+def test_random_points_are_drawn_within_their_ranges_and_repeat_with_the_seed(tmp_path):
+    cfg = str(base_config(tmp_path))
+    ranges = ["train.lr=loguniform(1e-4,1e-2)", "model.hidden_size=int(4,9)", "model.cell=choice(tanh,gru)",
+              "train.momentum=uniform(0,0.5)"]
+    points = sweep.plan_sweep(cfg, [], ["train.optimizer=sgd"], ranges, 30, 3, "s")
+    assert 25 <= len(points) <= 30                         # coinciding draws are one run
+    for p in points:
+        assert 1e-4 <= p.cfg.train.lr <= 1e-2 and 4 <= p.cfg.model.hidden_size <= 9
+        assert p.cfg.model.cell in ("tanh", "gru") and 0 <= p.cfg.train.momentum <= 0.5
+    assert {p.cfg.model.hidden_size for p in points} == set(range(4, 10))     # int(a,b) includes b
+    lrs = sorted(p.cfg.train.lr for p in points)
+    assert lrs[0] < 1e-3 < lrs[-1]                          # log-uniform: both decades are visited
+    same = sweep.plan_sweep(cfg, [], ["train.optimizer=sgd"], ranges, 30, 3, "s")
+    assert [p.name for p in same] == [p.name for p in points]
+    assert [p.name for p in sweep.plan_sweep(cfg, [], [], ranges, 30, 4, "s")] != [p.name for p in points]
+
+
+def test_range_parsing():
+    assert grid.parse_range("train.lr=loguniform(1e-4, 1e-2)") == grid.Range("train.lr", "loguniform", (1e-4, 1e-2))
+    assert grid.parse_range("model.hidden_size=int(8,64)").args == (8, 64)
+    assert grid.parse_range("model.cell=choice(tanh,gru)").args == ("tanh", "gru")
+    for bad, words in [("train.lr=loguniform(0,1)", "low bound above 0"), ("train.lr=uniform(1,1)", "low < high"),
+                       ("train.lr=normal(0,1)", "unknown distribution"), ("train.lr=uniform(a,b)", "numbers"),
+                       ("train.lr=uniform(1e-3", "expects"), ("train.lr", "expects"),
+                       ("model.hidden_size=uniform(1,4)", "integer values"),
+                       ("model.cell=int(1,3)", "text values"), ("model.cell=choice(tanh,bogus)", "model.cell"),
+                       ("train.lrr=uniform(0.1,0.2)", "unknown key 'train.lrr' (did you mean train.lr?)"),
+                       ("train.lr=uniform(-1,0.5)", "train.lr")]:
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            grid.parse_range(bad)
+
+
+# --------------------------------------------------------------------------- running, killing, resuming
+
+def _train_steps(log_text: str) -> list[int]:
+    """The update numbers a run's trainer reported, in the order of the log (all launches)."""
+    return [int(m) for m in re.findall(r"^epoch \d+/\d+, step (\d+):", log_text, re.M)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_killed_sweep_completes_on_rerun_and_trains_no_run_twice(tmp_path, sig):
+    cfg = base_config(tmp_path, epochs=3, eval_every=50)
+    args = ["sweep", "--config", cfg, "--grid", "model.cell=tanh,gru", "--grid", "train.lr=0.003,0.01",
+            "--out", "s", "-j", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlm_cli", *map(str, args)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "s"
+    deadline = time.monotonic() + 120
+    # kill once one run has finished and another is part-way (it has logged updates)
+    while time.monotonic() < deadline and proc.poll() is None:
+        runs = [d for d in out.glob("*-*") if d.is_dir()]
+        done = [d for d in runs if (d / "summary.json").exists()]
+        busy = [d for d in runs if not (d / "summary.json").exists() and (d / "metrics.jsonl").exists()
+                and (d / "metrics.jsonl").stat().st_size > 0]
+        if done and busy:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the sweep ended before it could be killed (runs too short?)"
+    proc.send_signal(sig)        # SIGINT: as Ctrl-C, though only to the sweep (the children get SIGTERM from it)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130), err
+    assert err.rstrip().endswith("Error: interrupted (SIGTERM)" if sig == signal.SIGTERM else "Error: interrupted")
+    logs = {p.stem: p.read_text() for p in (out / "logs").glob("*.log")}
+    for name, text in logs.items():        # every child launched was waited for: no orphan
+        assert text.count("# sweep launch ") == text.count("# sweep exit "), text
+        assert not (out / name / "train.lock").exists()
+    finished_first = {d.name for d in out.iterdir() if (d / "summary.json").exists()}
+    interrupted = {d.name for d in out.iterdir() if (d / "checkpoint.npz").exists()} - finished_first
+    assert finished_first and interrupted and len(finished_first) < 4
+
+    again = rnnlm(*args, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    names = sorted(line.split()[0] for line in again.stdout.splitlines())
+    assert len(names) == 4 and all((out / n / "summary.json").exists() for n in names)
+    for name in names:
+        text = (out / "logs" / f"{name}.log").read_text()
+        launches = re.findall(r"^# sweep launch \d+: (\w+)", text, re.M)
+        steps = _train_steps(text)
+        # no update trained twice: the steps the trainer reported, over all launches, rise strictly
+        total = json.loads((out / name / "summary.json").read_text())["steps"]
+        assert steps == sorted(set(steps)) == list(range(5, total + 1, 5))
+        if name in finished_first:
+            assert launches == ["fresh"]                       # not launched again
+        elif name in interrupted:
+            assert launches == ["fresh", "resume"]          # (stopped after an update: it saved a checkpoint)
+            assert re.search(r"^resumed from .*checkpoint\.npz at step [1-9]", text, re.M)
+        else:
+            assert launches[-1] == "fresh" or launches[-1] == "force"
+        metrics = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
+        logged = [m["step"] for m in metrics if "split" not in m]
+        assert logged == steps
+    # a resumed run ends where an uninterrupted one does, bit for bit
+    name = sorted(interrupted)[0]
+    point = next(p for p in sweep.plan_sweep(str(cfg), [], args[4:7:2], [], None, 0, "s") if p.name == name)
+    straight = rnnlm("train", "--config", cfg, *[a for o in point.overrides for a in ("--set", o)], "--out", "straight",
+                     "-q", cwd=tmp_path, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    with np.load(out / name / "checkpoint.npz") as a, np.load(tmp_path / "straight" / "checkpoint.npz") as b:
+        params = [k for k in a.files if k.startswith("param/")]
+        assert params and all(np.array_equal(a[k], b[k]) for k in params)
+
+
+def test_print_commands_run_verbatim_under_bash(tmp_path):
+    cfg = base_config(tmp_path, max_steps=10)
+    args = ["sweep", "--config", "base.yaml", "--grid", "model.cell=tanh,gru", "--out", "s"]
+    printed = rnnlm(*args, "--print-commands", cwd=tmp_path, timeout=60)
+    assert printed.returncode == 0 and printed.stderr.startswith("preparing ")
+    lines = printed.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("OMP_NUM_THREADS=1 ") for line in lines)
+    assert not (tmp_path / "s").exists() and (tmp_path / "data" / "meta.json").exists()  # the data, no run
+    assert cfg.exists()
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for line in lines:
+        ran = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+    assert len(list((tmp_path / "s").glob("*/summary.json"))) == 2
+    assert rnnlm(*args, "--print-commands", cwd=tmp_path, timeout=60).stdout == ""     # nothing left to run
+    done = rnnlm(*args, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0 and done.stdout.split()[1::2] == ["finished", "finished"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+def _tree(folder: Path) -> list:
+    return sorted((str(p), p.stat().st_size if p.is_file() else None) for p in folder.rglob("*"))
+
+
+BAD = [
+    (["--grid", "model.cel=tanh,gru"], "--grid model.cel: unknown key 'model.cel' (did you mean model.cell?)", 2),
+    (["--grid", "model.cell="], "--grid expects section.key=value1,value2,..., got 'model.cell='", 2),
+    ([], "nothing to sweep: give --grid KEY=V1,V2,... and/or --random N with --range KEY=DIST(a,b)", 2),
+    (["--random", "3", "--range", "train.lr=loguniform(1e-3)"], "--range train.lr=loguniform(1e-3): loguniform() "
+     "takes two bounds, got 1", 2),
+    (["--random", "3", "--range", "train.lr=log(1,2)"], "--range train.lr=log(1,2): unknown distribution 'log'; "
+     "use one of uniform, loguniform, int, choice", 2),
+    (["--range", "train.lr=uniform(0.1,0.2)"], "--range needs --random N (how many points to draw)", 2),
+    (["--random", "2"], "--random needs at least one --range KEY=DIST(a,b)", 2),
+    (["--grid", "model.cell=tanh", "-j", "0"], "Invalid value for '-j': must be at least 1, got 0 "
+     "(see 'rnnlm sweep -h')", 2),
+    (["--grid", "model.cell=tanh", "--random", "0", "--range", "train.lr=uniform(0.1,0.2)"],
+     "Invalid value for '--random': must be at least 1, got 0 (see 'rnnlm sweep -h')", 2),
+    (["--grid", "model.cell=tanh,bogus"], None, 2),
+    (["--grid", "train.out=a,b"], "--grid train.out: the sweep sets train.out itself, for each run OUT/NAME "
+     "(use --out)", 2),
+    (["--grid", "model.cell=tanh", "--grid", "model.cell=gru"], "model.cell is swept twice; give all its values in "
+     "one --grid or --range", 2),
+]
+
+
+@pytest.mark.parametrize("extra,message,code", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_sweep_input(tmp_path, monkeypatch, extra, message, code):
+    monkeypatch.chdir(tmp_path)
+    base_config(tmp_path)
+    before = _tree(tmp_path)
+    result = CliRunner().invoke(cli, ["sweep", "--config", "base.yaml", "--out", "s", *extra], prog_name="rnnlm")
+    assert result.exit_code == code and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("Error: ") and result.stdout == ""
+    if message:
+        assert result.stderr == f"Error: {message}\n"
+    assert isinstance(result.exception, SystemExit)
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("where", ["input", "foreign", "run", "file"])
+def test_bad_sweep_folder(tmp_path, monkeypatch, where):
+    monkeypatch.chdir(tmp_path)
+    base_config(tmp_path)
+    out = {"input": tmp_path, "foreign": tmp_path / "mine", "run": tmp_path / "run", "file": tmp_path / "f"}[where]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("")
+    (tmp_path / "f").write_text("x")
+    before = _tree(tmp_path)
+    result = CliRunner().invoke(cli, ["sweep", "--config", "base.yaml", "--out", str(out), "--grid",
+                                      "model.cell=tanh"], prog_name="rnnlm")
+    words = {"input": "contains the config file", "foreign": "holds files a sweep did not write",
+             "run": "is a training run folder", "file": "is a file"}[where]
+    assert result.exit_code == 2 and words in result.stderr and result.stderr.count("\n") == 1, result.output
+    assert _tree(tmp_path) == before
+
+
+def test_each_child_runs_with_one_blas_thread_and_its_output_in_its_log(tmp_path):
+    points = sweep.plan_sweep(str(base_config(tmp_path)), [], ["model.cell=tanh,gru"], [], None, 0,
+                              str(tmp_path / "s"))
+    probe = "import os; print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'])"
+    outcome = sweep.run_sweep(points, str(tmp_path / "s"), 2, lambda p, state: [sys.executable, "-c", probe])
+    assert outcome == {p.name: "done" for p in points}
+    for p in points:
+        log = (tmp_path / "s" / "logs" / f"{p.name}.log").read_text()
+        assert re.fullmatch(r"# sweep launch 1: fresh \(.*\)\n1 1\n# sweep exit 0\n", log), log
+    failing = sweep.run_sweep(points[:1], str(tmp_path / "s"), 1, lambda p, state: [sys.executable, "-c", "exit(3)"])
+    assert failing == {points[0].name: "failed (exit 3)"}
+
+
+def test_points_with_other_data_settings_may_not_share_a_prepared_folder(tmp_path):
+    cfg = str(base_config(tmp_path))
+    with pytest.raises(ConfigError, match="have different data settings but share the prepared-data folder"):
+        sweep.plan_sweep(cfg, [], ["data.min_count=1,2"], [], None, 0, "s")
+    # one data setting, two folders (a copy each): allowed
+    points = sweep.plan_sweep(cfg, ["data.min_count=2"], [f"data.prepared={tmp_path / 'a'},{tmp_path / 'b'}"],
+                              [], None, 0, "s")
+    assert [p.cfg.data.prepared for p in points] == [str(tmp_path / "a"), str(tmp_path / "b")]
