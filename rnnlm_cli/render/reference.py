@@ -133,6 +133,19 @@ METRICS = Output(
      F("param_grad_norms", "mapping", "each parameter's gradient L2 norm before clipping", keys="parameter name "
        "(as in the checkpoint's `param/<name>`) -> number", when="update lines, every train.log_param_norms_every "
                                                                 "updates"),
+     F("k2", "integer", "the backpropagation length in force for this update (its window starts k2 - k1 "
+                        "steps before the chunk)", "steps", when="update lines of `train.k2: auto` runs"),
+     F("k2_measured", "object", "the lag profile was measured before this update", when="update lines of "
+       "`train.k2: auto` runs, every `train.k2_every` updates"),
+     F("k2_measured.horizon", "integer", "the measured gradient horizon (largest lag whose normalised gradient "
+                                         "norm stays above `train.k2_threshold`)", "steps"),
+     F("k2_measured.horizon_is_lower_bound", "boolean", "the profile never fell below the threshold within the "
+                                                        "measured window"),
+     F("k2_measured.window", "integer", "steps of the measured window (`train.k2_max` once the data allows)",
+       "steps"),
+     F("k2_measured.target", "integer", "the k2 chosen: horizon + 1 within [k1, k2_max]; k2 grows towards it by "
+                                        "at most k1 per update", "steps"),
+     F("k2_measured.changed", "boolean", "whether the target differs from the previous one"),
      F("split", "string", "`valid` or `test`", when=f"{EVAL} and {FINAL}"),
      F("elapsed", "number", "training wall time so far", "s", when=f"{EVAL} and {FINAL}"),
      F("final", "boolean", "true: an evaluation of the final parameters", when=FINAL),
@@ -569,7 +582,7 @@ PROBE = Output(
      F(f"{MODELS}.embedding_size", "integer", "E"),
      F(f"{MODELS}.bptt", "string", "`train.bptt`"),
      F(f"{MODELS}.k1", "integer", "`train.k1`", null="full BPTT"),
-     F(f"{MODELS}.k2", "integer", "k2 (k1 when `train.k2` is 0)", null="not stream mode"),
+     F(f"{MODELS}.k2", "integer", "k2 (k1 when `train.k2` is 0, `train.k2_max` when it is auto)", null="not stream mode"),
      F(f"{MODELS}.valid_ppl", "number", "the run's validation perplexity from its summary.json (best_valid_ppl, "
                                         "else valid_ppl)", null="no summary.json beside the checkpoint"),
      F(f"{MODELS}.oov_prefix_tokens", "integer", "prefix words read as `<unk>`"),
