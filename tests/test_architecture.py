@@ -27,6 +27,7 @@ FLOORS = [
     ("reading runs", ["rnnlm_cli.runs", "rnnlm_cli.evaluate", "rnnlm_cli.sample"]),
     ("trainer", ["rnnlm_cli.train.trainer", "rnnlm_cli.train"]),
     ("analysis", ["rnnlm_cli.analysis"]),
+    ("orchestration", ["rnnlm_cli.study"]),       # launches trainings; nothing below imports it
     ("rendering", ["rnnlm_cli.render"]),
     ("command line", ["rnnlm_cli.cli", "rnnlm_cli.__main__"]),
 ]

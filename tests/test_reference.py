@@ -61,7 +61,7 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
 
     # four runs: tanh with two seeds (adam, a record), a tied GRU (sgd with momentum), an LSTM (class softmax)
     common = sets(f"data.prepared={prep}", *SMALL)
-    trained = {"tanh/seed1": ["train.seed=1"], "tanh/seed2": ["train.seed=2"],
+    trained = {"tanh/seed1": ["train.seed=1"], "tanh/seed2": ["train.seed=2", "train.k2=auto", "train.k2_every=3", "train.k2_max=40"],
                "gru": ["model.cell=gru", "model.tie_weights=true", "train.optimizer=sgd", "train.momentum=0.5"],
                "lstm": ["model.cell=lstm", "model.softmax=class"]}
     record = tmp / "record.json"
@@ -74,7 +74,8 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     docs.append(("run-folder", sorted(p.name for p in a.iterdir())))
     docs.append(("summary", json.loads((a / "summary.json").read_text(encoding="utf-8"))))
     docs.append(("config", yaml.safe_load((a / "config.yaml").read_text(encoding="utf-8"))))
-    docs += [("metrics", json.loads(line)) for line in (a / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    for folder in (a, runs / "tanh" / "seed2"):                  # seed2 chooses its k2 (train.k2: auto)
+        docs += [("metrics", json.loads(line)) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     for name in trained:
         for ck in ("checkpoint.npz", "best.npz"):
             with np.load(runs / name / ck, allow_pickle=False) as npz:

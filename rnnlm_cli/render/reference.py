@@ -195,6 +195,12 @@ CHECKPOINT = Output(
      F("meta.progress.stopped", "string", "why training stopped (empty while it goes on)"),
      F("meta.progress.log_loss", "number", "loss summed since the last update line", "nats"),
      F("meta.progress.log_count", "number", "tokens summed since the last update line", "tokens"),
+     F("meta.progress.k2", "integer", "`train.k2: auto`: the k2 of the next chunk's window, where the carried "
+                                      "state lies (0: k1, and in other modes)", "steps",
+       when="checkpoints written since `train.k2: auto` exists"),
+     F("meta.progress.k2_target", "integer", "`train.k2: auto`: the k2 the last measurement chose (0: none yet, "
+                                             "and in other modes)", "steps",
+       when="checkpoints written since `train.k2: auto` exists"),
      F("meta.config", "object", "the resolved configuration", see="config"),
      F("meta.vocab_size", "integer", "V"),
      F("meta.vocab_sha256", "string", "sha256 of the vocabulary; readers refuse prepared data with another", "hex"),

@@ -1,0 +1,1 @@
+"""Studies: commands that launch many trainings and gather what they measured (orchestration)."""
