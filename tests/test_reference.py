@@ -135,7 +135,27 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     docs += [("probe-items", json.loads(line))
              for line in (agreement / "probe.jsonl").read_text(encoding="utf-8").splitlines()[:50]]
     shutil.rmtree(agreement)
+
+    # the long-range study: a copy corpus, and a tiny study with both tasks and a k2 auto run
+    run("corpus", "copy", "--out", tmp / "copy", "-m", "2", "-a", "3", "-T", "1", "--train", "5")
+    docs.append(("copy-task", json.loads((tmp / "copy" / "task.json").read_text(encoding="utf-8"))))
+    study = tmp / "study.yaml"
+    study.write_text(TINY_STUDY, encoding="utf-8")
+    docs.append(("longrange", json.loads(run("longrange", "--config", study, "--out", tmp / "lr", "-j", "1",
+                                             "--format", "json", "-q"))))
     return docs
+
+
+TINY_STUDY = """
+common: [model.hidden_size=4, model.embedding_size=4, train.batch_size=4, train.epochs=1, train.log_every=1]
+models: {tanh: [model.cell=tanh], lstm: [model.cell=lstm]}
+truncations:
+  full: [train.bptt=full]
+  auto: [train.bptt=stream, train.k1=3, train.k2=auto, train.k2_every=2, train.k2_max=6]
+only: {auto: [lstm]}
+copy: {symbols: 2, alphabet: 3, delays: [1], train: 12, valid: 4, test: 4}
+agreement: {distances: [1], train: 12, valid: 4, test: 4}
+"""
 
 
 # --------------------------------------------------------------------------- walking a document

@@ -37,6 +37,7 @@ import numpy as np
 from rnnlm_cli.errors import ConfigError, DataError
 from rnnlm_cli.fileio import atomic_write_text, make_folders, remove_folders
 from rnnlm_cli.paths import shown
+from rnnlm_cli.values import SCHEMA_VERSION
 
 BLANK = "_"
 DELIMITER = ":"
@@ -121,7 +122,7 @@ def write_copy_corpus(out_dir: str | Path, task: CopyTask, seed: int = 1, n_trai
     counts = {"train": n_train, "valid": n_valid, "test": n_test}
     lines = generate_lines(task, seed, counts)
     texts = {name: "".join(row + "\n" for row in rows) for name, rows in lines.items()}
-    texts["task"] = json.dumps({"task": "copy", "symbols": task.symbols, "alphabet": task.alphabet,
+    texts["task"] = json.dumps({"schema_version": SCHEMA_VERSION, "task": "copy", "symbols": task.symbols, "alphabet": task.alphabet,
                                 "delay": task.delay, "seed": seed, **{f"lines_{k}": v for k, v in counts.items()},
                                 "blank": BLANK, "delimiter": DELIMITER,
                                 "baseline": memoryless_baseline(task.symbols, task.alphabet, task.delay)},

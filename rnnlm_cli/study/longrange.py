@@ -40,6 +40,7 @@ from rnnlm_cli.fileio import atomic_write_json
 from rnnlm_cli.values import SCHEMA_VERSION
 
 STUDY_VERSION = 1           # part of every run's hash: bump when what a run measures changes
+GENERATORS = {"copy": 1, "agreement": 2}     # bump when a task's corpus changes for the same parameters
 MEASURE_SEQUENCES = 8       # test sequences the lag profiles are measured on
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -71,7 +72,8 @@ def _overrides(where: str, value) -> list[str]:
 
 
 def _task(where: str, value, defaults: dict, lengths: str) -> dict:
-    if value is None:
+    """A task section with its defaults filled in; absent, null or {}: the task does not run."""
+    if value is None or value == {}:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected a mapping, got {brief(value)}")
@@ -187,7 +189,8 @@ def corpus_name(task: str, length: int) -> str:
 def task_params(study: Study, task: str, length: int) -> dict:
     spec = study.copy if task == "copy" else study.agreement
     params = {k: v for k, v in spec.items() if k not in ("delays", "distances")}
-    return {**params, ("delay" if task == "copy" else "distance"): length, "seed": study.seed}
+    version = {"generator": GENERATORS[task]} if GENERATORS[task] > 1 else {}
+    return {**params, ("delay" if task == "copy" else "distance"): length, "seed": study.seed, **version}
 
 
 def run_hash(task: str, params: dict, settings, threshold: float, solved: float) -> str:
@@ -236,13 +239,15 @@ def write_task_corpus(task: str, params: dict, folder: str) -> None:
                           n_train=params["train"], n_valid=params["valid"], n_test=params["test"])
     else:
         rng = np.random.default_rng([params["seed"], params["distance"], 3])
-        splits = {name: [agreement.generate_sentence(rng, params["distance"], bool(rng.random() < 0.5))
-                         for _ in range(params[name])] for name in ("train", "valid", "test")}
+        d = params["distance"]
+        splits = {"train": [agreement.generate_sentence(rng, d, bool(rng.random() < 0.5)) for _ in range(params["train"])]}
+        covered = agreement.covered_pairs(splits["train"]) or None      # scored verbs: both forms seen in training
+        for name in ("valid", "test"):
+            splits[name] = [agreement.generate_sentence(rng, d, bool(rng.random() < 0.5), verb_pairs=covered)
+                            for _ in range(params[name])]
         texts = {name: "".join(item.text + "\n" for item in items) for name, items in splits.items()}
-        pairs_ = set(agreement.covered_pairs(splits["train"]))
         texts["probe"] = "".join(json.dumps(item.probe_record(), separators=(",", ":")) + "\n"
-                                 for item in splits["test"] if (item.verb, item.wrong) in pairs_
-                                 or (item.wrong, item.verb) in pairs_)
+                                 for item in splits["test"])
         write_files(folder, texts, {"train": "train.txt", "valid": "valid.txt", "test": "test.txt",
                                     "probe": "probe.jsonl"}, "agreement corpus")
     atomic_write_json(stamp, params)

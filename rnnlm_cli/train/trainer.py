@@ -537,6 +537,16 @@ class Trainer:
             interval.update(tokens=0, t0=time.perf_counter())
             p.log_loss = p.log_count = 0.0
 
+    def _k2_summary(self) -> dict:
+        """k2 auto, from metrics.jsonl (which a resumed run trims to its checkpoint): the targets
+        the measurements chose, in order, and the mean k2 over the logged updates."""
+        from rnnlm_cli.train.metrics import read_metrics
+
+        lines = [m for _, m in read_metrics(self.out) if "split" not in m and "k2" in m]
+        targets = [m["k2_measured"]["target"] for m in lines if "k2_measured" in m]
+        return {"measurements": len(targets), "targets": targets, "last": self.p.k2_target,
+                "mean_k2": sum(m["k2"] for m in lines) / len(lines) if lines else None}
+
     def _nonfinite(self, what: str, grads: dict) -> None:
         """The non-finite policy for one update whose loss or gradient (`what`) is NaN/inf."""
         tc, p = self.tc, self.p
@@ -599,6 +609,8 @@ class Trainer:
                    "tokens": p.tokens, "wall_time_s": p.wall, "tokens_per_sec": p.tokens / max(p.wall, 1e-9),
                    "clip_rate": p.clipped / max(p.step, 1), "nonfinite_skipped": p.nonfinite_skipped,
                    "stopped": p.stopped, "lr": p.lr}
+        if self.auto_k2:
+            summary["k2_auto"] = self._k2_summary()
         best = os.path.join(self.out, "best.npz")
         final_model = self.model
         has_best = os.path.exists(best)
