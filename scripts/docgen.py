@@ -203,6 +203,34 @@ def results_curves() -> None:
     fenced(curves_table(_records()))
 
 
+def longrange_result() -> dict:
+    return json.loads((ROOT / "results" / "longrange.json").read_text(encoding="utf-8"))
+
+
+def longrange_tables() -> None:
+    """README: the long-range study's per-model table and the k2 comparison, from results/longrange.json."""
+    from rnnlm_cli.render.longrange import readme_section
+    cog.outl(readme_section(longrange_result()))
+
+
+def longrange_facts() -> None:
+    """README: the study's size and time, from results/longrange.json."""
+    r = longrange_result()
+    wall = sum(run["wall_time_s"] for run in r["runs"])
+    cog.outl(f"{len(r['runs'])} runs took {wall / 60:.0f} process-minutes in all ({r['jobs']} processes; "
+             f"`wall_time_s` of each run in results/longrange.json).")
+
+
+K2_PTB = ("ptb-lstm-k2-fixed", "ptb-lstm-k2-auto")
+
+
+def k2_ptb_table() -> None:
+    """README: fixed k2 = k1 against k2 auto on Penn Treebank, from their result records."""
+    from rnnlm_cli.render.longrange import k2_records_table
+    records = [json.loads((ROOT / "results" / f"{n}.json").read_text(encoding="utf-8")) for n in K2_PTB]
+    cog.outl(k2_records_table(records))
+
+
 def bench_report() -> dict:
     return json.loads((ROOT / "results" / "bench.json").read_text(encoding="utf-8"))
 

@@ -136,3 +136,19 @@ def plot(result: dict, path: str) -> None:
 def readme_section(result: dict) -> str:
     """The README's generated part: the per-model table and the auto comparison."""
     return summary_table(result) + "\n\nFixed k2 against `train.k2: auto`:\n\n" + auto_table(result)
+
+
+def k2_records_table(records: list[dict]) -> str:
+    """Result records of training runs (render/results.make_record) side by side: the truncation,
+    tokens/s, validation and test perplexity, and what k2 auto chose."""
+    head = ["run", "k1", "k2", "updates", "tokens/s", "valid ppl", "test ppl", "k2 chosen (measurements)", "mean k2"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        tc, s = r["config"]["train"], r["summary"]
+        auto = s.get("k2_auto")
+        chosen = f"{', '.join(map(str, auto['targets']))} ({auto['measurements']})" if auto else "-"
+        lines.append("| " + " | ".join([
+            r["name"], str(tc["k1"]), str(tc["k2"] or tc["k1"]), f"{s['steps']:,}", _num(s["tokens_per_sec"], "{:,.0f}"),
+            _num(s.get("valid_ppl"), "{:.1f}"), _num(s.get("test_ppl"), "{:.1f}"), chosen,
+            _num(auto and auto.get("mean_k2"), "{:.1f}")]) + " |")
+    return "\n".join(lines)
