@@ -395,17 +395,20 @@ def run_study(study: Study, out: str, jobs: int = 2, only: str | None = None, lo
         os.environ.update({v: "1" for v in THREAD_VARS})     # spawned processes start with one BLAS thread
         try:
             context = multiprocessing.get_context("spawn")
-            with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init) as pool:
+            pool = futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init)
+            try:
                 pending = {pool.submit(run_one, spec): spec for spec in todo}
                 for done in futures.as_completed(pending):
                     spec = pending[done]
                     try:
                         results[spec.key] = done.result()
                     except Exception as exc:          # one run's failure names the run
-                        for other in pending:
-                            other.cancel()
                         raise DataError(f"run {spec.key} failed: {exc}") from None
                     log(_done_line(results[spec.key], len(results), len(specs)))
+            finally:
+                # on an error or a signal: no new run starts; the runs under way end by themselves
+                # (a terminal's Ctrl-C reaches them too), and finished ones stay cached
+                pool.shutdown(wait=False, cancel_futures=True)
         finally:
             for v, value in saved.items():
                 if value is None:
