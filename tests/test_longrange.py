@@ -150,3 +150,13 @@ def test_markdown_renders_a_real_tiny_study(tmp_path):
     for r in result["runs"]:
         assert 0.0 <= r["accuracy"] <= 1.0 and r["scores"]["sequences"] == 4
         assert r["horizon_init"]["window"] == 2 * 2 + 0 + 2
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from rnnlm_cli.render.longrange import plot
+    study = lr.parse_study(TINY)
+    result = lr.run_study(study, str(tmp_path), runner=fake_runner([]))
+    result["study"] = lr.study_echo(study)
+    plot(result, str(tmp_path / "lr.png"))
+    assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
