@@ -160,3 +160,17 @@ def test_plot_writes_a_png(tmp_path):
     result["study"] = lr.study_echo(study)
     plot(result, str(tmp_path / "lr.png"))
     assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_diverging_run_is_a_result(tmp_path):
+    boom = {**TINY, "models": {"boom": ["model.cell=relu", "model.recurrent_init=identity", "model.recurrent_scale=5",
+                                        "train.lr=1e30", "train.optimizer=sgd"]},
+            "truncations": {"full": ["train.bptt=full"]}, "only": {}, "agreement": {},
+            "copy": {**TINY["copy"], "delays": [0]}}
+    result = lr.run_study(lr.parse_study(boom), str(tmp_path), jobs=1, runner=lr.run_one)
+    (run,) = result["runs"]
+    assert run["failed"].startswith("non-finite") and run["accuracy"] is None and not run["solved"]
+    assert run["scores"] is None and run["horizon_trained"] is None and run["horizon_init"]["window"] == 6
+    assert result["summary"][0]["copy_longest_solved"] is None and result["summary"][0]["horizon_trained"] is None
+    assert "| copy | 0 | boom | full | failed |" in markdown(result)
+    assert lr.cached(lr.plan(lr.parse_study(boom), str(tmp_path.resolve()))[0]) == run     # cached like any result

@@ -29,7 +29,7 @@ def summary_table(result: dict) -> str:
                  *[_num(row["copy_accuracy"].get(T)) for T in delays],
                  _solved(row.get("agreement_longest_solved")),
                  *[_num(row["agreement_accuracy"].get(d)) for d in dists],
-                 f"{row['horizon_init']} -> {row['horizon_trained']} ({row['horizon_window']})"]
+                 f"{row['horizon_init']} -> {_num(row['horizon_trained'], '{}')} ({row['horizon_window']})"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -42,6 +42,11 @@ def runs_table(result: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["runs"]:
         s = r["scores"]
+        if r.get("failed"):
+            lines.append("| " + " | ".join([r["task"], str(r["length"]), r["model"], r["truncation"], "failed",
+                                             "no", "-", "-", str(r["horizon_init"]["horizon"]), "-", "-", "-", "-",
+                                             "-", "-"]) + " |")
+            continue
         if r["task"] == "copy":
             recalled = f"{_num(s['loss_per_recalled_symbol'])} ({_num(s['baseline']['per_recalled_symbol'])})"
             token = f"{_num(s['loss_per_token'], '{:.3f}')} ({_num(s['baseline']['per_token'], '{:.3f}')})"
@@ -70,6 +75,7 @@ def auto_table(result: dict) -> str:
     fixed_name = _fixed_name(result)
     for r in auto:
         f = runs.get((r["task"], r["length"], r["model"], fixed_name))
+        f = f if f and not f.get("failed") else None
         targets = [h["target"] for h in r["k2_history"]]
         chosen = f"{min(targets)}-{max(targets)}, last {targets[-1]}" if targets else "-"
         lines.append("| " + " | ".join([
@@ -120,7 +126,7 @@ def plot(result: dict, path: str) -> None:
             if not acc:
                 continue
             xs = sorted(int(k) for k in acc)
-            ax.plot(xs, [acc[str(x)] for x in xs], styles.get(row["truncation"], "-"), marker="o", ms=3,
+            ax.plot(xs, [math.nan if acc[str(x)] is None else acc[str(x)] for x in xs], styles.get(row["truncation"], "-"), marker="o", ms=3,
                     color=colours[row["model"]], label=f"{row['model']} {row['truncation']}")
         chance = 1 / s["copy"]["alphabet"] if task == "copy" else 0.5
         ax.axhline(chance, color="grey", lw=0.8, ls="--")

@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 
 from rnnlm_cli.config import build_config
-from rnnlm_cli.errors import ConfigError, DataError, brief
+from rnnlm_cli.errors import ConfigError, DataError, TrainingError, brief
 from rnnlm_cli.fileio import atomic_write_json
 from rnnlm_cli.values import SCHEMA_VERSION
 
@@ -323,7 +323,17 @@ def run_one(spec: RunSpec) -> dict:
     fresh = Model(cfg.model, len(vocab), dtype=np.float64, params=fresh.params, class_bounds=fresh.class_bounds)
     with np.errstate(all="ignore"):
         at_init = _horizon(fresh, x, y, spec.threshold)
-    summary = train(cfg, force=True)
+    base = {"key": spec.key, "hash": spec.hash, "task": spec.task, "length": spec.length, "model": spec.model,
+            "truncation": spec.truncation, "settings": list(spec.settings)}
+    try:
+        summary = train(cfg, force=True)
+    except TrainingError as exc:              # diverged: a result too (nothing to score)
+        result = {**base, "accuracy": None, "solved": False, "scores": None, "horizon_init": at_init,
+                  "horizon_trained": None, "clip_rate": None, "steps": None, "tokens_per_sec": None,
+                  "train_wall_s": None, "valid_loss": None, "k2_history": [], "failed": str(exc),
+                  "wall_time_s": time.perf_counter() - t0}
+        atomic_write_json(os.path.join(spec.folder, "result.json"), result)
+        return result
     best = os.path.join(run_dir, "best.npz")
     model, _, _ = load_model(best if os.path.exists(best) else os.path.join(run_dir, "checkpoint.npz"),
                              dtype=np.float64)
@@ -338,13 +348,11 @@ def run_one(spec: RunSpec) -> dict:
         else:
             scores = score_agreement(logits, read_probe_set(os.path.join(spec.corpus, "probe.jsonl")), vocab)
         trained = _horizon(model, x, y, spec.threshold)
-    result = {"key": spec.key, "hash": spec.hash, "task": spec.task, "length": spec.length, "model": spec.model,
-              "truncation": spec.truncation, "settings": list(spec.settings),
-              "accuracy": scores["accuracy"], "solved": scores["accuracy"] >= spec.solved, "scores": scores,
+    result = {**base, "accuracy": scores["accuracy"], "solved": scores["accuracy"] >= spec.solved, "scores": scores,
               "horizon_init": at_init, "horizon_trained": trained,
               "clip_rate": summary.get("clip_rate"), "steps": summary.get("steps"),
               "tokens_per_sec": summary.get("tokens_per_sec"), "train_wall_s": summary.get("wall_time_s"),
-              "valid_loss": summary.get("valid_loss"), "k2_history": _k2_history(run_dir),
+              "valid_loss": summary.get("valid_loss"), "k2_history": _k2_history(run_dir), "failed": None,
               "wall_time_s": time.perf_counter() - t0}
     atomic_write_json(os.path.join(spec.folder, "result.json"), result)
     return result
@@ -422,6 +430,8 @@ def run_study(study: Study, out: str, jobs: int = 2, only: str | None = None, lo
 
 
 def _done_line(r: dict, n: int, total: int) -> str:
+    if r.get("failed"):
+        return f"[{n}/{total}] {r['key']}: training failed ({r['failed']}), {r['wall_time_s']:.0f} s"
     return (f"[{n}/{total}] {r['key']}: accuracy {r['accuracy']:.3f}, horizon {r['horizon_init']['horizon']} -> "
             f"{r['horizon_trained']['horizon']}, {r['wall_time_s']:.0f} s")
 
@@ -451,7 +461,7 @@ def summarise(study: Study, runs: list[dict]) -> list[dict]:
             max(mine, key=lambda r: r["length"])
         row["horizon_task"] = f"{widest['task']} {widest['length']}"
         row["horizon_init"] = widest["horizon_init"]["horizon"]
-        row["horizon_trained"] = widest["horizon_trained"]["horizon"]
+        row["horizon_trained"] = (widest["horizon_trained"] or {}).get("horizon")      # None: it failed
         row["horizon_window"] = widest["horizon_init"]["window"]
         row["train_wall_s"] = sum(r["train_wall_s"] or 0 for r in mine)
         rows.append(row)
