@@ -309,6 +309,7 @@ def run_one(spec: RunSpec) -> dict:
     from rnnlm_cli.data.corpus import load_prepared
     from rnnlm_cli.nn.model import Model
     from rnnlm_cli.runs import load_model
+    from rnnlm_cli.train.lock import LockError
     from rnnlm_cli.train.trainer import train
 
     t0 = time.perf_counter()
@@ -327,7 +328,10 @@ def run_one(spec: RunSpec) -> dict:
             "truncation": spec.truncation, "settings": list(spec.settings)}
     try:
         summary = train(cfg, force=True)
-    except TrainingError as exc:              # diverged: a result too (nothing to score)
+    except TrainingError as exc:
+        if isinstance(exc, LockError) or "non-finite" not in str(exc):
+            raise                              # a busy folder or a failed write: not a result
+        # diverged (a non-finite loss, gradient or weight): a result too, with nothing to score
         result = {**base, "accuracy": None, "solved": False, "scores": None, "horizon_init": at_init,
                   "horizon_trained": None, "clip_rate": None, "steps": None, "tokens_per_sec": None,
                   "train_wall_s": None, "valid_loss": None, "k2_history": [], "failed": str(exc),
@@ -366,7 +370,10 @@ def cached(spec: RunSpec) -> dict | None:
             result = json.load(fh)
     except (OSError, ValueError):
         return None
-    return result if isinstance(result, dict) and result.get("hash") == spec.hash else None
+    if not isinstance(result, dict) or result.get("hash") != spec.hash:
+        return None
+    result.setdefault("failed", None)          # results written before runs could fail
+    return result
 
 
 def _worker_init() -> None:
@@ -414,8 +421,8 @@ def run_study(study: Study, out: str, jobs: int = 2, only: str | None = None, lo
                         raise DataError(f"run {spec.key} failed: {exc}") from None
                     log(_done_line(results[spec.key], len(results), len(specs)))
             finally:
-                # on an error or a signal: no new run starts; the runs under way end by themselves
-                # (a terminal's Ctrl-C reaches them too), and finished ones stay cached
+                # on an error or a signal no new run starts; the runs under way finish (and are
+                # cached) before the process exits, unless a terminal's Ctrl-C stops them too
                 pool.shutdown(wait=False, cancel_futures=True)
         finally:
             for v, value in saved.items():
