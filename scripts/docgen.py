@@ -214,11 +214,38 @@ def longrange_tables() -> None:
 
 
 def longrange_facts() -> None:
-    """README: the study's size and time, from results/longrange.json."""
+    """README: the figures the study's findings rest on, computed from results/longrange.json."""
     r = longrange_result()
-    wall = sum(run["wall_time_s"] for run in r["runs"])
-    cog.outl(f"{len(r['runs'])} runs took {wall / 60:.0f} process-minutes in all ({r['jobs']} processes; "
-             f"`wall_time_s` of each run in results/longrange.json).")
+    runs = [x for x in r["runs"] if not x.get("failed")]
+    copy = [x for x in runs if x["task"] == "copy"]
+    agr = [x for x in runs if x["task"] == "agreement"]
+    wall = sum(x["wall_time_s"] for x in r["runs"])
+    failed = [x["key"] for x in r["runs"] if x.get("failed")]
+    lines = [f"- {len(r['runs'])} runs, {wall / 60:.0f} process-minutes in all (each run's `wall_time_s`)"
+             + (f"; {len(failed)} diverged ({', '.join(failed)})" if failed else "") + "."]
+    if copy:
+        best = max(copy, key=lambda x: x["accuracy"])
+        a = r["study"]["copy"]["alphabet"]
+        loss = [x["scores"]["loss_per_recalled_symbol"] for x in copy]
+        lines.append(f"- copy: recall accuracy {min(x['accuracy'] for x in copy):.2f}-"
+                     f"{max(x['accuracy'] for x in copy):.2f} (chance 1/{a} = {1 / a:.3f}), the best {best['key']}; "
+                     f"loss per recalled symbol {min(loss):.2f}-{max(loss):.2f} nats against the memoryless "
+                     f"log({a}) = {__import__('math').log(a):.2f}.")
+    for d in sorted({x["length"] for x in agr}):
+        acc = [x["accuracy"] for x in agr if x["length"] == d]
+        solved = sum(x["solved"] for x in agr if x["length"] == d)
+        lines.append(f"- agreement at d = {d}: accuracy {min(acc):.2f}-{max(acc):.2f}, {solved} of {len(acc)} "
+                     f"runs solved.")
+    by_cell = {}
+    for row in r["summary"]:
+        by_cell.setdefault(row["model"], []).append(row)
+    parts = [f"{m} {rows[0]['horizon_init']} -> "
+             + "/".join("-" if x["horizon_trained"] is None else str(x["horizon_trained"]) for x in rows)
+             for m, rows in by_cell.items()]
+    lines.append(f"- gradient horizon on the longest copy delay (window {r['summary'][0]['horizon_window']}), "
+                 f"at initialisation -> after training per truncation ({', '.join(r['study']['truncations'])}): "
+                 + "; ".join(parts) + ".")
+    cog.outl("\n".join(lines))
 
 
 K2_PTB = ("ptb-lstm-k2-fixed", "ptb-lstm-k2-auto")
@@ -229,6 +256,10 @@ def k2_ptb_table() -> None:
     from rnnlm_cli.render.longrange import k2_records_table
     records = [json.loads((ROOT / "results" / f"{n}.json").read_text(encoding="utf-8")) for n in K2_PTB]
     cog.outl(k2_records_table(records))
+    fixed, auto = (r["summary"] for r in records)
+    cog.outl("")
+    cog.outl(f"The adaptive run trained at {auto['tokens_per_sec'] / fixed['tokens_per_sec']:.2f}x the fixed run's "
+             f"tokens/s; its test perplexity differs by {auto['test_ppl'] - fixed['test_ppl']:+.1f}.")
 
 
 def bench_report() -> dict:
