@@ -46,7 +46,8 @@ def fake_runner(calls):
         result = {"key": spec.key, "hash": spec.hash, "task": spec.task, "length": spec.length, "model": spec.model,
                   "truncation": spec.truncation, "accuracy": 1.0 if spec.length == 0 else 0.5,
                   "solved": spec.length == 0, "horizon_init": {"horizon": 3, "window": 9},
-                  "horizon_trained": {"horizon": 4, "window": 9}, "train_wall_s": 1.0, "wall_time_s": 1.0}
+                  "horizon_trained": {"horizon": 4, "window": 9}, "train_wall_s": 1.0, "wall_time_s": 1.0,
+                  "failed": None}
         os.makedirs(spec.folder, exist_ok=True)
         with open(os.path.join(spec.folder, "result.json"), "w", encoding="utf-8") as fh:
             json.dump(result, fh)
