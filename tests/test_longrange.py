@@ -175,3 +175,18 @@ def test_a_diverging_run_is_a_result(tmp_path):
     assert result["summary"][0]["copy_longest_solved"] is None and result["summary"][0]["horizon_trained"] is None
     assert "| copy | 0 | boom | full | failed |" in markdown(result)
     assert lr.cached(lr.plan(lr.parse_study(boom), str(tmp_path.resolve()))[0]) == run     # cached like any result
+
+
+def test_the_committed_record_matches_its_schema_and_its_runs():
+    path = os.path.join(os.path.dirname(__file__), "..", "results", "longrange.json")
+    if not os.path.exists(path):
+        pytest.skip("results/longrange.json not written yet (make longrange)")
+    from test_reference import Walker
+    with open(path, encoding="utf-8") as fh:
+        record = json.load(fh)
+    walker = Walker()
+    walker.document("longrange", record)
+    assert not walker.problems, walker.problems[:5]
+    study = lr.parse_study(record["study"])
+    assert json.loads(json.dumps(lr.summarise(study, record["runs"]))) == record["summary"]
+    assert len(record["runs"]) == len(lr.plan(study, "runs/longrange"))
