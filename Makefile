@@ -8,7 +8,7 @@ RNNLM  := $(VENV)/bin/rnnlm
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: install test demo diagnose bench lint clean probe probe-horizons docs docs-check
+.PHONY: install test demo diagnose bench lint clean probe probe-horizons docs docs-check longrange ptb-k2
 
 install: $(STAMP)
 
@@ -108,6 +108,26 @@ $(PROBE_DIAGS): $(PROBE_RUNS)/%/diagnose.json: FORCE
 
 .PHONY: FORCE
 FORCE:
+
+# the long-range memory study (rnnlm longrange): configs/longrange.yaml's models x truncations on the copy
+# task at each delay and on agreement at each distance, LONGRANGE_JOBS runs at a time (each a process with
+# one BLAS thread); a rerun skips the runs that finished (cached by config hash in runs/longrange). Writes
+# results/longrange.json, results/longrange.md and docs/longrange.png, then the README's generated tables.
+LONGRANGE_JOBS ?= 2
+
+longrange: $(STAMP)
+	$(RNNLM) longrange --config configs/longrange.yaml --out runs/longrange -j $(LONGRANGE_JOBS) \
+	  --record results/longrange.json --markdown results/longrange.md --plot docs/longrange.png
+	$(VENV)/bin/cog -r -I scripts README.md
+
+# fixed truncation (k2 = k1) against train.k2: auto on Penn Treebank, the same budget (configs/ptb-lstm-k2.yaml):
+# two records, results/ptb-lstm-k2-fixed.json and results/ptb-lstm-k2-auto.json, then the README's table
+ptb-k2: $(STAMP)
+	$(RNNLM) preprocess --config configs/ptb-lstm-k2.yaml --quiet > /dev/null
+	$(RNNLM) train --config configs/ptb-lstm-k2.yaml --force --quiet --record results/ptb-lstm-k2-fixed.json > /dev/null
+	$(RNNLM) train --config configs/ptb-lstm-k2.yaml --set train.k2=auto --set train.out=runs/ptb-lstm-k2-auto \
+	  --force --quiet --record results/ptb-lstm-k2-auto.json > /dev/null
+	$(VENV)/bin/cog -r -I scripts README.md
 
 # throughput table (docs/performance.md); e.g. make bench BENCH_ARGS="--quick" or "--time-to-quality"
 # reference results (model quality): each trains end to end on the standard corpora

@@ -42,6 +42,10 @@ POSITIVE_INT_OR_EPOCH = Rule("a positive integer or 'epoch'",
                              lambda v: v == "epoch" if isinstance(v, str) else v >= 1)
 
 
+NON_NEGATIVE_INT_OR_AUTO = Rule("a non-negative integer or 'auto'",
+                                lambda v: v == "auto" if isinstance(v, str) else v >= 0)
+
+
 def _opt(default, help, choices=None, low=None, high=None, low_open=False, path=False, rule=None):
     """A config field: default, one-line meaning and validation rules, in one place.
 
@@ -124,7 +128,12 @@ class TrainConfig:
     bptt: str = _opt("stream", "truncation: full (whole sentences), window (per-output k), stream (TBPTT(k1,k2))",
                      choices=_bptt_modes)
     k1: int = _opt(35, "stream/window: tokens per chunk per stream (forward steps between updates)", low=1)
-    k2: int = _opt(0, "stream: steps each chunk backpropagates (>= k1; 0 = k1)", low=0)
+    k2: Union[int, str] = _opt(0, "stream: steps each chunk backpropagates (>= k1; 0 = k1), or 'auto': the measured "
+                               "gradient horizon, re-measured every k2_every updates", rule=NON_NEGATIVE_INT_OR_AUTO)
+    k2_every: int = _opt(100, "k2 auto: updates between measurements of the lag profile", low=1)
+    k2_max: int = _opt(200, "k2 auto: the longest backpropagation it may choose (also the measured window)", low=1)
+    k2_threshold: float = _opt(1e-3, "k2 auto: the horizon is the largest lag whose normalised gradient norm stays "
+                               "above this", low=0.0, low_open=True)
     window: int = _opt(5, "window: every output backpropagates through at most this many states", low=1)
     state_reset: float = _opt(0.0, "stream: chance that a stream starts its next chunk from the zero state, as "
                               "evaluation and generation start (0 = only at epoch starts)", low=0.0, high=1.0)
@@ -521,7 +530,9 @@ def _cross_checks(cfg: Config) -> None:
     outside window mode or train.k2 outside stream mode, is not a contradiction: a sweep over
     modes shares one configuration.)"""
     tc = cfg.train
-    if tc.bptt == "stream" and tc.k2 and tc.k2 < tc.k1:
+    if tc.bptt == "stream" and tc.k2 == "auto" and tc.k2_max < tc.k1:
+        raise ConfigError(f"train.k2_max ({tc.k2_max}) must be >= train.k1 ({tc.k1}): k2 auto chooses between them")
+    if tc.bptt == "stream" and tc.k2 != "auto" and tc.k2 and tc.k2 < tc.k1:
         raise ConfigError(f"train.k2 ({tc.k2}) must be >= train.k1 ({tc.k1}), or 0 for k2 = k1")
     if tc.min_lr and tc.min_lr >= tc.lr:
         raise ConfigError(f"train.min_lr ({tc.min_lr}) must be below train.lr ({tc.lr}): training stops once the "
@@ -655,8 +666,10 @@ def to_yaml(cfg: Config, comments: bool = False) -> str:
 
 
 def resolved_k2(cfg: Config) -> int:
-    """Backpropagation length of stream mode (k2 = 0 means k2 = k1)."""
-    return cfg.train.k2 or cfg.train.k1
+    """Backpropagation length of stream mode (k2 = 0 means k2 = k1); with k2 auto, the longest
+    it may become (train.k2_max)."""
+    tc = cfg.train
+    return tc.k2_max if tc.k2 == "auto" else (tc.k2 or tc.k1)
 
 
 # --------------------------------------------------------------------------- memory, from the shapes
@@ -729,7 +742,7 @@ def check_training_memory(cfg: Config, vocab_size: int) -> int:
     sizes = {"model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
              "model.num_layers": m.num_layers,
              "train.batch_size": tc.batch_size, "train.eval_batch_size": tc.eval_batch_size,
-             "train.k1": tc.k1, "train.k2": tc.k2, "train.max_len": tc.max_len, "V": vocab_size}
+             "train.k1": tc.k1, "train.k2": resolved_k2(cfg), "train.max_len": tc.max_len, "V": vocab_size}
     G, item = _gates(m.cell), np.dtype(tc.dtype).itemsize
 
     def need(s):

@@ -221,6 +221,65 @@ def results_curves() -> None:
     fenced(curves_table(_records()))
 
 
+def longrange_result() -> dict:
+    return json.loads((ROOT / "results" / "longrange.json").read_text(encoding="utf-8"))
+
+
+def longrange_tables() -> None:
+    """README: the long-range study's per-model table and the k2 comparison, from results/longrange.json."""
+    from rnnlm_cli.render.longrange import readme_section
+    cog.outl(readme_section(longrange_result()))
+
+
+def longrange_facts() -> None:
+    """README: the figures the study's findings rest on, computed from results/longrange.json."""
+    r = longrange_result()
+    runs = [x for x in r["runs"] if not x.get("failed")]
+    copy = [x for x in runs if x["task"] == "copy"]
+    agr = [x for x in runs if x["task"] == "agreement"]
+    wall = sum(x["wall_time_s"] for x in r["runs"])
+    failed = [x["key"] for x in r["runs"] if x.get("failed")]
+    lines = [f"- {len(r['runs'])} runs, {wall / 60:.0f} process-minutes in all (each run's `wall_time_s`)"
+             + (f"; {len(failed)} diverged ({', '.join(failed)})" if failed else "") + "."]
+    if copy:
+        best = max(copy, key=lambda x: x["accuracy"])
+        a = r["study"]["copy"]["alphabet"]
+        loss = [x["scores"]["loss_per_recalled_symbol"] for x in copy]
+        lines.append(f"- copy: recall accuracy {min(x['accuracy'] for x in copy):.2f}-"
+                     f"{max(x['accuracy'] for x in copy):.2f} (chance 1/{a} = {1 / a:.3f}), the best {best['key']}; "
+                     f"loss per recalled symbol {min(loss):.2f}-{max(loss):.2f} nats against the memoryless "
+                     f"log({a}) = {__import__('math').log(a):.2f}.")
+    for d in sorted({x["length"] for x in agr}):
+        acc = [x["accuracy"] for x in agr if x["length"] == d]
+        solved = sum(x["solved"] for x in agr if x["length"] == d)
+        lines.append(f"- agreement at d = {d}: accuracy {min(acc):.2f}-{max(acc):.2f}, {solved} of {len(acc)} "
+                     f"runs solved.")
+    by_cell = {}
+    for row in r["summary"]:
+        by_cell.setdefault(row["model"], []).append(row)
+    parts = [f"{m} {rows[0]['horizon_init']} -> "
+             + "/".join("-" if x["horizon_trained"] is None else str(x["horizon_trained"]) for x in rows)
+             for m, rows in by_cell.items()]
+    lines.append(f"- gradient horizon on the longest copy delay (window {r['summary'][0]['horizon_window']}), "
+                 f"at initialisation -> after training per truncation ({', '.join(r['study']['truncations'])}): "
+                 + "; ".join(parts) + ".")
+    cog.outl("\n".join(lines))
+
+
+K2_PTB = ("ptb-lstm-k2-fixed", "ptb-lstm-k2-auto")
+
+
+def k2_ptb_table() -> None:
+    """README: fixed k2 = k1 against k2 auto on Penn Treebank, from their result records."""
+    from rnnlm_cli.render.longrange import k2_records_table
+    records = [json.loads((ROOT / "results" / f"{n}.json").read_text(encoding="utf-8")) for n in K2_PTB]
+    cog.outl(k2_records_table(records))
+    fixed, auto = (r["summary"] for r in records)
+    cog.outl("")
+    cog.outl(f"The adaptive run trained at {auto['tokens_per_sec'] / fixed['tokens_per_sec']:.2f}x the fixed run's "
+             f"tokens/s; its test perplexity differs by {auto['test_ppl'] - fixed['test_ppl']:+.1f}.")
+
+
 def bench_report() -> dict:
     return json.loads((ROOT / "results" / "bench.json").read_text(encoding="utf-8"))
 

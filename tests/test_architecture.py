@@ -27,7 +27,7 @@ FLOORS = [
     ("reading runs", ["rnnlm_cli.runs", "rnnlm_cli.evaluate", "rnnlm_cli.sample"]),
     ("trainer", ["rnnlm_cli.train.trainer", "rnnlm_cli.train"]),
     ("analysis", ["rnnlm_cli.analysis"]),
-    ("studies", ["rnnlm_cli.studies"]),          # sweeps and tuning: they launch trainings
+    ("orchestration", ["rnnlm_cli.studies"]),    # sweeps, tuning, the long-range study: they launch trainings
     ("rendering", ["rnnlm_cli.render"]),
     ("command line", ["rnnlm_cli.cli", "rnnlm_cli.__main__"]),
 ]

@@ -62,7 +62,7 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     # five runs: tanh with two seeds (adam, a record), a tied GRU (sgd with momentum), an LSTM (class softmax),
     # a two-layer ReLU RNN
     common = sets(f"data.prepared={prep}", *SMALL)
-    trained = {"tanh/seed1": ["train.seed=1"], "tanh/seed2": ["train.seed=2"],
+    trained = {"tanh/seed1": ["train.seed=1"], "tanh/seed2": ["train.seed=2", "train.k2=auto", "train.k2_every=3", "train.k2_max=40"],
                "gru": ["model.cell=gru", "model.tie_weights=true", "train.optimizer=sgd", "train.momentum=0.5"],
                "lstm": ["model.cell=lstm", "model.softmax=class"],
                "relu2": ["model.cell=relu", "model.num_layers=2", "model.dropout_between=0.2"]}
@@ -76,7 +76,8 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     docs.append(("run-folder", sorted(p.name for p in a.iterdir())))
     docs.append(("summary", json.loads((a / "summary.json").read_text(encoding="utf-8"))))
     docs.append(("config", yaml.safe_load((a / "config.yaml").read_text(encoding="utf-8"))))
-    docs += [("metrics", json.loads(line)) for line in (a / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    for folder in (a, runs / "tanh" / "seed2"):                  # seed2 chooses its k2 (train.k2: auto)
+        docs += [("metrics", json.loads(line)) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     for name in trained:
         for ck in ("checkpoint.npz", "best.npz"):
             with np.load(runs / name / ck, allow_pickle=False) as npz:
@@ -158,7 +159,26 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     docs.append(("tune-folder", sorted(p.name for p in (tmp / "tune").iterdir())))
     docs.append(("tune-report", json.loads(run("tune", "--report", "--storage", storage, "--study", "s",
                                                "--format", "json"))))
+    # the long-range study: a copy corpus, and a tiny study with both tasks and a k2 auto run
+    run("corpus", "copy", "--out", tmp / "copy", "-m", "2", "-a", "3", "-T", "1", "--train", "5")
+    docs.append(("copy-task", json.loads((tmp / "copy" / "task.json").read_text(encoding="utf-8"))))
+    study = tmp / "study.yaml"
+    study.write_text(TINY_STUDY, encoding="utf-8")
+    docs.append(("longrange", json.loads(run("longrange", "--config", study, "--out", tmp / "lr", "-j", "1",
+                                             "--format", "json", "-q"))))
     return docs
+
+
+TINY_STUDY = """
+common: [model.hidden_size=4, model.embedding_size=4, train.batch_size=4, train.epochs=1, train.log_every=1]
+models: {tanh: [model.cell=tanh], lstm: [model.cell=lstm]}
+truncations:
+  full: [train.bptt=full]
+  auto: [train.bptt=stream, train.k1=3, train.k2=auto, train.k2_every=2, train.k2_max=6]
+only: {auto: [lstm]}
+copy: {symbols: 2, alphabet: 3, delays: [1], train: 12, valid: 4, test: 4}
+agreement: {distances: [1], train: 12, valid: 4, test: 4}
+"""
 
 
 # --------------------------------------------------------------------------- walking a document

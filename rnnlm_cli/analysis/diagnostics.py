@@ -86,6 +86,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnlm_cli.nn import kernels as blas
+from rnnlm_cli.nn import lags
 from rnnlm_cli.values import fmt_num, jsonable
 from rnnlm_cli.grid import expand_sweeps
 from rnnlm_cli.config import Config
@@ -216,12 +217,11 @@ class LagRecorder:
     def __call__(self, layer, d, dh_lag, dc_lag, da_lag):
         n, B, H = dh_lag.shape
         i = np.arange(n)
-        nh = np.linalg.norm(dh_lag, axis=-1)                           # (n, B)
+        nh, nc, ns = lags.state_norms(dh_lag, dc_lag)                  # (n, B) each
         self.h[i + d, i] += nh.sum(axis=1)
         if self.c is not None:
-            nc = np.zeros_like(nh) if dc_lag is None else np.linalg.norm(dc_lag, axis=-1)
-            self.c[i + d, i] += nc.sum(axis=1)
-            self.s[i + d, i] += np.sqrt(nh * nh + nc * nc).sum(axis=1)
+            self.c[i + d, i] += (np.zeros_like(nh) if nc is None else nc).sum(axis=1)
+            self.s[i + d, i] += ns.sum(axis=1)
         hprev = self.cache.arrays["h_prev"][:n].reshape(n * B, H)
         dah = self.cell.recurrent_da(self.cache[:n], da_lag).reshape(n * B, -1)
         self.contrib[d] += hprev.T @ dah                               # undoes h_{t-1} @ W_h, lag d only
@@ -246,10 +246,8 @@ def decay_fit(normalised, threshold: float) -> dict:
     ok = np.isfinite(v) & (v > 0)
     rate = float(np.polyfit(d[ok], np.log(v[ok]), 1)[0]) if ok.sum() >= 2 else None
     half_life = math.log(2) / -rate if rate is not None and rate < 0 else None
-    below = np.flatnonzero(~(v > threshold))
-    horizon = int(below[0]) - 1 if below.size else len(v) - 1
-    return {"decay_rate": rate, "half_life": half_life, "horizon": max(horizon, 0),
-            "horizon_is_lower_bound": not below.size}
+    horizon, lower_bound = lags.horizon(v, threshold)
+    return {"decay_rate": rate, "half_life": half_life, "horizon": horizon, "horizon_is_lower_bound": lower_bound}
 
 
 def recurrent_bound(cell, W_h: np.ndarray) -> dict:

@@ -42,6 +42,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from rnnlm_cli.config import resolved_k2
 from rnnlm_cli.data.agreement import AgreementItem, read_probe_set
 from rnnlm_cli.errors import ConfigError, DataError
 
@@ -212,7 +213,7 @@ def _open_scorer(path: str):
     info = {"path": path, "cell": cfg.model.cell, "recurrent_init": cfg.model.recurrent_init,
             "hidden_size": cfg.model.hidden_size, "embedding_size": cfg.model.embedding_size,
             "bptt": tc.bptt, "k1": tc.k1 if tc.bptt != "full" else None,
-            "k2": (tc.k2 or tc.k1) if tc.bptt == "stream" else None,
+            "k2": resolved_k2(cfg) if tc.bptt == "stream" else None,
             "valid_ppl": summary.get("best_valid_ppl", summary.get("valid_ppl")),
             "oov_prefix_tokens": 0}
     return model_scorer(model, prepared.vocab, start, where=path, stats=info), info, cfg

@@ -31,6 +31,7 @@ from rnnlm_cli.cli.compare_cmd import compare_cmd
 from rnnlm_cli.cli.config_cmd import config
 from rnnlm_cli.cli.corpus_cmd import corpus
 from rnnlm_cli.cli.diagnose_cmd import diagnose_gradients_cmd
+from rnnlm_cli.cli.longrange_cmd import longrange_cmd
 from rnnlm_cli.cli.gradcheck_cmd import gradcheck_cmd
 from rnnlm_cli.cli.preprocess_cmd import preprocess_cmd
 from rnnlm_cli.cli.probe_cmd import probe_cmd, probe_horizons_cmd
@@ -209,7 +210,8 @@ def cli(ctx, debug):
 
 
 for command in (config, preprocess_cmd, train_cmd, evaluate_cmd, generate_cmd, gradcheck_cmd,
-                diagnose_gradients_cmd, probe_cmd, probe_horizons_cmd, results_cmd, sweep_cmd, tune_cmd, compare_cmd, corpus):
+                diagnose_gradients_cmd, probe_cmd, probe_horizons_cmd, results_cmd, sweep_cmd, tune_cmd, compare_cmd,
+                corpus, longrange_cmd):
     cli.add_command(command)
 add_shared_options(cli)   # --debug after the subcommand too, and -q/--quiet on every command
 

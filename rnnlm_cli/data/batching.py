@@ -86,14 +86,24 @@ class StreamBatches:
     def __len__(self) -> int:
         return -(-self.steps // self.k1)
 
-    def batch(self, c: int) -> Batch:
-        """Chunk c (0-based)."""
+    def batch(self, c: int, k2_in: int | None = None, k2_out: int | None = None) -> Batch:
+        """Chunk c (0-based), extended back to self.k2 steps.
+
+        A k2 that changes between chunks (train.k2 auto): the window starts k2_in - k1 steps
+        before the chunk, where the state carried from the previous chunk lies, and the state
+        to carry is the one k2_out - k1 steps before the chunk's end, where the next chunk's
+        window starts; k2_out may exceed k2_in by at most k1 (that state must lie inside the
+        window)."""
         if not 0 <= c < len(self):
             raise IndexError(f"chunk {c} out of range [0, {len(self)})")
         start, end = c * self.k1, min((c + 1) * self.k1, self.steps)
-        extra = self.k2 - self.k1
-        w0 = max(0, start - extra)
-        nxt = max(0, end - extra)
+        extra_in = (k2_in or self.k2) - self.k1
+        extra_out = (k2_out or self.k2) - self.k1
+        if extra_in < 0 or extra_out < 0 or extra_out > extra_in + self.k1:
+            raise ValueError(f"k2 from {k2_in} to {k2_out} with k1 = {self.k1}: each must be >= k1, and grow "
+                             f"by at most k1 per chunk")
+        w0 = max(0, start - extra_in)
+        nxt = max(w0, end - extra_out)          # the last, shorter chunk: no earlier than the window's start
         return Batch(x=self.data[w0:end], y=self.data[w0 + 1:end + 1], mask=None,
                      loss_start=start - w0, carry=nxt - w0, index=c, position=w0)
 

@@ -102,6 +102,12 @@ SUMMARY = Output(
        when="the validation split has 2 tokens or more"),
      F("valid_ppl", "number", "exp(valid_loss)", when="the validation split has 2 tokens or more"),
      F("valid_bits", "number", "valid_loss / ln 2", "bits/token", when="the validation split has 2 tokens or more"),
+     F("k2_auto", "object", "what `train.k2: auto` chose (from metrics.jsonl)", when="`train.k2: auto` runs"),
+     F("k2_auto.measurements", "integer", "lag-profile measurements made"),
+     F("k2_auto.targets", "list of integers", "the k2 each measurement chose, in order", "steps"),
+     F("k2_auto.last", "integer", "the k2 chosen last", "steps"),
+     F("k2_auto.mean_k2", "number", "mean k2 in force over the logged updates", "steps",
+       null="no update line was logged"),
      F("test_loss", "number", "final cross-entropy on the test split", "nats/token",
        when="the test split has 2 tokens or more"),
      F("test_ppl", "number", "exp(test_loss)", when="the test split has 2 tokens or more"),
@@ -133,6 +139,19 @@ METRICS = Output(
      F("param_grad_norms", "mapping", "each parameter's gradient L2 norm before clipping", keys="parameter name "
        "(as in the checkpoint's `param/<name>`) -> number", when="update lines, every train.log_param_norms_every "
                                                                 "updates"),
+     F("k2", "integer", "the backpropagation length in force for this update (its window starts k2 - k1 "
+                        "steps before the chunk)", "steps", when="update lines of `train.k2: auto` runs"),
+     F("k2_measured", "object", "the lag profile was measured before this update", when="update lines of "
+       "`train.k2: auto` runs, every `train.k2_every` updates"),
+     F("k2_measured.horizon", "integer", "the measured gradient horizon (largest lag whose normalised gradient "
+                                         "norm stays above `train.k2_threshold`)", "steps"),
+     F("k2_measured.horizon_is_lower_bound", "boolean", "the profile never fell below the threshold within the "
+                                                        "measured window"),
+     F("k2_measured.window", "integer", "steps of the measured window (`train.k2_max` once the data allows)",
+       "steps"),
+     F("k2_measured.target", "integer", "the k2 chosen: horizon + 1 within [k1, k2_max]; k2 grows towards it by "
+                                        "at most k1 per update", "steps"),
+     F("k2_measured.changed", "boolean", "whether the target differs from the previous one"),
      F("split", "string", "`valid` or `test`", when=f"{EVAL} and {FINAL}"),
      F("elapsed", "number", "training wall time so far", "s", when=f"{EVAL} and {FINAL}"),
      F("final", "boolean", "true: an evaluation of the final parameters", when=FINAL),
@@ -188,6 +207,12 @@ CHECKPOINT = Output(
      F("meta.progress.stopped", "string", "why training stopped (empty while it goes on)"),
      F("meta.progress.log_loss", "number", "loss summed since the last update line", "nats"),
      F("meta.progress.log_count", "number", "tokens summed since the last update line", "tokens"),
+     F("meta.progress.k2", "integer", "`train.k2: auto`: the k2 of the next chunk's window, where the carried "
+                                      "state lies (0: k1, and in other modes)", "steps",
+       when="checkpoints written since `train.k2: auto` exists"),
+     F("meta.progress.k2_target", "integer", "`train.k2: auto`: the k2 the last measurement chose (0: none yet, "
+                                             "and in other modes)", "steps",
+       when="checkpoints written since `train.k2: auto` exists"),
      F("meta.config", "object", "the resolved configuration", see="config"),
      F("meta.vocab_size", "integer", "V"),
      F("meta.vocab_sha256", "string", "sha256 of the vocabulary; readers refuse prepared data with another", "hex"),
@@ -587,7 +612,7 @@ PROBE = Output(
      F(f"{MODELS}.embedding_size", "integer", "E"),
      F(f"{MODELS}.bptt", "string", "`train.bptt`"),
      F(f"{MODELS}.k1", "integer", "`train.k1`", null="full BPTT"),
-     F(f"{MODELS}.k2", "integer", "k2 (k1 when `train.k2` is 0)", null="not stream mode"),
+     F(f"{MODELS}.k2", "integer", "k2 (k1 when `train.k2` is 0, `train.k2_max` when it is auto)", null="not stream mode"),
      F(f"{MODELS}.valid_ppl", "number", "the run's validation perplexity from its summary.json (best_valid_ppl, "
                                         "else valid_ppl)", null="no summary.json beside the checkpoint"),
      F(f"{MODELS}.oov_prefix_tokens", "integer", "prefix words read as `<unk>`"),
@@ -784,11 +809,137 @@ TUNE_REPORT = Output(
      F("best.value", "number", "its best validation loss", "nats"),
      F("best.params", "mapping", "its values", keys="config key -> value"),
      F("best.run", "string", "its run folder")))
+# --------------------------------------------------------------------------- the long-range study
+
+COPY_TASK = Output(
+    "copy-task", "task.json of a copy corpus", "json", "`rnnlm corpus copy` (`OUT/task.json`)",
+    "The parameters of a copy-task corpus and its memoryless baseline; beside it train.txt, valid.txt and test.txt, "
+    "one sequence a line: m symbols, T blanks (`_`), the delimiter (`:`), the m symbols again.",
+    (VERSION,
+     F("task", "string", "`copy`"),
+     F("symbols", "integer", "m, symbols to remember per line"),
+     F("alphabet", "integer", "a, distinct symbols (`s0` .. `s{a-1}`)"),
+     F("delay", "integer", "T, blanks between the symbols and the delimiter"),
+     F("seed", "integer", "the generator's seed"),
+     *(F(f"lines_{split}", "integer", f"lines of {split}.txt") for split in ("train", "valid", "test")),
+     F("blank", "string", "the blank token"),
+     F("delimiter", "string", "the delimiter token"),
+     F("baseline", "object", "losses over exactly the positions a line is scored on: inputs `<eos>` w_1..w_L, "
+                             "targets w_1..w_L `<eos>`"),
+     F("baseline.positions_per_line", "integer", "T + 2m + 2"),
+     F("baseline.per_token", "number", "a model that knows the format but not the content: 2m log(a) / (T + 2m + 2)",
+       "nats/token"),
+     F("baseline.perfect_per_token", "number", "a model that recalls perfectly: m log(a) / (T + 2m + 2)", "nats/token"),
+     F("baseline.per_recalled_symbol", "number", "the memoryless loss on a recalled symbol: log(a)", "nats"),
+     F("baseline.arjovsky", "number", "m log(a) / (T + 2m), Arjovsky et al.'s baseline of their input/output "
+                                      "formulation, for reference", "nats/step")))
+
+
+def _horizon_fields(prefix: str, when: str) -> tuple:
+    return (F(f"{prefix}.horizon", "integer", "the largest lag whose normalised gradient norm stays above the "
+                                               "study's threshold", "steps"),
+            F(f"{prefix}.horizon_is_lower_bound", "boolean", "it never fell below within the window"),
+            F(f"{prefix}.decay_rate", "number", "slope of ln(normalised norm) against the lag (< 0: decaying)",
+              "1/step", null="fewer than two positive lags"),
+            F(f"{prefix}.window", "integer", f"steps measured: the task's sequence length ({when})", "steps"))
+
+
+COPY_ONLY, AGREEMENT_ONLY = "copy runs", "agreement runs"
+RUNS = "runs[]"
+LONGRANGE = Output(
+    "longrange", "`rnnlm longrange --format json` and results/longrange.json", "json",
+    "`rnnlm longrange` (`--record FILE`, `--format json`)",
+    "The long-range memory study: every model x truncation trained on each copy delay and agreement distance. "
+    "Each run's entry is also kept as `OUT/TASK-LENGTH/MODEL-TRUNCATION/result.json` (the cache a rerun reads).",
+    (VERSION,
+     F("study", "object", "the study file, with its defaults filled in"),
+     F("study.seed", "integer", "seed of the corpora"),
+     F("study.threshold", "number", "the gradient-horizon threshold"),
+     F("study.solved", "number", "the test recall accuracy that counts as solved"),
+     F("study.common", "list of strings", "settings of every run (section.key=value)"),
+     F("study.models", "mapping", "settings per model", keys="model name -> list of settings"),
+     F("study.truncations", "mapping", "settings per truncation", keys="truncation name -> list of settings"),
+     F("study.only", "mapping", "truncations that run only with some models",
+       keys="truncation name -> list of model names"),
+     F("study.copy", "object", "the copy task (empty: no copy runs)"),
+     *(F(f"study.copy.{k}", t, m, when="copy runs") for k, t, m in (
+         ("symbols", "integer", "m"), ("alphabet", "integer", "a"), ("delays", "list of integers", "the delays T"),
+         ("train", "integer", "training lines"), ("valid", "integer", "validation lines"),
+         ("test", "integer", "test lines"))),
+     F("study.agreement", "object", "the agreement task (empty: no agreement runs)"),
+     *(F(f"study.agreement.{k}", t, m, when="agreement runs") for k, t, m in (
+         ("distances", "list of integers", "the subject-verb distances d"), ("train", "integer", "training sentences"),
+         ("valid", "integer", "validation sentences"), ("test", "integer", "test sentences"))),
+     F("jobs", "integer", "runs at a time"),
+     F("wall_time_s", "number", "the command's time (cached runs cost nothing)", "s"),
+     F("runs_computed", "integer", "runs trained by this command (the rest came from the cache)"),
+     F("runs", "list of objects", "one per run, by task, length, truncation and model"),
+     F(f"{RUNS}.key", "string", "task/length/model/truncation"),
+     F(f"{RUNS}.hash", "string", "hash of everything that shapes the run (the cache key)"),
+     F(f"{RUNS}.task", "string", "`copy` or `agreement`"),
+     F(f"{RUNS}.length", "integer", "the delay T (copy) or the distance d (agreement)"),
+     F(f"{RUNS}.model", "string", "the model's name in the study"),
+     F(f"{RUNS}.truncation", "string", "the truncation's name in the study"),
+     F(f"{RUNS}.settings", "list of strings", "the run's settings (common, model, truncation)"),
+     F(f"{RUNS}.accuracy", "number", "test recall accuracy: the model's argmax after the true prefix",
+       null="training failed"),
+     F(f"{RUNS}.solved", "boolean", "accuracy >= study.solved"),
+     F(f"{RUNS}.scores", "object", "the recall scoring (analysis/recall.py)", null="training failed"),
+     F(f"{RUNS}.scores.task", "string", "`copy` or `agreement`"),
+     F(f"{RUNS}.scores.sequences", "integer", "test lines (copy) or items (agreement) scored"),
+     F(f"{RUNS}.scores.accuracy", "number", "as `accuracy`"),
+     F(f"{RUNS}.scores.per_position", "list of numbers", "accuracy per recalled position, 1..m", when=COPY_ONLY),
+     F(f"{RUNS}.scores.sequences_all_recalled", "number", "share of lines with every symbol recalled", when=COPY_ONLY),
+     F(f"{RUNS}.scores.loss_per_token", "number", "test loss over every position of a line", "nats/token",
+       when=COPY_ONLY),
+     F(f"{RUNS}.scores.loss_per_recalled_symbol", "number", "test loss on the recalled symbols", "nats",
+       when=COPY_ONLY),
+     F(f"{RUNS}.scores.baseline", "object", "the memoryless baseline", see="copy-task:baseline", when=COPY_ONLY),
+     F(f"{RUNS}.scores.excess_recovered", "number", "(memoryless - loss) / (memoryless - perfect): 0 at the "
+                                                    "baseline, 1 at perfect recall", when=COPY_ONLY),
+     F(f"{RUNS}.scores.per_distance", "mapping", "accuracy per distance", keys="distance -> number",
+       when=AGREEMENT_ONLY),
+     F(f"{RUNS}.scores.baseline_accuracy", "number", "chance: 0.5", when=AGREEMENT_ONLY),
+     F(f"{RUNS}.horizon_init", "object", "the lag profile of the fresh model (the trainer's initialisation)"),
+     *_horizon_fields(f"{RUNS}.horizon_init", "at most 8 test sequences, from the zero state"),
+     F(f"{RUNS}.horizon_trained", "object", "the lag profile of the trained model (best.npz)",
+       null="training failed"),
+     *_horizon_fields(f"{RUNS}.horizon_trained", "the same sequences"),
+     F(f"{RUNS}.clip_rate", "number", "fraction of updates whose gradient was clipped"),
+     F(f"{RUNS}.steps", "integer", "updates made", null="training failed"),
+     F(f"{RUNS}.tokens_per_sec", "number", "training throughput", "tokens/s"),
+     F(f"{RUNS}.train_wall_s", "number", "training time", "s"),
+     F(f"{RUNS}.valid_loss", "number", "final validation loss", "nats/token"),
+     F(f"{RUNS}.k2_history", "list of objects", "the measurements of `train.k2: auto` (empty for other runs)"),
+     F(f"{RUNS}.k2_history[].step", "integer", "the update whose metrics line logged it"),
+     F(f"{RUNS}.k2_history[].horizon", "integer", "as metrics.jsonl's `k2_measured`", "steps"),
+     F(f"{RUNS}.k2_history[].horizon_is_lower_bound", "boolean", "as metrics.jsonl's `k2_measured`"),
+     F(f"{RUNS}.k2_history[].window", "integer", "as metrics.jsonl's `k2_measured`", "steps"),
+     F(f"{RUNS}.k2_history[].target", "integer", "the k2 chosen", "steps"),
+     F(f"{RUNS}.k2_history[].changed", "boolean", "whether it differs from the previous target"),
+     F(f"{RUNS}.failed", "string", "why training failed (a non-finite loss under `train.nonfinite: error`, ...): "
+                                   "the run has no scores, trained horizon or training figures",
+       null="it trained to the end"),
+     F(f"{RUNS}.wall_time_s", "number", "the run's time: measurements, training, scoring", "s"),
+     F("summary", "list of objects", "one per model x truncation"),
+     F("summary[].model", "string", "the model"),
+     F("summary[].truncation", "string", "the truncation"),
+     *(f for task, what in (("copy", "delay T"), ("agreement", "distance d")) for f in (
+         F(f"summary[].{task}_longest_solved", "integer", f"the longest {what} solved", null="none solved"),
+         F(f"summary[].{task}_lengths", "integer", f"{task} runs of this model and truncation"),
+         F(f"summary[].{task}_accuracy", "mapping", "test recall accuracy per length", keys=f"{what} -> number (null: training failed)"))),
+     F("summary[].horizon_task", "string", "the run the horizons come from: the longest copy delay (the widest "
+                                           "window), else the longest agreement distance"),
+     F("summary[].horizon_init", "integer", "its horizon at initialisation", "steps"),
+     F("summary[].horizon_trained", "integer", "its horizon after training", "steps", null="that run failed"),
+     F("summary[].horizon_window", "integer", "its measured window", "steps"),
+     F("summary[].train_wall_s", "number", "training time of all its runs", "s")))
+
 
 OUTPUTS: dict[str, Output] = {o.name: o for o in (
     RUN_FOLDER, SUMMARY, METRICS, CHECKPOINT, CONFIG, RECORD, PREPARED_FOLDER, META, EVALUATE, PER_TOKEN, GENERATE,
     GRADCHECK, DIAGNOSE, DIAGNOSE_CSV, PROBE, PROBE_SEEDS, SPREAD_SHAPE, PROBE_CSV, PROBE_SEEDS_CSV, PROBE_ITEMS,
-    COMPARE, COMPARE_CSV, SWEEP_FOLDER, SWEEP_MANIFEST, TUNE_FOLDER, TUNE_REPORT)}
+    COMPARE, COMPARE_CSV, SWEEP_FOLDER, SWEEP_MANIFEST, TUNE_FOLDER, TUNE_REPORT, COPY_TASK, LONGRANGE)}
 
 
 def fields_of(name: str) -> dict[str, Field]:

@@ -153,7 +153,11 @@ PROGRESS_FIELDS = {
     "stopped": ("a string", lambda v: isinstance(v, str)),
     "log_loss": ("a finite number >= 0", lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
     "log_count": ("a finite number >= 0", lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
+    "k2": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "k2_target": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
 }
+# fields newer than the format: a checkpoint written before them holds none (the default, 0, applies)
+OPTIONAL_PROGRESS = ("k2", "k2_target")
 
 # the optimizer slot that accumulates squared gradients (a negative value there gives NaN steps)
 SQUARES = {"adagrad": "G", "rmsprop": "E", "adam": "v"}
@@ -196,7 +200,7 @@ def _check_meta(meta: dict, where: str):
         progress = meta["progress"]
         if not isinstance(progress, dict):
             bad("progress", progress, "a mapping")
-        missing = [k for k in PROGRESS_FIELDS if k not in progress]
+        missing = [k for k in PROGRESS_FIELDS if k not in progress and k not in OPTIONAL_PROGRESS]
         extra = [k for k in progress if k not in PROGRESS_FIELDS]
         if missing or extra:
             raise CheckpointError(f"{where}: meta entry 'progress' "
@@ -204,7 +208,7 @@ def _check_meta(meta: dict, where: str):
                                   + ("; " if missing and extra else "")
                                   + (f"has unknown fields {shown(', '.join(map(str, extra)))}" if extra else ""))
         for key, (expected, ok) in PROGRESS_FIELDS.items():
-            if not ok(progress[key]):
+            if key in progress and not ok(progress[key]):
                 bad(f"progress.{key}", progress[key], expected)
     return cfg
 

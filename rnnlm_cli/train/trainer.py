@@ -53,10 +53,14 @@ from rnnlm_cli.progress import ProgressFactory, no_progress
 from rnnlm_cli.train.lock import RunLock
 from rnnlm_cli.paths import shown
 from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog, tensorboard_writer_class
+from rnnlm_cli.nn import lags
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.runs import check_data_settings, check_model_matches, check_resume, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, make_optimizer
 from rnnlm_cli.values import SCHEMA_VERSION
+
+
+K2_STREAMS = 4      # k2 auto measures on this many streams of the batch: its cost grows with k2_max^2
 
 
 class Interrupted(Exception):
@@ -247,6 +251,8 @@ class Progress:
     stopped: str = ""
     log_loss: float = 0.0     # loss and token count summed since the last metrics line
     log_count: float = 0.0
+    k2: int = 0               # k2 auto: the k2 of the next chunk's window (where the carried state lies); 0: k1
+    k2_target: int = 0        # k2 auto: the k2 chosen by the last measurement; 0: none yet
 
 
 class Trainer:
@@ -280,6 +286,9 @@ class Trainer:
         self.optimizer = make_optimizer(self.model.params, self.tc)
         self.p = Progress(lr=self.tc.lr)
         self.state = None
+        self.auto_k2 = self.tc.bptt == "stream" and self.tc.k2 == "auto"
+        self._k2_out = 0                 # k2 auto: the k2 the current chunk carries its state for
+        self._k2_event = None            # k2 auto: the measurement to log with the next update line
 
     # ------------------------------------------------------------------ setup
     def _check_data(self) -> None:
@@ -325,7 +334,36 @@ class Trainer:
         if tc.bptt == "full":
             rng = np.random.default_rng([tc.seed, epoch])   # the epoch's order is a function of (seed, epoch)
             return SentenceBatches(self.train_tokens, self.sep, tc.batch_size, rng=rng, max_len=tc.max_len)
-        return StreamBatches(self.train_tokens, tc.batch_size, tc.k1, tc.k2 if tc.bptt == "stream" else 0)
+        fixed_k2 = tc.k2 if tc.bptt == "stream" and not self.auto_k2 else 0
+        return StreamBatches(self.train_tokens, tc.batch_size, tc.k1, fixed_k2)
+
+    def _iterate(self, batches, start: int):
+        """The epoch's batches from `start`; with k2 auto, each chunk's window from the k2 in
+        force, after a measurement every train.k2_every updates (`_measure_k2`)."""
+        if not self.auto_k2:
+            yield from batches.iterate(start)
+            return
+        tc, p = self.tc, self.p
+        for c in range(start, len(batches)):
+            if p.step % tc.k2_every == 0:
+                self._measure_k2(batches, c)
+            k2_in = p.k2 or tc.k1
+            self._k2_out = min(p.k2_target or tc.k1, k2_in + tc.k1)      # grows by at most k1 per chunk
+            yield batches.batch(c, k2_in, self._k2_out)
+
+    def _measure_k2(self, batches, c: int) -> None:
+        """k2 auto: the lag profile on the train.k2_max training steps that end with chunk c (or
+        with the first chunk that has that many before it), from the zero state, on at most
+        K2_STREAMS streams; the target k2 is the horizon + 1 within [k1, k2_max]."""
+        tc, p = self.tc, self.p
+        first_full = -(-(tc.k2_max - tc.k1) // tc.k1)                   # the first chunk with k2_max steps
+        window = batches.batch(min(len(batches) - 1, max(c, first_full)), tc.k2_max, tc.k2_max)
+        x, y = window.x[:, :K2_STREAMS], window.y[:, :K2_STREAMS]
+        horizon, lower = lags.horizon(lags.measure(self.model, x, y), tc.k2_threshold)
+        target = min(tc.k2_max, max(tc.k1, horizon + 1))
+        self._k2_event = {"horizon": horizon, "horizon_is_lower_bound": lower, "window": int(x.shape[0]),
+                          "target": target, "changed": target != p.k2_target}
+        p.k2_target = target
 
     # ------------------------------------------------------------------ checkpoints
     def _meta(self) -> dict:
@@ -417,7 +455,7 @@ class Trainer:
                 if tc.bptt != "full":
                     self.state = None
             interval = {"tokens": 0, "t0": time.perf_counter()}
-            for batch in batches.iterate(p.batch):
+            for batch in self._iterate(batches, p.batch):
                 if tc.max_steps and p.step >= tc.max_steps:   # resumed at the limit: no extra update
                     p.stopped = f"reached train.max_steps={tc.max_steps}"
                     break
@@ -477,11 +515,15 @@ class Trainer:
             p.tokens += n_tok
             p.log_loss += fwd.loss
             p.log_count += fwd.count
+        k2_in = p.k2 or tc.k1
+        if self.auto_k2:
+            p.k2 = self._k2_out               # where the carried state (or, after a skip, none) lies
         interval["tokens"] += n_tok
         clipped = math.isfinite(pre) and post < pre
         p.clipped += int(bool(clipped))
         bar.update(1)
-        if p.step % tc.log_every == 0 or param_norms is not None:
+        event, self._k2_event = self._k2_event, None
+        if p.step % tc.log_every == 0 or param_norms is not None or event is not None:
             dt = max(time.perf_counter() - interval["t0"], 1e-9)
             loss = p.log_loss / p.log_count if p.log_count else float("nan")
             line = {"step": p.step, "epoch": p.epoch + 1, "tokens": p.tokens, "lr": p.lr, "loss": loss,
@@ -492,11 +534,25 @@ class Trainer:
                     "tokens_per_sec": interval["tokens"] / dt}
             if param_norms is not None:
                 line["param_grad_norms"] = param_norms
+            if self.auto_k2:
+                line["k2"] = k2_in
+                if event is not None:
+                    line["k2_measured"] = event
             self.metrics.append(line)
             bar.set_postfix(step=p.step, loss=f"{loss:.3f}", ppl=f"{line['ppl'] or float('nan'):.1f}",
                             gnorm=f"{pre:.2f}", lr=f"{p.lr:.3g}", tok_s=f"{line['tokens_per_sec']:.0f}")
             interval.update(tokens=0, t0=time.perf_counter())
             p.log_loss = p.log_count = 0.0
+
+    def _k2_summary(self) -> dict:
+        """k2 auto, from metrics.jsonl (which a resumed run trims to its checkpoint): the targets
+        the measurements chose, in order, and the mean k2 over the logged updates."""
+        from rnnlm_cli.train.metrics import read_metrics
+
+        lines = [m for _, m in read_metrics(self.out) if "split" not in m and "k2" in m]
+        targets = [m["k2_measured"]["target"] for m in lines if "k2_measured" in m]
+        return {"measurements": len(targets), "targets": targets, "last": self.p.k2_target,
+                "mean_k2": sum(m["k2"] for m in lines) / len(lines) if lines else None}
 
     def _nonfinite(self, what: str, grads: dict) -> None:
         """The non-finite policy for one update whose loss or gradient (`what`) is NaN/inf."""
@@ -562,6 +618,8 @@ class Trainer:
                    "tokens": p.tokens, "wall_time_s": p.wall, "tokens_per_sec": p.tokens / max(p.wall, 1e-9),
                    "clip_rate": p.clipped / max(p.step, 1), "nonfinite_skipped": p.nonfinite_skipped,
                    "stopped": p.stopped, "lr": p.lr}
+        if self.auto_k2:
+            summary["k2_auto"] = self._k2_summary()
         best = os.path.join(self.out, "best.npz")
         final_model = self.model
         has_best = os.path.exists(best)
