@@ -24,6 +24,22 @@ Definitions (s_k is the state after input k: h_k, or (h_k, c_k) for the LSTM; E_
                        horizon_is_lower_bound is true when it never fell below (d = T-1)
     max_norm_ratio     the largest g(t, t-d) / g(t, t) over all t, d (> 1: gradient grows)
 
+Stacked layers (model.num_layers = L >= 2). s^l_k is layer l's state (l = 0 the bottom, L-1 the
+top, which feeds the output); g^l(t, k) = ||dE_t/ds^l_k||, exact through depth and time (the
+on_lag hook names the layer). Every definition above holds per layer with g^l, normalised by the
+layer's own g^l(t, t). Beside them:
+
+    attenuation[l]     mean over t of g^l(t, t) / g^{L-1}(t, t): what is left of the gradient
+                       L-1-l layers down, at lag 0 (1 for the top layer)
+    depth_time[l][d]   mean over t = d..T-1 of g^l(t, t-d) / g^{L-1}(t, t): every layer's lag
+                       profile on the TOP layer's lag-0 scale, so attenuation through depth and
+                       through time read on one scale (depth_time[L-1][0] = 1, [l][0] =
+                       attenuation[l]); the heat map of --plot and of the text report
+
+The model's top-level fields are its top layer's (with one layer: the only one), but the step
+Jacobians, which are of the whole stacked state s_t = (s^0_t, ..., s^{L-1}_t) (jacobians.py), and
+truncation_bias's cosine and norm_ratio, which are over all parameters.
+
 JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
 
     data          "random tokens", "valid" or "train" (the split the sequences come from),
@@ -31,14 +47,14 @@ JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
     steps         T (null when the models differ);  batches N, batch_size B, threshold
     models        one entry per model:
       label       name in tables ("defaults", a config file's stem, "cell=gru", a checkpoint)
-      model       {cell, hidden_size, embedding_size, vocab_size, init, recurrent_init,
+      model       {cell, hidden_size, num_layers, embedding_size, vocab_size, init, recurrent_init,
                    init_scale, recurrent_scale, forget_bias, source}
       data, data_folder, data_note (random tokens only: why), steps, sequences (N*B)
       lag_profile {raw [T], normalised [T], matrix [T][T] g(t, k) with null for k > t;
                    LSTM only: h and c, each {raw, normalised, matrix} of ||dE_t/dh_k|| and
                    ||dE_t/dc_k|| (normalised by the state's g(t, t))}
       decay_rate, half_life, horizon, horizon_is_lower_bound, max_norm_ratio
-      jacobian    {state_size P (H, or 2H for the LSTM),
+      jacobian    {state_size P (H, or 2H for the LSTM; L times that with L layers),
                    sequences: how many sequences the Jacobians are measured on (the first
                      diagnose.jacobian_sequences in batch order; 0 = all N*B),
                    spectral_norm {mean [T], min [T], max [T]}: ||ds_j/ds_{j-1}||_2 per step j
@@ -64,8 +80,15 @@ JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
                    (sum over d of C_d = dW_h; fraction = norm / ||dW_h||_F)
       truncation_bias [{k, cosine, norm_ratio, W_h_cosine, W_h_norm_ratio}]: the gradient of
                    window truncation k (Model.backward(fwd, truncation=k)) against full BPTT,
-                   over all parameters flattened and for cell.W_h alone; k from
+                   over all parameters flattened and for the top layer's W_h alone; k from
                    diagnose.truncations below T, plus T (cosine 1 and ratio 1 by construction)
+      layers      one entry per layer, bottom first (one entry with one layer, equal to the
+                  model's fields): {layer (0 = bottom), lag_profile, decay_rate, half_life,
+                   horizon, horizon_is_lower_bound, max_norm_ratio (from g^l, as above),
+                   attenuation, recurrent (as jacobian.recurrent, for the layer's W_h),
+                   saturation, lag_contribution (the layer's W_h),
+                   truncation_bias [{k, W_h_cosine, W_h_norm_ratio}] (the layer's W_h)}
+      depth_time  [L][T] (see above)
     history       (with --run) see rnnlm_cli/analysis/history.py (`history_report`)
 
 All gradients of several batches are summed before they are compared; norms are averaged
