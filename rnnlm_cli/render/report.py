@@ -415,6 +415,17 @@ def history_text(h: dict) -> str:
         out.append(table(["parameter", "lines", "median", "max"],
                                 [[k, v["lines"], v["p50"], v["max"]] for k, v in h["param_grad_norms"].items()],
                                 title="per-parameter gradient norms:"))
+    if h.get("layers"):
+        epochs = sorted({e["epoch"] for layer in h["layers"] for e in layer["by_epoch"]})
+        shown = epochs if len(epochs) <= 8 else [epochs[round(i * (len(epochs) - 1) / 7)] for i in range(8)]
+        rows = []
+        for layer in reversed(h["layers"]):
+            med = {e["epoch"]: e["median"] for e in layer["by_epoch"]}
+            rows.append([str(layer["layer"]), layer["lines"], layer["p50"], layer["max"]]
+                        + [med.get(e) for e in shown])
+        out.append(table(["layer", "lines", "median", "max"] + [f"epoch {e}" for e in shown], rows,
+                         title="per-layer gradient norms (top first; sqrt of the sum of the layer's squared "
+                               "parameter norms), median by epoch:"))
     return "\n".join(out)
 
 
