@@ -95,7 +95,7 @@ def layer_state_fd_norms(model, x, y, t: int, k: int, layer: int, eps: float = 1
     (the layers above read its h), then the steps k+1..t from the whole state."""
     from rnnlm_cli.nn import timeloop
 
-    L, B = model.L, x.shape[1]
+    B = x.shape[1]
     before = model.layer_states(model.forward(x[:k], y[:k]).state if k > 0 else model.initial_state(B))
     base = model.layer_states(model.forward(x[:k + 1], y[:k + 1]).state)[layer]
     flat = np.concatenate(base, axis=-1)                                  # (B, P) s^layer_k
