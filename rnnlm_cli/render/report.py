@@ -386,7 +386,7 @@ def _layers_detail(m: dict) -> str:
     grid = m["depth_time"]
     out.append("depth x time: mean over t of ||dE_t/ds^l_(t-d)|| / ||dE_t/ds^top_t||, log scale:")
     out.append(text_heatmap({_layer_label(m, e["layer"]): grid[e["layer"]] for e in reversed(layers)}, x_label="lag d"))
-    lags = _lags(T)
+    lags = sorted({d for d in (0, 1, 2, 4, 8, 16, 32, 64) if d < T} | {T - 1})
     out.append(table(["layer"] + [f"d={d}" for d in lags],
                      [[_layer_label(m, e["layer"])] + [grid[e["layer"]][d] for d in lags] for e in reversed(layers)]))
     return "\n".join(out)
@@ -574,26 +574,25 @@ def plot_diagnostics(result: dict, path: str) -> None:
 
 
 def _depth_panels(models: list) -> list:
-    """One row per stacked model: [depth x time heat map, per-layer profiles on the same scale]."""
-    grids = [np.array([[np.nan if v is None else v for v in row] for row in m["depth_time"]], dtype=float)
-             for m in models]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.concatenate([np.log10(g[g > 0]) for g in grids]) if grids else np.array([])
-    logs = logs[np.isfinite(logs)]
-    vmax = float(np.ceil(max(logs.max(), 0.0))) if logs.size else 0.0
-    vmin = float(np.floor(max(logs.min(), vmax - 16))) if logs.size else -1.0
+    """One row per stacked model: [depth x time heat map, per-layer profiles on the same scale].
+    Each heat map's colours span its own decades (0 = the top layer at lag 0)."""
+    ratio = r"$\|\partial E_t/\partial s^l_{t-d}\|\ /\ \|\partial E_t/\partial s^{top}_t\|$"
     rows = []
-    for m, g in zip(models, grids):
+    for m in models:
+        g = np.array([[np.nan if v is None else v for v in row] for row in m["depth_time"]], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log10(g[np.isfinite(g) & (g > 0)])
+        vmax = float(np.ceil(max(logs.max(), 0.0))) if logs.size else 0.0
+        vmin = float(np.floor(max(logs.min(), vmax - 16))) if logs.size else -1.0
         L = len(m["layers"])
         names = [f"layer {l}" + (" (top)" if l == L - 1 else "") for l in range(L)]
         info = m["model"]
         title = f"{m['label']}: {info['cell']}, {L} layers, H={info['hidden_size']}"
         rows.append([
-            {"kind": "heatmap", "title": f"{title}\nlog10 ||dE_t/ds^l_(t-d)|| / ||dE_t/ds^top_t||",
-             "x_label": "lag d (time)", "y_label": "layer l (depth)", "matrix": g, "log": True,
-             "colorbar": "log10 (top layer, lag 0 = 0)", "y_ticks": names, "vmin": vmin, "vmax": vmax,
-             "cmap": "magma"},
-            {"kind": "lines", "title": f"{title}\nper layer, on the top layer's lag-0 scale", "x_label": "lag d",
-             "y_label": "||dE_t/ds^l_(t-d)|| / ||dE_t/ds^top_t||", "log_y": True,
-             "series": {name: row for name, row in zip(names, g)}}])
+            {"kind": "heatmap", "title": f"{title}\n" + r"$\log_{10}$ " + ratio, "x_label": "lag d (time)",
+             "y_label": "layer l (depth)", "matrix": g, "log": True, "colorbar": r"$\log_{10}$ (top layer, lag 0: 0)",
+             "y_ticks": names, "vmin": vmin, "vmax": vmax, "cmap": "magma"},
+            {"kind": "lines", "title": f"{title}\nevery layer on the top layer's lag-0 scale", "x_label": "lag d",
+             "y_label": ratio, "log_y": True,
+             "series": {name: g[l] for l, name in reversed(list(enumerate(names)))}}])
     return rows
