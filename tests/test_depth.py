@@ -254,6 +254,7 @@ def test_text_heatmap_shades_by_decade():
     lines = text.splitlines()
     assert lines[0] == "top |" + "".join(c * 3 for c in "@%#*")
     assert lines[1] == "low |" + "".join(c * 3 for c in "% ??")
+    assert report.text_heatmap({"a": [1.0, 1e-12]}).splitlines()[0] == "a |" + "@" * 3    # blank: below 1e-8
 
 
 def test_history_groups_logged_norms_by_layer(tmp_path):

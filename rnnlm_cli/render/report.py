@@ -187,7 +187,7 @@ def text_heatmap(rows: dict[str, Sequence[float]], x_label: str = "x", width: in
                 continue
             decade = math.ceil(-math.log10(val) - 1e-12) if val < 1 else 0
             chars.append(SHADES[min(decade, len(SHADES) - 1)])
-        lines.append(f"{name:>{label_w}} |" + "".join(chars))
+        lines.append((f"{name:>{label_w}} |" + "".join(chars)).rstrip())
     lines.append(" " * label_w + " +" + "-" * len(xs))
     ticks = [" "] * (len(xs) + label_w + 2)
     c = 0
@@ -201,7 +201,7 @@ def text_heatmap(rows: dict[str, Sequence[float]], x_label: str = "x", width: in
             c += 1
     lines.append("".join(ticks).rstrip() + f"   {x_label}")
     legend = "  ".join(f"{ch} {'1' if i == 0 else f'1e-{i}'}" for i, ch in enumerate(SHADES[:-1]))
-    lines.append("shade from: " + legend)
+    lines.append("shade from: " + legend + ", blank below")
     return "\n".join(lines)
 
 
