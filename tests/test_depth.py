@@ -274,3 +274,27 @@ def test_history_groups_logged_norms_by_layer(tmp_path):
     one_layer = [{"step": 1, "grad_norm": 1.0, "param_grad_norms": {"cell.W_h": 1.0}}]
     (tmp_path / "metrics.jsonl").write_text(json.dumps(one_layer[0]) + "\n", encoding="utf-8")
     assert history_report(str(tmp_path))["layers"] == []
+
+
+# --------------------------------------------------------------------------- bad inputs (stacked checkpoints)
+
+def test_a_stacked_checkpoint_is_diagnosed_and_a_depth_that_differs_is_refused(tmp_path):
+    from pathlib import Path
+    corpus = Path(__file__).resolve().parents[1] / "corpora" / "agreement"
+    prep, out = tmp_path / "prep", tmp_path / "run"
+    assert invoke("preprocess", "--train", corpus / "train.txt", "--valid", corpus / "valid.txt", "--out", prep,
+                  "-q").exit_code == 0
+    small = [a for s in ("model.num_layers=2", "model.hidden_size=6", "model.embedding_size=6", "train.batch_size=4",
+                         "train.k1=5", "train.max_steps=4", "train.eval_every=2", "train.log_every=1",
+                         "train.log_param_norms_every=1") for a in ("--set", s)]
+    result = invoke("train", "--set", f"data.prepared={prep}", *small, "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    diag = ["--steps", "6", "--batches", "1", "--batch-size", "2"]
+    result = invoke("diagnose-gradients", "--checkpoint", out / "best.npz", "--run", out, *diag, "-q")
+    assert result.exit_code == 0, result.output
+    assert "depth x time" in result.stdout and "per-layer gradient norms" in result.stdout
+    before = sorted(p.name for p in out.iterdir())
+    result = invoke("diagnose-gradients", "--checkpoint", out / "best.npz", "--set", "model.num_layers=1", *diag)
+    assert result.exit_code == 2 and result.stderr.startswith("Error:") and len(result.stderr.splitlines()) == 1
+    assert "num_layers" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == before
