@@ -298,3 +298,17 @@ def test_a_stacked_checkpoint_is_diagnosed_and_a_depth_that_differs_is_refused(t
     assert result.exit_code == 2 and result.stderr.startswith("Error:") and len(result.stderr.splitlines()) == 1
     assert "num_layers" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_a_layers_vanishing_verdict_needs_every_layer_above_it_below_the_bound():
+    model = make_model("tanh", layers=3)
+    for layer, scale in enumerate((0.5, 3.0, 0.5)):        # the middle layer far above 1/gamma = 1
+        W = model.params[model.layer_prefix(layer) + "W_h"]
+        W *= scale / np.linalg.norm(W, 2)
+    res = diagnose_model(model, [tokens()], threshold=1e-3, truncations=[1])
+    verdicts = [e["recurrent"]["verdict"] for e in res["layers"]]
+    below = [e["recurrent"]["blocks"][0]["below_bound"] for e in res["layers"]]
+    assert below == [True, False, True]
+    # layer 0's paths climb through layer 1's recurrence: not certain; the top's stay in the top layer
+    assert verdicts == ["not excluded", "not excluded", "vanishing guaranteed"]
+    assert res["jacobian"]["recurrent"]["verdict"] == "vanishing guaranteed"

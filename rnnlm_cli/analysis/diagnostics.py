@@ -85,7 +85,9 @@ JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
       layers      one entry per layer, bottom first (one entry with one layer, equal to the
                   model's fields): {layer (0 = bottom), lag_profile, decay_rate, half_life,
                    horizon, horizon_is_lower_bound, max_norm_ratio (from g^l, as above),
-                   attenuation, recurrent (as jacobian.recurrent, for the layer's W_h),
+                   attenuation, recurrent (as jacobian.recurrent, for the layer's W_h; its
+                   verdict "vanishing guaranteed" needs every layer from l to the top below
+                   the bound, as a path from s^l_k climbs but never descends),
                    saturation, lag_contribution (the layer's W_h),
                    truncation_bias [{k, W_h_cosine, W_h_norm_ratio}] (the layer's W_h)}
       depth_time  [L][T] (see above)
@@ -361,6 +363,23 @@ def recurrent_bound(cell, W_h: np.ndarray) -> dict:
     return {"blocks": blocks, "verdict": verdict, "applies": applies, "note": note}
 
 
+def stacked_bounds(model: Model, bounds: list[dict]) -> list[dict]:
+    """Per-layer recurrent bounds of a stacked model, bottom first, with the verdicts made true for
+    layer l's gradient: a path from s^l_k to E_t takes d = t - k recurrent steps, each in one of
+    the layers l..L-1 (it can climb, never descend), so vanishing is certain only when every one of
+    them is below its bound (the climbs are at most L-1-l fixed factors). With one layer: as is."""
+    if model.L == 1:
+        return bounds
+    out = []
+    for layer, rb in enumerate(bounds):
+        above = bounds[layer:]
+        certain = rb["applies"] and all(b["blocks"][0]["below_bound"] for b in above)
+        note = (f"{rb['note']}; layer {layer}'s gradient also runs through the recurrences of the layers above it, "
+                "so every layer from it to the top must be below the bound" if rb["applies"] else rb["note"])
+        out.append({**rb, "verdict": "vanishing guaranteed" if certain else "not excluded", "note": note})
+    return out
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     cos = float(a @ b) / (na * nb) if na > 0 and nb > 0 else float("nan")
@@ -548,9 +567,11 @@ def diagnose_model(model: Model, seqs, threshold: float, truncations, jacobian_s
 
     # every layer, and the depth x time matrix on the top layer's lag-0 scale
     M = depth_time([s["_g"] for s in summaries], top["_diag"])
+    bounds = stacked_bounds(model, [recurrent_bound(model.cells[layer], model.params[names[layer]])
+                                    for layer in range(L)])
     out["layers"] = [{"layer": layer, **{k: v for k, v in summ.items() if not k.startswith("_")},
                       "attenuation": float(M[layer, 0]),
-                      "recurrent": recurrent_bound(model.cells[layer], model.params[names[layer]]),
+                      "recurrent": bounds[layer],
                       "saturation": saturation[layer], "lag_contribution": contribution[layer],
                       "truncation_bias": per_layer_bias[layer]}
                      for layer, summ in enumerate(summaries)]
