@@ -367,7 +367,8 @@ def stacked_bounds(model: Model, bounds: list[dict]) -> list[dict]:
     """Per-layer recurrent bounds of a stacked model, bottom first, with the verdicts made true for
     layer l's gradient: a path from s^l_k to E_t takes d = t - k recurrent steps, each in one of
     the layers l..L-1 (it can climb, never descend), so vanishing is certain only when every one of
-    them is below its bound (the climbs are at most L-1-l fixed factors). With one layer: as is."""
+    them is below its bound (the climbs add at most L-1-l factors that do not grow with d, over a
+    number of paths polynomial in d). With one layer: as is."""
     if model.L == 1:
         return bounds
     out = []
@@ -375,7 +376,8 @@ def stacked_bounds(model: Model, bounds: list[dict]) -> list[dict]:
         above = bounds[layer:]
         certain = rb["applies"] and all(b["blocks"][0]["below_bound"] for b in above)
         note = (f"{rb['note']}; layer {layer}'s gradient also runs through the recurrences of the layers above it, "
-                "so every layer from it to the top must be below the bound" if rb["applies"] else rb["note"])
+                "so every layer from it to the top must be below the bound"
+                if rb["applies"] and layer < model.L - 1 else rb["note"])
         out.append({**rb, "verdict": "vanishing guaranteed" if certain else "not excluded", "note": note})
     return out
 
