@@ -373,16 +373,20 @@ def _layers_detail(m: dict) -> str:
     rows = []
     for e in reversed(layers):
         rb = e["recurrent"]
-        sat = " ".join(f"{kind[:4]} {s['mean']:.1%}" for kind, s in e["saturation"].items())
         bias = e["truncation_bias"][0] if e["truncation_bias"] else None
-        rows.append([_layer_label(m, e["layer"], short=True), e["attenuation"], e["decay_rate"], _half_life(e), _horizon(e),
-                     e["max_norm_ratio"], max(b["sigma_max"] for b in rb["blocks"]),
-                     bias["W_h_cosine"] if bias else None, sat])
+        rows.append([_layer_label(m, e["layer"], short=True), e["attenuation"], e["decay_rate"], _half_life(e),
+                     _horizon(e), e["max_norm_ratio"], max(b["sigma_max"] for b in rb["blocks"]),
+                     rb["verdict"].replace("vanishing ", ""), bias["W_h_cosine"] if bias else None])
     k = layers[-1]["truncation_bias"][0]["k"] if layers[-1]["truncation_bias"] else "-"
     out = [table(["layer", "attenuation", "decay/step", "half-life", "horizon", "max ratio", "sigma(W_h)",
-                  f"W_h cos k={k}", "saturated"], rows,
+                  "vanishing", f"W_h cos k={k}"], rows,
                  title="per layer, top first (attenuation: mean over t of ||dE_t/ds^l_t|| / ||dE_t/ds^top_t||;\n"
-                       " the rest as above, each layer normalised by its own lag 0):")]
+                       " the rest as above, each layer normalised by its own lag 0; vanishing: guaranteed only\n"
+                       " when this layer and every one above it are below the bound):")]
+    out.append("saturation by layer: " + "; ".join(
+        f"{_layer_label(m, e['layer'], short=True)}: " + ", ".join(f"{kind} {s['mean']:.1%}"
+                                                                   for kind, s in e["saturation"].items())
+        for e in reversed(layers)))
     grid = m["depth_time"]
     out.append("depth x time: mean over t of ||dE_t/ds^l_(t-d)|| / ||dE_t/ds^top_t||, log scale:")
     out.append(text_heatmap({_layer_label(m, e["layer"]): grid[e["layer"]] for e in reversed(layers)}, x_label="lag d"))
