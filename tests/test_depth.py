@@ -312,3 +312,22 @@ def test_a_layers_vanishing_verdict_needs_every_layer_above_it_below_the_bound()
     # layer 0's paths climb through layer 1's recurrence: not certain; the top's stay in the top layer
     assert verdicts == ["not excluded", "not excluded", "vanishing guaranteed"]
     assert res["jacobian"]["recurrent"]["verdict"] == "vanishing guaranteed"
+
+
+def test_depth_sentences_follow_from_the_matrix():
+    from rnnlm_cli.render.docs import depth_sentences
+
+    def model(label, cell, M):
+        return {"label": label, "model": {"cell": cell}, "layers": [{}] * len(M), "depth_time": M}
+
+    text = depth_sentences([model("a", "lstm", [[0.02, 0.05, 0.04], [1, 0.3, 0.25]]),
+                            model("b", "tanh", [[0.5, 0.45, 0.4], [1, 0.5, 0.2]]),
+                            model("one", "gru", [[1, 0.5, 0.2]])])
+    flat = " ".join(text.split())
+    assert "is 0.02 of the top layer's and 1 steps back (top layer, lag 1) 0.3: it vanishes 15x faster along " \
+           "depth than along time" in flat
+    assert "(b) the gradient norm 1 layers down (bottom layer, lag 0) is 0.5" in flat and "about as fast" in flat
+    assert "in the lstm model the top layer holds the most gradient at every lag" in flat
+    assert "in the tanh model the bottom layer holds more gradient than the top one from lag 2 on" in flat
+    assert "grows" not in flat.split("tanh model the bottom")[1] and "gru" not in flat   # one layer: not described
+    assert all(len(line) <= 100 for line in text.splitlines())

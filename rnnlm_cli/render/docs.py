@@ -125,8 +125,9 @@ def depth_sentences(models: list[dict]) -> str:
             where += (f", and its norm even grows with the lag, from {fmt_num(f['depth'])} at lag 0 to "
                       f"{fmt_num(f['peak_value'])} at lag {f['peak']}")
         second.append(where)
-    return ("At initialisation, " + "; ".join(first) + ".\n"
-            + "Along time the lower layers lose less than the top one: " + "; ".join(second) + ".")
+    return "\n".join(textwrap.fill(text, width=100) for text in (
+        "At initialisation, " + "; ".join(first) + ".",
+        "Along time the lower layers lose less than the top one: " + "; ".join(second) + "."))
 
 
 def _bench_result(report: dict, name: str) -> dict:
