@@ -34,7 +34,8 @@ demo: $(STAMP)
 	  --config configs/diagnose/gru.yaml --config configs/diagnose/lstm.yaml
 
 # the figures of docs/diagnostics.md: lag profiles of four fresh models (tanh, IRNN, GRU, LSTM) on the
-# agreement corpus, and on Penn Treebank when $(PTB) exists; then the demo model trained (2 epochs)
+# agreement corpus, and on Penn Treebank when $(PTB) exists (with the layer x lag heat maps of a fresh
+# 3-layer tanh RNN and a 3-layer LSTM there); then the demo model trained (2 epochs)
 # against its fresh self. Text and JSON in runs/diagnose/, PNGs in docs/ (about a minute).
 # diagnose-gradients only reads prepared data, so each corpus is preprocessed first (the four agreement
 # configs share configs/tiny.yaml's folder, the four PTB configs configs/ptb-rnn.yaml's).
@@ -42,6 +43,7 @@ PTB            := ../shared/corpora/ptb
 DIAG_OUT       := runs/diagnose
 DIAG_AGREEMENT := $(foreach m,tanh irnn gru lstm,--config configs/diagnose/$(m).yaml)
 DIAG_PTB       := $(foreach m,tanh irnn gru lstm,--config configs/diagnose/ptb-$(m).yaml)
+DIAG_DEPTH     := --config configs/diagnose/ptb-tanh3.yaml --config configs/diagnose/ptb-lstm3.yaml
 
 diagnose: $(STAMP)
 	@mkdir -p $(DIAG_OUT)
@@ -54,7 +56,10 @@ diagnose: $(STAMP)
 	  $(RNNLM) preprocess --config configs/diagnose/ptb-tanh.yaml --force --quiet > /dev/null && \
 	  $(RNNLM) diagnose-gradients $(DIAG_PTB) --plot docs/lag_profile_ptb.png > $(DIAG_OUT)/ptb.txt && \
 	  $(RNNLM) diagnose-gradients $(DIAG_PTB) --format json --quiet > $(DIAG_OUT)/ptb.json && \
-	  cat $(DIAG_OUT)/ptb.txt; \
+	  cat $(DIAG_OUT)/ptb.txt && \
+	  $(RNNLM) diagnose-gradients $(DIAG_DEPTH) --plot docs/depth_time_ptb.png > $(DIAG_OUT)/ptb-depth.txt && \
+	  $(RNNLM) diagnose-gradients $(DIAG_DEPTH) --format json --quiet > $(DIAG_OUT)/ptb-depth.json && \
+	  cat $(DIAG_OUT)/ptb-depth.txt; \
 	else \
 	  echo "Penn Treebank part skipped: $(PTB) not found (corpora/README.md says how to get it)"; \
 	fi

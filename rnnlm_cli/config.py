@@ -773,6 +773,7 @@ def check_diagnose_memory(cfg: Config, vocab_size: int | None = None) -> int:
     diagnose-gradients; vocab_size: the model's, or diagnose.random_vocab when None."""
     d, m = cfg.diagnose, cfg.model
     sizes = {"model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
+             "model.num_layers": m.num_layers,
              "diagnose.steps": d.steps, "diagnose.batch_size": d.batch_size, "diagnose.batches": d.batches,
              "diagnose.random_vocab": d.random_vocab, "V": vocab_size or 0}
     G = _gates(m.cell)
@@ -780,9 +781,11 @@ def check_diagnose_memory(cfg: Config, vocab_size: int | None = None) -> int:
     def need(s):
         V = s["V"] or s["diagnose.random_vocab"]
         E, H, T, B = s["model.embedding_size"], s["model.hidden_size"], s["diagnose.steps"], s["diagnose.batch_size"]
+        above = s["model.num_layers"] - 1                # layers above the first: their cells, caches and tables
         tokens = 2 * s["diagnose.batches"] * T * B       # inputs and targets of every batch (random tokens are drawn up front)
-        return 8 * (2 * model_values(V, E, H, G) + batch_values(T, B, V, E, H, G) + 4 * T * T
-                    + T * H * G * H + 2 * T * B * H + tokens)
+        per_layer = 4 * T * T + T * H * G * H + 2 * T * B * H
+        return 8 * (2 * (model_values(V, E, H, G) + above * G * H * (2 * H + 2)) + batch_values(T, B, V, E, H, G)
+                    + above * T * B * 3 * G * H + (1 + above) * per_layer + tokens)
 
     return check_memory("diagnose-gradients", sizes, need)
 

@@ -151,6 +151,37 @@ def _ptb_diagnosis() -> dict:
     return diagnosis(PTB)
 
 
+DEPTH = ("rnnlm diagnose-gradients --config configs/diagnose/ptb-tanh3.yaml "
+         "--config configs/diagnose/ptb-lstm3.yaml")
+
+
+def _depth_diagnosis() -> dict:
+    run("rnnlm preprocess --config configs/diagnose/ptb-tanh.yaml --quiet")      # the same prepared folder
+    return diagnosis(DEPTH)
+
+
+def depth_heatmaps() -> None:
+    """The per-layer part of the fresh 3-layer models' reports: per-layer table, text heat map
+    of the depth x time matrix and its numbers (what `make diagnose` prints)."""
+    if not _ptb_available():
+        return keep_previous("3-layer heat maps on Penn Treebank (needs RNNLM_DOCS_FULL=1 and ../shared/corpora/ptb)")
+    sections = []
+    for part in _text_parts(_depth_diagnosis()):
+        if part.startswith("== "):
+            lines = part.split("\n")
+            start = next(i for i, line in enumerate(lines) if line.startswith("per layer, top first"))
+            sections.append("\n".join([lines[0]] + lines[start:]))
+    fenced("\n\n".join(sections))
+
+
+def depth_text() -> None:
+    """The two sentences on what the 3-layer models' depth x time matrices show."""
+    from rnnlm_cli.render.docs import depth_sentences
+    if not _ptb_available():
+        return keep_previous("3-layer sentences on Penn Treebank (needs RNNLM_DOCS_FULL=1 and ../shared/corpora/ptb)")
+    cog.outl(depth_sentences(_depth_diagnosis()["models"]))
+
+
 def _trained() -> dict:
     run(f"rnnlm train --config configs/tiny.yaml --set train.out={TRAINED} --force --quiet")
     return diagnosis(f"rnnlm diagnose-gradients --checkpoint {TRAINED}/best.npz --config configs/diagnose/tanh.yaml")

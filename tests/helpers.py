@@ -89,6 +89,63 @@ def state_gradients(model, fwd):
     return dh, dc, dh0[0], None if dc0 is None else dc0[0]
 
 
+def layer_state_fd_norms(model, x, y, t: int, k: int, layer: int, eps: float = 1e-6) -> np.ndarray:
+    """||dE_t/ds^layer_k|| per sequence (B,) by central differences, for a model of any depth;
+    E_t = the SUM loss of output t only. Step k is run layer by layer with s^layer_k replaced
+    (the layers above read its h), then the steps k+1..t from the whole state."""
+    from rnnlm_cli.nn import timeloop
+
+    B = x.shape[1]
+    before = model.layer_states(model.forward(x[:k], y[:k]).state if k > 0 else model.initial_state(B))
+    base = model.layer_states(model.forward(x[:k + 1], y[:k + 1]).state)[layer]
+    flat = np.concatenate(base, axis=-1)                                  # (B, P) s^layer_k
+    H = model.H
+
+    def E_t(f):
+        h_in, state = model.params["embedding"][x[k]], []
+        for l, cell in enumerate(model.cells):
+            if l == layer:
+                s = tuple(f[:, i * H:(i + 1) * H] for i in range(len(base)))
+            else:
+                lp = model.layer_params(l)
+                cache = timeloop.forward_sequence(cell, lp, (h_in @ lp["W_x"] + lp["b"])[None], before[l])
+                s = cell.state_at(cache, 1)
+            h_in = s[0]
+            state.extend(s)
+        if t == k:
+            return model.output.forward(model.params, h_in, y[t], None)[0]
+        return float(model.forward(x[k + 1:t + 1], y[k + 1:t + 1], state=tuple(state)).nll[-1].sum())
+
+    grad = np.zeros_like(flat)
+    for idx in np.ndindex(*flat.shape):
+        plus, minus = flat.copy(), flat.copy()
+        plus[idx] += eps
+        minus[idx] -= eps
+        grad[idx] = (E_t(plus) - E_t(minus)) / (2 * eps)
+    return np.linalg.norm(grad, axis=1)
+
+
+def stacked_step_jacobian(model, x, y, j: int, eps: float = 1e-6) -> np.ndarray:
+    """The dense ds_j/ds_(j-1) (B, P, P) of the whole stacked state (every layer's parts in
+    order, P = L times a layer's), by central differences of one forward step."""
+    B = x.shape[1]
+    s_prev = model.forward(x[:j], y[:j]).state if j > 0 else model.initial_state(B)
+    flat = np.concatenate(s_prev, axis=-1)                                # (B, P)
+    H = model.H
+
+    def step(f):
+        s = tuple(f[:, i * H:(i + 1) * H] for i in range(flat.shape[1] // H))
+        return np.concatenate(model.forward(x[j:j + 1], y[j:j + 1], state=s).state, axis=-1)
+
+    J = np.zeros((B, flat.shape[1], flat.shape[1]))
+    for q in range(flat.shape[1]):
+        plus, minus = flat.copy(), flat.copy()
+        plus[:, q] += eps
+        minus[:, q] -= eps
+        J[:, :, q] = (step(plus) - step(minus)) / (2 * eps)
+    return J
+
+
 # --------------------------------------------------------------------------- crafted checkpoints
 
 DELETE = object()     # meta_set's value that removes the key

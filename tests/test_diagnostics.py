@@ -266,7 +266,7 @@ def test_csv_output(no_data):
     result = invoke("diagnose-gradients", *SMALL, "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0]) == ["model", "quantity", "i", "j", "value"]
+    assert list(rows[0]) == ["model", "quantity", "i", "j", "value", "layer"]
     g = [r for r in rows if r["quantity"] == "grad_norm"]
     assert len(g) == 8 * 9 // 2 and all(int(r["j"]) <= int(r["i"]) for r in g)
     assert {"decay_rate", "horizon", "truncation_cosine", "saturation_tanh"} <= {r["quantity"] for r in rows}

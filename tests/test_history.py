@@ -81,8 +81,8 @@ def test_history_text_and_csv(tmp_path):
     assert "clip rate 0.2; non-finite: 0 lines" in text and "largest spikes:" in text and "by epoch:" in text
     assert report.diagnostics_text({"history": h}) == text
     rows = list(csv.DictReader(io.StringIO(report.diagnostics_csv({"history": h}))))
-    assert {"model": "history", "quantity": "grad_norm_max", "i": "", "j": "", "value": "5.0"} in rows
-    assert {"model": "history", "quantity": "clip_rate", "i": "", "j": "", "value": "0.2"} in rows
+    assert {"model": "history", "quantity": "grad_norm_max", "i": "", "j": "", "value": "5.0", "layer": ""} in rows
+    assert {"model": "history", "quantity": "clip_rate", "i": "", "j": "", "value": "0.2", "layer": ""} in rows
 
 
 # --------------------------------------------------------------------------- the command

@@ -59,13 +59,13 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     docs.append(("prepared-folder", sorted(p.name for p in prep.iterdir())))
     docs.append(("config", yaml.safe_load((prep / "config.yaml").read_text(encoding="utf-8"))))
 
-    # five runs: tanh with two seeds (adam, a record), a tied GRU (sgd with momentum), an LSTM (class softmax),
-    # a two-layer ReLU RNN
+    # five runs: tanh with two seeds (adam, a record), a tied GRU (sgd with momentum), an LSTM (class
+    # softmax), two stacked layers (tanh, with dropout between them)
     common = sets(f"data.prepared={prep}", *SMALL)
     trained = {"tanh/seed1": ["train.seed=1"], "tanh/seed2": ["train.seed=2", "train.k2=auto", "train.k2_every=3", "train.k2_max=40"],
                "gru": ["model.cell=gru", "model.tie_weights=true", "train.optimizer=sgd", "train.momentum=0.5"],
                "lstm": ["model.cell=lstm", "model.softmax=class"],
-               "relu2": ["model.cell=relu", "model.num_layers=2", "model.dropout_between=0.2"]}
+               "stacked": ["model.num_layers=2", "model.dropout_between=0.2"]}
     record = tmp / "record.json"
     for name, extra in trained.items():
         more = ["--record", record] if name == "tanh/seed1" else []
@@ -114,6 +114,13 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
                                             "--format", "json", "-q"))))
     docs.append(("diagnose", json.loads(run("diagnose-gradients", "--run", a, "--format", "json"))))
     text = run("diagnose-gradients", "--checkpoint", l / "best.npz", "--run", a, *DIAG, "--format", "csv", "-q")
+    table = list(csv.reader(io.StringIO(text)))
+    docs.append(("diagnose-csv", table[0] + sorted({f"quantity={row[1]}" for row in table[1:]})))
+    stacked = runs / "stacked"                   # per-layer fields and the per-layer training history
+    docs.append(("diagnose", json.loads(run("diagnose-gradients", "--checkpoint", stacked / "best.npz", "--run",
+                                            stacked, *DIAG, "--format", "json", "-q"))))
+    text = run("diagnose-gradients", "--checkpoint", stacked / "best.npz", "--run", stacked, *DIAG, "--format", "csv",
+               "-q")
     table = list(csv.reader(io.StringIO(text)))
     docs.append(("diagnose-csv", table[0] + sorted({f"quantity={row[1]}" for row in table[1:]})))
 

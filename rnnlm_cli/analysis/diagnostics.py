@@ -24,6 +24,22 @@ Definitions (s_k is the state after input k: h_k, or (h_k, c_k) for the LSTM; E_
                        horizon_is_lower_bound is true when it never fell below (d = T-1)
     max_norm_ratio     the largest g(t, t-d) / g(t, t) over all t, d (> 1: gradient grows)
 
+Stacked layers (model.num_layers = L >= 2). s^l_k is layer l's state (l = 0 the bottom, L-1 the
+top, which feeds the output); g^l(t, k) = ||dE_t/ds^l_k||, exact through depth and time (the
+on_lag hook names the layer). Every definition above holds per layer with g^l, normalised by the
+layer's own g^l(t, t). Beside them:
+
+    attenuation[l]     mean over t of g^l(t, t) / g^{L-1}(t, t): what is left of the gradient
+                       L-1-l layers down, at lag 0 (1 for the top layer)
+    depth_time[l][d]   mean over t = d..T-1 of g^l(t, t-d) / g^{L-1}(t, t): every layer's lag
+                       profile on the TOP layer's lag-0 scale, so attenuation through depth and
+                       through time read on one scale (depth_time[L-1][0] = 1, [l][0] =
+                       attenuation[l]); the heat map of --plot and of the text report
+
+The model's top-level fields are its top layer's (with one layer: the only one), but the step
+Jacobians, which are of the whole stacked state s_t = (s^0_t, ..., s^{L-1}_t) (jacobians.py), and
+truncation_bias's cosine and norm_ratio, which are over all parameters.
+
 JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
 
     data          "random tokens", "valid" or "train" (the split the sequences come from),
@@ -31,14 +47,14 @@ JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
     steps         T (null when the models differ);  batches N, batch_size B, threshold
     models        one entry per model:
       label       name in tables ("defaults", a config file's stem, "cell=gru", a checkpoint)
-      model       {cell, hidden_size, embedding_size, vocab_size, init, recurrent_init,
+      model       {cell, hidden_size, num_layers, embedding_size, vocab_size, init, recurrent_init,
                    init_scale, recurrent_scale, forget_bias, source}
       data, data_folder, data_note (random tokens only: why), steps, sequences (N*B)
       lag_profile {raw [T], normalised [T], matrix [T][T] g(t, k) with null for k > t;
                    LSTM only: h and c, each {raw, normalised, matrix} of ||dE_t/dh_k|| and
                    ||dE_t/dc_k|| (normalised by the state's g(t, t))}
       decay_rate, half_life, horizon, horizon_is_lower_bound, max_norm_ratio
-      jacobian    {state_size P (H, or 2H for the LSTM),
+      jacobian    {state_size P (H, or 2H for the LSTM; L times that with L layers),
                    sequences: how many sequences the Jacobians are measured on (the first
                      diagnose.jacobian_sequences in batch order; 0 = all N*B),
                    spectral_norm {mean [T], min [T], max [T]}: ||ds_j/ds_{j-1}||_2 per step j
@@ -64,8 +80,17 @@ JSON schema (`rnnlm diagnose-gradients --format json`; keys in this order):
                    (sum over d of C_d = dW_h; fraction = norm / ||dW_h||_F)
       truncation_bias [{k, cosine, norm_ratio, W_h_cosine, W_h_norm_ratio}]: the gradient of
                    window truncation k (Model.backward(fwd, truncation=k)) against full BPTT,
-                   over all parameters flattened and for cell.W_h alone; k from
+                   over all parameters flattened and for the top layer's W_h alone; k from
                    diagnose.truncations below T, plus T (cosine 1 and ratio 1 by construction)
+      layers      one entry per layer, bottom first (one entry with one layer, equal to the
+                  model's fields): {layer (0 = bottom), lag_profile, decay_rate, half_life,
+                   horizon, horizon_is_lower_bound, max_norm_ratio (from g^l, as above),
+                   attenuation, recurrent (as jacobian.recurrent, for the layer's W_h; its
+                   verdict "vanishing guaranteed" needs every layer from l to the top below
+                   the bound, as a path from s^l_k climbs but never descends),
+                   saturation, lag_contribution (the layer's W_h),
+                   truncation_bias [{k, W_h_cosine, W_h_norm_ratio}] (the layer's W_h)}
+      depth_time  [L][T] (see above)
     history       (with --run) see rnnlm_cli/analysis/history.py (`history_report`)
 
 All gradients of several batches are summed before they are compared; norms are averaged
@@ -204,17 +229,21 @@ def _sequences(spec: Spec, steps: int, batches: int, batch_size: int, random_tok
 
 class LagRecorder:
     """The on_lag hook: sums per-sequence norms of dE_{i+d}/ds_i into (t, k) matrices and the
-    lag-d contributions to dE/dW_h. Set `cache` to the current forward's cache before use."""
+    lag-d contributions to dE/dW_h. Set `cache` to the current forward's cache before use.
+    With `layer` given it records only that layer's calls (one recorder per layer of a stacked
+    model, `LayerRecorders`); None records every call (one layer)."""
 
-    def __init__(self, cell, T: int):
+    def __init__(self, cell, T: int, layer: int | None = None):
         H, GH = cell.H, cell.gates * cell.H
-        self.cell, self.T, self.cache = cell, T, None
+        self.cell, self.T, self.cache, self.layer = cell, T, None, layer
         self.h = np.zeros((T, T))                 # (t, k) sums of ||dE_t/dh_k||
         self.c = np.zeros((T, T)) if cell.has_c else None
         self.s = np.zeros((T, T)) if cell.has_c else self.h
         self.contrib = np.zeros((T, H, GH))        # (lag, H, GH)
 
     def __call__(self, layer, d, dh_lag, dc_lag, da_lag):
+        if self.layer is not None and layer != self.layer:
+            return
         n, B, H = dh_lag.shape
         i = np.arange(n)
         nh, nc, ns = lags.state_norms(dh_lag, dc_lag)                  # (n, B) each
@@ -225,6 +254,21 @@ class LagRecorder:
         hprev = self.cache.arrays["h_prev"][:n].reshape(n * B, H)
         dah = self.cell.recurrent_da(self.cache[:n], da_lag).reshape(n * B, -1)
         self.contrib[d] += hprev.T @ dah                               # undoes h_{t-1} @ W_h, lag d only
+
+
+class LayerRecorders:
+    """One LagRecorder per layer of `model`, as one on_lag hook; `use(fwd)` points each at its
+    layer's forward record."""
+
+    def __init__(self, model: Model, T: int):
+        self.recs = [LagRecorder(cell, T, layer if model.L > 1 else None) for layer, cell in enumerate(model.cells)]
+
+    def use(self, fwd) -> None:
+        for rec, cache in zip(self.recs, fwd.caches):
+            rec.cache = cache
+
+    def __call__(self, layer, d, dh_lag, dc_lag, da_lag):
+        self.recs[layer](layer, d, dh_lag, dc_lag, da_lag)
 
 
 def _profile(g: np.ndarray, diag: np.ndarray) -> dict:
@@ -275,6 +319,25 @@ def recurrent_bound(cell, W_h: np.ndarray) -> dict:
     return {"blocks": blocks, "verdict": verdict, "applies": applies, "note": note}
 
 
+def stacked_bounds(model: Model, bounds: list[dict]) -> list[dict]:
+    """Per-layer recurrent bounds of a stacked model, bottom first, with the verdicts made true for
+    layer l's gradient: a path from s^l_k to E_t takes d = t - k recurrent steps, each in one of
+    the layers l..L-1 (it can climb, never descend), so vanishing is certain only when every one of
+    them is below its bound (the climbs add at most L-1-l factors that do not grow with d, over a
+    number of paths polynomial in d). With one layer: as is."""
+    if model.L == 1:
+        return bounds
+    out = []
+    for layer, rb in enumerate(bounds):
+        above = bounds[layer:]
+        certain = rb["applies"] and all(b["blocks"][0]["below_bound"] for b in above)
+        note = (f"{rb['note']}; layer {layer}'s gradient also runs through the recurrences of the layers above it, "
+                "so every layer from it to the top must be below the bound"
+                if rb["applies"] and layer < model.L - 1 else rb["note"])
+        out.append({**rb, "verdict": "vanishing guaranteed" if certain else "not excluded", "note": note})
+    return out
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     cos = float(a @ b) / (na * nb) if na > 0 and nb > 0 else float("nan")
@@ -302,12 +365,12 @@ def first_sequences(seqs, n: int):
 def jacobian_norms(model: Model, seqs, rng: np.random.Generator, tick=lambda: None) -> dict:
     """The `jacobian` entry (module docstring) on the batches seqs [(x, y)]: spectral norms of
     every step Jacobian and of products of the last `span` ones, matrix-free (jacobians.py)."""
-    cell = model.cell
+    cell = model.cells[-1]
     T = seqs[0][0].shape[0]
-    P = cell.state_size
+    P = model.L * cell.state_size
     norms, prods = [], {s: [] for s in _spans(T)}
     for x, y in seqs:
-        maps = StepMaps(cell, model.forward(x, y).cache)
+        maps = StepMaps.of_model(model, model.forward(x, y))
         B = maps.B
         with blas.loop_threads():                        # chains of small GEMMs (blas.py)
             norms.append(top_singular_values(maps.jvp, maps.vjp, T * B, P, rng).reshape(T, B))   # (T, B)
@@ -325,7 +388,7 @@ def jacobian_norms(model: Model, seqs, rng: np.random.Generator, tick=lambda: No
         "overall": {"mean": float(jac.mean()), "min": float(jac.min()), "max": float(jac.max())},
         "products": [{"span": s, "mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v))}
                      for s, v in ((s, np.concatenate(v)) for s, v in prods.items())],
-        "recurrent": recurrent_bound(cell, model.params["cell.W_h"]),
+        "recurrent": recurrent_bound(cell, model.params[model.layer_prefix(model.L - 1) + "W_h"]),
     }
 
 
@@ -343,8 +406,10 @@ def _saturation_summary(sat: dict, units_total: int) -> dict:
     return saturation
 
 
-def truncation_bias(model: Model, seqs, truncations, tick=lambda: None) -> list[dict]:
-    """The `truncation_bias` entry: window-k gradients against full BPTT, summed over seqs."""
+def truncation_bias(model: Model, seqs, truncations, tick=lambda: None, per_layer: list | None = None) -> list[dict]:
+    """The `truncation_bias` entry: window-k gradients against full BPTT, summed over seqs; the
+    W_h fields are the top layer's. `per_layer`, when a list, receives one list per layer of
+    {k, W_h_cosine, W_h_norm_ratio} for that layer's W_h."""
     T = seqs[0][0].shape[0]
     ks = sorted({k for k in truncations if k < T} | {T})
     sums = {k: None for k in [None] + ks}                               # None: full BPTT
@@ -358,10 +423,19 @@ def truncation_bias(model: Model, seqs, truncations, tick=lambda: None) -> list[
     full = sums[None]
     flat_full = np.concatenate([v.ravel() for v in full.values()])
     bias = []
+    top = model.layer_prefix(model.L - 1) + "W_h"
     for k in ks:
         cos, ratio = _cosine(np.concatenate([v.ravel() for v in sums[k].values()]), flat_full)
-        wcos, wratio = _cosine(sums[k]["cell.W_h"].ravel(), full["cell.W_h"].ravel())
+        wcos, wratio = _cosine(sums[k][top].ravel(), full[top].ravel())
         bias.append({"k": k, "cosine": cos, "norm_ratio": ratio, "W_h_cosine": wcos, "W_h_norm_ratio": wratio})
+    if per_layer is not None:
+        for layer in range(model.L):
+            name = model.layer_prefix(layer) + "W_h"
+            rows = []
+            for k in ks:
+                wcos, wratio = _cosine(sums[k][name].ravel(), full[name].ravel())
+                rows.append({"k": k, "W_h_cosine": wcos, "W_h_norm_ratio": wratio})
+            per_layer.append(rows)
     return bias
 
 
@@ -372,49 +446,94 @@ def work_units(T: int, batches: int, batch_size: int, truncations, jacobian_sequ
     return batches * (2 + len(ks)) + 2 * jac_batches
 
 
-def diagnose_model(model: Model, seqs, threshold: float, truncations, jacobian_sequences: int = 0,
-                   rng: np.random.Generator | None = None, tick=lambda: None) -> dict:
-    """Every per-model measurement of the module docstring on batches `seqs` [(x, y)]; the step
-    Jacobians on the first `jacobian_sequences` of them (0: all) with Lanczos starts from rng;
-    tick() after each pass over a batch (work_units of them)."""
-    cell = model.cell
-    T, B = seqs[0][0].shape
-    rng = rng if rng is not None else np.random.default_rng(0)
-    rec = LagRecorder(cell, T)
-    dW_sum = np.zeros_like(model.params["cell.W_h"])
-    sat = {}                                                            # (name, kind) -> saturated count (T,)
-    for x, y in seqs:
-        # lag profile and lag contributions: window mode with k = T is full BPTT, every (t, d)
-        fwd = model.forward(x, y)
-        rec.cache = fwd.cache
-        dW_sum += model.backward(fwd, truncation=T, on_lag=rec)["cell.W_h"]
-        # saturation, read from the forward cache
-        for name, kind, v in cell.saturation_units(fwd.cache):
-            count = SATURATED[kind](v).sum(axis=(1, 2))                  # (T,)
-            sat[(name, kind)] = sat.get((name, kind), 0) + count
-        tick()
-
-    # lag profiles and their fit
-    n_seq = len(seqs) * B
+def _lag_summary(rec: LagRecorder, n_seq: int, threshold: float) -> dict:
+    """lag_profile, decay fit and max_norm_ratio of one layer's recorder (module docstring),
+    normalised by the layer's own g(t, t); also "_g" and "_diag", g(t, k) and g(t, t)."""
+    T = rec.T
     g_s = rec.s / n_seq
     diag = np.diag(g_s).copy()
     profile, ratio = _profile(g_s, diag)
-    if cell.has_c:
+    if rec.cell.has_c:
         profile["h"] = _profile(rec.h / n_seq, diag)[0]
         profile["c"] = _profile(rec.c / n_seq, diag)[0]
     below = np.tril(np.ones((T, T), dtype=bool))
     finite = ratio[below & np.isfinite(ratio)]
-    out = {"lag_profile": profile, **decay_fit(profile["normalised"], threshold),
-           "max_norm_ratio": float(finite.max()) if finite.size else None}
+    return {"lag_profile": profile, **decay_fit(profile["normalised"], threshold),
+            "max_norm_ratio": float(finite.max()) if finite.size else None, "_g": g_s, "_diag": diag}
+
+
+def _lag_contribution(rec: LagRecorder, dW: np.ndarray) -> dict:
+    total = float(np.linalg.norm(dW))
+    contrib = np.linalg.norm(rec.contrib.reshape(rec.T, -1), axis=1)
+    return {"norm": contrib, "fraction": contrib / total if total > 0 else contrib * np.nan, "total_norm": total}
+
+
+def depth_time(g_layers: list, top_diag: np.ndarray) -> np.ndarray:
+    """The (L, T) matrix M[l, d] = mean over t = d..T-1 of g^l(t, t-d) / g^top(t, t): every
+    layer's lag profile on the top layer's lag-0 scale (M[top, 0] = 1 by construction)."""
+    T = len(top_diag)
+    t = np.arange(T)
+    M = np.empty((len(g_layers), T))
+    for layer, g in enumerate(g_layers):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = g / top_diag[:, None]
+        M[layer] = [ratio[t[d:], t[d:] - d].mean() for d in range(T)]
+    return M
+
+
+def diagnose_model(model: Model, seqs, threshold: float, truncations, jacobian_sequences: int = 0,
+                   rng: np.random.Generator | None = None, tick=lambda: None) -> dict:
+    """Every per-model measurement of the module docstring on batches `seqs` [(x, y)]; the step
+    Jacobians on the first `jacobian_sequences` of them (0: all) with Lanczos starts from rng;
+    tick() after each pass over a batch (work_units of them). The top-level fields are the top
+    layer's (the Jacobians: the whole stacked state's); `layers` holds every layer's."""
+    L = model.L
+    T, B = seqs[0][0].shape
+    rng = rng if rng is not None else np.random.default_rng(0)
+    recs = LayerRecorders(model, T)
+    names = [model.layer_prefix(layer) + "W_h" for layer in range(L)]
+    dW_sum = [np.zeros_like(model.params[n]) for n in names]
+    sat = [{} for _ in range(L)]                                        # per layer: (name, kind) -> count (T,)
+    for x, y in seqs:
+        # lag profile and lag contributions: window mode with k = T is full BPTT, every (t, d)
+        fwd = model.forward(x, y)
+        recs.use(fwd)
+        grads = model.backward(fwd, truncation=T, on_lag=recs)
+        for layer, name in enumerate(names):
+            dW_sum[layer] += grads[name]
+            # saturation, read from the forward cache
+            for unit, kind, v in model.cells[layer].saturation_units(fwd.caches[layer]):
+                count = SATURATED[kind](v).sum(axis=(1, 2))              # (T,)
+                sat[layer][(unit, kind)] = sat[layer].get((unit, kind), 0) + count
+        tick()
+
+    # lag profiles and their fit, per layer; the top layer's are the model's
+    n_seq = len(seqs) * B
+    summaries = [_lag_summary(rec, n_seq, threshold) for rec in recs.recs]
+    top = summaries[-1]
+    out = {k: v for k, v in top.items() if not k.startswith("_")}
 
     # step Jacobians, saturation, lag contributions, truncation bias
     out["jacobian"] = jacobian_norms(model, first_sequences(seqs, jacobian_sequences), rng, tick)
-    out["saturation"] = _saturation_summary(sat, n_seq * cell.H)
-    total = float(np.linalg.norm(dW_sum))
-    contrib = np.linalg.norm(rec.contrib.reshape(T, -1), axis=1)
-    out["lag_contribution"] = {"norm": contrib, "fraction": contrib / total if total > 0 else contrib * np.nan,
-                               "total_norm": total}
-    out["truncation_bias"] = truncation_bias(model, seqs, truncations, tick)
+    H = model.cells[-1].H
+    saturation = [_saturation_summary(sat[layer], n_seq * H) for layer in range(L)]
+    contribution = [_lag_contribution(rec, dW) for rec, dW in zip(recs.recs, dW_sum)]
+    out["saturation"] = saturation[-1]
+    out["lag_contribution"] = contribution[-1]
+    per_layer_bias: list = []
+    out["truncation_bias"] = truncation_bias(model, seqs, truncations, tick, per_layer=per_layer_bias)
+
+    # every layer, and the depth x time matrix on the top layer's lag-0 scale
+    M = depth_time([s["_g"] for s in summaries], top["_diag"])
+    bounds = stacked_bounds(model, [recurrent_bound(model.cells[layer], model.params[names[layer]])
+                                    for layer in range(L)])
+    out["layers"] = [{"layer": layer, **{k: v for k, v in summ.items() if not k.startswith("_")},
+                      "attenuation": float(M[layer, 0]),
+                      "recurrent": bounds[layer],
+                      "saturation": saturation[layer], "lag_contribution": contribution[layer],
+                      "truncation_bias": per_layer_bias[layer]}
+                     for layer, summ in enumerate(summaries)]
+    out["depth_time"] = M
     return out
 
 
@@ -422,7 +541,7 @@ def diagnose_model(model: Model, seqs, threshold: float, truncations, jacobian_s
 
 def _model_info(model: Model, spec: Spec) -> dict:
     m = model.cfg
-    info = {"cell": m.cell, "hidden_size": m.hidden_size, "embedding_size": m.embedding_size,
+    info = {"cell": m.cell, "hidden_size": m.hidden_size, "num_layers": model.L, "embedding_size": m.embedding_size,
             "vocab_size": model.V, "init": m.init, "recurrent_init": m.recurrent_init,
             "init_scale": m.init_scale, "recurrent_scale": m.recurrent_scale}
     for key in model.cell.config_keys:                                  # e.g. the LSTM's forget_bias

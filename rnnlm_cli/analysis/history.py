@@ -11,7 +11,9 @@ under "history" in the JSON.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 
 import numpy as np
 
@@ -65,6 +67,11 @@ def history_report(run_dir: str, top: int = 5) -> dict:
                        [{step, grad_norm, running_median, ratio}]
         by_epoch       [{epoch, lines, median_grad_norm, clip_rate}]
         param_grad_norms {name: {lines, p50, max}} from the lines that carry them
+        layers         stacked models (logged names cell.<l>.<param>), one entry per layer,
+                       bottom first: [{layer, params: [names], lines, p50, max,
+                       by_epoch: [{epoch, lines, median}]}], the layer's norm on a line being
+                       sqrt(sum of its parameters' squared norms) over the lines that carry
+                       all of them; [] when no logged name has a layer index
     """
     path, lines, evals = _read_metrics(run_dir)
     objs = [o for _, o in lines]
@@ -80,7 +87,7 @@ def history_report(run_dir: str, top: int = 5) -> dict:
                       "skipped": counts[-1][1] if counts else None, "steps": _skips_went_up(counts)},
         "clip_rate": sum(clipped) / len(clipped) if clipped else None,
         "spikes": _spikes(objs, norms)[:top], "by_epoch": _by_epoch(objs, norms),
-        "param_grad_norms": _param_norms(objs)})
+        "param_grad_norms": _param_norms(objs), "layers": _layer_norms(objs)})
 
 
 def _skips_went_up(counts: list[tuple[int, int]]) -> list[int]:
@@ -132,3 +139,43 @@ def _param_norms(objs: list[dict]) -> dict:
         stats[name] = {"lines": len(values), "p50": float(np.median(v)) if v.size else None,
                        "max": float(v.max()) if v.size else None}
     return stats
+
+
+LAYER_NAME = re.compile(r"^cell\.(\d+)\.")
+
+
+def _layer_norms(objs: list[dict]) -> list[dict]:
+    """Per-layer gradient norms from lines whose param_grad_norms name cell.<l>.* parameters."""
+    names: dict[int, set] = {}
+    for o in objs:
+        if isinstance(o.get("param_grad_norms"), dict):
+            for name in o["param_grad_norms"]:
+                match = LAYER_NAME.match(name)
+                if match:
+                    names.setdefault(int(match.group(1)), set()).add(name)
+    out = []
+    for layer in sorted(names):
+        params = sorted(names[layer])
+        values, epochs = [], []
+        for o in objs:
+            logged = o.get("param_grad_norms")
+            if not isinstance(logged, dict) or not all(_number(logged.get(n)) for n in params):
+                continue
+            values.append(math.sqrt(sum(float(logged[n]) ** 2 for n in params)))
+            epochs.append(o.get("epoch"))
+        v = np.array(values)
+        finite = np.isfinite(v)
+        by_epoch = []
+        for e in sorted({e for e in epochs if _number(e)}):
+            ve = v[[i for i, x in enumerate(epochs) if x == e]]
+            ve = ve[np.isfinite(ve)]
+            by_epoch.append({"epoch": e, "lines": int(sum(x == e for x in epochs)),
+                             "median": float(np.median(ve)) if ve.size else None})
+        out.append({"layer": layer, "params": params, "lines": len(values),
+                    "p50": float(np.median(v[finite])) if finite.any() else None,
+                    "max": float(v[finite].max()) if finite.any() else None, "by_epoch": by_epoch})
+    return out
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -12,7 +12,8 @@ where forming J costs P backward steps and a dense eigen-solver O(P^3) (H = 650 
 per position). It stops when the Ritz residual bounds the error of lambda_max by `tol` relative
 (so sigma by tol / 2), after P iterations (Lanczos is then exact) or after `max_iter`.
 
-Everything here works for any cell: the maps use only the cell's backward step and tangent.
+Everything here works for any cell: the maps use only the cell's backward step and tangent
+(and, for stacked layers, its `input_tangent`).
 """
 
 from __future__ import annotations
@@ -24,26 +25,79 @@ import numpy as np
 
 class StepMaps:
     """u^T J and J v for every position (j, b) of a forward record with T steps of B sequences,
-    position (j, b) at flat index j * B + b; `idx` picks positions, u and v are (len(idx), P)."""
+    position (j, b) at flat index j * B + b; `idx` picks positions, u and v are (len(idx), P).
 
-    def __init__(self, cell, cache):
-        self.cell = cell
-        self.T, self.B = cache.arrays["h"].shape[:2]
-        self.P = cell.state_size
-        self.fac = tuple(f.reshape((self.T * self.B,) + f.shape[2:]) for f in cell.backward_factors(cache))
-        self.W_h = cache.weights["W_h"]                  # (H, GH)
-        self.W_hT = cell.w_hT(cache)                     # (GH, H) contiguous, as the backward uses it
+    StepMaps(cell, cache) for one layer; StepMaps(cells, caches, W_x) for a stacked model
+    (`StepMaps.of_model(model, fwd)`): the state is then s_t = (s^0_t, ..., s^{L-1}_t), P = L
+    times a layer's state size, layer l at columns l*P_l .. (l+1)*P_l. Its step Jacobian is not
+    block diagonal: s^l_t reads h^{l-1}_t through xproj^l_t = h^{l-1}_t W_x^l + b^l, so
+
+        jvp   bottom first: ds^l = tangent^l(v^l) + input_tangent^l(dh^{l-1} W_x^l)
+        vjp   top first: layer l's backward step on u^l (plus what the layer above sends), its
+              da^l W_x^l^T added to the h part of u^{l-1}
+
+    (no dropout: the diagnostics run without it). With one layer both are the cell's own maps.
+    """
+
+    def __init__(self, cells, caches, W_x=None):
+        if not isinstance(cells, (list, tuple)):
+            cells, caches = [cells], [caches]
+        self.cells, self.L = list(cells), len(cells)
+        self.cell = self.cells[-1]
+        self.T, self.B = caches[0].arrays["h"].shape[:2]
+        self.P_layer = self.cell.state_size
+        self.P = self.L * self.P_layer
+        self.facs = [tuple(f.reshape((self.T * self.B,) + f.shape[2:]) for f in c.backward_factors(k))
+                     for c, k in zip(self.cells, caches)]
+        self.W_hs = [k.weights["W_h"] for k in caches]                  # (H, GH) each
+        self.W_hTs = [c.w_hT(k) for c, k in zip(self.cells, caches)]    # (GH, H) contiguous, as the backward uses it
+        self.W_xs = list(W_x) if W_x is not None else [None] * self.L   # layer l's (in, GH); [0] unused
+        self.fac, self.W_h, self.W_hT = self.facs[-1], self.W_hs[-1], self.W_hTs[-1]
+
+    @classmethod
+    def of_model(cls, model, fwd) -> "StepMaps":
+        """The maps of a model's forward record, every layer (one layer: StepMaps(cell, cache))."""
+        if model.L == 1:
+            return cls(model.cell, fwd.cache)
+        W_x = [model.params[model.layer_prefix(l) + "W_x"] for l in range(model.L)]
+        return cls(model.cells, fwd.caches, W_x)
+
+    def _layer(self, l: int, u: np.ndarray) -> np.ndarray:
+        return u[:, l * self.P_layer:(l + 1) * self.P_layer]
 
     def vjp(self, u: np.ndarray, idx: np.ndarray) -> np.ndarray:
         H = self.cell.H
-        da = np.empty((len(idx), self.cell.gates * H), dtype=u.dtype)
-        dc = u[:, H:] if self.cell.has_c else None
-        _, dh_prev, dc_prev = self.cell.backward_apply(tuple(f[idx] for f in self.fac), self.W_hT,
-                                                       u[:, :H], dc, da)
-        return dh_prev if dc_prev is None else np.concatenate([dh_prev, dc_prev], axis=1)
+        out = np.empty_like(u) if self.L > 1 else None
+        from_above = None                                       # dE/dh^l_t through the layer above
+        for l in range(self.L - 1, -1, -1):
+            cell, ul = self.cells[l], self._layer(l, u)
+            dh = ul[:, :H] if from_above is None else ul[:, :H] + from_above
+            da = np.empty((len(idx), cell.gates * H), dtype=u.dtype)
+            dc = ul[:, H:] if cell.has_c else None
+            _, dh_prev, dc_prev = cell.backward_apply(tuple(f[idx] for f in self.facs[l]), self.W_hTs[l],
+                                                      dh, dc, da)
+            prev = dh_prev if dc_prev is None else np.concatenate([dh_prev, dc_prev], axis=1)
+            if self.L == 1:
+                return prev
+            out[:, l * self.P_layer:(l + 1) * self.P_layer] = prev
+            if l > 0:
+                from_above = da @ self.W_xs[l].T                # undoes xproj^l = h^{l-1} W_x^l + b
+        return out
 
     def jvp(self, v: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return self.cell.tangent(tuple(f[idx] for f in self.fac), self.W_h, v)
+        if self.L == 1:
+            return self.cell.tangent(tuple(f[idx] for f in self.fac), self.W_h, v)
+        H = self.cell.H
+        out = np.empty_like(v)
+        below = None                                            # change of h^{l-1}_t
+        for l, cell in enumerate(self.cells):
+            fac = tuple(f[idx] for f in self.facs[l])
+            ds = cell.tangent(fac, self.W_hs[l], self._layer(l, v))
+            if below is not None:
+                ds = ds + cell.input_tangent(fac, below @ self.W_xs[l])
+            out[:, l * self.P_layer:(l + 1) * self.P_layer] = ds
+            below = ds[:, :H]
+        return out
 
     def products(self, spans):
         """(jvp, vjp) of the products ds_{T-1}/ds_{T-1-span} = J_{T-1} ... J_{T-span} for every

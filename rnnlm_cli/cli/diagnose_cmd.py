@@ -35,7 +35,8 @@ from rnnlm_cli.train.metrics import METRICS_NAME
 @key_option("--threshold", key="diagnose.threshold", help="Horizon threshold on the normalised norm")
 @click.option("--random-tokens", is_flag=True, help="Random tokens even when prepared data exists.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Also draw the lag profiles and the (t, k) heat map into a PNG (needs matplotlib).")
+              help="Also draw the lag profiles and the (t, k) heat map into a PNG (stacked models: a layer x lag "
+                   "heat map beside the per-layer profiles; needs matplotlib).")
 @click.option("--fail-if-vanishing", "min_horizon", type=click.IntRange(min=0), default=None, metavar="HORIZON",
               help="Exit 1 when any model's horizon is below HORIZON.")
 @click.option("--fail-if-exploding", "max_ratio", type=FiniteFloat(0.0), default=None,
@@ -54,10 +55,12 @@ def diagnose_gradients_cmd(config_paths, overrides, sweeps, checkpoints, run_dir
     norms and their products (on the first diagnose.jacobian_sequences sequences, by Lanczos);
     sigma_max(W_h) against the Pascanu et al. bound; saturated units;
     each lag's share of dE/dW_h; and the bias of window truncation k against full BPTT.
+    Stacked models (model.num_layers >= 2): all of it per layer, the attenuation across layers,
+    the depth x time matrix (a text heat map) and the Jacobians of the whole stacked state.
     --run RUN reports the logged gradient norms of a training run instead (add --checkpoint for both).
 
     --format json writes every number (NaN/inf as null); --format csv the same in long
-    format, model,quantity,i,j,value. Every field of both: docs/reference.md.
+    format, model,quantity,i,j,value,layer. Every field of both: docs/reference.md.
 
     \b
     Example:

@@ -35,7 +35,9 @@ ds_t/ds_{t-1} (transposed product v^T J) in one call.
 candidate block, which is multiplied by the reset gate (`recurrent_da`).
 
 Tangent. `tangent(fac, W_h, v)` is J v, the linearised forward step, written as the exact
-transpose of `backward_apply` right under it (analysis/jacobians.py uses both, matrix-free).
+transpose of `backward_apply` right under it (analysis/jacobians.py uses both, matrix-free);
+`input_tangent(fac, a)` is the state's response to a change `a` of the input projection, the
+transpose of the dh, dc -> da part of the same step (a stacked model's layer reads the h below).
 
 Speed of the backward. Everything in a step's backward that does not depend on dh (the
 derivatives of the nonlinearities, products of gates) is computed for all positions of a record
@@ -147,8 +149,9 @@ class Cell:
         n_factors          how many arrays `backward_factors` returns
         extra_params       parameters beyond W_x, W_h, b
         config_keys        model.* keys the cell reads beyond the shared ones (reported with it)
-    and the methods `forward_step`, `backward_factors`, `backward_apply`, `tangent` and
-    `saturation_units` (plus `new_cache` for what its backward needs beyond h).
+    and the methods `forward_step`, `backward_factors`, `backward_apply`, `tangent`,
+    `input_tangent` (stacked models' Jacobians only) and `saturation_units` (plus `new_cache`
+    for what its backward needs beyond h).
     """
 
     name = ""
@@ -250,6 +253,13 @@ class Cell:
         `backward_apply` (the linearised forward step): (n, P)."""
         raise NotImplementedError
 
+    def input_tangent(self, fac, a: np.ndarray) -> np.ndarray:
+        """ds_t/dxproj_t a for n positions: the change of the state s_t (n, P) that a change
+        `a` (n, GH) of the input projection xproj_t causes, with s_{t-1} held. The exact
+        transpose of the input part of `backward_apply` (dh, dc -> da); a stacked model's step
+        Jacobian needs it (a layer's input is the h of the layer below, analysis/jacobians.py)."""
+        raise NotImplementedError
+
     def recurrent_da(self, cache: Cache, da: np.ndarray) -> np.ndarray:
         """Gradient w.r.t. the recurrent product h_{t-1} @ W_h, from da (same for all but GRU)."""
         return da
@@ -315,6 +325,9 @@ class ElmanCell(Cell):
     def tangent(self, fac, W_h, v):
         a = v[:, :self.H] @ W_h                # (n, H) change of h_{t-1} @ W_h
         return a * fac[0]                      # h = f(a): dh = f'(a) da
+
+    def input_tangent(self, fac, a):
+        return a * fac[0]                      # h = f(xproj + ...): dh = f'(.) dxproj
 
     def saturation_units(self, cache):
         return [("h", self.saturation_kind, cache.arrays["h"])]
@@ -435,6 +448,11 @@ class GRUCell(Cell):
         dh += v * z                                               # h = ... + z * h_prev
         return dh
 
+    def input_tangent(self, fac, a):
+        F = fac[0]
+        # xproj enters r, z and n directly (not behind r, as the recurrent product's n block)
+        return np.einsum("nkh,nkh->nh", a.reshape(-1, 3, self.H), F)
+
     def recurrent_da(self, cache, da):
         H = self.H
         dah = da.copy()
@@ -551,6 +569,14 @@ class LSTMCell(Cell):
         a4 = (v[:, :H] @ W_h).reshape(-1, 4, H)              # (n, 4, H) change of h_prev @ W_h
         dc = np.einsum("nkh,nkh->nh", a4[:, :3], F)          # c = f * c_prev + i * g through i, f, g
         dc += v[:, H:] * f                                   # ... and through c_prev
+        dh = a4[:, 3] * Fo + dc * A                          # h = o * tanh(c) through o and c
+        return np.concatenate([dh, dc], axis=1)
+
+    def input_tangent(self, fac, a):
+        A, F, Fo, _ = fac
+        H = self.H
+        a4 = a.reshape(-1, 4, H)                             # (n, 4, H) change of xproj
+        dc = np.einsum("nkh,nkh->nh", a4[:, :3], F)          # c = f * c_prev + i * g, c_prev held
         dh = a4[:, 3] * Fo + dc * A                          # h = o * tanh(c) through o and c
         return np.concatenate([dh, dc], axis=1)
 

@@ -5,6 +5,7 @@ Markdown the docs show; `make docs` calls them through cog (scripts/docgen.py) a
 check that the committed docs equal what they render now.
 
     diagnostics_summary(models, labels)   one row per model: decay, horizon, Jacobians, bias
+    depth_sentences(models)               what the depth x time matrices of stacked models show
     bench_table(report)                   the README's throughput table from a bench JSON
     bench_speedups(report)                {peer: how many times faster} for time to quality
     config_sections()                     the configuration's sections and their keys
@@ -73,6 +74,60 @@ BENCH_ROWS = (
     ("class-k35", "tanh, class softmax (100 classes), k1 = 35", ">= 55,000"),
     ("class-k4", "tanh, class softmax (100 classes), k1 = 4", ""),
 )
+
+
+def _depth_facts(m: dict) -> dict:
+    """Numbers of one stacked model's depth x time matrix: the bottom layer at lag 0 (L-1 layers
+    down) against the top layer L-1 steps back, where the bottom layer overtakes the top one,
+    and the bottom layer's peak."""
+    M = [[float("nan") if v is None else v for v in row] for row in m["depth_time"]]
+    L, T = len(M), len(M[0])
+    bottom, top = M[0], M[-1]
+    cross = next((d for d in range(T) if bottom[d] > top[d]), None)
+    peak = max(range(T), key=lambda d: bottom[d] if bottom[d] == bottom[d] else -1.0)
+    return {"L": L, "T": T, "depth": bottom[0], "time": top[L - 1], "cross": cross, "peak": peak,
+            "peak_value": bottom[peak], "bottom_end": bottom[-1], "top_end": top[-1], "cell": m["model"]["cell"], "label": m["label"]}
+
+
+def _compare(depth: float, time: float) -> str:
+    if not (depth > 0 and time > 0):
+        return "cannot be compared (a zero or non-finite norm)"
+    ratio = time / depth
+    if 1 / 1.5 <= ratio <= 1.5:
+        return "about as fast along depth as along time"
+    if ratio > 1:
+        return f"{ratio:.0f}x faster along depth than along time" if ratio >= 2 else \
+            f"{ratio:.1f}x faster along depth than along time"
+    return f"{1 / ratio:.1f}x faster along time than along depth"
+
+
+def depth_sentences(models: list[dict]) -> str:
+    """Two sentences on the depth x time matrices of stacked models (`layers`, `depth_time`):
+    does the gradient vanish faster along depth or along time, and where. Every number comes
+    from the diagnosis; the verdicts follow from them."""
+    facts = [_depth_facts(m) for m in models if len(m.get("layers") or []) > 1]
+    if not facts:
+        return ""
+    first = []
+    for f in facts:
+        n = f["L"] - 1
+        first.append(f"in the {f['L']}-layer {f['cell']} model ({f['label']}) the gradient norm {n} layers down "
+                     f"(bottom layer, lag 0) is {fmt_num(f['depth'])} of the top layer's and {n} steps back (top "
+                     f"layer, lag {n}) {fmt_num(f['time'])}: it vanishes {_compare(f['depth'], f['time'])}")
+    second = []
+    for f in facts:
+        if f["cross"] is None:
+            second.append(f"in the {f['cell']} model the top layer holds the most gradient at every lag")
+            continue
+        where = (f"in the {f['cell']} model the bottom layer holds more gradient than the top one from lag "
+                 f"{f['cross']} on ({fmt_num(f['bottom_end'])} against {fmt_num(f['top_end'])} at lag {f['T'] - 1})")
+        if f["peak_value"] > 1.1 * f["depth"]:
+            where += (f", and its norm even grows with the lag, from {fmt_num(f['depth'])} at lag 0 to "
+                      f"{fmt_num(f['peak_value'])} at lag {f['peak']}")
+        second.append(where)
+    return "\n".join(textwrap.fill(text, width=100) for text in (
+        "At initialisation, " + "; ".join(first) + ".",
+        "Along time the lower layers lose less than the top one: " + "; ".join(second) + "."))
 
 
 def _bench_result(report: dict, name: str) -> dict:

@@ -393,7 +393,7 @@ GRADCHECK = Output(
 
 # --------------------------------------------------------------------------- diagnose-gradients
 
-MODELS, JAC, HIST = "models[]", "models[].jacobian", "history"
+MODELS, JAC, HIST, LAYERS = "models[]", "models[].jacobian", "history", "models[].layers[]"
 DIAGNOSE = Output(
     "diagnose", "`rnnlm diagnose-gradients --format json`", "json", "`rnnlm diagnose-gradients --format json`",
     "One object, keys in this order. Definitions ([docs/diagnostics.md](diagnostics.md)): s_k is the state after "
@@ -413,6 +413,7 @@ DIAGNOSE = Output(
      F(f"{MODELS}.model", "object", "the model"),
      F(f"{MODELS}.model.cell", "string", "`model.cell`"),
      F(f"{MODELS}.model.hidden_size", "integer", "H"),
+     F(f"{MODELS}.model.num_layers", "integer", "L, the stacked recurrent layers (`model.num_layers`)"),
      F(f"{MODELS}.model.embedding_size", "integer", "E"),
      F(f"{MODELS}.model.vocab_size", "integer", "V"),
      F(f"{MODELS}.model.init", "string", "`model.init`"),
@@ -447,8 +448,9 @@ DIAGNOSE = Output(
                                                        "(horizon = T-1)"),
      F(f"{MODELS}.max_norm_ratio", "number", "the largest g(t, t-d) / g(t, t) over all t, d (> 1: the gradient "
                                              "grows somewhere)", null="no finite ratio"),
-     F(f"{JAC}", "object", "step Jacobians ds_j/ds_(j-1), by Lanczos through the cell's backward step"),
-     F(f"{JAC}.state_size", "integer", "P: H, or 2H for the LSTM"),
+     F(f"{JAC}", "object", "step Jacobians ds_j/ds_(j-1), by Lanczos through the cell's backward step; with L "
+                           "layers of the whole stacked state s_j = (s^0_j, ..., s^(L-1)_j)"),
+     F(f"{JAC}.state_size", "integer", "P: H, or 2H for the LSTM; L times that with L layers"),
      F(f"{JAC}.sequences", "integer", "sequences the Jacobians are measured on (the first "
                                       "`diagnose.jacobian_sequences`)"),
      F(f"{JAC}.spectral_norm", "object", "‖ds_j/ds_(j-1)‖₂ per step j = 0..T-1 (j = 0: w.r.t. the initial state)"),
@@ -464,7 +466,8 @@ DIAGNOSE = Output(
      F(f"{JAC}.products[].mean", "number", "mean over the sequences"),
      F(f"{JAC}.products[].min", "number", "smallest"),
      F(f"{JAC}.products[].max", "number", "largest"),
-     F(f"{JAC}.recurrent", "object", "σ_max(W_h) against the Pascanu et al. (2013) bound"),
+     F(f"{JAC}.recurrent", "object", "σ_max(W_h) against the Pascanu et al. (2013) bound (the top layer's W_h; every "
+                                    "layer's: layers[].recurrent)"),
      F(f"{JAC}.recurrent.blocks", "list of objects", "one per gate block of W_h"),
      F(f"{JAC}.recurrent.blocks[].block", "string", "the gate (`h` for tanh/relu)"),
      F(f"{JAC}.recurrent.blocks[].sigma_max", "number", "the block's largest singular value"),
@@ -494,8 +497,41 @@ DIAGNOSE = Output(
      F(f"{MODELS}.truncation_bias[].k", "integer", "the truncation", "steps"),
      F(f"{MODELS}.truncation_bias[].cosine", "number", "cosine to the full gradient, all parameters"),
      F(f"{MODELS}.truncation_bias[].norm_ratio", "number", "‖window-k gradient‖ / ‖full gradient‖"),
-     F(f"{MODELS}.truncation_bias[].W_h_cosine", "number", "the cosine for cell.W_h alone"),
-     F(f"{MODELS}.truncation_bias[].W_h_norm_ratio", "number", "the norm ratio for cell.W_h alone"),
+     F(f"{MODELS}.truncation_bias[].W_h_cosine", "number", "the cosine for the top layer's W_h alone"),
+     F(f"{MODELS}.truncation_bias[].W_h_norm_ratio", "number", "the norm ratio for the top layer's W_h alone"),
+     F(f"{MODELS}.layers", "list of objects", "every layer, bottom first (one entry with one layer, equal to the "
+                                              "model's own fields). g^l(t, k) = ‖dE_t/ds^l_k‖, s^l the state of "
+                                              "layer l; the model's lag profile, saturation, lag contribution and "
+                                              "W_h fields are its top layer's (l = L-1)"),
+     F(f"{LAYERS}.layer", "integer", "l: 0 is the bottom layer (reads the embedding), L-1 the top (feeds the output)"),
+     F(f"{LAYERS}.lag_profile", "object", "g^l by lag, normalised by the layer's own g^l(t, t)",
+       see="diagnose:models[].lag_profile"),
+     F(f"{LAYERS}.decay_rate", "number", "as the model's, of the layer's normalised profile", "per step"),
+     F(f"{LAYERS}.half_life", "number", "ln 2 / -decay_rate", "steps", null="nothing decays (decay_rate >= 0)"),
+     F(f"{LAYERS}.horizon", "integer", "as the model's, of the layer's normalised profile", "steps"),
+     F(f"{LAYERS}.horizon_is_lower_bound", "boolean", "true when the layer's profile never fell below the threshold"),
+     F(f"{LAYERS}.max_norm_ratio", "number", "the largest g^l(t, t-d) / g^l(t, t)", null="no finite ratio"),
+     F(f"{LAYERS}.attenuation", "number", "mean over t of g^l(t, t) / g^(L-1)(t, t): the gradient left L-1-l "
+                                          "layers below the top, at lag 0 (1 for the top layer) = depth_time[l][0]"),
+     F(f"{LAYERS}.recurrent", "object", "σ_max of the layer's W_h against the Pascanu et al. bound",
+       see="diagnose:models[].jacobian.recurrent"),
+     F(f"{LAYERS}.saturation", "mapping", "the layer's saturated units", keys="the kind of nonlinearity -> object, "
+       "as the model's"),
+     F(f"{LAYERS}.saturation.*.units", "list of strings", "the units of this kind"),
+     F(f"{LAYERS}.saturation.*.criterion", "string", "the test"),
+     F(f"{LAYERS}.saturation.*.per_step", "list of numbers", "the saturated fraction at each step t"),
+     F(f"{LAYERS}.saturation.*.mean", "number", "the saturated fraction over all steps"),
+     F(f"{LAYERS}.saturation.*.by_unit", "mapping", "the saturated fraction per unit", keys="unit name -> number"),
+     F(f"{LAYERS}.lag_contribution", "object", "what each lag adds to the layer's dE/dW_h",
+       see="diagnose:models[].lag_contribution"),
+     F(f"{LAYERS}.truncation_bias", "list of objects", "the window-k gradient of the layer's W_h against full BPTT"),
+     F(f"{LAYERS}.truncation_bias[].k", "integer", "the truncation", "steps"),
+     F(f"{LAYERS}.truncation_bias[].W_h_cosine", "number", "cosine to the full gradient of the layer's W_h"),
+     F(f"{LAYERS}.truncation_bias[].W_h_norm_ratio", "number", "‖window-k gradient‖ / ‖full gradient‖ of that W_h"),
+     F(f"{MODELS}.depth_time", "list of lists of numbers", "[l][d] = mean over t = d..T-1 of g^l(t, t-d) / "
+                                                           "g^(L-1)(t, t): every layer's lag profile on the top "
+                                                           "layer's lag-0 scale ([L-1][0] = 1), the heat map of "
+                                                           "`--plot`"),
      F(HIST, "object", "the gradient norms a training run logged (`--run OUT`, from OUT/metrics.jsonl)",
        when="`--run`"),
      F(f"{HIST}.file", "string", "the metrics.jsonl read"),
@@ -531,7 +567,19 @@ DIAGNOSE = Output(
        keys="parameter name -> object"),
      F(f"{HIST}.param_grad_norms.*.lines", "integer", "lines carrying this parameter's norm"),
      F(f"{HIST}.param_grad_norms.*.p50", "number", "median", null="no finite value"),
-     F(f"{HIST}.param_grad_norms.*.max", "number", "largest", null="no finite value")))
+     F(f"{HIST}.param_grad_norms.*.max", "number", "largest", null="no finite value"),
+     F(f"{HIST}.layers", "list of objects", "per-layer norms of a stacked model (logged names `cell.<l>.*`), bottom "
+                                            "first; a layer's norm on a line is √(Σ its parameters' squared norms), "
+                                            "over the lines that carry all of them; empty with one layer"),
+     F(f"{HIST}.layers[].layer", "integer", "l, 0 = bottom"),
+     F(f"{HIST}.layers[].params", "list of strings", "the layer's logged parameters"),
+     F(f"{HIST}.layers[].lines", "integer", "lines carrying all of them"),
+     F(f"{HIST}.layers[].p50", "number", "median", null="no finite value"),
+     F(f"{HIST}.layers[].max", "number", "largest", null="no finite value"),
+     F(f"{HIST}.layers[].by_epoch", "list of objects", "one per epoch"),
+     F(f"{HIST}.layers[].by_epoch[].epoch", "integer", "the epoch, from 1"),
+     F(f"{HIST}.layers[].by_epoch[].lines", "integer", "lines"),
+     F(f"{HIST}.layers[].by_epoch[].median", "number", "median layer norm", null="no finite value")))
 
 DIAGNOSE_CSV = Output(
     "diagnose-csv", "`rnnlm diagnose-gradients --format csv`", "csv", "`rnnlm diagnose-gradients --format csv`",
@@ -542,6 +590,8 @@ DIAGNOSE_CSV = Output(
      F("i", "integer or string", "the first index (see each quantity)"),
      F("j", "integer", "the second index (`grad_norm` only)"),
      F("value", "number", "the number (empty for null)"),
+     F("layer", "integer", "the layer of a per-layer quantity (0 = bottom; the model's own rows: the top layer); "
+                           "empty for the whole model's (Jacobians, truncation cosine and norm_ratio) and history"),
      F("quantity=grad_norm", "row", "g(t, k): i = t, j = k"),
      F("quantity=grad_norm_<part>", "row", "LSTM: the same for part h or c", when="LSTM"),
      F("quantity=lag_profile_raw", "row", "raw[d], i = d"),
@@ -560,12 +610,18 @@ DIAGNOSE_CSV = Output(
      F("quantity=lag_contribution_fraction", "row", "lag_contribution.fraction, i = lag"),
      F("quantity=truncation_<measure>", "row", "truncation_bias[] cosine, norm_ratio, W_h_cosine, "
                                                "W_h_norm_ratio; i = k"),
+     F("quantity=attenuation", "row", "layers[].attenuation, layer = l"),
+     F("quantity=depth_time", "row", "depth_time[l][d], i = d, layer = l"),
      F("quantity=grad_norm_<stat>", "row", "history: grad_norm percentile (p5 ... max)", when="`--run`"),
      F("quantity=clip_rate", "row", "history: clip_rate", when="`--run`"),
      F("quantity=nonfinite_skipped", "row", "history: nonfinite.skipped", when="`--run`"),
      F("quantity=spike_ratio", "row", "history: spikes[].ratio, i = step", when="`--run`"),
      F("quantity=epoch_median_grad_norm", "row", "history: by_epoch[].median_grad_norm, i = epoch",
-       when="`--run`")))
+       when="`--run`"),
+     F("quantity=layer_grad_norm_<stat>", "row", "history: layers[].p50 and max, layer = l",
+       when="`--run` of a stacked model"),
+     F("quantity=layer_epoch_median_grad_norm", "row", "history: layers[].by_epoch[].median, i = epoch, layer = l",
+       when="`--run` of a stacked model")))
 
 
 # --------------------------------------------------------------------------- probe

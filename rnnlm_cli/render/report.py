@@ -22,8 +22,9 @@ The last section renders the JSON result of `rnnlm diagnose-gradients` (schema: 
 diagnostics.py; "history": history.py) with the helpers above:
 
     diagnostics_text(result)        summary table, lag chart, side-by-side lags, per-model detail
-    diagnostics_csv(result)         long-format CSV: model, quantity, i, j, value
-    plot_diagnostics(result, path)  lag profiles (log y) and the (t, k) heat map of the first model
+    diagnostics_csv(result)         long-format CSV: model, quantity, i, j, value, layer
+    plot_diagnostics(result, path)  lag profiles (log y) and the (t, k) heat map of the first model;
+                                    stacked models: layer x lag heat maps beside per-layer profiles
 """
 
 from __future__ import annotations
@@ -158,6 +159,52 @@ def log_chart(series: dict[str, Sequence[float]], x_label: str = "x", y_label: s
     return "\n".join(lines)
 
 
+SHADES = "@%#*+=-:. "     # text heat map: one character per decade below the top, darkest first
+
+
+def text_heatmap(rows: dict[str, Sequence[float]], x_label: str = "x", width: int = 64) -> str:
+    """Rows of positive values against x = 0, 1, 2, ... as a shaded text map on a log scale:
+    each value is one character of SHADES by its decade (>= 1 is '@', [0.1, 1) '%', ... ,
+    below 1e-8 ' '), '?' where it is not a positive finite number. With more x values than
+    `width` columns each column shows the nearest x; with few, up to 3 columns per value."""
+    values = [np.asarray(v, dtype=float) for v in rows.values()]
+    n = max((len(v) for v in values), default=0)
+    if n == 0:
+        return "(nothing to map)"
+    if n <= width:
+        per = max(1, min(width // n, 3))
+        xs = [c // per for c in range(n * per)]
+    else:
+        xs = [round(c * (n - 1) / (width - 1)) for c in range(width)]
+    label_w = max(len(k) for k in rows)
+    lines = []
+    for name, v in zip(rows, values):
+        chars = []
+        for x in xs:
+            val = v[x] if x < len(v) else np.nan
+            if not (np.isfinite(val) and val > 0):
+                chars.append("?")
+                continue
+            decade = math.ceil(-math.log10(val) - 1e-12) if val < 1 else 0
+            chars.append(SHADES[min(decade, len(SHADES) - 1)])
+        lines.append((f"{name:>{label_w}} |" + "".join(chars)).rstrip())
+    lines.append(" " * label_w + " +" + "-" * len(xs))
+    ticks = [" "] * (len(xs) + label_w + 2)
+    c = 0
+    while c < len(xs):
+        if c == 0 or xs[c] != xs[c - 1]:
+            text = str(xs[c])
+            if label_w + 2 + c + len(text) <= len(ticks):
+                ticks[label_w + 2 + c:label_w + 2 + c + len(text)] = list(text)
+            c += 10
+        else:
+            c += 1
+    lines.append("".join(ticks).rstrip() + f"   {x_label}")
+    legend = "  ".join(f"{ch} {'1' if i == 0 else f'1e-{i}'}" for i, ch in enumerate(SHADES[:-1]))
+    lines.append("shade from: " + legend + ", blank below")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- PNG figures
 
 PLOT_FORMATS = ("png", "pdf", "svg")      # what save_png writes, chosen by the file name's extension
@@ -191,36 +238,50 @@ def require_matplotlib(option: str = "--plot"):
     return plt
 
 
-def save_figure(path: str, panels: list[dict], option: str = "--plot") -> None:
-    """Draw panels side by side into a PNG.
+def save_figure(path: str, panels: list, option: str = "--plot") -> None:
+    """Draw panels side by side into a PNG; a list of lists of panels draws one row per list.
 
     A panel is {"kind": "lines", "title", "x_label", "y_label", "series": {name: values},
     "log_y": bool} or {"kind": "heatmap", "title", "x_label", "y_label", "matrix": 2-D values
-    (NaN = blank), "log": bool (colour by log10), "colorbar": label}.
+    (NaN = blank), "log": bool (colour by log10), "colorbar": label, and optionally "y_ticks"
+    (a label per row), "vmin"/"vmax" (colour limits, after the log), "cmap"}.
     """
     plt = require_matplotlib(option)
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
-        if panel["kind"] == "lines":
-            for name, values in panel["series"].items():
-                v = np.asarray(values, dtype=float)
-                v = np.where(np.isfinite(v) & (v > 0), v, np.nan) if panel.get("log_y") else v
-                ax.plot(np.arange(len(v)), v, marker=".", label=name)
-            if panel.get("log_y"):
-                ax.set_yscale("log")
-            ax.legend(fontsize="small")
-            ax.grid(True, which="major", alpha=0.3)
-        else:
-            m = np.asarray(panel["matrix"], dtype=float)
-            if panel.get("log"):
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    m = np.where(m > 0, np.log10(m), np.nan)
-            image = ax.imshow(m, origin="lower", aspect="auto", interpolation="nearest")
-            fig.colorbar(image, ax=ax, label=panel.get("colorbar", ""))
-        ax.set_title(panel.get("title", ""))
-        ax.set_xlabel(panel.get("x_label", ""))
-        ax.set_ylabel(panel.get("y_label", ""))
+    grid = panels if panels and isinstance(panels[0], list) else [panels]
+    ncols = max(len(row) for row in grid)
+    fig, axes = plt.subplots(len(grid), ncols, figsize=(6 * ncols, 4.5 * len(grid)), squeeze=False)
+    for r, row in enumerate(grid):
+        for ax in axes[r][len(row):]:
+            ax.set_visible(False)
+        for ax, panel in zip(axes[r], row):
+            _draw_panel(fig, ax, panel)
     save_png(fig, path, dpi=100)
+
+
+def _draw_panel(fig, ax, panel: dict) -> None:
+    if panel["kind"] == "lines":
+        for name, values in panel["series"].items():
+            v = np.asarray(values, dtype=float)
+            v = np.where(np.isfinite(v) & (v > 0), v, np.nan) if panel.get("log_y") else v
+            ax.plot(np.arange(len(v)), v, marker=".", label=name)
+        if panel.get("log_y"):
+            ax.set_yscale("log")
+        ax.legend(fontsize="small")
+        ax.grid(True, which="major", alpha=0.3)
+    else:
+        m = np.asarray(panel["matrix"], dtype=float)
+        if panel.get("log"):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                m = np.where(m > 0, np.log10(m), np.nan)
+        image = ax.imshow(m, origin="lower", aspect="auto", interpolation="nearest", cmap=panel.get("cmap"),
+                          vmin=panel.get("vmin"), vmax=panel.get("vmax"))
+        fig.colorbar(image, ax=ax, label=panel.get("colorbar", ""))
+        if panel.get("y_ticks"):
+            ax.set_yticks(range(len(panel["y_ticks"])))
+            ax.set_yticklabels(panel["y_ticks"])
+    ax.set_title(panel.get("title", ""))
+    ax.set_xlabel(panel.get("x_label", ""))
+    ax.set_ylabel(panel.get("y_label", ""))
 
 
 def save_png(fig, path: str, dpi: int) -> None:
@@ -267,11 +328,15 @@ def _model_detail(m: dict) -> str:
             + ([prof["h"]["normalised"][d], prof["c"]["normalised"][d]] if lstm else [])
             + [contrib["fraction"][d]] for d in _lags(T)]
     info = m["model"]
-    out = [f"== {m['label']}: {info['cell']}, H={info['hidden_size']}, recurrent_init={info['recurrent_init']} "
+    L = info.get("num_layers", 1)
+    out = [f"== {m['label']}: {info['cell']}, H={info['hidden_size']}" + (f", L={L}" if L > 1 else "")
+           + f", recurrent_init={info['recurrent_init']} "
            f"x{fmt_num(info['recurrent_scale'])}, {info['source']}",
            f"decay rate {fmt_num(m['decay_rate'])} per step, half-life {_half_life(m)} steps, "
            f"horizon {_horizon(m)} (threshold {fmt_num(m['threshold'])}), "
-           f"max norm ratio {fmt_num(m['max_norm_ratio'])}",
+           f"max norm ratio {fmt_num(m['max_norm_ratio'])}"
+           + ("\n(lags: the top layer's; Jacobians: the whole stacked state's; every layer at the end)"
+              if L > 1 else ""),
            table(head, rows),
            "(raw: mean over t of ||dE_t/ds_(t-d)||; normalised: per t by ||dE_t/ds_t||, then the mean;",
            f" dW_h share: ||lag-d part of dE/dW_h|| / ||dE/dW_h||, ||dE/dW_h|| = {fmt_num(contrib['total_norm'])})"]
@@ -292,6 +357,42 @@ def _model_detail(m: dict) -> str:
                             [[b["k"], b["cosine"], b["norm_ratio"], b["W_h_cosine"], b["W_h_norm_ratio"]]
                              for b in m["truncation_bias"]],
                             title="truncation bias: window-k gradient against full BPTT", digits=4))
+    if len(m.get("layers") or []) > 1:
+        out.append(_layers_detail(m))
+    return "\n".join(out)
+
+
+def _layer_label(m: dict, layer: int, short: bool = False) -> str:
+    return ("" if short else "layer ") + str(layer) + (" (top)" if layer == len(m["layers"]) - 1 else "")
+
+
+def _layers_detail(m: dict) -> str:
+    """A stacked model's layers: per-layer summary, the depth x time heat map and its numbers."""
+    T = m["steps"]
+    layers = m["layers"]
+    rows = []
+    for e in reversed(layers):
+        rb = e["recurrent"]
+        bias = e["truncation_bias"][0] if e["truncation_bias"] else None
+        rows.append([_layer_label(m, e["layer"], short=True), e["attenuation"], e["decay_rate"], _half_life(e),
+                     _horizon(e), e["max_norm_ratio"], max(b["sigma_max"] for b in rb["blocks"]),
+                     rb["verdict"].replace("vanishing ", ""), bias["W_h_cosine"] if bias else None])
+    k = layers[-1]["truncation_bias"][0]["k"] if layers[-1]["truncation_bias"] else "-"
+    out = [table(["layer", "attenuation", "decay/step", "half-life", "horizon", "max ratio", "sigma(W_h)",
+                  "vanishing", f"W_h cos k={k}"], rows,
+                 title="per layer, top first (attenuation: mean over t of ||dE_t/ds^l_t|| / ||dE_t/ds^top_t||;\n"
+                       " the rest as above, each layer normalised by its own lag 0; vanishing: guaranteed only\n"
+                       " when this layer and every one above it are below the bound):")]
+    out.append("saturation by layer: " + "; ".join(
+        f"{_layer_label(m, e['layer'], short=True)}: " + ", ".join(f"{kind} {s['mean']:.1%}"
+                                                                   for kind, s in e["saturation"].items())
+        for e in reversed(layers)))
+    grid = m["depth_time"]
+    out.append("depth x time: mean over t of ||dE_t/ds^l_(t-d)|| / ||dE_t/ds^top_t||, log scale:")
+    out.append(text_heatmap({_layer_label(m, e["layer"]): grid[e["layer"]] for e in reversed(layers)}, x_label="lag d"))
+    lags = sorted({d for d in (0, 1, 2, 4, 8, 16, 32, 64) if d < T} | {T - 1})
+    out.append(table(["layer"] + [f"d={d}" for d in lags],
+                     [[_layer_label(m, e["layer"])] + [grid[e["layer"]][d] for d in lags] for e in reversed(layers)]))
     return "\n".join(out)
 
 
@@ -318,6 +419,17 @@ def history_text(h: dict) -> str:
         out.append(table(["parameter", "lines", "median", "max"],
                                 [[k, v["lines"], v["p50"], v["max"]] for k, v in h["param_grad_norms"].items()],
                                 title="per-parameter gradient norms:"))
+    if h.get("layers"):
+        epochs = sorted({e["epoch"] for layer in h["layers"] for e in layer["by_epoch"]})
+        shown = epochs if len(epochs) <= 8 else [epochs[round(i * (len(epochs) - 1) / 7)] for i in range(8)]
+        rows = []
+        for layer in reversed(h["layers"]):
+            med = {e["epoch"]: e["median"] for e in layer["by_epoch"]}
+            rows.append([str(layer["layer"]), layer["lines"], layer["p50"], layer["max"]]
+                        + [med.get(e) for e in shown])
+        out.append(table(["layer", "lines", "median", "max"] + [f"epoch {e}" for e in shown], rows,
+                         title="per-layer gradient norms (top first; sqrt of the sum of the layer's squared "
+                               "parameter norms), median by epoch:"))
     return "\n".join(out)
 
 
@@ -334,14 +446,19 @@ def diagnostics_text(result: dict) -> str:
     parts.append(f"data: {result['data']}{where}; {first['batches']} batch(es) x {first['batch_size']} sequences x "
                  f"{first['steps']} steps from the zero state\n"
                  f"float64, no dropout; E_t = -log p of output t; s_k = the state after input k")
+    stacked = any(m["model"].get("num_layers", 1) > 1 for m in models)
     rows = []
     for m in models:
         rb = m["jacobian"]["recurrent"]
-        rows.append([m["label"], m["model"]["cell"], m["model"]["hidden_size"], m["decay_rate"], _half_life(m),
+        rows.append([m["label"], m["model"]["cell"], m["model"]["hidden_size"]]
+                    + ([m["model"].get("num_layers", 1)] if stacked else [])
+                    + [m["decay_rate"], _half_life(m),
                      _horizon(m), m["max_norm_ratio"], m["jacobian"]["overall"]["mean"],
                      max(b["sigma_max"] for b in rb["blocks"]), rb["verdict"].replace("vanishing ", "")])
-    parts.append(table(["model", "cell", "H", "decay/step", "half-life", "horizon", "max ratio",
-                               "mean ||J||", "sigma(W_h)", "vanishing"], rows))
+    parts.append(table(["model", "cell", "H"] + (["L"] if stacked else []) + ["decay/step", "half-life", "horizon",
+                       "max ratio", "mean ||J||", "sigma(W_h)", "vanishing"], rows)
+                 + ("\n(L >= 2: the top layer's profile; ||J||: the whole stacked state's step Jacobian)" if stacked
+                    else ""))
     parts.append(log_chart({m["label"]: m["lag_profile"]["normalised"] for m in models}, x_label="lag d",
                                   y_label="normalised gradient norm ||dE_t/ds_(t-d)|| / ||dE_t/ds_t||, mean over t"))
     if len(models) > 1:
@@ -353,55 +470,86 @@ def diagnostics_text(result: dict) -> str:
     return "\n\n".join(parts)
 
 
-DIAGNOSTICS_CSV_COLUMNS = ("model", "quantity", "i", "j", "value")
+DIAGNOSTICS_CSV_COLUMNS = ("model", "quantity", "i", "j", "value", "layer")
+
+
+def _layer_rows(name: str, e: dict, layer):
+    """The per-layer quantities of one layer entry (or of the model's top-level fields)."""
+    prof = e["lag_profile"]
+
+    def matrix(q, g):
+        for t, row in enumerate(g):
+            for k, v in enumerate(row[:t + 1]):
+                yield name, q, t, k, v, layer
+
+    yield from matrix("grad_norm", prof["matrix"])
+    for q in ("raw", "normalised"):
+        yield from ((name, f"lag_profile_{q}", d, None, v, layer) for d, v in enumerate(prof[q]))
+    for part in ("h", "c"):
+        if part in prof:
+            yield from matrix(f"grad_norm_{part}", prof[part]["matrix"])
+            yield from ((name, f"lag_profile_{part}_normalised", d, None, v, layer)
+                        for d, v in enumerate(prof[part]["normalised"]))
+    for q in ("decay_rate", "half_life", "horizon", "max_norm_ratio"):
+        yield name, q, None, None, e[q], layer
+
+
+def _layer_tail_rows(name: str, rb: dict, saturation: dict, contrib: dict, layer):
+    for b in rb["blocks"]:
+        yield name, "sigma_max", b["block"], None, b["sigma_max"], layer
+        yield name, "sigma_bound", b["block"], None, b["bound"], layer
+    for kind, s in saturation.items():
+        yield from ((name, f"saturation_{kind}", t, None, v, layer) for t, v in enumerate(s["per_step"]))
+    yield from ((name, "lag_contribution", d, None, v, layer) for d, v in enumerate(contrib["norm"]))
+    yield from ((name, "lag_contribution_fraction", d, None, v, layer) for d, v in enumerate(contrib["fraction"]))
 
 
 def diagnostics_csv_rows(result: dict):
-    """Long-format rows (model, quantity, i, j, value); see the command's help for i and j."""
+    """Long-format rows (model, quantity, i, j, value, layer); see the command's help for i and j.
+    layer: the layer a per-layer quantity belongs to (0 = bottom; the model's own rows carry the
+    top layer's index), empty for the whole model's (Jacobians of the stacked state, truncation
+    cosine and norm ratio over all parameters) and for the history."""
     for m in result.get("models") or []:
         name = m["label"]
-        prof = m["lag_profile"]
-
-        def matrix(q, g):
-            for t, row in enumerate(g):
-                for k, v in enumerate(row[:t + 1]):
-                    yield name, q, t, k, v
-
-        yield from matrix("grad_norm", prof["matrix"])
-        for q in ("raw", "normalised"):
-            yield from ((name, f"lag_profile_{q}", d, None, v) for d, v in enumerate(prof[q]))
-        for part in ("h", "c"):
-            if part in prof:
-                yield from matrix(f"grad_norm_{part}", prof[part]["matrix"])
-                yield from ((name, f"lag_profile_{part}_normalised", d, None, v)
-                            for d, v in enumerate(prof[part]["normalised"]))
-        for q in ("decay_rate", "half_life", "horizon", "max_norm_ratio"):
-            yield name, q, None, None, m[q]
+        layers = m.get("layers") or []
+        top = len(layers) - 1 if layers else 0
+        yield from _layer_rows(name, m, top)
         jac = m["jacobian"]
         for stat in ("mean", "min", "max"):
-            yield from ((name, f"jacobian_norm_{stat}", j, None, v) for j, v in enumerate(jac["spectral_norm"][stat]))
-            yield from ((name, f"jacobian_product_{stat}", p["span"], None, p[stat]) for p in jac["products"])
-        for b in jac["recurrent"]["blocks"]:
-            yield name, "sigma_max", b["block"], None, b["sigma_max"]
-            yield name, "sigma_bound", b["block"], None, b["bound"]
-        for kind, s in m["saturation"].items():
-            yield from ((name, f"saturation_{kind}", t, None, v) for t, v in enumerate(s["per_step"]))
-        yield from ((name, "lag_contribution", d, None, v) for d, v in enumerate(m["lag_contribution"]["norm"]))
-        yield from ((name, "lag_contribution_fraction", d, None, v)
-                    for d, v in enumerate(m["lag_contribution"]["fraction"]))
+            yield from ((name, f"jacobian_norm_{stat}", j, None, v, None)
+                        for j, v in enumerate(jac["spectral_norm"][stat]))
+            yield from ((name, f"jacobian_product_{stat}", p["span"], None, p[stat], None) for p in jac["products"])
+        yield from _layer_tail_rows(name, jac["recurrent"], m["saturation"], m["lag_contribution"], top)
         for b in m["truncation_bias"]:
             for q in ("cosine", "norm_ratio", "W_h_cosine", "W_h_norm_ratio"):
-                yield name, f"truncation_{q}", b["k"], None, b[q]
+                yield name, f"truncation_{q}", b["k"], None, b[q], top if q.startswith("W_h") else None
+        # the layers below the top (stacked models), then every layer's depth x time row
+        for e in layers[:-1]:
+            layer = e["layer"]
+            yield from _layer_rows(name, e, layer)
+            yield from _layer_tail_rows(name, e["recurrent"], e["saturation"], e["lag_contribution"], layer)
+            for b in e["truncation_bias"]:
+                for q in ("W_h_cosine", "W_h_norm_ratio"):
+                    yield name, f"truncation_{q}", b["k"], None, b[q], layer
+        for e in layers:
+            yield name, "attenuation", None, None, e["attenuation"], e["layer"]
+        for layer, row in enumerate(m.get("depth_time") or []):
+            yield from ((name, "depth_time", d, None, v, layer) for d, v in enumerate(row))
     h = result.get("history")
     if h:
         for k, v in h["grad_norm"].items():
-            yield "history", f"grad_norm_{k}", None, None, v
-        yield "history", "clip_rate", None, None, h["clip_rate"]
-        yield "history", "nonfinite_skipped", None, None, h["nonfinite"]["skipped"]
+            yield "history", f"grad_norm_{k}", None, None, v, None
+        yield "history", "clip_rate", None, None, h["clip_rate"], None
+        yield "history", "nonfinite_skipped", None, None, h["nonfinite"]["skipped"], None
         for s in h["spikes"]:
-            yield "history", "spike_ratio", s["step"], None, s["ratio"]
+            yield "history", "spike_ratio", s["step"], None, s["ratio"], None
         for e in h["by_epoch"]:
-            yield "history", "epoch_median_grad_norm", e["epoch"], None, e["median_grad_norm"]
+            yield "history", "epoch_median_grad_norm", e["epoch"], None, e["median_grad_norm"], None
+        for e in h.get("layers") or []:
+            yield "history", "layer_grad_norm_p50", None, None, e["p50"], e["layer"]
+            yield "history", "layer_grad_norm_max", None, None, e["max"], e["layer"]
+            for row in e["by_epoch"]:
+                yield "history", "layer_epoch_median_grad_norm", row["epoch"], None, row["median"], e["layer"]
 
 
 def diagnostics_csv(result: dict) -> str:
@@ -410,8 +558,14 @@ def diagnostics_csv(result: dict) -> str:
 
 
 def plot_diagnostics(result: dict, path: str) -> None:
-    """PNG: normalised norm against lag per model (log y) and the (t, k) heat map of the first."""
+    """PNG: normalised norm against lag per model (log y) and the (t, k) heat map of the first;
+    with stacked models, one row per stacked model instead: its layer x lag heat map of
+    depth_time (log colour, one colour scale for all rows) beside its per-layer profiles."""
     models = result["models"]
+    stacked = [m for m in models if len(m.get("layers") or []) > 1]
+    if stacked:
+        save_figure(path, _depth_panels(stacked))
+        return
     first = models[0]
     save_figure(path, [
         {"kind": "lines", "title": "normalised gradient norm by lag", "x_label": "lag d = t - k",
@@ -421,3 +575,28 @@ def plot_diagnostics(result: dict, path: str) -> None:
          "y_label": "t (output)", "matrix": [[np.nan if v is None else v for v in row]
                                             for row in first["lag_profile"]["matrix"]],
          "log": True, "colorbar": "log10 norm"}])
+
+
+def _depth_panels(models: list) -> list:
+    """One row per stacked model: [depth x time heat map, per-layer profiles on the same scale].
+    Each heat map's colours span its own decades (0 = the top layer at lag 0)."""
+    ratio = r"$\|\partial E_t/\partial s^l_{t-d}\|\ /\ \|\partial E_t/\partial s^{top}_t\|$"
+    rows = []
+    for m in models:
+        g = np.array([[np.nan if v is None else v for v in row] for row in m["depth_time"]], dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log10(g[np.isfinite(g) & (g > 0)])
+        vmax = float(np.ceil(max(logs.max(), 0.0))) if logs.size else 0.0
+        vmin = float(np.floor(max(logs.min(), vmax - 16))) if logs.size else -1.0
+        L = len(m["layers"])
+        names = [f"layer {l}" + (" (top)" if l == L - 1 else "") for l in range(L)]
+        info = m["model"]
+        title = f"{m['label']}: {info['cell']}, {L} layers, H={info['hidden_size']}"
+        rows.append([
+            {"kind": "heatmap", "title": f"{title}\n" + r"$\log_{10}$ " + ratio, "x_label": "lag d (time)",
+             "y_label": "layer l (depth)", "matrix": g, "log": True, "colorbar": r"$\log_{10}$ (top layer, lag 0: 0)",
+             "y_ticks": names, "vmin": vmin, "vmax": vmax, "cmap": "magma"},
+            {"kind": "lines", "title": f"{title}\nevery layer on the top layer's lag-0 scale", "x_label": "lag d",
+             "y_label": ratio, "log_y": True,
+             "series": {name: g[l] for l, name in reversed(list(enumerate(names)))}}])
+    return rows
