@@ -243,6 +243,16 @@ def depth_table() -> None:
     records = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
     cog.outl(render(records))
     cog.outl()
+    one, two = (r["summary"] for r in records)
+    epochs = {r["summary"]["epochs"] for r in records}
+    better = "lower" if two["test_ppl"] < one["test_ppl"] else "higher"
+    cog.outl(f"After {' / '.join(str(e) for e in sorted(epochs))} epoch(s) each, two layers reach test perplexity "
+             f"{two['test_ppl']:.1f} against one layer's {one['test_ppl']:.1f} ({better} by "
+             f"{abs(two['test_ppl'] - one['test_ppl']):.1f}; validation {two['valid_ppl']:.1f} against "
+             f"{one['valid_ppl']:.1f}), at {one['tokens_per_sec'] / two['tokens_per_sec']:.1f}x the time per "
+             f"training token ({two['tokens_per_sec']:,.0f} against {one['tokens_per_sec']:,.0f} tokens/s). "
+             f"Validation perplexity after each epoch:")
+    cog.outl()
     fenced(curves_table(records))
 
 
