@@ -339,8 +339,10 @@ def blas_line(blas: dict) -> str:
     """The BLAS as the table's head names it (from kernels.info(), i.e. threadpoolctl)."""
     if not blas.get("library"):
         return "BLAS unknown (threadpoolctl found none)"
+    big = (f", {blas['big_threads']} for the big products (RNNLM_BIG_THREADS={blas.get('big_threads_setting')})"
+           if blas.get("big_threads") is not None else "")
     return (f"BLAS {blas['library']} {blas.get('version') or ''} ({blas.get('core') or '?'}, "
-            f"{blas.get('threads')} threads, {blas.get('loop_threads')} in the time loop)")
+            f"{blas.get('threads')} threads, {blas.get('loop_threads')} in the time loop{big})")
 
 
 def torch_available() -> str | None:
@@ -743,8 +745,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ttq-softmax", default="full,class",
                     help="output layer(s) of the time-to-quality runs (comma-separated: full, class)")
     ap.add_argument("--busy", action="store_true",
-                    help="also time every config (and PyTorch) with one core kept busy by a spinning process "
-                         "the bench starts and stops around each of those children, interleaved with the ambient rounds")
+                    help="also time every config compared with PyTorch (and PyTorch) with one core kept busy by a "
+                         "spinning process the bench starts and stops around those children, interleaved with the "
+                         "ambient rounds")
     ap.add_argument("--out", metavar="FILE.json", help="also write the JSON report to FILE.json (atomically)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -781,9 +784,10 @@ def main(argv=None) -> int:
         use_torch = not args.no_torch and torch_available()
         if not use_torch and not args.no_torch:
             print(TORCH_MISSING, file=sys.stderr)
-        loads = ("ambient", "busy") if args.busy else ("ambient",)
         results, torch_speed = [], {}
         for unit in plan_units(names, bool(use_torch)):
+            # the busy rounds are for the configs compared with PyTorch (the cells); the others once
+            loads = ("ambient", "busy") if args.busy and unit["torch"] else ("ambient",)
             if args.format == "table":
                 print(f"  running {', '.join(unit['names'])}" + (f" + PyTorch {unit['torch']}" if unit["torch"] else "")
                       + f" ({' and '.join(loads)}) ...", file=sys.stderr)
@@ -797,7 +801,7 @@ def main(argv=None) -> int:
                 torch_speed[entry["name"][6:]] = entry["summary"]["median"]
         report = {"machine": machine(), "data": data_note, "gemm_gflops": gflops, "gemm_runs": gemm_runs,
                   "gemm_shape": list(GEMM_SHAPE), "repeats": repeats, "env": env, "results": results,
-                  "loads": list(loads), "load_before": load_before, "others_before": others_before,
+                  "loads": ["ambient", "busy"] if args.busy else ["ambient"], "load_before": load_before, "others_before": others_before,
                   "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
         if not use_torch:
             report["torch"] = "skipped (--no-torch)" if args.no_torch else TORCH_MISSING
