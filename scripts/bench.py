@@ -423,7 +423,7 @@ def round_order(unit: dict) -> list[str]:
     """Job keys of one round: our first config, PyTorch, our other configs (ours and PyTorch
     alternate, so a change in the machine's load hits both sides alike)."""
     keys = [unit["names"][0]] + (["torch"] if unit["torch"] else []) + unit["names"][1:]
-    return keys
+    return keys + [f"{name}+variant" for name in unit["names"] if unit.get("variant")]
 
 
 def run_rounds(unit: dict, jobs: dict, repeats: int, loads, child, busy=busy_core) -> dict:
@@ -444,9 +444,15 @@ def entry_name(name: str, load: str) -> str:
     return name if load == "ambient" else f"{name}@{load}"
 
 
+def variant_label(variant: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in variant.items())
+
+
 def measure_unit(unit, prepared, corpus, repeats, loads, env, quick=False, torch_threads=2, child=None) -> list:
-    """Time a unit's configs (and its PyTorch model) under each load; one entry per config and load."""
-    child = child or (lambda job: run_child({**job, "repeats": 1}, env))
+    """Time a unit's configs (and its PyTorch model) under each load; one entry per config and load.
+    unit["variant"] (environment settings, optional): our configs are timed a second time with
+    them in the same rounds (an interleaved A/B), as entries named config[KEY=VALUE]."""
+    child = child or (lambda job: run_child({**job, "repeats": 1}, {**env, **job.get("env", {})}))
     specs = {name: quick_spec(CONFIGS[name]) if quick else dict(CONFIGS[name]) for name in unit["names"]}
     first = unit["names"][0]
     if CONFIGS[first]["kind"] == "preprocess":
@@ -461,6 +467,10 @@ def measure_unit(unit, prepared, corpus, repeats, loads, env, quick=False, torch
             out.append(entry)
         return out
     jobs = {name: {"what": "ours", "spec": spec, "prepared": prepared} for name, spec in specs.items()}
+    variant = unit.get("variant")
+    if variant:
+        for name, spec in specs.items():
+            jobs[f"{name}+variant"] = {"what": "ours", "spec": spec, "prepared": prepared, "env": dict(variant)}
     if unit["torch"]:
         tspec = quick_spec(CONFIGS[unit["torch"]]) if quick else dict(CONFIGS[unit["torch"]])
         jobs["torch"] = {"what": "torch", "spec": tspec, "prepared": prepared, "threads": torch_threads}
@@ -473,10 +483,16 @@ def measure_unit(unit, prepared, corpus, repeats, loads, env, quick=False, torch
             tentry["load"] = load
             if "error" not in tentry:
                 tentry["note"] = f"PyTorch {tentry['torch']} CPU, {tentry['torch_threads']} threads"
-        for name in unit["names"]:
+        keys = [(name, name) for name in unit["names"]]
+        if variant:
+            keys += [(f"{name}+variant", f"{name}[{variant_label(variant)}]") for name in unit["names"]]
+        for key, shown in keys:
+            name = key.split("+")[0]
             spec = specs[name]
-            entry = merge_rounds(entry_name(name, load), rounds[(load, name)], spec)
+            entry = merge_rounds(entry_name(shown, load), rounds[(load, key)], spec)
             entry["load"] = load
+            if key != name:
+                entry["env"] = dict(variant)
             if "error" not in entry:
                 entry["note"] = f"{spec['kind']}, {spec['softmax']} softmax, k1={spec['k1']}" + (
                     f", C={entry.get('classes')}" if spec["softmax"] == "class" else "") + (
@@ -592,14 +608,18 @@ def render_table(report: dict) -> str:
             f"{', '.join(f'{g:.0f}' for g in report['gemm_runs'])})",
             f"{report['repeats']} repeats per config, load average before/after: "
             f"{report['load_before']} / {report['load_after']}"]
+    if report.get("variant"):
+        head.append(f"config[{variant_label(report['variant'])}]: our config again with that environment, "
+                    "in the same rounds")
     if "busy" in report.get("loads", ()):
         head.append("@busy: the same, timed while a spinning process of the bench kept one core busy "
                     "(rounds interleaved with the ambient ones)")
     for when in ("before", "after"):
         others = report.get(f"others_{when}")
         if others is not None:
+            from rnnlm_cli.render.docs import short_command
             head.append(f"other processes {when} (>= 5% CPU): " + ("; ".join(
-                f"{cpu:.0f}% {cmd[:70]}" for cpu, _, cmd in others) or "none"))
+                f"{cpu:.0f}% {short_command(cmd)}" for cpu, _, cmd in others) or "none"))
     if report.get("torch"):
         head.append(report["torch"])
     out = head + [""] + lines
@@ -748,6 +768,9 @@ def main(argv=None) -> int:
                     help="also time every config compared with PyTorch (and PyTorch) with one core kept busy by a "
                          "spinning process the bench starts and stops around those children, interleaved with the "
                          "ambient rounds")
+    ap.add_argument("--variant", action="append", metavar="KEY=VALUE",
+                    help="also time our configs with this environment setting (repeatable: one variant with all of "
+                         "them) in the same rounds, an interleaved A/B, e.g. --variant RNNLM_BIG_THREADS=auto")
     ap.add_argument("--out", metavar="FILE.json", help="also write the JSON report to FILE.json (atomically)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -768,7 +791,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = os.path.abspath(args.corpus)
         if all(os.path.isfile(os.path.join(corpus, f)) for f in PTB_FILES):
-            data_note = f"Penn Treebank ({corpus})"
+            data_note = f"Penn Treebank ({os.path.relpath(corpus, ROOT)})"
         else:
             data_note = (f"SYNTHETIC: {corpus} has no PTB files; a Zipf(1.1) stream over 10,000 words "
                          f"with PTB's sizes stands in (figures are not PTB figures)")
@@ -791,6 +814,8 @@ def main(argv=None) -> int:
             if args.format == "table":
                 print(f"  running {', '.join(unit['names'])}" + (f" + PyTorch {unit['torch']}" if unit["torch"] else "")
                       + f" ({' and '.join(loads)}) ...", file=sys.stderr)
+            if args.variant:
+                unit["variant"] = parse_env(args.variant)
             results += measure_unit(unit, prepared, corpus, repeats, loads, env, args.quick, args.torch_threads)
         gemm_runs.append(run_child({"what": "gemm"}, env).get("gflops", float("nan")))
 
@@ -801,7 +826,8 @@ def main(argv=None) -> int:
                 torch_speed[entry["name"][6:]] = entry["summary"]["median"]
         report = {"machine": machine(), "data": data_note, "gemm_gflops": gflops, "gemm_runs": gemm_runs,
                   "gemm_shape": list(GEMM_SHAPE), "repeats": repeats, "env": env, "results": results,
-                  "loads": ["ambient", "busy"] if args.busy else ["ambient"], "load_before": load_before, "others_before": others_before,
+                  "loads": ["ambient", "busy"] if args.busy else ["ambient"], "variant": parse_env(args.variant),
+                  "load_before": load_before, "others_before": others_before,
                   "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
         if not use_torch:
             report["torch"] = "skipped (--no-torch)" if args.no_torch else TORCH_MISSING

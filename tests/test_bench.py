@@ -202,3 +202,23 @@ def test_busy_process_spins_and_is_gone_afterwards(bench):
 
 def test_missing_torch_says_how_to_get_it(bench):
     assert "pip install torch" in bench.TORCH_MISSING and "cpu" in bench.TORCH_MISSING
+
+
+def test_a_variant_runs_in_the_same_rounds(bench):
+    calls = []
+
+    def child(job):
+        calls.append((job["spec"]["cell"], job["what"], tuple(sorted(job.get("env", {}).items()))))
+        speed = {"ours": 200.0, "torch": 100.0}[job["what"]] * (1.5 if job.get("env") else 1.0)
+        return {"runs": [speed], "peak_rss_mb": 1.0, "torch": "x", "torch_threads": 2}
+
+    unit = {"names": ["lstm"], "torch": "lstm", "variant": {"RNNLM_BIG_THREADS": "auto"}}
+    out = bench.measure_unit(unit, "prepared", "corpus", 2, ("ambient",), {}, child=child)
+    env = (("RNNLM_BIG_THREADS", "auto"),)
+    # each round: ours, PyTorch, ours with the variant's environment
+    assert calls == [("lstm", "ours", ()), ("lstm", "torch", ()), ("lstm", "ours", env)] * 2
+    by = {e["name"]: e for e in out}
+    assert by["lstm"]["vs_torch"] == 2.0 and by["lstm[RNNLM_BIG_THREADS=auto]"]["vs_torch"] == 3.0
+    assert by["lstm[RNNLM_BIG_THREADS=auto]"]["env"] == {"RNNLM_BIG_THREADS": "auto"}
+    # a variant is not a target's figure
+    assert {t["config"] for t in bench.check_targets(out)} == set()
