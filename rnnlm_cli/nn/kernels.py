@@ -33,7 +33,8 @@ A class-softmax training step at k1 = 4 (~80 tokens, ~5 ms) makes four switches.
 Why `auto` is not the default. Under load a threaded product waits for its helper thread at
 every synchronisation point inside the GEMM, and OpenBLAS's helpers spin after each product:
 with other trainings on both cores of the bench machine, the 1-layer LSTM (E = H = 200) trained
-~2x faster with one thread for everything (scripts/bench.py, alternating fresh children). But a
+1.4-2.2x faster with one thread for the big products too (scripts/bench.py --variant, alternating
+fresh children; results/bench-big-threads.json). But a
 product's last bits depend on its thread count (OpenBLAS splits the work differently: measured,
 (700 x 10,000) @ (10,000 x 200) differs between one and two threads in float32 and float64), so
 a thread count chosen from the load would give the same seed different rounding from run to run
