@@ -26,6 +26,7 @@ preprocessed by rnnlm itself into a temporary folder. Without it, a synthetic Zi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -51,6 +52,12 @@ CONFIGS = {
     "gru":       {"kind": "train", "cell": "gru", "softmax": "full", "k1": 35, "steps": 30, "warmup": 3},
     "lstm":      {"kind": "train", "cell": "lstm", "softmax": "full", "k1": 35, "steps": 30, "warmup": 3},
     "relu":      {"kind": "train", "cell": "relu", "softmax": "full", "k1": 35, "steps": 40, "warmup": 3},
+    # the stacked PTB shape: E = H = 650, 2 layers (Zaremba's medium LSTM); the class config is
+    # compared with PyTorch's full-softmax model of the same shape (`torch_ref`)
+    "lstm2-650": {"kind": "train", "cell": "lstm", "softmax": "full", "k1": 35, "steps": 8, "warmup": 2,
+                  "E": 650, "H": 650, "layers": 2},
+    "lstm2-650-class": {"kind": "train", "cell": "lstm", "softmax": "class", "classes": 100, "k1": 35,
+                        "steps": 16, "warmup": 3, "E": 650, "H": 650, "layers": 2, "torch_ref": "lstm2-650"},
     "class-k4":  {"kind": "train", "cell": "tanh", "softmax": "class", "classes": 100, "k1": 4, "steps": 600,
                   "warmup": 30},
     "class-k35": {"kind": "train", "cell": "tanh", "softmax": "class", "classes": 100, "k1": 35, "steps": 80,
@@ -60,7 +67,7 @@ CONFIGS = {
     "preprocess": {"kind": "preprocess"},
 }
 TORCH_CELLS = ("tanh", "gru", "lstm", "relu")
-SHAPE = {"E": 200, "H": 200, "B": 20}
+SHAPE = {"E": 200, "H": 200, "B": 20, "layers": 1}
 GEMM_SHAPE = (700, 200, 10000)
 TTQ_TARGET = 150.0
 PEERS = {"mikolov_rnnlm_0.3e": 10900.0}     # words/s, the published figure of Mikolov's toolkit (another machine: AMD EPYC)
@@ -75,16 +82,17 @@ def gates(cell: str) -> int:
 
 
 def flops_per_token(cell: str, E: int, H: int, V: int, softmax: str = "full", C: int = 0,
-                    mean_class_size: float = 0.0, train: bool = True) -> float:
+                    mean_class_size: float = 0.0, train: bool = True, layers: int = 1) -> float:
     """Multiply-add FLOPs (2 per MAC) of every GEMM per token, from the shapes.
 
-    cell: x W_x and h W_h forward; backward dW_x, dW_h, dx, dh_prev (3x the forward).
+    cell: x W_x and h W_h forward; backward dW_x, dW_h, dx, dh_prev (3x the forward); layer 0
+    reads the embedding (E), layers 1.. the h below (H).
     full softmax: h W (H x V) forward; dW and dh backward. class softmax: the class part
     (H x C) plus the word part over the target's class (mean_class_size words on average).
     Element-wise work (nonlinearities, exp) is not counted.
     """
     G = gates(cell)
-    cell_fwd = 2 * (E + H) * G * H
+    cell_fwd = 2 * (E + H) * G * H + (layers - 1) * 2 * (H + H) * G * H
     out_fwd = 2 * H * V if softmax == "full" else 2 * H * (C + mean_class_size)
     fwd = cell_fwd + out_fwd
     return 3 * fwd if train else fwd
@@ -155,10 +163,16 @@ def prepare(corpus: str, prepared: str) -> None:
 
 # --------------------------------------------------------------------------- one config (child side)
 
+def shape(spec: dict) -> tuple:
+    """(E, H, B, layers) of a config: its own or the bench's default (SHAPE)."""
+    return tuple(spec.get(k, SHAPE[k]) for k in ("E", "H", "B", "layers"))
+
+
 def model_config(spec: dict, extra=()):
     from rnnlm_cli.config import load_config
-    E, H, B = (spec.get(k, SHAPE[k]) for k in ("E", "H", "B"))
+    E, H, B, L = shape(spec)
     sets = [f"model.cell={spec['cell']}", f"model.embedding_size={E}", f"model.hidden_size={H}",
+            f"model.num_layers={L}",
             f"model.softmax={spec['softmax']}", f"model.num_classes={spec.get('classes', 0)}",
             f"train.batch_size={B}", f"train.k1={spec['k1']}", "train.optimizer=sgd", "train.lr=1.0",
             "train.clip=norm", "train.clip_threshold=5.0", "train.eval_batch_size=10"]
@@ -221,7 +235,8 @@ def run_ours(spec: dict, prepared: str, repeats: int) -> dict:
 
 
 def run_torch(spec: dict, prepared: str, repeats: int, threads: int) -> dict:
-    """The same training step in PyTorch (CPU): Embedding + RNN/GRU/LSTM + Linear, SGD, clip."""
+    """The same training step in PyTorch (CPU): Embedding + RNN/GRU/LSTM (num_layers as ours) +
+    Linear (always the full softmax: PyTorch has no class-factorised one), SGD, clip."""
     import torch
     from torch import nn
 
@@ -231,10 +246,11 @@ def run_torch(spec: dict, prepared: str, repeats: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     data = load_prepared(prepared)
-    V, E, H, B, T = len(data.vocab), SHAPE["E"], SHAPE["H"], SHAPE["B"], spec["k1"]
+    E, H, B, L = shape(spec)
+    V, T = len(data.vocab), spec["k1"]
     cell = spec["cell"]
-    rnn = {"tanh": lambda: nn.RNN(E, H), "relu": lambda: nn.RNN(E, H, nonlinearity="relu"),
-           "gru": lambda: nn.GRU(E, H), "lstm": lambda: nn.LSTM(E, H)}[cell]()
+    rnn = {"tanh": lambda: nn.RNN(E, H, num_layers=L), "relu": lambda: nn.RNN(E, H, num_layers=L, nonlinearity="relu"),
+           "gru": lambda: nn.GRU(E, H, num_layers=L), "lstm": lambda: nn.LSTM(E, H, num_layers=L)}[cell]()
     emb, out = nn.Embedding(V, E), nn.Linear(H, V)
     params = list(emb.parameters()) + list(rnn.parameters()) + list(out.parameters())
     opt = torch.optim.SGD(params, lr=1.0)
@@ -323,8 +339,10 @@ def blas_line(blas: dict) -> str:
     """The BLAS as the table's head names it (from kernels.info(), i.e. threadpoolctl)."""
     if not blas.get("library"):
         return "BLAS unknown (threadpoolctl found none)"
+    big = (f", {blas['big_threads']} for the big products (RNNLM_BIG_THREADS={blas.get('big_threads_setting')})"
+           if blas.get("big_threads") is not None else "")
     return (f"BLAS {blas['library']} {blas.get('version') or ''} ({blas.get('core') or '?'}, "
-            f"{blas.get('threads')} threads, {blas.get('loop_threads')} in the time loop)")
+            f"{blas.get('threads')} threads, {blas.get('loop_threads')} in the time loop{big})")
 
 
 def torch_available() -> str | None:
@@ -333,6 +351,215 @@ def torch_available() -> str | None:
         return "yes" if importlib.util.find_spec("torch") else None
     except (ImportError, ValueError):
         return None
+
+
+TORCH_MISSING = ("PyTorch comparison skipped: torch is not importable by " + sys.executable + ". torch is not a "
+                 "dependency of rnnlm; for the side-by-side figures install a CPU build into the same "
+                 "environment, e.g. `.venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu` "
+                 "(the CPU wheel; the default one pulls multi-GB CUDA libraries), then run `make bench` again.")
+
+
+# --------------------------------------------------------------------------- load and rounds
+
+BUSY_LOOP = ("import os\n"
+             "parent = os.getppid()\n"
+             "while os.getppid() == parent:\n"          # ends by itself when the bench is gone
+             "    for _ in range(2000000):\n"
+             "        pass\n")
+
+
+@contextlib.contextmanager
+def busy_core(settle: float = 0.2):
+    """A process spinning on one core for the duration of the block (a CPU-bound neighbour like
+    another training); killed and reaped when the block ends, however it ends. It also ends by
+    itself when the process that started it dies (it polls its parent id)."""
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(settle)                        # let it be scheduled before the timed child starts
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def torch_model_of(name: str) -> str | None:
+    """The config whose PyTorch model a config is compared with (a class-softmax config: the
+    full-softmax config of its shape; PyTorch has no class softmax), or None."""
+    spec = CONFIGS[name]
+    if spec["kind"] != "train" or spec["cell"] not in TORCH_CELLS:
+        return None
+    if spec["softmax"] == "full":
+        return name
+    return spec.get("torch_ref")
+
+
+def plan_units(names, use_torch: bool) -> list[dict]:
+    """Configs grouped into units timed in the same rounds: the configs compared with one PyTorch
+    model share a unit (e.g. the 2-layer LSTM with full and with class softmax), every other
+    config is a unit of its own. {"names": [...], "torch": config name of the PyTorch model or None}."""
+    units, by_torch = [], {}
+    for name in names:
+        ref = torch_model_of(name) if use_torch else None
+        if ref is not None and ref in by_torch:
+            by_torch[ref]["names"].append(name)
+            continue
+        unit = {"names": [name], "torch": ref}
+        if ref is not None:
+            by_torch[ref] = unit
+        units.append(unit)
+    return units
+
+
+def quick_spec(spec: dict) -> dict:
+    spec = dict(spec)
+    spec["steps"] = max(2, spec.get("steps", 0) // 10)
+    spec["warmup"] = 1
+    spec["tokens"] = 5000
+    return spec
+
+
+def round_order(unit: dict) -> list[str]:
+    """Job keys of one round: our first config, PyTorch, our other configs (ours and PyTorch
+    alternate, so a change in the machine's load hits both sides alike)."""
+    keys = [unit["names"][0]] + (["torch"] if unit["torch"] else []) + unit["names"][1:]
+    return keys + [f"{name}+variant" for name in unit["names"] if unit.get("variant")]
+
+
+def run_rounds(unit: dict, jobs: dict, repeats: int, loads, child, busy=busy_core) -> dict:
+    """Every job once per round and load, each in a fresh child (`child(job)`); the loads alternate
+    their order from round to round (ambient first, then busy first, ...). Returns
+    {(load, key): [result of each round]}."""
+    rounds = {(load, key): [] for load in loads for key in jobs}
+    for r in range(repeats):
+        order = list(loads) if r % 2 == 0 else list(reversed(loads))
+        for load in order:
+            with (busy() if load == "busy" else contextlib.nullcontext()):
+                for key in round_order(unit):
+                    rounds[(load, key)].append(child(jobs[key]))
+    return rounds
+
+
+def entry_name(name: str, load: str) -> str:
+    return name if load == "ambient" else f"{name}@{load}"
+
+
+def variant_label(variant: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in variant.items())
+
+
+def measure_unit(unit, prepared, corpus, repeats, loads, env, quick=False, torch_threads=2, child=None) -> list:
+    """Time a unit's configs (and its PyTorch model) under each load; one entry per config and load.
+    unit["variant"] (environment settings, optional): our configs are timed a second time with
+    them in the same rounds (an interleaved A/B), as entries named config[KEY=VALUE]."""
+    child = child or (lambda job: run_child({**job, "repeats": 1}, {**env, **job.get("env", {})}))
+    specs = {name: quick_spec(CONFIGS[name]) if quick else dict(CONFIGS[name]) for name in unit["names"]}
+    first = unit["names"][0]
+    if CONFIGS[first]["kind"] == "preprocess":
+        out = []
+        for load in loads:
+            with (busy_core() if load == "busy" else contextlib.nullcontext()):
+                r = run_child({"what": "preprocess", "corpus": corpus, "repeats": repeats}, env)
+            entry = {"name": entry_name(first, load), **r, "unit": "MB/s", "load": load,
+                     "note": "corpus.preprocess, PTB train+valid+test"}
+            if "error" not in entry:
+                entry["summary"] = summarise(entry["runs"])
+            out.append(entry)
+        return out
+    jobs = {name: {"what": "ours", "spec": spec, "prepared": prepared} for name, spec in specs.items()}
+    variant = unit.get("variant")
+    if variant:
+        for name, spec in specs.items():
+            jobs[f"{name}+variant"] = {"what": "ours", "spec": spec, "prepared": prepared, "env": dict(variant)}
+    if unit["torch"]:
+        tspec = quick_spec(CONFIGS[unit["torch"]]) if quick else dict(CONFIGS[unit["torch"]])
+        jobs["torch"] = {"what": "torch", "spec": tspec, "prepared": prepared, "threads": torch_threads}
+    rounds = run_rounds(unit, jobs, repeats, loads, child)
+    out = []
+    for load in loads:
+        tentry = None
+        if unit["torch"]:
+            tentry = merge_rounds(entry_name(f"torch-{unit['torch']}", load), rounds[(load, "torch")], jobs["torch"]["spec"])
+            tentry["load"] = load
+            if "error" not in tentry:
+                tentry["note"] = f"PyTorch {tentry['torch']} CPU, {tentry['torch_threads']} threads"
+        keys = [(name, name) for name in unit["names"]]
+        if variant:
+            keys += [(f"{name}+variant", f"{name}[{variant_label(variant)}]") for name in unit["names"]]
+        for key, shown in keys:
+            name = key.split("+")[0]
+            spec = specs[name]
+            entry = merge_rounds(entry_name(shown, load), rounds[(load, key)], spec)
+            entry["load"] = load
+            if key != name:
+                entry["env"] = dict(variant)
+            if "error" not in entry:
+                entry["note"] = f"{spec['kind']}, {spec['softmax']} softmax, k1={spec['k1']}" + (
+                    f", C={entry.get('classes')}" if spec["softmax"] == "class" else "") + (
+                    f", E=H={spec['H']}, {spec.get('layers', 1)} layers" if "H" in spec else "")
+                if tentry is not None and "error" not in tentry:
+                    entry["vs_torch"] = entry["summary"]["median"] / tentry["summary"]["median"]
+                    entry["vs_torch_of"] = tentry["name"]
+                    # the ratio of each round (same minute of machine time), for the spread
+                    entry["vs_torch_rounds"] = [a / b for a, b in zip(entry["runs"], tentry["runs"])]
+            out.append(entry)
+        if tentry is not None:
+            out.append(tentry)
+    return out
+
+
+def finish_entries(results: list, vocab: int, gflops: float) -> None:
+    """FLOPs per token from each entry's shapes and the fraction of the GEMM bound (a PyTorch entry:
+    its full-softmax model's FLOPs)."""
+    for entry in results:
+        spec = entry.get("spec")
+        if "summary" not in entry or not spec or spec.get("kind") not in ("train", "eval"):
+            continue
+        E, H, _, L = shape(spec)
+        fpt = flops_per_token(spec["cell"], E, H, vocab, spec["softmax"], entry.get("classes", 0),
+                              entry.get("mean_class_size", 0.0), train=spec["kind"] == "train", layers=L)
+        entry["flops_per_token"] = fpt
+        entry["bound_tokens_per_s"] = gflops * 1e9 / fpt
+        entry["bound_fraction"] = entry["summary"]["median"] / entry["bound_tokens_per_s"]
+
+
+# the stacked-layer targets: ours / PyTorch's 2-layer nn.LSTM (full softmax) tokens/s, and peak RSS
+TARGETS = (("lstm2-650", "vs_torch", 1.3), ("lstm2-650-class", "vs_torch", 3.0),
+           ("lstm2-650", "peak_rss_mb", 600.0), ("lstm2-650-class", "peak_rss_mb", 600.0))
+
+
+def check_targets(results: list) -> list:
+    """Each target under each load that was measured: the figure, the target and met or not."""
+    out = []
+    for entry in results:
+        base = entry["name"].split("@")[0]
+        for name, key, target in TARGETS:
+            if base == name and key in entry:
+                value = entry[key]
+                met = value >= target if key == "vs_torch" else value <= target
+                out.append({"config": entry["name"], "load": entry.get("load", "ambient"), "figure": key,
+                            "value": value, "target": target, "met": bool(met)})
+    return out
+
+
+def other_processes(min_cpu: float = 5.0, limit: int = 8) -> list:
+    """What else is running (ps: the processes above min_cpu % CPU, not this bench or its children):
+    [cpu %, elapsed, command (shortened)]."""
+    try:
+        text = subprocess.run(["ps", "-eo", "pid,ppid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True,
+                              text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    me, out = os.getpid(), []
+    for line in text.splitlines()[1:]:
+        parts = line.split(None, 4)
+        if len(parts) < 5:
+            continue
+        pid, ppid, cpu, etime, cmd = parts
+        if int(pid) == me or int(ppid) == me or float(cpu) < min_cpu:
+            continue
+        out.append([float(cpu), etime, cmd[:120]])
+    return out[:limit]
 
 
 # --------------------------------------------------------------------------- summarising
@@ -345,6 +572,7 @@ def merge_rounds(name: str, rounds: list[dict], spec: dict) -> dict:
     entry = {"name": name, **rounds[0], "spec": spec}
     entry["runs"] = [v for r in rounds for v in r["runs"]]
     entry["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
+    entry["peak_rss_runs"] = [r["peak_rss_mb"] for r in rounds]
     entry["summary"] = summarise(entry["runs"])
     return entry
 
@@ -379,8 +607,28 @@ def render_table(report: dict) -> str:
             f"{report['gemm_gflops']:.0f} GFLOP/s (median of {len(report['gemm_runs'])} children: "
             f"{', '.join(f'{g:.0f}' for g in report['gemm_runs'])})",
             f"{report['repeats']} repeats per config, load average before/after: "
-            f"{report['load_before']} / {report['load_after']}", ""]
-    out = head + lines
+            f"{report['load_before']} / {report['load_after']}"]
+    if report.get("variant"):
+        head.append(f"config[{variant_label(report['variant'])}]: our config again with that environment, "
+                    "in the same rounds")
+    if "busy" in report.get("loads", ()):
+        head.append("@busy: the same, timed while a spinning process of the bench kept one core busy "
+                    "(rounds interleaved with the ambient ones)")
+    for when in ("before", "after"):
+        others = report.get(f"others_{when}")
+        if others is not None:
+            from rnnlm_cli.render.docs import short_command
+            head.append(f"other processes {when} (>= 5% CPU): " + ("; ".join(
+                f"{cpu:.0f}% {short_command(cmd)}" for cpu, _, cmd in others) or "none"))
+    if report.get("torch"):
+        head.append(report["torch"])
+    out = head + [""] + lines
+    if report.get("targets"):
+        out.append("")
+        for t in report["targets"]:
+            fig = (f"{t['value']:.2f}x PyTorch's 2-layer nn.LSTM (target >= {t['target']:.1f}x)" if t["figure"] == "vs_torch"
+                   else f"peak RSS {t['value']:.0f} MB (target <= {t['target']:.0f} MB)")
+            out.append(f"target {t['config']}: {fig}: {'met' if t['met'] else 'MISSED'}")
     for ttq in report.get("time_to_quality") or []:
         out += ["", render_ttq(ttq)]
     return "\n".join(out)
@@ -516,6 +764,14 @@ def main(argv=None) -> int:
     ap.add_argument("--ttq-eval-every", type=int, default=100, help="updates between its validations")
     ap.add_argument("--ttq-softmax", default="full,class",
                     help="output layer(s) of the time-to-quality runs (comma-separated: full, class)")
+    ap.add_argument("--busy", action="store_true",
+                    help="also time every config compared with PyTorch (and PyTorch) with one core kept busy by a "
+                         "spinning process the bench starts and stops around those children, interleaved with the "
+                         "ambient rounds")
+    ap.add_argument("--variant", action="append", metavar="KEY=VALUE",
+                    help="also time our configs with this environment setting (repeatable: one variant with all of "
+                         "them) in the same rounds, an interleaved A/B, e.g. --variant RNNLM_BIG_THREADS=auto")
+    ap.add_argument("--out", metavar="FILE.json", help="also write the JSON report to FILE.json (atomically)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -530,11 +786,12 @@ def main(argv=None) -> int:
     repeats = 1 if args.quick else max(1, args.repeats)
     env = parse_env(args.env)
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    others_before = other_processes()
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = os.path.abspath(args.corpus)
         if all(os.path.isfile(os.path.join(corpus, f)) for f in PTB_FILES):
-            data_note = f"Penn Treebank ({corpus})"
+            data_note = f"Penn Treebank ({os.path.relpath(corpus, ROOT)})"
         else:
             data_note = (f"SYNTHETIC: {corpus} has no PTB files; a Zipf(1.1) stream over 10,000 words "
                          f"with PTB's sizes stands in (figures are not PTB figures)")
@@ -546,74 +803,35 @@ def main(argv=None) -> int:
             print(f"data: {data_note}", file=sys.stderr)
 
         gemm_runs = [run_child({"what": "gemm"}, env).get("gflops", float("nan")) for _ in range(2)]
-        gflops = statistics.median(gemm_runs)
         vocab = len(open(os.path.join(prepared, "vocab.txt"), encoding="utf-8").read().splitlines())
         use_torch = not args.no_torch and torch_available()
-        results = []
-        torch_speed = {}
-        for name in names:
-            spec = dict(CONFIGS[name])
-            if args.quick:
-                spec["steps"] = max(2, spec.get("steps", 0) // 10)
-                spec["warmup"] = 1
-                spec["tokens"] = 5000
+        if not use_torch and not args.no_torch:
+            print(TORCH_MISSING, file=sys.stderr)
+        results, torch_speed = [], {}
+        for unit in plan_units(names, bool(use_torch)):
+            # the busy rounds are for the configs compared with PyTorch (the cells); the others once
+            loads = ("ambient", "busy") if args.busy and unit["torch"] else ("ambient",)
             if args.format == "table":
-                print(f"  running {name} ...", file=sys.stderr)
-            if spec["kind"] == "preprocess":
-                r = run_child({"what": "preprocess", "corpus": corpus, "repeats": repeats}, env)
-                entry = {"name": name, **r, "unit": "MB/s", "note": "corpus.preprocess, PTB train+valid+test"}
-                if "error" not in entry:
-                    entry["summary"] = summarise(entry["runs"])
-                results.append(entry)
-                continue
-            with_torch = (use_torch and spec["kind"] == "train" and spec["softmax"] == "full"
-                          and spec["cell"] in TORCH_CELLS)
-            jobs = {"ours": {"what": "ours", "spec": spec, "prepared": prepared}}
-            if with_torch:
-                jobs["torch"] = {"what": "torch", "spec": spec, "prepared": prepared, "threads": args.torch_threads}
-            # ours and PyTorch alternate, one repeat per fresh child, so a change in the machine's
-            # load hits both sides alike; the peak RSS is the largest of the config's children
-            rounds = {k: [] for k in jobs}
-            for _ in range(repeats):
-                for key, job in jobs.items():
-                    rounds[key].append(run_child({**job, "repeats": 1}, env))
-            entry = merge_rounds(name, rounds["ours"], spec)
-            if "error" not in entry:
-                fpt = flops_per_token(spec["cell"], SHAPE["E"], SHAPE["H"], vocab, spec["softmax"],
-                                      entry.get("classes", 0), entry.get("mean_class_size", 0.0),
-                                      train=spec["kind"] == "train")
-                entry["flops_per_token"] = fpt
-                entry["bound_tokens_per_s"] = gflops * 1e9 / fpt
-                entry["bound_fraction"] = entry["summary"]["median"] / entry["bound_tokens_per_s"]
-                entry["note"] = f"{spec['kind']}, {spec['softmax']} softmax, k1={spec['k1']}" + (
-                    f", C={entry.get('classes')}" if spec["softmax"] == "class" else "")
-            results.append(entry)
-            if with_torch:
-                tentry = merge_rounds(f"torch-{name}", rounds["torch"], spec)
-                if "error" not in tentry:
-                    tentry["note"] = f"PyTorch {tentry['torch']} CPU, {tentry['torch_threads']} threads"
-                    if entry.get("flops_per_token"):
-                        tentry["bound_fraction"] = tentry["summary"]["median"] * entry["flops_per_token"] / (gflops * 1e9)
-                    torch_speed[name] = tentry["summary"]["median"]
-                    if "summary" in entry:
-                        entry["vs_torch"] = entry["summary"]["median"] / torch_speed[name]
-                        # the ratio of each round (same minute of machine time), for the spread
-                        entry["vs_torch_rounds"] = [a / b for a, b in zip(entry["runs"], tentry["runs"])]
-                results.append(tentry)
+                print(f"  running {', '.join(unit['names'])}" + (f" + PyTorch {unit['torch']}" if unit["torch"] else "")
+                      + f" ({' and '.join(loads)}) ...", file=sys.stderr)
+            if args.variant:
+                unit["variant"] = parse_env(args.variant)
+            results += measure_unit(unit, prepared, corpus, repeats, loads, env, args.quick, args.torch_threads)
         gemm_runs.append(run_child({"what": "gemm"}, env).get("gflops", float("nan")))
 
         gflops = statistics.median(gemm_runs)           # 2 children before the configs, 1 after
+        finish_entries(results, vocab, gflops)
         for entry in results:
-            if entry.get("flops_per_token") and "summary" in entry:
-                entry["bound_tokens_per_s"] = gflops * 1e9 / entry["flops_per_token"]
-                entry["bound_fraction"] = entry["summary"]["median"] / entry["bound_tokens_per_s"]
-            elif entry["name"].startswith("torch-") and "summary" in entry:
-                base = next(e for e in results if e["name"] == entry["name"][6:])
-                if base.get("flops_per_token"):
-                    entry["bound_fraction"] = entry["summary"]["median"] * base["flops_per_token"] / (gflops * 1e9)
+            if entry["name"].startswith("torch-") and entry.get("load") == "ambient" and "summary" in entry:
+                torch_speed[entry["name"][6:]] = entry["summary"]["median"]
         report = {"machine": machine(), "data": data_note, "gemm_gflops": gflops, "gemm_runs": gemm_runs,
                   "gemm_shape": list(GEMM_SHAPE), "repeats": repeats, "env": env, "results": results,
-                  "load_before": load_before, "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
+                  "loads": ["ambient", "busy"] if args.busy else ["ambient"], "variant": parse_env(args.variant),
+                  "load_before": load_before, "others_before": others_before,
+                  "command": " ".join([os.path.basename(sys.executable)] + sys.argv)}
+        if not use_torch:
+            report["torch"] = "skipped (--no-torch)" if args.no_torch else TORCH_MISSING
+        report["targets"] = check_targets(results)
         if args.time_to_quality:
             if args.format == "table":
                 print("  time to quality (minutes) ...", file=sys.stderr)
@@ -627,7 +845,11 @@ def main(argv=None) -> int:
                                          "its steady throughput (no evaluation or start-up time)")
                 report["time_to_quality"].append(ttq)
         report["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        report["others_after"] = other_processes()
 
+    if args.out:
+        from rnnlm_cli.fileio import atomic_write_json
+        atomic_write_json(args.out, report)
     if args.format == "json":
         print(json.dumps(report, indent=2))
     else:

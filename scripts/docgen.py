@@ -321,13 +321,25 @@ def k2_ptb_table() -> None:
              f"tokens/s; its test perplexity differs by {auto['test_ppl'] - fixed['test_ppl']:+.1f}.")
 
 
-def bench_report() -> dict:
-    return json.loads((ROOT / "results" / "bench.json").read_text(encoding="utf-8"))
+def bench_report(name: str = "bench.json") -> dict:
+    return json.loads((ROOT / "results" / name).read_text(encoding="utf-8"))
 
 
 def bench_table() -> None:
     """README: the throughput table from results/bench.json."""
     from rnnlm_cli.render.docs import bench_table as render
+    cog.outl(render(bench_report()))
+
+
+def bench_conditions() -> None:
+    """README and docs/performance.md: the sgemm rate, load and other processes of the bench run."""
+    from rnnlm_cli.render.docs import bench_conditions as render
+    cog.outl(render(bench_report()))
+
+
+def bench_targets() -> None:
+    """README and docs/performance.md: the stacked-layer targets of the bench run, met or missed."""
+    from rnnlm_cli.render.docs import bench_targets as render
     cog.outl(render(bench_report()))
 
 
@@ -344,11 +356,11 @@ def bench_peers() -> None:
              f"{speedups['mikolov_rnnlm_0.3e']:.1f}x and {speedups['pytorch_cpu_tanh']:.1f}x faster.")
 
 
-def bench_printed() -> None:
-    """docs/performance.md: results/bench.json through the bench's own table renderer."""
+def bench_printed(name: str = "bench.json") -> None:
+    """docs/performance.md: results/<name> (a bench report) through the bench's own table renderer."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import bench
-    fenced(bench.render_table(bench_report()))
+    fenced(bench.render_table(bench_report(name)))
 
 
 # --------------------------------------------------------------------------- configuration and CLI

@@ -90,3 +90,135 @@ def test_time_to_quality_reports_the_crossing(bench, tmp_path):
     assert r["step"] == 2 and r["ppl"] <= 1e9 and r["seconds"] <= r["wall_s"]
     assert r["tokens"] == 2 * bench.TTQ_B * 35                    # tokens at the TTQ run's own batch size
     assert "B=40" in r["config"] and "train.batch_size=40" in r["command"]
+
+
+# --------------------------------------------------------------------------- stacked layers, rounds, load
+
+def test_flop_counts_of_stacked_layers(bench):
+    # layer 0 reads E inputs, layer 1 the H below: 6 (E + H) G H + 6 (H + H) G H, plus the softmax's 6 H V
+    E, H, V = 650, 650, 10000
+    two = bench.flops_per_token("lstm", E, H, V, layers=2)
+    assert two == 6 * 1300 * 4 * 650 + 6 * 1300 * 4 * 650 + 6 * 650 * 10000
+    assert two - bench.flops_per_token("lstm", E, H, V, layers=1) == 6 * (2 * H) * 4 * H
+    # a 2-layer model with E != H: the second layer's input is H wide
+    assert (bench.flops_per_token("gru", 100, 300, 50, layers=2) - bench.flops_per_token("gru", 100, 300, 50)
+            == 6 * 600 * 3 * 300)
+    # the stacked configs run with the shapes they name, the others with the bench's default
+    assert bench.shape(bench.CONFIGS["lstm2-650"]) == (650, 650, 20, 2)
+    assert bench.shape(bench.CONFIGS["lstm"]) == (200, 200, 20, 1)
+
+
+def test_units_group_the_configs_that_share_a_pytorch_model(bench):
+    units = bench.plan_units(["tanh", "lstm2-650", "class-k35", "lstm2-650-class", "eval"], use_torch=True)
+    assert units == [{"names": ["tanh"], "torch": "tanh"},
+                     {"names": ["lstm2-650", "lstm2-650-class"], "torch": "lstm2-650"},
+                     {"names": ["class-k35"], "torch": None}, {"names": ["eval"], "torch": None}]
+    # the class config alone still brings its full-softmax PyTorch model; without torch nothing does
+    assert bench.plan_units(["lstm2-650-class"], True) == [{"names": ["lstm2-650-class"], "torch": "lstm2-650"}]
+    assert all(u["torch"] is None for u in bench.plan_units(["tanh", "lstm2-650"], False))
+    # a round: our first config, PyTorch, our others
+    assert bench.round_order({"names": ["a", "b"], "torch": "a"}) == ["a", "torch", "b"]
+
+
+def test_rounds_interleave_ours_and_pytorch_under_each_load(bench):
+    calls, state = [], {"busy": False}
+
+    class FakeBusy:
+        def __enter__(self):
+            state["busy"] = True
+
+        def __exit__(self, *exc):
+            state["busy"] = False
+
+    def child(job):
+        calls.append((job["id"], "busy" if state["busy"] else "ambient"))
+        return {"runs": [len(calls)]}
+
+    unit = {"names": ["a", "b"], "torch": "a"}
+    jobs = {"a": {"id": "a"}, "b": {"id": "b"}, "torch": {"id": "t"}}
+    rounds = bench.run_rounds(unit, jobs, 3, ("ambient", "busy"), child, busy=FakeBusy)
+    # every round runs a, PyTorch, b under one load, then under the other; the order of the loads
+    # alternates so neither always goes first; the busy process is gone between the blocks
+    expect = []
+    for order in (("ambient", "busy"), ("busy", "ambient"), ("ambient", "busy")):
+        for load in order:
+            expect += [("a", load), ("t", load), ("b", load)]
+    assert calls == expect
+    assert [r["runs"][0] for r in rounds[("busy", "torch")]] == [5, 8, 17]
+    assert not state["busy"]
+
+
+def test_entries_pair_each_round_with_pytorch(bench, monkeypatch):
+    runs = {"ours": [100.0, 300.0, 200.0], "torch": [50.0, 100.0, 100.0], "cls": [400.0, 600.0, 500.0]}
+    seen = {k: 0 for k in runs}
+
+    def child(job):
+        key = "torch" if job["what"] == "torch" else ("cls" if job["spec"]["softmax"] == "class" else "ours")
+        seen[key] += 1
+        extra = {"torch": "x", "torch_threads": 2} if key == "torch" else {"classes": 100, "mean_class_size": 9.0}
+        return {"runs": [runs[key][seen[key] - 1]], "peak_rss_mb": 10.0 * seen[key], **extra}
+
+    unit = {"names": ["lstm2-650", "lstm2-650-class"], "torch": "lstm2-650"}
+    out = bench.measure_unit(unit, "prepared", "corpus", 3, ("ambient",), {}, child=child)
+    by = {e["name"]: e for e in out}
+    assert set(by) == {"lstm2-650", "lstm2-650-class", "torch-lstm2-650"}
+    full, cls = by["lstm2-650"], by["lstm2-650-class"]
+    # medians 200 / 100 and 500 / 100; per round 100/50, 300/100, 200/100 and 400/50, 600/100, 500/100
+    assert full["vs_torch"] == 2.0 and full["vs_torch_rounds"] == [2.0, 3.0, 2.0]
+    assert cls["vs_torch"] == 5.0 and cls["vs_torch_rounds"] == [8.0, 6.0, 5.0]
+    assert cls["vs_torch_of"] == "torch-lstm2-650"
+    assert full["peak_rss_mb"] == 30.0 and full["peak_rss_runs"] == [10.0, 20.0, 30.0]
+    targets = bench.check_targets(out)
+    assert {(t["config"], t["figure"], t["met"]) for t in targets} == {
+        ("lstm2-650", "vs_torch", True), ("lstm2-650-class", "vs_torch", True),
+        ("lstm2-650", "peak_rss_mb", True), ("lstm2-650-class", "peak_rss_mb", True)}
+    # the bound: FLOPs per token from the shapes (2 layers of 650) over the GEMM rate
+    bench.finish_entries(out, 10000, 100.0)
+    assert full["flops_per_token"] == bench.flops_per_token("lstm", 650, 650, 10000, layers=2)
+    assert full["bound_fraction"] == pytest.approx(200.0 * full["flops_per_token"] / 100e9)
+    assert by["torch-lstm2-650"]["flops_per_token"] == full["flops_per_token"]
+
+
+def test_busy_process_spins_and_is_gone_afterwards(bench):
+    import os
+    import time
+    with bench.busy_core(settle=0.0) as proc:
+        pid = proc.pid
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5:                       # it burns CPU time (utime, clock ticks)
+            with open(f"/proc/{pid}/stat") as fh:
+                utime = int(fh.read().rsplit(")", 1)[1].split()[11])
+            if utime > 0:
+                break
+            time.sleep(0.05)
+        assert utime > 0 and proc.poll() is None
+    assert proc.returncode is not None and not os.path.exists(f"/proc/{pid}")     # killed and reaped
+    # an exception inside the block still ends it
+    with pytest.raises(RuntimeError):
+        with bench.busy_core(settle=0.0) as proc:
+            raise RuntimeError("boom")
+    assert proc.returncode is not None and not os.path.exists(f"/proc/{proc.pid}")
+
+
+def test_missing_torch_says_how_to_get_it(bench):
+    assert "pip install torch" in bench.TORCH_MISSING and "cpu" in bench.TORCH_MISSING
+
+
+def test_a_variant_runs_in_the_same_rounds(bench):
+    calls = []
+
+    def child(job):
+        calls.append((job["spec"]["cell"], job["what"], tuple(sorted(job.get("env", {}).items()))))
+        speed = {"ours": 200.0, "torch": 100.0}[job["what"]] * (1.5 if job.get("env") else 1.0)
+        return {"runs": [speed], "peak_rss_mb": 1.0, "torch": "x", "torch_threads": 2}
+
+    unit = {"names": ["lstm"], "torch": "lstm", "variant": {"RNNLM_BIG_THREADS": "auto"}}
+    out = bench.measure_unit(unit, "prepared", "corpus", 2, ("ambient",), {}, child=child)
+    env = (("RNNLM_BIG_THREADS", "auto"),)
+    # each round: ours, PyTorch, ours with the variant's environment
+    assert calls == [("lstm", "ours", ()), ("lstm", "torch", ()), ("lstm", "ours", env)] * 2
+    by = {e["name"]: e for e in out}
+    assert by["lstm"]["vs_torch"] == 2.0 and by["lstm[RNNLM_BIG_THREADS=auto]"]["vs_torch"] == 3.0
+    assert by["lstm[RNNLM_BIG_THREADS=auto]"]["env"] == {"RNNLM_BIG_THREADS": "auto"}
+    # a variant is not a target's figure
+    assert {t["config"] for t in bench.check_targets(out)} == set()

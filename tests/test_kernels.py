@@ -130,3 +130,55 @@ def test_elementwise_blocks_give_the_whole_update(contiguous):
     x = x0.copy(order="K")
     kernels.elementwise_blocks(update, (x, y), (np.empty(7),), block=7)
     np.testing.assert_array_equal(x, x0 + 3.0 * y)
+
+
+# --------------------------------------------------------------------------- threads of the big products
+
+@pytest.fixture
+def big_setting(two_threads, monkeypatch):
+    """Set RNNLM_BIG_THREADS for one test; the once-per-process decision is made again."""
+    def use(value):
+        monkeypatch.setenv("RNNLM_BIG_THREADS", value)
+        monkeypatch.delitem(kernels._blas, "big", raising=False)
+    yield use
+    kernels._blas.pop("big", None)
+
+
+def test_auto_counts_the_cores_other_processes_leave():
+    # load average 1.0 is this process alone: every thread; one more busy process: one thread
+    assert kernels.auto_threads(2, 2, 1.0) == 2
+    assert kernels.auto_threads(2, 2, 1.4) == 2
+    assert kernels.auto_threads(2, 2, 2.0) == 1
+    assert kernels.auto_threads(2, 2, 9.0) == 1
+    assert kernels.auto_threads(8, 8, 3.0) == 6
+    assert kernels.auto_threads(4, 16, 0.2) == 4          # never more than the BLAS started with
+
+
+def test_big_threads_setting_parses(monkeypatch):
+    for value, expect in (("all", "all"), ("AUTO", "auto"), ("1", "1"), ("0", "1"), ("lots", "all")):
+        monkeypatch.setenv("RNNLM_BIG_THREADS", value)
+        assert kernels.big_threads_setting() == expect
+    monkeypatch.delenv("RNNLM_BIG_THREADS")
+    assert kernels.big_threads_setting() == "all"
+
+
+@pytest.mark.parametrize("value", ["1", "auto"])
+def test_big_products_follow_the_setting(big_setting, monkeypatch, two_threads, value):
+    big_setting(value)
+    monkeypatch.setattr(kernels.os, "getloadavg", lambda: (5.0, 5.0, 5.0))    # a busy machine
+    with kernels.loop_threads(), kernels.big_gemm(kernels.BIG_GEMM):
+        assert blas_threads() == 1
+    assert kernels.info()["big_threads"] == 1
+    # decided once: a quiet machine later does not change it (the numbers of a run stay put)
+    monkeypatch.setattr(kernels.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    with kernels.loop_threads(), kernels.big_gemm(kernels.BIG_GEMM):
+        assert blas_threads() == 1
+    assert blas_threads() == two_threads
+
+
+def test_auto_on_a_quiet_machine_gives_every_thread(big_setting, monkeypatch, two_threads):
+    big_setting("auto")
+    monkeypatch.setattr(kernels.os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    monkeypatch.setattr(kernels.os, "cpu_count", lambda: two_threads)
+    with kernels.loop_threads(), kernels.big_gemm(kernels.BIG_GEMM):
+        assert blas_threads() == two_threads

@@ -25,6 +25,20 @@ A class-softmax training step at k1 = 4 (~80 tokens, ~5 ms) makes four switches.
 
     RNNLM_LOOP_THREADS   BLAS threads for everything but the big products: default 1;
                          0 leaves the BLAS alone (every call may use every thread)
+    RNNLM_BIG_THREADS    BLAS threads for the big products: `all` (default: every thread the
+                         process started with), a count, or `auto`: decided once per process, at
+                         the first big product, from the load average -- one thread when other
+                         processes keep the other cores busy (`big_threads()`)
+
+Why `auto` is not the default. Under load a threaded product waits for its helper thread at
+every synchronisation point inside the GEMM, and OpenBLAS's helpers spin after each product:
+with other trainings on both cores of the bench machine, the 1-layer LSTM (E = H = 200) trained
+1.4-2.2x faster with one thread for the big products too (scripts/bench.py --variant, alternating
+fresh children; results/bench-big-threads.json). But a
+product's last bits depend on its thread count (OpenBLAS splits the work differently: measured,
+(700 x 10,000) @ (10,000 x 200) differs between one and two threads in float32 and float64), so
+a thread count chosen from the load would give the same seed different rounding from run to run
+and break `--resume`'s bit-identity. With `all` or a count the numbers depend only on the setting.
 
 The setting is process-wide (OpenBLAS has one thread count; threadpoolctl lets only one
 Python thread at a time change it). Without a BLAS that threadpoolctl can control, the thread
@@ -54,6 +68,39 @@ def loop_threads_setting() -> int:
         return max(0, int(os.environ.get("RNNLM_LOOP_THREADS", "1")))
     except ValueError:
         return 1
+
+
+def big_threads_setting() -> str:
+    """RNNLM_BIG_THREADS as given: "all" (default), "auto" or a count."""
+    value = os.environ.get("RNNLM_BIG_THREADS", "all").strip().lower()
+    if value in ("all", "auto"):
+        return value
+    try:
+        return str(max(1, int(value)))
+    except ValueError:
+        return "all"
+
+
+def auto_threads(default: int, cores: int, load: float) -> int:
+    """`auto`'s choice: the cores left by other processes (the 1-minute load average less this
+    process's own 1), rounded, between 1 and `default`."""
+    others = max(0.0, load - 1.0)
+    return max(1, min(default, int(cores - others + 0.5)))
+
+
+def big_threads() -> int | None:
+    """BLAS threads for the big products (None without a controllable BLAS); decided once."""
+    if _controller() is None:
+        return None
+    if "big" not in _blas:
+        setting, default = big_threads_setting(), _blas["default"]
+        if setting == "all":
+            _blas["big"] = default
+        elif setting == "auto":
+            _blas["big"] = auto_threads(default, os.cpu_count() or default, os.getloadavg()[0])
+        else:
+            _blas["big"] = min(default, int(setting))
+    return _blas["big"]
 
 
 def _controller():
@@ -93,11 +140,16 @@ def loop_threads():
 
 @contextmanager
 def all_threads():
-    """Inside loop_threads(): run the block with every thread the process started with."""
+    """Inside loop_threads(): run the block with the big products' threads (`big_threads()`:
+    by default every thread the process started with)."""
     if getattr(_mode, "now", None) != "loop":
         yield
         return
-    with _switch("all", _blas["default"]):
+    threads = big_threads()
+    if threads is None or threads <= loop_threads_setting():
+        yield
+        return
+    with _switch("all", threads):
         yield
 
 
@@ -120,7 +172,8 @@ def info() -> dict:
     lib = blas.info()[0]
     return {"library": lib.get("internal_api"), "version": lib.get("version"), "filepath": lib.get("filepath"),
             "threads": lib.get("num_threads"), "core": lib.get("architecture"),
-            "threading_layer": lib.get("threading_layer"), "loop_threads": loop_threads_setting()}
+            "threading_layer": lib.get("threading_layer"), "loop_threads": loop_threads_setting(),
+            "big_threads_setting": big_threads_setting(), "big_threads": big_threads()}
 
 
 # --------------------------------------------------------------------------- blocked products

@@ -71,6 +71,8 @@ BENCH_ROWS = (
     ("gru", "GRU, full softmax", ">= 7,500"),
     ("lstm", "LSTM, full softmax", ">= 7,500"),
     ("relu", "ReLU, full softmax", ""),
+    ("lstm2-650", "2-layer LSTM, E = H = 650, full softmax", ">= 1.3x PyTorch, <= 600 MB"),
+    ("lstm2-650-class", "2-layer LSTM, E = H = 650, class softmax (100 classes)", ">= 3x PyTorch's full, <= 600 MB"),
     ("class-k35", "tanh, class softmax (100 classes), k1 = 35", ">= 55,000"),
     ("class-k4", "tanh, class softmax (100 classes), k1 = 4", ""),
 )
@@ -130,6 +132,16 @@ def depth_sentences(models: list[dict]) -> str:
         "Along time the lower layers lose less than the top one: " + "; ".join(second) + "."))
 
 
+def _vs_torch(report: dict, name: str) -> str:
+    """ours / PyTorch of a config (median, with the per-round range), or '' when not measured."""
+    r = next((e for e in report["results"] if e["name"] == name), None)
+    if not r or not r.get("vs_torch"):
+        return ""
+    rounds = r.get("vs_torch_rounds") or []
+    spread = f" ({min(rounds):.2f}-{max(rounds):.2f})" if len(rounds) > 1 else ""
+    return f"{r['vs_torch']:.2f}x{spread}"
+
+
 def _bench_result(report: dict, name: str) -> dict:
     return next(r for r in report["results"] if r["name"] == name)
 
@@ -153,20 +165,56 @@ def bench_table(report: dict) -> str:
     for name, what, target in BENCH_ROWS:
         r = _bench_result(report, name)
         s = r["summary"]
-        rows.append([what, f"{s['median']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f})", f"{r['bound_fraction']:.0%}",
-                     f"{r['peak_rss_mb']:.0f} MB", target])
+        rows.append([what, f"{s['median']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f})", _vs_torch(report, name),
+                     _vs_torch(report, f"{name}@busy"), f"{r['bound_fraction']:.0%}", f"{r['peak_rss_mb']:.0f} MB", target])
     full, cls = _bench_result(report, "eval"), _bench_result(report, "eval-class")
     rows.append(["evaluation, full / class softmax",
-                 f"{full['summary']['median']:,.0f} / {cls['summary']['median']:,.0f}",
+                 f"{full['summary']['median']:,.0f} / {cls['summary']['median']:,.0f}", "", "",
                  f"{full['bound_fraction']:.0%} / {cls['bound_fraction']:.0%}",
                  f"{full['peak_rss_mb']:.0f} / {cls['peak_rss_mb']:.0f} MB", ""])
     pre = _bench_result(report, "preprocess")
-    rows.append(["preprocessing (PTB)", f"{pre['summary']['median']:.1f} MB/s", "", f"{pre['peak_rss_mb']:.0f} MB", ""])
+    rows.append(["preprocessing (PTB)", f"{pre['summary']['median']:.1f} MB/s", "", "", "", f"{pre['peak_rss_mb']:.0f} MB", ""])
     t = _ttq(report)
     if t is not None:
         rows.append([f"time to validation perplexity {t['target']:.0f} ({t['softmax']} softmax)",
-                     f"{t['seconds']:.0f} s, {t['tokens'] / 1e6:.2f}M tokens", "", "", "<= 1/3 of the peers"])
-    return table(["config", "tokens/s", "fraction of the GEMM bound", "peak RSS", "target"], rows, markdown=True)
+                     f"{t['seconds']:.0f} s, {t['tokens'] / 1e6:.2f}M tokens", "", "", "", "", "<= 1/3 of the peers"])
+    return table(["config", "tokens/s", "vs PyTorch", "vs PyTorch, one core busy", "fraction of the GEMM bound",
+                  "peak RSS", "target"], rows, markdown=True)
+
+
+def bench_targets(report: dict) -> str:
+    """The stacked-layer targets of a bench report, one Markdown bullet each: figure, target, met."""
+    lines = []
+    for t in report.get("targets") or []:
+        load = "one core kept busy" if t["load"] == "busy" else "ambient load"
+        if t["figure"] == "vs_torch":
+            fig = f"{t['value']:.2f}x PyTorch's 2-layer `nn.LSTM` (target >= {t['target']:g}x)"
+        else:
+            fig = f"peak RSS {t['value']:.0f} MB (target <= {t['target']:.0f} MB)"
+        lines.append(f"- `{t['config'].split('@')[0]}`, {load}: {fig}: **{'met' if t['met'] else 'missed'}**")
+    return "\n".join(lines)
+
+
+def short_command(cmd: str, words: int = 5) -> str:
+    """A process's command line as the bench reports show it: programs by their base name
+    (`/x/.venv/bin/python` -> `python`), the first `words` words."""
+    parts = [w.rsplit("/", 1)[-1] if "/bin/" in w else w for w in cmd.split()]
+    return " ".join(parts[:words])
+
+
+def bench_conditions(report: dict) -> str:
+    """One sentence on the conditions of a bench report: the sgemm rate, the load average and
+    the other processes that were running when it started and ended."""
+    def others(key):
+        procs = report.get(key)
+        if procs is None:
+            return "not recorded"
+        if not procs:
+            return "none above 5% CPU"
+        return "; ".join(f"{cpu:.0f}% `{short_command(cmd)}`" for cpu, _, cmd in procs[:6])
+    return (f"sgemm {report['gemm_gflops']:.0f} GFLOP/s (median of {', '.join(f'{g:.0f}' for g in report['gemm_runs'])}); "
+            f"load average (1, 5, 15 min) {report['load_before']} before and {report['load_after']} after; "
+            f"other processes at the start: {others('others_before')}; at the end: {others('others_after')}.")
 
 
 # --------------------------------------------------------------------------- configuration
