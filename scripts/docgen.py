@@ -228,7 +228,7 @@ def results_table() -> None:
     cog.outl(render(_records(), ANCHORS))
 
 
-DEPTH = ("depth-lstm1", "depth-lstm2")      # configs/ptb-lstm2.yaml with one and two layers, the same budget
+DEPTH_RUNS = ("depth-lstm1", "depth-lstm2")      # configs/ptb-lstm2.yaml with one and two layers, the same budget
 
 
 def depth_table() -> None:
@@ -236,7 +236,7 @@ def depth_table() -> None:
     from rnnlm_cli.render.results import results_table as render
     from rnnlm_cli.render.results import curves_table
 
-    paths = [ROOT / "results" / f"{name}.json" for name in DEPTH]
+    paths = [ROOT / "results" / f"{name}.json" for name in DEPTH_RUNS]
     if not all(p.is_file() for p in paths):
         keep_previous("results/depth-lstm1.json and results/depth-lstm2.json are not both there")
         return
