@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import SHIPPED_CELLS as CELLS, jittered_model, random_tokens, spectral_norms, step_jacobian
+from helpers import (SHIPPED_CELLS as CELLS, jittered_model, layer_state_fd_norms, random_tokens, spectral_norms,
+                     step_jacobian)
 
 from rnnlm_cli import grid
 from rnnlm_cli.analysis import diagnostics
@@ -35,26 +36,6 @@ def tokens(seed=1, steps=T, batch=B):
 
 # --------------------------------------------------------------------------- per-step norms
 
-def _fd_grad_norms(model, x, y, t, k, eps=1e-6):
-    """||dE_t/ds_k|| per sequence by central differences; E_t = loss of output t only."""
-    state = model.forward(x[:k + 1], y[:k + 1]).state            # s_k: after input k
-    flat = np.concatenate(state, axis=-1)                          # (B, P)
-
-    def E_t(f):
-        s = tuple(f[:, i * H:(i + 1) * H] for i in range(len(state)))
-        if t == k:                                                 # E_t from h_t directly
-            return model.output.forward(model.params, s[0], y[t], None)[0]
-        return float(model.forward(x[k + 1:t + 1], y[k + 1:t + 1], state=s).nll[-1].sum())
-
-    grad = np.zeros_like(flat)
-    for idx in np.ndindex(*flat.shape):
-        plus, minus = flat.copy(), flat.copy()
-        plus[idx] += eps
-        minus[idx] -= eps
-        grad[idx] = (E_t(plus) - E_t(minus)) / (2 * eps)
-    return np.linalg.norm(grad, axis=1)                            # (B,)
-
-
 @pytest.mark.parametrize("cell", CELLS)
 def test_lag_matrix_equals_finite_differences_of_E_t_wrt_s_k(cell):
     model = make_model(cell)
@@ -62,7 +43,7 @@ def test_lag_matrix_equals_finite_differences_of_E_t_wrt_s_k(cell):
     res = diagnose_model(model, [(x, y)], threshold=1e-3, truncations=[1, 2])
     g = np.array(res["lag_profile"]["matrix"], dtype=float)
     for t, k in [(0, 0), (3, 3), (3, 2), (5, 1), (5, 0), (4, 2)]:
-        want = _fd_grad_norms(model, x, y, t, k).mean()
+        want = layer_state_fd_norms(model, x, y, t, k, layer=0).mean()
         assert g[t, k] == pytest.approx(want, rel=1e-6)
     assert np.isnan(g[1, 4])                                        # k > t: no dependence
     # profiles from the matrix: raw mean over t of g(t, t-d); normalised per t first
