@@ -63,40 +63,34 @@ def _problem(model: Model, mode: str, cfg, rng: np.random.Generator, mask_seed: 
     T, B, V = gc.steps, gc.batch_size, model.V
     x = rng.integers(0, V, size=(T, B))
     y = rng.integers(0, V, size=(T, B))
-    if mask_seed is not None:
-        def run(*args, **kw):
-            return model.forward(*args, train=True, rng=np.random.default_rng(mask_seed), **kw)
+    plain = mask_seed is None
 
-        def total(fwd):
-            return fwd.loss + fwd.count * fwd.reg
+    def run(*args, **kw):
+        if plain:
+            return model.forward(*args, **kw)
+        return model.forward(*args, train=True, rng=np.random.default_rng(mask_seed), **kw)
 
-        if mode == "full":
-            mask = np.ones((T, B))
-            return (lambda: total(run(x, y, None, mask=mask)),
-                    lambda: model.backward(run(x, y, None, mask=mask)), "regularised")
-        if mode == "stream":
-            k1 = max(1, T // 2)
-            state = tuple(rng.uniform(-0.8, 0.8, size=(B, model.H)) for _ in model.initial_state(B))
-            return (lambda: total(run(x, y, state, loss_start=T - k1)),
-                    lambda: model.backward(run(x, y, state, loss_start=T - k1)), f"regularised,k1={k1},k2={T}")
-        raise ValueError(f"no regularised check for mode {mode!r}")
+    def total(fwd):
+        return fwd.loss if plain else fwd.loss + fwd.count * fwd.reg
 
     def random_state(batch):
         return tuple(rng.uniform(-0.8, 0.8, size=(batch, model.H)) for _ in model.initial_state(batch))
 
     if mode == "full":
         mask = np.ones((T, B))
-        if B > 1 and T > 1:
+        if plain and B > 1 and T > 1:
             mask[rng.integers(1, T):, B - 1] = 0.0           # one padded sentence
-        return (lambda: model.forward(x, y, None, mask=mask).loss,
-                lambda: model.backward(model.forward(x, y, None, mask=mask)),
-                "padded")
+        return (lambda: total(run(x, y, None, mask=mask)),
+                lambda: model.backward(run(x, y, None, mask=mask)),
+                "padded" if plain else "regularised")
     if mode == "stream":
         k1 = max(1, T // 2)
         state = random_state(B)
-        return (lambda: model.forward(x, y, state, loss_start=T - k1).loss,
-                lambda: model.backward(model.forward(x, y, state, loss_start=T - k1)),
-                f"k1={k1},k2={T}")
+        return (lambda: total(run(x, y, state, loss_start=T - k1)),
+                lambda: model.backward(run(x, y, state, loss_start=T - k1)),
+                ("" if plain else "regularised,") + f"k1={k1},k2={T}")
+    if not plain:
+        raise ValueError(f"no regularised check for mode {mode!r}")
     # window: E_t from the saved s_{t-k} (a constant), all t stacked along the batch axis
     k = max(1, min(cfg.train.window, T - 1))
     state = random_state(B)

@@ -68,7 +68,7 @@ def measure(model, x: np.ndarray, y: np.ndarray, state=None) -> np.ndarray:
     its top layer's (the one the outputs read)."""
     T = x.shape[0]
     fwd = model.forward(x, y, state, train=False)
-    lags = LagMatrix(T, layer=getattr(model, "L", 1) - 1)
+    lags = LagMatrix(T, layer=model.L - 1)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         model.backward(fwd, truncation=T, on_lag=lags)
     return normalised_profile(lags.g)

@@ -91,7 +91,7 @@ class Forward:
     cells: list = field(repr=False)
     inputs: list = field(repr=False)
     between_masks: list = field(repr=False)
-    weight_masks: list = field(default_factory=list, repr=False)
+    weight_masks: list = field(repr=False)
     reg: float = 0.0
     reg_grad: np.ndarray | None = field(default=None, repr=False)
 
@@ -132,7 +132,7 @@ class Model:
                               f"got {cfg.embedding_size} and {cfg.hidden_size}")
         self.cfg = cfg
         self.V, self.E, self.H = int(vocab_size), cfg.embedding_size, cfg.hidden_size
-        self.L = int(getattr(cfg, "num_layers", 1))
+        self.L = int(cfg.num_layers)
         if self.L < 1:
             raise ConfigError(f"model.num_layers must be >= 1, got {self.L}")
         self.dtype = np.dtype(dtype)
@@ -233,10 +233,8 @@ class Model:
         cfg = self.cfg
         if state is None:
             state = self.initial_state(B)
-        between = getattr(cfg, "dropout_between", 0.0) if self.L > 1 else 0.0
-        words = getattr(cfg, "dropout_words", 0.0)
-        wdrop = getattr(cfg, "weight_drop", 0.0)
-        locked = getattr(cfg, "dropout_locked", False)
+        between = cfg.dropout_between if self.L > 1 else 0.0
+        words, wdrop, locked = cfg.dropout_words, cfg.weight_drop, cfg.dropout_locked
         if train and (cfg.dropout_embedding > 0 or cfg.dropout_output > 0 or between > 0 or words > 0
                       or wdrop > 0) and rng is None:
             raise ValueError("dropout needs a random generator (rng)")
@@ -306,7 +304,7 @@ class Model:
                       out_cache=out_cache, cells=self.cells, inputs=inputs, between_masks=between_masks,
                       weight_masks=weight_masks)
         fwd.state = fwd.state_after(T)
-        if train and (getattr(cfg, "ar", 0.0) > 0 or getattr(cfg, "tar", 0.0) > 0):
+        if train and (cfg.ar > 0 or cfg.tar > 0):
             fwd.reg, fwd.reg_grad = self._activation_reg(hs[loss_start:], hout, out_mask,
                                                          None if m2 is None else mask[loss_start:])
         return fwd
@@ -356,15 +354,16 @@ class Model:
             return self._backward_body(fwd, truncation, scale, on_lag)
 
     def _input_grad(self, fwd, layer: int, da: np.ndarray) -> np.ndarray:
-        """dE/d(input of `layer`) of the first len(da) positions, through dropout_between:
-        da (n, B, GH) -> (n, B, H), the gradient w.r.t. the h of the layer below."""
+        """dE/d(input of `layer`) of the first len(da) positions, through that input's dropout:
+        da (n, B, GH) -> (n, B, in), the gradient w.r.t. the h of the layer below (layer 0: the
+        embeddings, through the embedding and word dropout)."""
         n, B, GH = da.shape
         W_x = self.params[self.layer_prefix(layer) + "W_x"]
         with kernels.big_gemm(da.size * W_x.shape[0]):
             dx = (da.reshape(n * B, GH) @ W_x.T).reshape(n, B, -1)
-        mask = fwd.between_masks[layer]
+        mask = fwd.emb_mask if layer == 0 else fwd.between_masks[layer]
         if mask is not None:
-            dx *= mask[:n]
+            dx *= mask[:n]                 # (T, B, in), (1, B, in) locked, or (T, B, 1) word dropout
         return dx
 
     def _backward_body(self, fwd, truncation, scale, on_lag):
@@ -397,16 +396,10 @@ class Model:
             x2 = fwd.inputs[layer].reshape(T * B, n_in)
             for k, g in cell.param_grads(fwd.caches[layer], x2, da_layers[layer]).items():
                 grads[prefix + k] = g
-            if fwd.weight_masks and fwd.weight_masks[layer] is not None:
+            if fwd.weight_masks[layer] is not None:
                 grads[prefix + "W_h"] *= fwd.weight_masks[layer]         # undoes W_h * mask
         # undoes xproj = emb @ W_x: input gradient, dropout, then the embedding rows
-        da_all = da_layers[0]
-        W_x = p[self.layer_prefix(0) + "W_x"]
-        with kernels.big_gemm(da_all.size * self.E):
-            dx = da_all.reshape(T * B, -1) @ W_x.T                      # (T*B, E)
-        if fwd.emb_mask is not None:
-            dx3 = dx.reshape(T, B, self.E)
-            dx3 *= fwd.emb_mask                                          # (T, B, E), (1, B, E) or (T, B, 1)
+        dx = self._input_grad(fwd, 0, da_layers[0]).reshape(T * B, self.E)
         if "embedding" in grads:                                        # tied: dense already
             scatter_rows(grads["embedding"], fwd.x.reshape(-1), dx)
         else:                                                           # only the tokens' rows

@@ -106,8 +106,8 @@ def backward_window(cells, caches, dhs: np.ndarray, k: int, input_grad=None, on_
         above = None                                                  # from the layer above, same lag
         for layer in range(L - 1, -1, -1):
             D = rec[layer]
-            if above is not None:
-                D = above if D is None else D + above
+            if above is not None:                                     # D is this step's own dh_prev[1:] (never dhs)
+                D = above if D is None else np.add(D, above, out=D)
             Dc = rec_c[layer]
             da, dh_prev, dc_prev = cells[layer].backward_step(caches[layer][0:n], D, Dc)
             if on_lag is not None:
