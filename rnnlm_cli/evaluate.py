@@ -61,6 +61,15 @@ def eval_streams(tokens: np.ndarray, start_id: int | None, batch_size: int):
     return np.ascontiguousarray(xs), np.ascontiguousarray(ys), np.ascontiguousarray(mask)
 
 
+def _check_tokens(model: Model, tokens: np.ndarray) -> None:
+    """A stream to evaluate: two tokens at least, every id inside the model's vocabulary."""
+    if len(tokens) < 2:
+        raise DataError(f"too few tokens to evaluate ({len(tokens)})")
+    if int(np.max(tokens)) >= model.V:
+        raise DataError(f"token id {int(np.max(tokens))} is outside the model's vocabulary of {model.V} "
+                        f"(corrupted or mismatched prepared data)")
+
+
 def evaluate_tokens(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int | None,
                     per_token: bool = False) -> dict:
     """Cross-entropy of `tokens` under the standard protocol.
@@ -70,11 +79,7 @@ def evaluate_tokens(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int |
     weighted by its token count. Returns loss (nats/token), bits, ppl, tokens; with per_token,
     also `logp` (log-probability of every scored token, in text order).
     """
-    if len(tokens) < 2:
-        raise DataError(f"too few tokens to evaluate ({len(tokens)})")
-    if int(np.max(tokens)) >= model.V:
-        raise DataError(f"token id {int(np.max(tokens))} is outside the model's vocabulary of {model.V} "
-                        f"(corrupted or mismatched prepared data)")
+    _check_tokens(model, tokens)
     total, count = 0.0, 0.0
     logp = None
     if cfg.train.bptt == "full":
@@ -143,22 +148,15 @@ def dynamic_evaluate(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int 
                           "was trained with train.bptt=full (sentences from the zero state); use the static protocol")
     if de.dynamic_method == "rms" and ms is None:
         raise ValueError("the rms update needs the mean squared training gradients (gradient_ms)")
-    if len(tokens) < 2:
-        raise DataError(f"too few tokens to evaluate ({len(tokens)})")
-    if int(np.max(tokens)) >= model.V:
-        raise DataError(f"token id {int(np.max(tokens))} is outside the model's vocabulary of {model.V} "
-                        f"(corrupted or mismatched prepared data)")
+    _check_tokens(model, tokens)
     x, y, mask = eval_streams(tokens, sep_id, 1)                       # (N, 1): one stream, in order
     theta0 = {k: v.copy() for k, v in model.params.items()}
-    scale = None
     if de.dynamic_method == "rms":
         rms = {k: np.sqrt(v) for k, v in ms.items()}
         mean_rms = float(np.mean(np.concatenate([v.ravel() for v in rms.values()])))
         step_div = {k: (v + de.dynamic_eps).astype(model.dtype) for k, v in rms.items()}
         pull = {k: np.minimum(1.0, de.dynamic_decay * v / mean_rms).astype(model.dtype) if mean_rms > 0 else
                 np.full(v.shape, min(1.0, de.dynamic_decay), dtype=model.dtype) for k, v in rms.items()}
-    else:
-        scale = model.dtype.type(de.dynamic_lr)
     lr = model.dtype.type(de.dynamic_lr)
     state = model.initial_state(1)
     total, updates = 0.0, 0
@@ -177,7 +175,7 @@ def dynamic_evaluate(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int 
             for k, p in model.params.items():
                 g = grads.dense(k)
                 if de.dynamic_method == "sgd":
-                    p -= scale * g
+                    p -= lr * g
                     if de.dynamic_decay:
                         p += model.dtype.type(de.dynamic_decay) * (theta0[k] - p)
                 else:
