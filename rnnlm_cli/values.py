@@ -55,3 +55,12 @@ def jsonable(obj):
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(float(obj)) else None
     return obj
+
+
+def json_digest(doc, digits: int) -> str:
+    """The first `digits` hex digits of the SHA-256 of `doc` as canonical JSON (sorted keys;
+    values JSON cannot hold written as text): a stable name for a set of settings."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:digits]

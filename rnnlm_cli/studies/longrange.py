@@ -24,7 +24,6 @@ The corpora and their prepared folders are built first, once each, by the parent
 from __future__ import annotations
 
 import concurrent.futures as futures
-import hashlib
 import json
 import multiprocessing
 import os
@@ -37,7 +36,7 @@ import yaml
 from rnnlm_cli.config import build_config
 from rnnlm_cli.errors import ConfigError, DataError, TrainingError, brief
 from rnnlm_cli.fileio import atomic_write_json
-from rnnlm_cli.values import SCHEMA_VERSION
+from rnnlm_cli.values import SCHEMA_VERSION, json_digest
 
 STUDY_VERSION = 1           # part of every run's hash: bump when what a run measures changes
 GENERATORS = {"copy": 1, "agreement": 2}     # bump when a task's corpus changes for the same parameters
@@ -196,7 +195,7 @@ def task_params(study: Study, task: str, length: int) -> dict:
 def run_hash(task: str, params: dict, settings, threshold: float, solved: float) -> str:
     doc = {"version": STUDY_VERSION, "task": task, "params": params, "settings": list(settings),
            "threshold": threshold, "solved": solved}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return json_digest(doc, 16)
 
 
 def plan(study: Study, out: str, only: str | None = None) -> list[RunSpec]:

@@ -17,7 +17,6 @@ runs and resumes interrupted ones (bit-exact, as `rnnlm train --resume`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -36,7 +35,7 @@ from rnnlm_cli.errors import ConfigError, brief
 from rnnlm_cli.fileio import atomic_write_json, make_folders
 from rnnlm_cli.paths import folder_kind, shown
 from rnnlm_cli.train.lock import LockError, RunLock
-from rnnlm_cli.values import SCHEMA_VERSION
+from rnnlm_cli.values import SCHEMA_VERSION, json_digest
 
 MANIFEST = "sweep.json"
 LOGS = "logs"
@@ -64,7 +63,7 @@ def config_hash(cfg: Config) -> str:
     """8 hex digits of the resolved configuration without its output folder."""
     doc = cfg.to_dict()
     doc["train"] = {k: v for k, v in doc["train"].items() if k != "out"}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return json_digest(doc, 8)
 
 
 def _slug(text: str) -> str:
