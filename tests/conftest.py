@@ -66,13 +66,3 @@ def no_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
-
-# --------------------------------------------------------------------------- the bad-input catalogue's world
-
-@pytest.fixture(scope="module")
-def w(tmp_path_factory):
-    """The read-only world of the bad-input catalogues (test_bad_inputs.build_world): a corpus,
-    its prepared folder, a finished run and a second vocabulary."""
-    from test_bad_inputs import build_world
-
-    return build_world(tmp_path_factory)

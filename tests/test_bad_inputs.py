@@ -44,9 +44,9 @@ def small_model(*extra):
     return [a for s in sets for a in ("--set", s)]
 
 
-def build_world(tmp_path_factory):
-    """A corpus, its prepared folder, a finished run and a second vocabulary; treated as read-only
-    (the fixture `w` of tests/conftest.py, shared by the catalogues of several test files)."""
+@pytest.fixture(scope="module")
+def w(tmp_path_factory):
+    """A corpus, its prepared folder, a finished run and a second vocabulary; treated as read-only."""
     root = tmp_path_factory.mktemp("world")
     (root / "train.txt").write_text(TRAIN_TEXT, encoding="utf-8")
     (root / "valid.txt").write_text("the dog runs home\nthe cats run home\n", encoding="utf-8")
@@ -308,8 +308,8 @@ def p_bad_level(w, tmp):
 
 # --------------------------------------------------------------------------- train
 
-def t_args(w, tmp, *extra, out=None, prep=None):
-    return ["train", *prep_of(prep or w.prep), "--out", out or tmp / "run", "-q", *small_model(), *extra]
+def t_args(w, tmp, *extra, out=None, prep=None, sets=()):
+    return ["train", *prep_of(prep or w.prep), "--out", out or tmp / "run", "-q", *small_model(*sets), *extra]
 
 
 def t_out_is_file(w, tmp):
@@ -1693,4 +1693,77 @@ DECIDED_CASES = [f for name, f in list(globals().items()) if callable(f) and nam
 
 @pytest.mark.parametrize("case", DECIDED_CASES, ids=[f.__name__ for f in DECIDED_CASES])
 def test_settings_a_checkpoint_decides(case, w, tmp_path, monkeypatch):
+    test_bad_input(case, w, tmp_path, monkeypatch)
+
+
+# --------------------------------------------------------------------------- stacked layers, regularisers, dynamic evaluation
+
+def l_zero_layers(w, tmp):
+    return t_args(w, tmp, sets=("model.num_layers=0",)), "model.num_layers: expected a value >= 1, got 0", 2
+
+
+def l_negative_layers(w, tmp):
+    return t_args(w, tmp, sets=("model.num_layers=-2",)), "model.num_layers: expected a value >= 1, got -2", 2
+
+
+def l_fractional_layers(w, tmp):
+    return t_args(w, tmp, sets=("model.num_layers=1.5",)), "model.num_layers: expected int, got 1.5", 2
+
+
+def l_dropout_between_one(w, tmp):
+    return (t_args(w, tmp, sets=("model.num_layers=2", "model.dropout_between=1")),
+            "model.dropout_between: expected a value <= 0.95, got 1", 2)
+
+
+def l_tied_stacked_sizes_differ(w, tmp):
+    return (t_args(w, tmp, sets=("model.num_layers=2", "model.tie_weights=true", "model.hidden_size=12")),
+            "model.tie_weights needs model.embedding_size == model.hidden_size, got 8 and 12", 2)
+
+
+def l_resume_two_layers_as_one(w, tmp):
+    out = tmp / "two"
+    ok = CliRunner().invoke(cli, ["train", "--set", f"data.prepared={w.prep}", "--out", str(out), "--max-steps", "3",
+                                  "-q", *small_model("model.num_layers=2")])
+    assert ok.exit_code == 0, ok.output
+    return (["train", "--set", f"data.prepared={w.prep}", "--out", out, "--resume", "--max-steps", "6",
+             *small_model("model.num_layers=1")],
+            f"cannot resume from {out / 'checkpoint.npz'}: model.num_layers is 2 in the checkpoint but 1 in the "
+            f"configuration; resume with the checkpoint's value, or start over with --force", 1)
+
+
+def l_evaluate_sets_layers(w, tmp):
+    return (["evaluate", "--checkpoint", w.ck, "--set", "model.num_layers=2", *prep_of(w.prep)],
+            _decided("model.num_layers=2", 1)(w), 2)
+
+
+def r_negative_ar(w, tmp):
+    return t_args(w, tmp, sets=("model.ar=-0.5",)), "model.ar: expected a value >= 0.0, got -0.5", 2
+
+
+def r_negative_tar(w, tmp):
+    return t_args(w, tmp, sets=("model.tar=-1",)), "model.tar: expected a value >= 0.0, got -1", 2
+
+
+def r_word_dropout_one(w, tmp):
+    return t_args(w, tmp, sets=("model.dropout_words=1",)), "model.dropout_words: expected a value <= 0.95, got 1", 2
+
+
+def r_weight_drop_above_one(w, tmp):
+    return t_args(w, tmp, sets=("model.weight_drop=1.5",)), "model.weight_drop: expected a value <= 0.95, got 1.5", 2
+
+
+def r_locked_not_a_boolean(w, tmp):
+    return t_args(w, tmp, sets=("model.dropout_locked=maybe",)), "model.dropout_locked: expected bool, got 'maybe'", 2
+
+
+def r_dynamic_lr_zero(w, tmp):
+    return (["evaluate", "--checkpoint", w.ck, "--dynamic", "--set", "evaluate.dynamic_lr=0",
+             "--set", f"data.prepared={w.prep}"], "evaluate.dynamic_lr: expected a value > 0.0, got 0", 2)
+
+
+LAYER_CASES = [f for name, f in list(globals().items()) if callable(f) and name.split("_")[0] in ("l", "r")]
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[f.__name__ for f in LAYER_CASES])
+def test_bad_model_option(case, w, tmp_path, monkeypatch):
     test_bad_input(case, w, tmp_path, monkeypatch)

@@ -17,8 +17,6 @@ from rnnlm_cli.nn.model import Model
 from rnnlm_cli.train import checkpoint
 from rnnlm_cli.train.trainer import train
 
-from test_bad_inputs import small_model
-from test_bad_inputs import test_bad_input as run_case
 
 CELLS = ("tanh", "relu", "gru", "lstm")
 
@@ -232,61 +230,6 @@ def test_readers_accept_a_stacked_checkpoint(tmp_path):
                  ["probe", "--checkpoint", ck, "--format", "json"]):
         result = runner.invoke(cli, argv)
         assert result.exit_code == 0, (argv, result.output)
-
-
-# --------------------------------------------------------------------------- bad inputs (the catalogue's rules)
-
-def _train_args(w, tmp, *sets):
-    return ["train", "--set", f"data.prepared={w.prep}", "--out", tmp / "out", *small_model(*sets)]
-
-
-def l_zero_layers(w, tmp):
-    return _train_args(w, tmp, "model.num_layers=0"), "model.num_layers: expected a value >= 1, got 0", 2
-
-
-def l_negative_layers(w, tmp):
-    return _train_args(w, tmp, "model.num_layers=-2"), "model.num_layers: expected a value >= 1, got -2", 2
-
-
-def l_fractional_layers(w, tmp):
-    return _train_args(w, tmp, "model.num_layers=1.5"), "model.num_layers: expected int, got 1.5", 2
-
-
-def l_dropout_between_one(w, tmp):
-    return (_train_args(w, tmp, "model.num_layers=2", "model.dropout_between=1"),
-            "model.dropout_between: expected a value <= 0.95, got 1", 2)
-
-
-def l_tied_stacked_sizes_differ(w, tmp):
-    return (_train_args(w, tmp, "model.num_layers=2", "model.tie_weights=true", "model.hidden_size=12"),
-            "model.tie_weights needs model.embedding_size == model.hidden_size, got 8 and 12", 2)
-
-
-def l_resume_two_layers_as_one(w, tmp):
-    out = tmp / "two"
-    ok = CliRunner().invoke(cli, ["train", "--set", f"data.prepared={w.prep}", "--out", str(out), "--max-steps", "3",
-                                  "-q", *small_model("model.num_layers=2")])
-    assert ok.exit_code == 0, ok.output
-    return (["train", "--set", f"data.prepared={w.prep}", "--out", out, "--resume", "--max-steps", "6",
-             *small_model("model.num_layers=1")],
-            f"cannot resume from {out / 'checkpoint.npz'}: model.num_layers is 2 in the checkpoint but 1 in the "
-            f"configuration; resume with the checkpoint's value, or start over with --force", 1)
-
-
-def l_evaluate_sets_layers(w, tmp):
-    from rnnlm_cli.errors import brief_path
-
-    return (["evaluate", "--checkpoint", w.ck, "--set", "model.num_layers=2", "--set", f"data.prepared={w.prep}"],
-            f"--set model.num_layers=2: the checkpoint {brief_path(w.ck)} decides the model (model.num_layers is 1 "
-            f"there); a command that reads a checkpoint cannot change it", 2)
-
-
-LAYER_CASES = [f for name, f in list(globals().items()) if callable(f) and name.startswith("l_")]
-
-
-@pytest.mark.parametrize("case", LAYER_CASES, ids=[f.__name__ for f in LAYER_CASES])
-def test_bad_layer_input(case, w, tmp_path, monkeypatch):
-    run_case(case, w, tmp_path, monkeypatch)
 
 
 def test_memory_estimate_counts_every_layer():
