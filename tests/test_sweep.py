@@ -119,12 +119,12 @@ def test_a_killed_sweep_completes_on_rerun_and_trains_no_run_twice(tmp_path, sig
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = tmp_path / "s"
     deadline = time.monotonic() + 120
-    # kill once one run has finished and another is part-way (it has logged updates)
+    # kill once one run has finished and another is part-way: it has written a checkpoint to resume
+    # from (logged updates alone are not enough: a run killed before its first checkpoint starts over)
     while time.monotonic() < deadline and proc.poll() is None:
         runs = [d for d in out.glob("*-*") if d.is_dir()]
         done = [d for d in runs if (d / "summary.json").exists()]
-        busy = [d for d in runs if not (d / "summary.json").exists() and (d / "metrics.jsonl").exists()
-                and (d / "metrics.jsonl").stat().st_size > 0]
+        busy = [d for d in runs if not (d / "summary.json").exists() and (d / "checkpoint.npz").exists()]
         if done and busy:
             break
         time.sleep(0.02)
