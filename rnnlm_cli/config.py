@@ -134,6 +134,10 @@ class TrainConfig:
     k2_max: int = _opt(200, "k2 auto: the longest backpropagation it may choose (also the measured window)", low=1)
     k2_threshold: float = _opt(1e-3, "k2 auto: the horizon is the largest lag whose normalised gradient norm stays "
                                "above this", low=0.0, low_open=True)
+    k1_spread: float = _opt(0.0, "stream: random chunk lengths (AWD-LSTM): each chunk's length is drawn around k1 "
+                            "(k1/2 with chance 0.05) with this standard deviation, within [min(5, k1), 2 k1], and "
+                            "its update's rate is scaled by length / k1 (0 = every chunk k1; needs k2 0 or k1)",
+                            low=0.0)
     window: int = _opt(5, "window: every output backpropagates through at most this many states", low=1)
     state_reset: float = _opt(0.0, "stream: chance that a stream starts its next chunk from the zero state, as "
                               "evaluation and generation start (0 = only at epoch starts)", low=0.0, high=1.0)
@@ -160,6 +164,12 @@ class TrainConfig:
     decay_start: int = _opt(4, "epoch_decay: first epoch after which the rate decays", low=0)
     min_lr: float = _opt(0.0, "stop early once the rate falls below this (0 = never)", low=0.0)
     reject_threshold: float = _opt(0.0, "roll back to the best checkpoint when validation loss grows by this factor (0 = off)", low=0.0)
+    average: str = _opt("none", "weight averaging (Polyak) of the iterates after each update: none, nt (from the "
+                        "first validation worse than the best of those more than average_nonmono before it, "
+                        "Merity et al. 2018) or always (from the first update); validation, checkpoints and every "
+                        "reader use the average", choices=("none", "nt", "always"))
+    average_nonmono: int = _opt(5, "average=nt: n, the validations a loss is compared over (it must be worse than "
+                                "the best of those before the last n)", low=1)
     eval_every: Union[int, str] = _opt("epoch", "validate every N updates, or 'epoch'", rule=POSITIVE_INT_OR_EPOCH)
     eval_batch_size: int = _opt(10, "parallel streams during evaluation", low=1)
     log_every: int = _opt(10, "updates between metrics.jsonl lines", low=1)
@@ -534,6 +544,15 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"train.k2_max ({tc.k2_max}) must be >= train.k1 ({tc.k1}): k2 auto chooses between them")
     if tc.bptt == "stream" and tc.k2 != "auto" and tc.k2 and tc.k2 < tc.k1:
         raise ConfigError(f"train.k2 ({tc.k2}) must be >= train.k1 ({tc.k1}), or 0 for k2 = k1")
+    if tc.k1_spread and tc.bptt != "stream":
+        raise ConfigError(f"train.k1_spread ({tc.k1_spread}) draws the chunk lengths of stream mode; "
+                          f"train.bptt is {tc.bptt} (set train.k1_spread=0 or train.bptt=stream)")
+    if tc.k1_spread and (tc.k2 == "auto" or tc.k2 not in (0, tc.k1)):
+        raise ConfigError(f"train.k1_spread ({tc.k1_spread}) needs train.k2 = 0 or k1 ({tc.k1}), got "
+                          f"{brief(tc.k2)}: the drawn length is the truncation")
+    if tc.average == "nt" and isinstance(tc.eval_every, int) and tc.max_steps and tc.eval_every > tc.max_steps:
+        raise ConfigError(f"train.average=nt starts averaging after a validation, but train.eval_every "
+                          f"({tc.eval_every}) exceeds train.max_steps ({tc.max_steps}): no validation would run")
     if tc.min_lr and tc.min_lr >= tc.lr:
         raise ConfigError(f"train.min_lr ({tc.min_lr}) must be below train.lr ({tc.lr}): training stops once the "
                           f"rate falls below min_lr (0 = never)")
@@ -569,6 +588,8 @@ def validation_users(tc: TrainConfig) -> str:
         users.append("train.schedule=plateau")
     if tc.reject_threshold:
         users.append(f"train.reject_threshold={tc.reject_threshold}")
+    if tc.average == "nt":
+        users.append("train.average=nt")
     return " and ".join(users)
 
 
@@ -672,6 +693,12 @@ def resolved_k2(cfg: Config) -> int:
     return tc.k2_max if tc.k2 == "auto" else (tc.k2 or tc.k1)
 
 
+def longest_chunk(cfg: Config) -> int:
+    """The most steps one training chunk of stream mode may hold: k1, or 2 k1 with k1_spread
+    (data.batching.chunk_lengths caps each drawn length there)."""
+    return 2 * cfg.train.k1 if cfg.train.k1_spread else cfg.train.k1
+
+
 # --------------------------------------------------------------------------- memory, from the shapes
 
 def machine_memory() -> int | None:
@@ -746,7 +773,7 @@ def check_training_memory(cfg: Config, vocab_size: int) -> int:
     G, item = _gates(m.cell), np.dtype(tc.dtype).itemsize
 
     def need(s):
-        T = max(s["train.k1"], s["train.k2"], s["train.max_len"])
+        T = max(s["train.k1"] * (2 if tc.k1_spread else 1), s["train.k2"], s["train.max_len"])   # longest_chunk
         E, H, L = s["model.embedding_size"], s["model.hidden_size"], s["model.num_layers"]
         B = max(s["train.batch_size"], s["train.eval_batch_size"])
         return item * ((2 + slots) * model_values(s["V"], E, H, G, L) + batch_values(T, B, s["V"], E, H, G, L))

@@ -12,6 +12,14 @@ start); with k2 == k1 it is the batch length, i.e. the final state.
 Resuming: `StreamBatches(...).iterate(start)` begins at chunk `start`; the caller saves the
 chunk index and the carried state in its checkpoint.
 
+Random chunk lengths (train.k1_spread, as AWD-LSTM draws them): `chunk_lengths(rng, k1, spread,
+steps)` draws the lengths of one epoch's chunks, and `StreamBatches(..., lengths=...)` cuts the
+stream at their running sums instead of every k1 steps, so the chunks still tile the stream:
+each step is scored exactly once per epoch, in order, the state carried from chunk to chunk.
+Each length: base = k1 with probability P_FULL (0.95), else k1 / 2; then round(N(base,
+spread)), clipped to [min(MIN_CHUNK, k1), 2 k1] (the upper bound keeps a batch's memory within
+twice a k1 batch's); the last chunk takes what is left. With a spread, k2 = k1 (no window).
+
 Sentence batches (full mode). The stream is split after every `eos`; a sentence
 w1 .. wn <eos> becomes inputs <eos> w1 .. wn and targets w1 .. wn <eos> (the previous eos is
 the start symbol). Sentences are shuffled by `rng` (None keeps the order), grouped B at a
@@ -70,10 +78,30 @@ def batchify(tokens: np.ndarray, batch_size: int) -> np.ndarray:
     return np.ascontiguousarray(tokens[:n * batch_size].reshape(batch_size, n).T)
 
 
-class StreamBatches:
-    """Chunks of k1 steps over B parallel streams, each extended back to k2 steps (k2=0: k1)."""
+P_FULL = 0.95      # chance that a drawn chunk length centres on k1 (else on k1 / 2)
+MIN_CHUNK = 5      # the shortest drawn chunk (k1 when k1 is shorter)
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, k1: int, k2: int = 0):
+
+def chunk_lengths(rng: np.random.Generator, k1: int, spread: float, steps: int) -> np.ndarray:
+    """(C,) int64 chunk lengths that sum to `steps`, drawn in order from `rng` (module docstring):
+    base k1 (probability P_FULL) or k1 / 2, length round(N(base, spread)) within
+    [min(MIN_CHUNK, k1), 2 k1]; the last one cut to what is left."""
+    low, high = min(MIN_CHUNK, k1), 2 * k1
+    lengths, total = [], 0
+    while total < steps:
+        base = k1 if rng.random() < P_FULL else k1 / 2
+        n = min(high, max(low, int(round(rng.normal(base, spread)))))
+        n = min(n, steps - total)
+        lengths.append(n)
+        total += n
+    return np.array(lengths, dtype=np.int64)
+
+
+class StreamBatches:
+    """Chunks of k1 steps over B parallel streams, each extended back to k2 steps (k2=0: k1);
+    or, with `lengths` (chunk_lengths), chunks of those lengths (no extension back)."""
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, k1: int, k2: int = 0, lengths=None):
         if k1 < 1:
             raise ValueError(f"k1 must be >= 1, got {k1}")
         k2 = k2 or k1
@@ -82,8 +110,16 @@ class StreamBatches:
         self.data = batchify(tokens, batch_size)        # (n, B)
         self.k1, self.k2, self.B = k1, k2, batch_size
         self.steps = len(self.data) - 1                 # inputs that have a target
+        self.starts = None                              # drawn lengths: chunk c is [starts[c], starts[c+1])
+        if lengths is not None:
+            lengths = np.asarray(lengths, dtype=np.int64)
+            if k2 != k1 or (lengths < 1).any() or int(lengths.sum()) != self.steps:
+                raise ValueError(f"chunk lengths must be >= 1 and sum to the {self.steps} steps, with k2 = k1")
+            self.starts = np.concatenate(([0], np.cumsum(lengths)))
 
     def __len__(self) -> int:
+        if self.starts is not None:
+            return len(self.starts) - 1
         return -(-self.steps // self.k1)
 
     def batch(self, c: int, k2_in: int | None = None, k2_out: int | None = None) -> Batch:
@@ -96,6 +132,10 @@ class StreamBatches:
         window)."""
         if not 0 <= c < len(self):
             raise IndexError(f"chunk {c} out of range [0, {len(self)})")
+        if self.starts is not None:
+            start, end = int(self.starts[c]), int(self.starts[c + 1])
+            return Batch(x=self.data[start:end], y=self.data[start + 1:end + 1], mask=None,
+                         loss_start=0, carry=end - start, index=c, position=start)
         start, end = c * self.k1, min((c + 1) * self.k1, self.steps)
         extra_in = (k2_in or self.k2) - self.k1
         extra_out = (k2_out or self.k2) - self.k1

@@ -2,7 +2,11 @@
 
 Layout (every entry loads with `numpy.load(path, allow_pickle=False)`):
   param/<name>      model parameters (names in model.py: embedding, cell.W_x, cell.W_h, ...;
-                    cell.<l>.W_x, ... with two or more layers)
+                    cell.<l>.W_x, ... with two or more layers): the weights to use. With
+                    weight averaging under way (train.average, meta progress.avg_count > 0)
+                    these are the AVERAGED weights, so every reader gets them unawares
+  raw/<name>        only then: the raw iterate that training continues from (same names and
+                    shapes as param/); `--resume` reads both
   optim/<name>      optimizer state arrays (e.g. optim/m/cell.W_h for Adam's first moment)
   state/<i>         the hidden state carried between chunks (h, then c for the LSTM; layer by
                     layer from the bottom)
@@ -27,6 +31,7 @@ the entry, with any echoed value shortened (`shown`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -58,9 +63,12 @@ def _text(value: str) -> np.ndarray:
     return np.array(value)  # 0-d unicode array: no pickle needed
 
 
-def pack(params: dict, optim: dict, state: tuple, rng: np.random.Generator | None, meta: dict) -> dict:
-    """Flatten everything a checkpoint holds into named arrays."""
+def pack(params: dict, optim: dict, state: tuple, rng: np.random.Generator | None, meta: dict,
+         raw: dict | None = None) -> dict:
+    """Flatten everything a checkpoint holds into named arrays (raw: the raw iterate, when
+    `params` are averaged weights)."""
     arrays = {f"param/{k}": v for k, v in params.items()}
+    arrays.update({f"raw/{k}": v for k, v in (raw or {}).items()})
     arrays.update({f"optim/{k}": v for k, v in optim.items()})
     arrays.update({f"state/{i}": s for i, s in enumerate(state)})
     if rng is not None:
@@ -155,9 +163,14 @@ PROGRESS_FIELDS = {
     "log_count": ("a finite number >= 0", lambda v: _is_number(v) and math.isfinite(v) and v >= 0),
     "k2": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "k2_target": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "avg_started": ("true or false", lambda v: isinstance(v, bool)),
+    "avg_start_step": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "avg_count": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "valid_history": ("a list of numbers", lambda v: isinstance(v, list) and all(_is_number(x) for x in v)),
 }
-# fields newer than the format: a checkpoint written before them holds none (the default, 0, applies)
-OPTIONAL_PROGRESS = ("k2", "k2_target")
+# fields newer than the format: a checkpoint written before them holds none (the default applies:
+# 0, false, an empty list)
+OPTIONAL_PROGRESS = ("k2", "k2_target", "avg_started", "avg_start_step", "avg_count", "valid_history")
 
 # the optimizer slot that accumulates squared gradients (a negative value there gives NaN steps)
 SQUARES = {"adagrad": "G", "rmsprop": "E", "adam": "v"}
@@ -303,18 +316,69 @@ def _check_rng(rng_state: dict, where: str) -> None:
         raise CheckpointError(f"{where}: entry 'rng' is not a state of numpy's PCG64 generator") from None
 
 
-KNOWN = ("param/", "optim/", "state/")
+def _check_raw(raw: dict, params: dict, meta: dict, where: str) -> None:
+    """The raw iterate beside averaged weights: there exactly when meta's progress says an
+    average is held (avg_count > 0), with param/'s names and shapes, float and finite."""
+    progress = meta.get("progress") if isinstance(meta.get("progress"), dict) else {}
+    averaged = progress.get("avg_count", 0) > 0
+    if raw and not averaged:
+        raise CheckpointError(f"{where}: raw/ entries are present, but meta progress.avg_count is "
+                              f"{shown(progress.get('avg_count', 0))} (no average is held)")
+    if averaged and "progress" in meta and not raw:
+        raise CheckpointError(f"{where}: meta progress.avg_count is {progress['avg_count']}, but the raw/ "
+                              f"entries of the raw iterate are missing")
+    if raw and set(raw) != set(params):
+        odd = sorted(set(raw) ^ set(params))[0]
+        raise CheckpointError(f"{where}: the raw/ and param/ entries name different parameters ({shown(odd)})")
+    for name, value in raw.items():
+        if value.dtype.kind != "f" or value.shape != params[name].shape:
+            raise CheckpointError(f"{where}: entry raw/{name} has dtype {value.dtype} and shape {value.shape}, "
+                                  f"expected float {params[name].shape} (that of param/{name})")
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{where}: entry raw/{name} holds non-finite values (NaN or inf)")
+
+
+KNOWN = ("param/", "raw/", "optim/", "state/")
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """A checkpoint read back, every entry validated (unpack_all).
+
+    params  the weights to use (averaged ones while averaging: what readers want)
+    raw     the raw iterate training continues from ({} when params are it)
+    optim, state, rng_state, meta: as `unpack` returns them"""
+
+    params: dict
+    raw: dict
+    optim: dict
+    state: tuple
+    rng_state: dict | None
+    meta: dict
+
+    @property
+    def iterate(self) -> dict:
+        """The raw iterate: `raw`, or `params` when no average is held."""
+        return self.raw or self.params
 
 
 def unpack(arrays: dict[str, np.ndarray], where: str = "checkpoint") -> tuple[dict, dict, tuple, dict | None, dict]:
     """(params, optim, state, rng_state, meta) from a loaded checkpoint, every entry validated:
     the names, each array's dtype, rank and finiteness, the generator state, and every meta
     entry present (a crafted file with a recomputed checksum is refused here, naming the entry).
-    Whether the entries fit a model is the reader's check (runs.py)."""
+    Whether the entries fit a model is the reader's check (runs.py). `params` are the weights
+    to use (averaged ones while averaging); `unpack_all` also returns the raw iterate."""
+    s = unpack_all(arrays, where)
+    return s.params, s.optim, s.state, s.rng_state, s.meta
+
+
+def unpack_all(arrays: dict[str, np.ndarray], where: str = "checkpoint") -> Snapshot:
+    """`unpack`, with the raw iterate (raw/ entries) as well: a Snapshot."""
     for name in arrays:
         if not (name.startswith(KNOWN) or name in ("rng", "meta")):
             raise CheckpointError(f"{where}: unknown entry {shown(name)}")
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    raw = {k[len("raw/"):]: v for k, v in arrays.items() if k.startswith("raw/")}
     optim = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
     n_state = sum(1 for k in arrays if k.startswith("state/"))
     if any(f"state/{i}" not in arrays for i in range(n_state)):
@@ -326,11 +390,17 @@ def unpack(arrays: dict[str, np.ndarray], where: str = "checkpoint") -> tuple[di
     if rng_state is not None:
         _check_rng(rng_state, where)
     _check_arrays(params, optim, state, meta, cfg, where)
+    _check_raw(raw, params, meta, where)
     if cfg is not None:
-        _check_against_config(params, optim, state, meta, cfg, where)
-    return params, optim, state, rng_state, meta
+        _check_against_config({**params, **{f"raw/{k}": v for k, v in raw.items()}}, optim, state, meta, cfg, where)
+    return Snapshot(params, raw, optim, state, rng_state, meta)
 
 
 def read(path: str) -> tuple[dict, dict, tuple, dict | None, dict]:
     """load + unpack."""
     return unpack(load(path), f"checkpoint {path}")
+
+
+def read_all(path: str) -> Snapshot:
+    """load + unpack_all: what resuming and rolling back read (the raw iterate too)."""
+    return unpack_all(load(path), f"checkpoint {path}")

@@ -21,8 +21,18 @@ The trainer asks two questions and applies the answers (nothing here touches a m
   stop_reason(tc, lr)                  training stops once the rate falls below tc.min_lr
       (checked at each epoch start and after each validation; 0 = never)
 
+  averaging_triggered(history, loss, nonmono)   train.average=nt: whether this validation
+      starts weight averaging (the non-monotone trigger of NT-ASGD, below)
+
 The state is what an exact resume needs: the rate and the best validation loss so far
-(`Progress.lr` and `Progress.best_loss` in the checkpoint).
+(`Progress.lr` and `Progress.best_loss` in the checkpoint), and for train.average=nt the
+validation losses before the trigger (`Progress.valid_history`).
+
+The non-monotone trigger (Merity et al. 2018, Algorithm 1, as the AWD-LSTM code writes it:
+`t > nonmono and val_loss > min(best_val_loss[:-nonmono])`): with the earlier validation losses
+L_1 .. L_{k-1} and this one L_k, averaging starts when k - 1 > n and L_k > min(L_1 .. L_{k-1-n}),
+n = train.average_nonmono: this loss is worse than the best of the losses more than n
+validations before it. The first validation that can fire it is therefore the (n + 2)-th.
 """
 
 from __future__ import annotations
@@ -77,3 +87,14 @@ def after_validation(tc: TrainConfig, state: ScheduleState, loss: float) -> tupl
     improved = loss < best
     new = ScheduleState(lr, loss if improved else best)
     return new, Decision(action, improved=improved, stop=stop_reason(tc, lr))
+
+
+def averaging_triggered(history: list[float], loss: float, nonmono: int) -> bool:
+    """Whether validation loss `loss` starts averaging (train.average=nt), given the validation
+    losses before it, oldest first, and n = `nonmono`: len(history) > n and loss > the smallest
+    of history[:len(history) - n] (the module docstring states the rule). A non-finite loss
+    compares as worse than any finite one."""
+    if len(history) <= nonmono:
+        return False
+    best_before = min(history[:len(history) - nonmono])
+    return not (loss <= best_before)          # NaN: worse

@@ -28,8 +28,27 @@ Output folder (train.out):
 
 Exact resume: everything the rest of the run depends on is in the checkpoint (parameters,
 optimizer state, the random generator, data position, carried hidden state, step, epoch,
-learning rate, schedule state), and the epoch's sentence order (full mode) is a function of
-(seed, epoch), so a resumed run's parameters are bit-identical to an uninterrupted one.
+learning rate, schedule state, the weight average), and the epoch's sentence order (full mode)
+and chunk lengths (train.k1_spread) are functions of (seed, epoch), so a resumed run's
+parameters are bit-identical to an uninterrupted one.
+
+Weight averaging (train.average; NT-ASGD, Merity et al. 2018). Once averaging has started
+(`always`: before the first update; `nt`: at the validation that schedule.averaging_triggered
+picks), the running mean of the iterates after each applied update (skipped non-finite ones
+do not count) is kept beside them: ax_1 = x_1, ax_{n+1} = ax_n + (x_{n+1} - ax_n) / (n + 1).
+The iterate at the trigger itself is not in the mean (as in the AWD-LSTM code; the paper's
+Algorithm 1 counts it). The mean is held in the parameters' dtype (train.dtype), not float64:
+with float32 its rounding error grows with the number of iterates averaged, harmless at the
+run lengths here but not bounded. Training goes on from the raw iterate; every validation,
+best.npz, checkpoint.npz's param/ entries (so evaluate, generate, probe, diagnose-gradients
+and dynamic evaluation read the average without knowing of it) and the final figures use the
+average once it holds an iterate; the raw iterate is saved beside it (raw/ entries) for resume.
+The evaluation lines carry "averaged" (and "averaging_started" at the trigger), summary.json
+averaging_started_step and averaged_updates. With the schedules: validations after the
+trigger are of the average, so plateau cuts and the best loss compare averaged losses with
+earlier raw ones (as AWD-LSTM does); a rollback (train.reject_threshold) restores best.npz
+whole: its raw iterate, optimizer state and averaging state (the average and its count, or no
+averaging when best.npz is older than the trigger, after which the rule may fire again).
 """
 
 from __future__ import annotations
@@ -43,7 +62,7 @@ import time
 import numpy as np
 
 from rnnlm_cli.train import checkpoint, schedule, step
-from rnnlm_cli.data.batching import SentenceBatches, StreamBatches
+from rnnlm_cli.data.batching import SentenceBatches, StreamBatches, chunk_lengths
 from rnnlm_cli.config import Config, check_training_memory, to_yaml, validation_users
 from rnnlm_cli.data.corpus import Prepared, ensure_prepared, separator_id, vocab_checksum
 from rnnlm_cli.evaluate import evaluate_tokens, perplexity
@@ -55,12 +74,13 @@ from rnnlm_cli.paths import shown
 from rnnlm_cli.train.metrics import METRICS_NAME, MetricsLog, tensorboard_writer_class
 from rnnlm_cli.nn import lags
 from rnnlm_cli.nn.model import Model
-from rnnlm_cli.runs import check_data_settings, check_model_matches, check_resume, load_model
+from rnnlm_cli.runs import check_data_settings, check_model_matches, check_params, check_resume, load_model
 from rnnlm_cli.train.optim import clip_gradients, find_nonfinite, make_optimizer
 from rnnlm_cli.values import SCHEMA_VERSION
 
 
 K2_STREAMS = 4      # k2 auto measures on this many streams of the batch: its cost grows with k2_max^2
+LENGTHS_SEED = 1    # train.k1_spread: epoch e's chunk lengths come from default_rng([train.seed, e, LENGTHS_SEED])
 
 
 class Interrupted(Exception):
@@ -253,6 +273,10 @@ class Progress:
     log_count: float = 0.0
     k2: int = 0               # k2 auto: the k2 of the next chunk's window (where the carried state lies); 0: k1
     k2_target: int = 0        # k2 auto: the k2 chosen by the last measurement; 0: none yet
+    avg_started: bool = False  # train.average: averaging is under way
+    avg_start_step: int = 0    # the update count when it started (0: before the first update)
+    avg_count: int = 0         # iterates in the average so far (0: none yet, the raw weights are used)
+    valid_history: list = dataclasses.field(default_factory=list)   # average=nt: validation losses up to the trigger
 
 
 class Trainer:
@@ -284,11 +308,15 @@ class Trainer:
         self.model = Model(cfg.model, len(prepared.vocab), dtype=self.dtype, rng=self.rng,
                            class_counts=prepared.vocab.counts)
         self.optimizer = make_optimizer(self.model.params, self.tc)
-        self.p = Progress(lr=self.tc.lr)
+        self.p = Progress(lr=self.tc.lr, avg_started=self.tc.average == "always")
+        self.avg: dict | None = None     # train.average: the running mean of the iterates, once it holds one
+        self._avg_scratch: dict = {}
         self.state = None
         self.auto_k2 = self.tc.bptt == "stream" and self.tc.k2 == "auto"
         self._k2_out = 0                 # k2 auto: the k2 the current chunk carries its state for
         self._k2_event = None            # k2 auto: the measurement to log with the next update line
+        if self.tc.average == "nt":
+            self._check_validation_runs()
 
     # ------------------------------------------------------------------ setup
     def _check_data(self) -> None:
@@ -314,6 +342,22 @@ class Trainer:
             raise DataError(f"the training split has {len(self.train_tokens)} tokens, too few for "
                             f"train.batch_size={tc.batch_size} parallel streams (need at least {need})")
 
+    def _check_validation_runs(self) -> None:
+        """train.average=nt starts at a validation: refuse a run too short to validate at all."""
+        tc = self.tc
+        per_epoch = ([len(self._batches(e)) for e in range(tc.epochs)] if tc.k1_spread    # lengths vary by epoch
+                     else [len(self._batches(0))] * tc.epochs)
+        total = sum(per_epoch)
+        if tc.max_steps:
+            total = min(total, tc.max_steps)
+        first = tc.eval_every if isinstance(tc.eval_every, int) else per_epoch[0]
+        if first > total:
+            when = f"every {tc.eval_every} updates" if isinstance(tc.eval_every, int) else \
+                f"at the end of the first epoch ({per_epoch[0]} updates)"
+            raise ConfigError(f"train.average=nt starts averaging after a validation, but this run validates "
+                              f"{when} and makes only {total} updates: no validation would run (lower "
+                              f"train.eval_every or raise train.epochs / train.max_steps)")
+
     OOV_WARNING = 0.05   # a valid/test share of <unk> tokens worth a warning when training holds none
 
     def _warn_oov(self) -> None:
@@ -334,6 +378,11 @@ class Trainer:
         if tc.bptt == "full":
             rng = np.random.default_rng([tc.seed, epoch])   # the epoch's order is a function of (seed, epoch)
             return SentenceBatches(self.train_tokens, self.sep, tc.batch_size, rng=rng, max_len=tc.max_len)
+        if tc.k1_spread:       # the epoch's chunk lengths are a function of (seed, epoch)
+            steps = len(self.train_tokens) // tc.batch_size - 1
+            rng = np.random.default_rng([tc.seed, epoch, LENGTHS_SEED])
+            lengths = chunk_lengths(rng, tc.k1, tc.k1_spread, steps)
+            return StreamBatches(self.train_tokens, tc.batch_size, tc.k1, lengths=lengths)
         fixed_k2 = tc.k2 if tc.bptt == "stream" and not self.auto_k2 else 0
         return StreamBatches(self.train_tokens, tc.batch_size, tc.k1, fixed_k2)
 
@@ -374,31 +423,38 @@ class Trainer:
     def _save(self, name: str) -> str:
         """Write OUT/name atomically; never over a good checkpoint with non-finite weights."""
         path = os.path.join(self.out, name)
-        bad = find_nonfinite(self.model.params)
+        bad = find_nonfinite(self.model.params) or (find_nonfinite(self.avg) if self.avg is not None else None)
         if bad:
             raise TrainingError(f"parameter {bad} holds non-finite values at step {self.p.step}; {name} was not "
                                 f"overwritten (lower train.lr or clip gradients); {self._last_good()}")
         state = self.state if self.state is not None else ()
-        arrays = checkpoint.pack(self.model.params, self.optimizer.state, state, self.rng, self._meta())
+        # param/: the weights to use (the average, once it holds an iterate); raw/: then the iterate
+        weights, raw = (self.model.params, None) if self.avg is None else (self.avg, self.model.params)
+        arrays = checkpoint.pack(weights, self.optimizer.state, state, self.rng, self._meta(), raw=raw)
         checkpoint.save(path, arrays)
         if name == "checkpoint.npz":
             self.last_saved = (path, self.p.step)
         return path
 
     def restore(self, path: str) -> None:
-        """Continue from the checkpoint at `path`: parameters, optimizer, generator, progress."""
-        params, optim, state, rng_state, meta = checkpoint.read(path)
+        """Continue from the checkpoint at `path`: parameters (the raw iterate, and the average
+        beside it), optimizer, generator, progress."""
+        snap = checkpoint.read_all(path)
+        optim, state, rng_state, meta = snap.optim, snap.state, snap.rng_state, snap.meta
         for line in resume_changes(meta.get("config"), self.cfg, path):
             self.log(line)
         check_model_matches(self.model, self.prepared, meta, path)
-        check_resume(self.model, params, optim, state, meta, self.tc.batch_size, path)
+        check_resume(self.model, snap.iterate, optim, state, meta, self.tc.batch_size, path)
+        if snap.raw:
+            check_params(snap.params, path, self.dtype)
         try:
-            self.model = Model(self.cfg.model, len(self.prepared.vocab), dtype=self.dtype, params=params,
+            self.model = Model(self.cfg.model, len(self.prepared.vocab), dtype=self.dtype, params=snap.iterate,
                                class_bounds=meta.get("class_bounds"), class_counts=self.prepared.vocab.counts)
             self.optimizer = make_optimizer(self.model.params, self.tc)
             self.optimizer.load_state(optim)
             self.rng.bit_generator.state = rng_state
             self.p = Progress(**meta["progress"])
+            self.avg = self._average_of(snap)
             self.state = tuple(np.array(s, dtype=self.dtype) for s in state) if meta.get("has_state") else None
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"cannot resume from {path}: incomplete or inconsistent checkpoint ({exc})") from None
@@ -510,7 +566,10 @@ class Trainer:
             self.state = None                  # a poisoned state is not carried on
         else:
             p.nonfinite_run = 0
-            self.optimizer.step(self.model.params, grads, p.lr)
+            lr = p.lr * batch.x.shape[0] / tc.k1 if tc.k1_spread else p.lr   # a drawn length scales the rate
+            self.optimizer.step(self.model.params, grads, lr)
+            if p.avg_started:
+                self._accumulate_average()
             self.state = reset_streams(next_state, self.rng, tc.state_reset) if tc.state_reset else next_state
             p.tokens += n_tok
             p.log_loss += fwd.loss
@@ -534,6 +593,8 @@ class Trainer:
                     "tokens_per_sec": interval["tokens"] / dt}
             if param_norms is not None:
                 line["param_grad_norms"] = param_norms
+            if tc.k1_spread:
+                line["chunk_len"] = int(batch.x.shape[0])
             if self.auto_k2:
                 line["k2"] = k2_in
                 if event is not None:
@@ -582,19 +643,31 @@ class Trainer:
         if len(self.valid_tokens) < 2:
             self._save("checkpoint.npz")
             return
-        result = evaluate_tokens(self.model, self.valid_tokens, self.cfg, self.sep)
+        result = evaluate_tokens(self._weights_in_use(), self.valid_tokens, self.cfg, self.sep)
         loss = result["loss"]
-        self.metrics.append({"step": p.step, "epoch": p.epoch if p.batch == 0 else p.epoch + 1, "split": "valid",
-                             "loss": loss, "ppl": result["ppl"], "tokens": result["tokens"], "lr": p.lr,
-                             "elapsed": p.wall})
-        self.log(f"step {p.step}: valid loss {loss:.4f}, ppl {result['ppl']:.2f}")
+        line = {"step": p.step, "epoch": p.epoch if p.batch == 0 else p.epoch + 1, "split": "valid",
+                "loss": loss, "ppl": result["ppl"], "tokens": result["tokens"], "lr": p.lr, "elapsed": p.wall}
+        if tc.average != "none":
+            line["averaged"] = self.avg is not None
+        self.log(f"step {p.step}: valid loss {loss:.4f}, ppl {result['ppl']:.2f}"
+                 + (" (averaged weights)" if self.avg is not None else ""))
         new, decision = schedule.after_validation(tc, schedule.ScheduleState(p.lr, p.best_loss), loss)
         p.lr, p.best_loss = new.lr, new.best_loss
         if decision.action == schedule.ROLLBACK:
             self._roll_back_to_best()
             self.log(f"step {p.step}: validation loss rose above the best by more than "
-                     f"{tc.reject_threshold:.0%}; rolled back to best.npz, lr -> {p.lr:.3g}")
-        elif decision.action == schedule.CUT:
+                     f"{tc.reject_threshold:.0%}; rolled back to best.npz, lr -> {p.lr:.3g}"
+                     + ("" if tc.average == "none" else " with its weight average" if p.avg_started
+                        else " (written before averaging started: averaging is off again)"))
+        if tc.average == "nt" and not p.avg_started:
+            if schedule.averaging_triggered(p.valid_history, loss, tc.average_nonmono):
+                p.avg_started, p.avg_start_step, p.avg_count, self.avg = True, p.step, 0, None
+                line["averaging_started"] = True
+                self.log(f"step {p.step}: validation loss {loss:.4f} is worse than the best of those more than "
+                         f"{tc.average_nonmono} validations before it; averaging the weights from here on")
+            p.valid_history.append(loss)
+        self.metrics.append(line)
+        if decision.action == schedule.CUT:
             self.log(f"step {p.step}: validation improved less than {tc.min_improvement:.2%}; lr -> {p.lr:.3g}")
         if decision.stop:
             p.stopped = decision.stop
@@ -605,12 +678,49 @@ class Trainer:
             self.on_evaluation(p.step, loss)
 
     def _roll_back_to_best(self) -> None:
-        """The parameters and optimizer state of best.npz; the carried state is dropped."""
-        params, optim, _, _, _ = checkpoint.read(os.path.join(self.out, "best.npz"))
+        """The parameters (the raw iterate), optimizer state and averaging state of best.npz;
+        the carried state is dropped."""
+        snap = checkpoint.read_all(os.path.join(self.out, "best.npz"))
         for k in self.model.params:
-            self.model.params[k][...] = params[k]
-        self.optimizer.load_state(optim)
+            self.model.params[k][...] = snap.iterate[k]
+        self.optimizer.load_state(snap.optim)
+        saved = snap.meta.get("progress", {})
+        p = self.p
+        p.avg_started = saved.get("avg_started", self.tc.average == "always")
+        p.avg_start_step, p.avg_count = saved.get("avg_start_step", 0), saved.get("avg_count", 0)
+        self.avg = self._average_of(snap)
         self.state = None
+
+    # ------------------------------------------------------------------ weight averaging
+    def _average_of(self, snap) -> dict | None:
+        """The average a checkpoint holds (its param/ entries when it has raw/ ones), as our dtype."""
+        if not snap.raw:
+            return None
+        return {k: np.array(v, dtype=self.dtype) for k, v in snap.params.items()}
+
+    def _accumulate_average(self) -> None:
+        """After an update: ax_{n+1} = ax_n + (x - ax_n) / (n + 1), in place, in the parameters' dtype."""
+        p, params = self.p, self.model.params
+        if self.avg is None:
+            self.avg = {k: x.copy() for k, x in params.items()}          # ax_1 = x_1
+        else:
+            n = p.avg_count
+            for k, x in params.items():
+                a = self.avg[k]
+                d = self._avg_scratch.get(k)
+                if d is None:
+                    d = self._avg_scratch[k] = np.empty_like(a)
+                np.subtract(x, a, out=d)
+                d /= n + 1
+                a += d
+        p.avg_count += 1
+
+    def _weights_in_use(self) -> Model:
+        """The model to evaluate: the average once it holds an iterate, else the raw weights."""
+        if self.avg is None:
+            return self.model
+        return Model(self.cfg.model, self.model.V, dtype=self.dtype, params=self.avg,
+                     class_bounds=self.model.class_bounds)
 
     def _finish(self) -> dict:
         p = self.p
@@ -620,11 +730,16 @@ class Trainer:
                    "stopped": p.stopped, "lr": p.lr}
         if self.auto_k2:
             summary["k2_auto"] = self._k2_summary()
+        if self.tc.average != "none":
+            summary["averaging_started_step"] = p.avg_start_step if p.avg_started else None
+            summary["averaged_updates"] = p.avg_count
         best = os.path.join(self.out, "best.npz")
-        final_model = self.model
+        final_model = self._weights_in_use()
+        final_averaged = self.avg is not None
         has_best = os.path.exists(best)
         if has_best:
-            final_model, _, _ = load_model(best)
+            final_model, _, best_meta = load_model(best)
+            final_averaged = best_meta.get("progress", {}).get("avg_count", 0) > 0
             summary["best_valid_loss"] = p.best_loss
             summary["best_valid_ppl"] = perplexity(p.best_loss)
         # the checkpoints that exist (best.npz only after a validation improved), and which one
@@ -636,8 +751,11 @@ class Trainer:
                 r = evaluate_tokens(final_model, tokens, self.cfg, self.sep)
                 summary[f"{split}_loss"], summary[f"{split}_ppl"] = r["loss"], r["ppl"]
                 summary[f"{split}_bits"] = r["bits"]
-                self.metrics.append({"step": p.step, "epoch": p.epoch, "split": split, "final": True,
-                                     "loss": r["loss"], "ppl": r["ppl"], "tokens": r["tokens"], "elapsed": p.wall,
-                                     "checkpoint": evaluated})
+                line = {"step": p.step, "epoch": p.epoch, "split": split, "final": True,
+                        "loss": r["loss"], "ppl": r["ppl"], "tokens": r["tokens"], "elapsed": p.wall,
+                        "checkpoint": evaluated}
+                if self.tc.average != "none":
+                    line["averaged"] = final_averaged
+                self.metrics.append(line)
         atomic_write_json(os.path.join(self.out, "summary.json"), summary)   # NaN/inf as null
         return summary
