@@ -1767,3 +1767,63 @@ LAYER_CASES = [f for name, f in list(globals().items()) if callable(f) and name.
 @pytest.mark.parametrize("case", LAYER_CASES, ids=[f.__name__ for f in LAYER_CASES])
 def test_bad_model_option(case, w, tmp_path, monkeypatch):
     test_bad_input(case, w, tmp_path, monkeypatch)
+
+
+# --------------------------------------------------------------------------- weight averaging and random chunk lengths
+
+def avg_unknown_mode(w, tmp):
+    return (t_args(w, tmp, sets=("train.average=sometimes",)),
+            "train.average: expected one of none, nt, always, got 'sometimes'", 2)
+
+
+def avg_nonmono_zero(w, tmp):
+    return (t_args(w, tmp, sets=("train.average=nt", "train.average_nonmono=0")),
+            "train.average_nonmono: expected a value >= 1, got 0", 2)
+
+
+def avg_nt_without_a_validation_split(w, tmp):
+    return (t_args(w, tmp, prep=tmp / "prep", sets=("train.average=nt", f"data.train={w.train}",
+                                                    "data.split=[1.0, 0.0, 0.0]")),
+            "train.average=nt needs validation data, but data.valid is not set and data.split gives it nothing "
+            "([1.0, 0.0, 0.0]); give data.valid or a validation ratio", 2)
+
+
+def avg_nt_validates_after_max_steps(w, tmp):
+    return (t_args(w, tmp, sets=("train.average=nt", "train.eval_every=50", "train.max_steps=10")),
+            "train.average=nt starts averaging after a validation, but train.eval_every (50) exceeds "
+            "train.max_steps (10): no validation would run", 2)
+
+
+def avg_nt_run_shorter_than_an_epoch(w, tmp):
+    return (t_args(w, tmp, sets=("train.average=nt", "train.max_steps=10")),
+            "train.average=nt starts averaging after a validation, but this run validates at the end of the first "
+            "epoch (30 updates) and makes only 10 updates: no validation would run (lower train.eval_every or "
+            "raise train.epochs / train.max_steps)", 2)
+
+
+def spread_negative(w, tmp):
+    return t_args(w, tmp, sets=("train.k1_spread=-1",)), "train.k1_spread: expected a value >= 0.0, got -1", 2
+
+
+def spread_in_full_mode(w, tmp):
+    return (t_args(w, tmp, sets=("train.k1_spread=2", "train.bptt=full")),
+            "train.k1_spread (2.0) draws the chunk lengths of stream mode; train.bptt is full (set "
+            "train.k1_spread=0 or train.bptt=stream)", 2)
+
+
+def spread_with_k2_auto(w, tmp):
+    return (t_args(w, tmp, sets=("train.k1_spread=2", "train.k2=auto")),
+            "train.k1_spread (2.0) needs train.k2 = 0 or k1 (5), got 'auto': the drawn length is the truncation", 2)
+
+
+def spread_with_k2_beyond_k1(w, tmp):
+    return (t_args(w, tmp, sets=("train.k1_spread=2", "train.k2=12")),
+            "train.k1_spread (2.0) needs train.k2 = 0 or k1 (5), got 12: the drawn length is the truncation", 2)
+
+
+AVERAGING_CASES = [f for name, f in list(globals().items()) if callable(f) and name.startswith(("avg_", "spread_"))]
+
+
+@pytest.mark.parametrize("case", AVERAGING_CASES, ids=[f.__name__ for f in AVERAGING_CASES])
+def test_bad_averaging_or_spread_option(case, w, tmp_path, monkeypatch):
+    test_bad_input(case, w, tmp_path, monkeypatch)
