@@ -59,13 +59,17 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     docs.append(("prepared-folder", sorted(p.name for p in prep.iterdir())))
     docs.append(("config", yaml.safe_load((prep / "config.yaml").read_text(encoding="utf-8"))))
 
-    # five runs: tanh with two seeds (adam, a record), a tied GRU (sgd with momentum), an LSTM (class
+    # six runs: tanh with two seeds (adam, a record), a tied GRU (sgd with momentum), an LSTM (class
     # softmax), two stacked layers (tanh, with dropout between them)
     common = sets(f"data.prepared={prep}", *SMALL)
     trained = {"tanh/seed1": ["train.seed=1"], "tanh/seed2": ["train.seed=2", "train.k2=auto", "train.k2_every=3", "train.k2_max=40"],
                "gru": ["model.cell=gru", "model.tie_weights=true", "train.optimizer=sgd", "train.momentum=0.5"],
                "lstm": ["model.cell=lstm", "model.softmax=class"],
-               "stacked": ["model.num_layers=2", "model.dropout_between=0.2"]}
+               "stacked": ["model.num_layers=2", "model.dropout_between=0.2"],
+               # weight averaging that fires (adam at lr 0.2 makes the 3rd validation worse than the 1st)
+               # and drawn chunk lengths
+               "averaged": ["train.average=nt", "train.average_nonmono=1", "train.eval_every=1", "train.max_steps=6",
+                            "train.lr=0.2", "train.k1_spread=2"]}
     record = tmp / "record.json"
     for name, extra in trained.items():
         more = ["--record", record] if name == "tanh/seed1" else []
@@ -76,7 +80,9 @@ def emitted(tmp_path_factory) -> list[tuple[str, object]]:
     docs.append(("run-folder", sorted(p.name for p in a.iterdir())))
     docs.append(("summary", json.loads((a / "summary.json").read_text(encoding="utf-8"))))
     docs.append(("config", yaml.safe_load((a / "config.yaml").read_text(encoding="utf-8"))))
-    for folder in (a, runs / "tanh" / "seed2"):                  # seed2 chooses its k2 (train.k2: auto)
+    averaged = json.loads((runs / "averaged" / "summary.json").read_text(encoding="utf-8"))
+    assert averaged["averaging_started_step"] == 3, "the averaged run must fire its trigger to show its fields"
+    for folder in (a, runs / "tanh" / "seed2", runs / "averaged"):   # seed2 chooses its k2 (train.k2: auto)
         docs += [("metrics", json.loads(line)) for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     for name in trained:
         for ck in ("checkpoint.npz", "best.npz"):

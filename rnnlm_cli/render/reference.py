@@ -71,7 +71,8 @@ RUN_FOLDER = Output(
     (F("config.yaml", "file", "the resolved configuration, as `rnnlm config show` prints it", see="config"),
      F("metrics.jsonl", "file", "the training log: one JSON object per line", see="metrics"),
      F("checkpoint.npz", "file", "the latest state; `--resume` continues from it bit-identically", see="checkpoint"),
-     F("best.npz", "file", "the parameters with the best validation loss (the same entries as checkpoint.npz)",
+     F("best.npz", "file", "the parameters with the best validation loss (the same entries as checkpoint.npz; "
+                           "with `train.average`, the averaged ones once averaging holds an iterate)",
        when="a validation ran", see="checkpoint"),
      F("summary.json", "file", "the final figures", when="training ended", see="summary")))
 
@@ -108,6 +109,11 @@ SUMMARY = Output(
      F("k2_auto.last", "integer", "the k2 chosen last", "steps"),
      F("k2_auto.mean_k2", "number", "mean k2 in force over the logged updates", "steps",
        null="no update line was logged"),
+     F("averaging_started_step", "integer", "the update count when weight averaging started (0: before the first "
+       "update); the average holds the iterates after each later update", null="`train.average: nt` never fired",
+       when="`train.average` is `nt` or `always`"),
+     F("averaged_updates", "integer", "iterates in the final weight average (0: the raw weights were used)",
+       when="`train.average` is `nt` or `always`"),
      F("test_loss", "number", "final cross-entropy on the test split", "nats/token",
        when="the test split has 2 tokens or more"),
      F("test_ppl", "number", "exp(test_loss)", when="the test split has 2 tokens or more"),
@@ -152,6 +158,12 @@ METRICS = Output(
      F("k2_measured.target", "integer", "the k2 chosen: horizon + 1 within [k1, k2_max]; k2 grows towards it by "
                                         "at most k1 per update", "steps"),
      F("k2_measured.changed", "boolean", "whether the target differs from the previous one"),
+     F("chunk_len", "integer", "steps of this update's chunk, drawn around `train.k1` (the rate applied was "
+       "`lr` x chunk_len / k1)", "steps", when="update lines of `train.k1_spread` > 0 runs"),
+     F("averaged", "boolean", "whether the evaluated weights were the weight average (false: the raw weights, "
+       "before averaging holds an iterate)", when=f"{EVAL} and {FINAL} of `train.average` nt or always runs"),
+     F("averaging_started", "boolean", "true: this validation fired the non-monotone trigger; averaging starts "
+       "with the next update", when="the one evaluation line of a `train.average: nt` run that fired it"),
      F("split", "string", "`valid` or `test`", when=f"{EVAL} and {FINAL}"),
      F("elapsed", "number", "training wall time so far", "s", when=f"{EVAL} and {FINAL}"),
      F("final", "boolean", "true: an evaluation of the final parameters", when=FINAL),
@@ -163,7 +175,9 @@ CHECKPOINT = Output(
     "every reader verifies `checksum` and validates every entry. Shapes use V (vocabulary), E (embedding size), "
     "H (hidden size), B (`train.batch_size`) and G, the cell's gate count: 1 (tanh, relu), 3 (GRU: r, z, n), "
     "4 (LSTM: i, f, g, o). Parameters, optimizer slots and the state have the dtype `train.dtype`.",
-    (F("param/embedding", "array (V, E)", "the embedding (also the output matrix, transposed, with `tie_weights`)"),
+    (F("param/embedding", "array (V, E)", "the embedding (also the output matrix, transposed, with `tie_weights`). "
+       "Every param/ entry holds the weights to use: with `train.average`, the weight average once it holds an "
+       "iterate (meta.progress.avg_count > 0), so every reader uses it"),
      F("param/cell.W_x", "array (E, G·H)", "the cell's input matrix, the gate blocks side by side",
        when="one layer"),
      F("param/cell.W_h", "array (H, G·H)", "the cell's recurrent matrix, the gate blocks side by side",
@@ -183,6 +197,8 @@ CHECKPOINT = Output(
        "`m` and `v` (adam), `v` (sgd with momentum), `G` (adagrad), `E` (rmsprop)",
        when="an optimizer with state"),
      F("optim/t", "integer array ()", "the optimizer's update count"),
+     F("raw/<param>", "array, shaped like param/<param>", "the raw iterate that training (and `--resume`) goes on "
+       "from, while param/<param> holds the weight average", when="meta.progress.avg_count > 0"),
      F("state/<i>", "array (B, H)", "the hidden state carried between chunks: h, then c for the LSTM, "
        "layer by layer from the bottom (i = l·P + j, P = 1, or 2 for the LSTM)",
        when="stream or window training (meta has_state)"),
@@ -213,6 +229,16 @@ CHECKPOINT = Output(
      F("meta.progress.k2_target", "integer", "`train.k2: auto`: the k2 the last measurement chose (0: none yet, "
                                              "and in other modes)", "steps",
        when="checkpoints written since `train.k2: auto` exists"),
+     F("meta.progress.avg_started", "boolean", "`train.average`: whether averaging has started",
+       when="checkpoints written since `train.average` exists"),
+     F("meta.progress.avg_start_step", "integer", "the update count when it started (0 before the first update, "
+                                                  "and while it has not)", when="checkpoints written since "
+                                                                                "`train.average` exists"),
+     F("meta.progress.avg_count", "integer", "iterates in the weight average (0: none; param/ holds the raw "
+                                             "weights)", when="checkpoints written since `train.average` exists"),
+     F("meta.progress.valid_history", "list of numbers", "`train.average: nt`: the validation losses up to the "
+       "trigger, which the non-monotone rule compares with", "nats/token",
+       when="checkpoints written since `train.average` exists"),
      F("meta.config", "object", "the resolved configuration", see="config"),
      F("meta.vocab_size", "integer", "V"),
      F("meta.vocab_sha256", "string", "sha256 of the vocabulary; readers refuse prepared data with another", "hex"),
