@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
 from rnnlm_cli.data.corpus import load_prepared, separator_id
+from rnnlm_cli.errors import CheckpointError
 from rnnlm_cli.evaluate import evaluate_tokens
 from rnnlm_cli.nn.model import Model
 from rnnlm_cli.train import checkpoint, schedule
@@ -249,3 +250,40 @@ def test_rollback_restores_the_raw_iterate_and_the_average_of_best(tmp_path, mon
     for k in best.params:
         np.testing.assert_array_equal(seen["raw"][k], best.raw[k])
         np.testing.assert_array_equal(seen["avg"][k], best.params[k])
+
+
+# --------------------------------------------------------------------------- crafted checkpoints
+
+def crafted(tmp_path, change):
+    """An averaged run's checkpoint with `change(arrays, progress)` applied and a valid checksum."""
+    cfg = config(tmp_path, "train.average=always", "train.max_steps=2")
+    train(cfg)
+    arrays = checkpoint.load(os.path.join(cfg.train.out, "checkpoint.npz"))
+    meta = json.loads(str(arrays["meta"]))
+    change(arrays, meta["progress"])
+    arrays["meta"] = np.array(json.dumps(meta))
+    path = str(tmp_path / "crafted.npz")
+    checkpoint.save(path, arrays)
+    return path
+
+
+def drop_raw(arrays, progress):
+    for name in [n for n in arrays if n.startswith("raw/")]:
+        del arrays[name]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a, p: p.update(avg_count=0), "raw/ entries are present, but meta progress.avg_count is 0"),
+    (drop_raw, "meta progress.avg_count is 2, but the raw/ entries of the raw iterate are missing"),
+    (lambda a, p: a.pop("raw/output.b"), r"the raw/ and param/ entries name different parameters \('output.b'\)"),
+    (lambda a, p: a.update({"raw/cell.b": np.zeros(3)}), r"entry raw/cell.b has dtype float64 and shape \(3,\)"),
+    (lambda a, p: a["raw/cell.b"].__setitem__(0, np.nan), "entry raw/cell.b holds non-finite values"),
+    (lambda a, p: p.update(valid_history=["x"]), "progress.valid_history' is \\['x'\\], expected a list of numbers"),
+    (lambda a, p: p.update(avg_started=1), "progress.avg_started' is 1, expected true or false"),
+])
+def test_a_crafted_averaging_state_is_refused(tmp_path, change, message):
+    path = crafted(tmp_path, change)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.read(path)
+    res = CliRunner().invoke(cli, ["evaluate", "--checkpoint", path, "--split", "valid"])
+    assert res.exit_code == 1 and res.stderr.startswith("Error: checkpoint ") and res.stderr.count("\n") == 1
