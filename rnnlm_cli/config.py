@@ -228,6 +228,9 @@ class EvaluateConfig:
                                    "train.k1) whose mean squared gradients normalise the steps", low=1)
     dynamic_eps: float = _opt(1e-5, "evaluate --dynamic with rms: added to the RMS before dividing",
                               low=0.0, low_open=True)
+    dynamic_after_training: bool = _opt(False, "train: also score the final checkpoint on valid and test with "
+                                        "dynamic evaluation (these settings), reported beside the static figures "
+                                        "(summary.json `dynamic`); needs train.bptt stream or window")
 
 
 @dataclass(frozen=True)
@@ -561,6 +564,9 @@ def _cross_checks(cfg: Config) -> None:
         if needs:
             raise ConfigError(f"{needs} needs validation data, but data.valid is not set and data.split gives "
                               f"it nothing ({brief(cfg.data.split)}); give data.valid or a validation ratio")
+    if cfg.evaluate.dynamic_after_training and tc.bptt == "full":
+        raise ConfigError("evaluate.dynamic_after_training reads the text as one stream with the state carried, "
+                          "but train.bptt=full trains on sentences from the zero state; use stream or window")
     if cfg.model.tie_weights and cfg.model.embedding_size != cfg.model.hidden_size:
         raise ConfigError(f"model.tie_weights needs model.embedding_size == model.hidden_size, "
                           f"got {cfg.model.embedding_size} and {cfg.model.hidden_size}")

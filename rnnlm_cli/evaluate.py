@@ -195,3 +195,25 @@ def dynamic_evaluate(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int 
     if per_token:
         result["logp"] = logp[mask[:, 0] > 0]
     return result
+
+
+def dynamic_protocol(cfg: Config, updates: int) -> dict:
+    """The settings that produced a dynamic figure, as the JSON outputs report them."""
+    de = cfg.evaluate
+    protocol = {"method": de.dynamic_method, "lr": de.dynamic_lr, "decay": de.dynamic_decay,
+                "chunk": de.dynamic_chunk, "updates": updates}
+    if de.dynamic_method == "rms":
+        protocol.update(ms_batches=de.dynamic_ms_batches, eps=de.dynamic_eps)
+    return protocol
+
+
+def dynamic_splits(model: Model, splits: dict, train_tokens: np.ndarray, cfg: Config, sep_id: int | None) -> dict:
+    """Dynamic evaluation of each split in `splits` (name -> tokens, each scored from the trained
+    weights, independently of the others): {"protocol": ..., name: {loss, bits, ppl, tokens}}."""
+    ms = gradient_ms(model, train_tokens, cfg) if cfg.evaluate.dynamic_method == "rms" else None
+    out, updates = {}, 0
+    for name, tokens in splits.items():
+        r = dynamic_evaluate(model, tokens, cfg, sep_id, ms=ms)
+        updates += r.pop("updates")
+        out[name] = r
+    return {"protocol": dynamic_protocol(cfg, updates), **out}

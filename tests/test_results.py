@@ -2,7 +2,9 @@
 
 import json
 import os
+import shlex
 
+import pytest
 from click.testing import CliRunner
 
 from rnnlm_cli.cli import cli
@@ -30,10 +32,61 @@ def test_train_record_holds_config_hash_curve_and_summary(tmp_path):
     assert r["summary"]["best_valid_ppl"] == min(valid)
     assert set(r["machine"]) == {"cpu", "cores", "python", "numpy"} and r["machine"]["cores"] == os.cpu_count()
     assert r["config"]["model"]["hidden_size"] == 8
+    # the command that trained it, as given (here: no --resume, no --force to drop)
+    assert shlex.split(r["command"]) == ["rnnlm", "train", "--config", str(cfg), "--record", str(record)]
+    # parameters: embedding V x 8, W_x 8 x 8, W_h 8 x 8, b 8, output 8 x V + V (untied)
+    V = len((tmp_path / "p" / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    assert r["summary"]["params"] == V * 8 + 64 + 64 + 8 + 8 * V + V
     table = results_table([r], {"run": "anchor 1.0"})
-    row = table.splitlines()[2]
-    assert row.startswith("| run | tanh E=8 H=8 | ") and row.endswith("| anchor 1.0 |")
-    assert f"{r['summary']['valid_ppl']:.1f}" in row
+    cells = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
+    assert cells[:3] == ["run", "tanh E=8 H=8", f"{r['summary']['params'] / 1e3:.0f}k"]
+    assert cells[3:6] == [f"{r['summary']['valid_ppl']:.1f}", f"{r['summary']['test_ppl']:.1f}", "-"]  # no dynamic
+    assert cells[-2:] == ["anchor 1.0", f"`{r['command']}`"]
+
+
+def test_dynamic_figures_after_training_sit_beside_the_static_ones(tmp_path):
+    """evaluate.dynamic_after_training adds the best checkpoint's dynamic figures, exactly what
+    `rnnlm evaluate --dynamic` reports for it, without changing a static figure; a finished run
+    resumed with the key set gains them, its training untouched."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"w{i % 7} w{i % 5} w{i % 3}\n" for i in range(300)), encoding="utf-8")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"data: {{train: {corpus}, prepared: {tmp_path / 'p'}, split: [0.8, 0.1, 0.1]}}\n"
+                   f"model: {{hidden_size: 8, embedding_size: 8}}\n"
+                   f"train: {{out: {tmp_path / 'out'}, batch_size: 4, k1: 5, epochs: 2}}\n"
+                   f"evaluate: {{dynamic_lr: 0.05, dynamic_chunk: 7}}\n", encoding="utf-8")
+    base = ["train", "--config", str(cfg), "--quiet", "--format", "json"]
+    plain = CliRunner().invoke(cli, base)
+    assert plain.exit_code == 0, plain.output
+    static = json.loads(plain.output)
+    assert "dynamic" not in static
+    again = CliRunner().invoke(cli, base + ["--resume", "--set", "evaluate.dynamic_after_training=true",
+                                            "--record", str(tmp_path / "r.json")])
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.output)
+    dyn = summary.pop("dynamic")
+    timing = ("wall_time_s", "tokens_per_sec")         # the resumed part's few microseconds are added
+    assert {k: v for k, v in summary.items() if k not in timing} == {k: v for k, v in static.items() if k not in timing}
+    assert summary["wall_time_s"] == pytest.approx(static["wall_time_s"], abs=0.05)
+    for split in ("valid", "test"):
+        ev = CliRunner().invoke(cli, ["evaluate", "--config", str(cfg), "--checkpoint", str(tmp_path / "out" / "best.npz"),
+                                      "--split", split, "--dynamic", "--format", "json"])
+        assert ev.exit_code == 0, ev.output
+        ev = json.loads(ev.output)
+        assert ev["protocol"] == "dynamic" and dyn[f"{split}_loss"] == ev["loss"] and dyn[f"{split}_ppl"] == ev["ppl"]
+        assert dyn[f"{split}_loss"] != summary[f"{split}_loss"]                   # it did learn
+    assert {k: dyn["protocol"][k] for k in ("method", "lr", "chunk")} == {"method": "sgd", "lr": 0.05, "chunk": 7}
+    r = json.loads((tmp_path / "r.json").read_text())
+    cells = [c.strip() for c in results_table([r]).splitlines()[2].strip("|").split("|")]
+    assert cells[4:6] == [f"{summary['test_ppl']:.1f}", f"{dyn['test_ppl']:.1f}"]
+    assert "--set evaluate.dynamic_after_training=true" in r["command"] and "--resume" not in r["command"]
+
+
+def test_dynamic_after_training_refuses_full_sentences(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "o"),
+                                      "--set", "train.bptt=full", "--set", "evaluate.dynamic_after_training=true"])
+    assert result.exit_code == 2 and result.output.count("Error:") == 1 and "train.bptt=full" in result.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_curves_table_and_plot(tmp_path):
@@ -58,16 +111,22 @@ def test_results_command_prints_the_table_and_curves(tmp_path):
     paths = []
     for name in ("ptb-lstm", "mine"):
         paths.append(tmp_path / f"{name}.json")
-        paths[-1].write_text(json.dumps(record(name)), encoding="utf-8")
+        r = record(name)
+        if name == "mine":      # a newer record: parameters, dynamic figures and its command
+            r["summary"].update(params=1_234_567, dynamic={"test_loss": 4.5, "test_ppl": 90.0171})
+            r["command"] = "rnnlm train --config mine.yaml --record mine.json"
+        paths[-1].write_text(json.dumps(r), encoding="utf-8")
     result = CliRunner().invoke(cli, ["results", *map(str, paths)])
     assert result.exit_code == 0, result.output
     # the row, built by hand: 90 s = 1.5 min, no test figures, the published anchor of ptb-lstm
     from rnnlm_cli.render.results import ANCHORS
     assert result.stdout.splitlines() == [
-        "| config | model | valid | test | epochs | wall time | tokens/s | published anchor |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| ptb-lstm | lstm E=4 H=8 | 150.0 | - | 3 | 1.5 min | 12,346 | {ANCHORS['ptb-lstm']} |",
-        "| mine | lstm E=4 H=8 | 150.0 | - | 3 | 1.5 min | 12,346 |  |",
+        "| config | model | params | valid | test | dynamic test | epochs | wall time | tokens/s | published anchor "
+        "| command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| ptb-lstm | lstm E=4 H=8 | - | 150.0 | - | - | 3 | 1.5 min | 12,346 | {ANCHORS['ptb-lstm']} | - |",
+        "| mine | lstm E=4 H=8 | 1.2M | 150.0 | - | 90.0 | 3 | 1.5 min | 12,346 |  "
+        "| `rnnlm train --config mine.yaml --record mine.json` |",
         "",
         "ptb-lstm: 0.5 min 250.0, 1.5 min 150.0",
         "mine: 0.5 min 250.0, 1.5 min 150.0"]

@@ -55,7 +55,7 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, dyna
 
     from rnnlm_cli.data.corpus import read_text, separator_id, tokenize
     from rnnlm_cli.errors import DataError
-    from rnnlm_cli.evaluate import dynamic_evaluate, evaluate_tokens, gradient_ms
+    from rnnlm_cli.evaluate import dynamic_evaluate, dynamic_protocol, evaluate_tokens, gradient_ms
 
     if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
         raise DataError(f"--per-token: the folder of {per_token} does not exist")
@@ -81,10 +81,7 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, dyna
         de = cfg.evaluate
         ms = gradient_ms(model, prepared.split("train"), cfg) if de.dynamic_method == "rms" else None
         result = dynamic_evaluate(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token), ms=ms)
-        protocol = {"method": de.dynamic_method, "lr": de.dynamic_lr, "decay": de.dynamic_decay,
-                    "chunk": de.dynamic_chunk, "updates": result.pop("updates")}
-        if de.dynamic_method == "rms":
-            protocol.update(ms_batches=de.dynamic_ms_batches, eps=de.dynamic_eps)
+        protocol = dynamic_protocol(cfg, result.pop("updates"))
     else:
         result = evaluate_tokens(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token))
         protocol = None

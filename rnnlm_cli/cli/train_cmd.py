@@ -62,7 +62,8 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
 
         from rnnlm_cli.render.results import make_record, write_record
         name = os.path.splitext(os.path.basename(config_path or "default"))[0]
-        write_record(record_path, make_record(name, cfg, summary, cfg.train.out))
+        command = shlex.join(train_argv(config_path, overrides, out_dir, max_steps, record_path))
+        write_record(record_path, make_record(name, cfg, summary, cfg.train.out, command))
     if fmt == "json":
         echo_json(summary)
     else:
@@ -75,12 +76,17 @@ def train_cmd(config_path, overrides, out_dir, resume, force, max_steps, record_
                 click.echo(f"{label}{v:.4f}" if isinstance(v, float) else f"{label}{'-' if v is None else v}")
 
 
-def resume_command(config_path, overrides, out_dir, max_steps, record_path) -> str:
-    """The shell command that resumes this run: the options as given, quoted for a POSIX shell."""
+def train_argv(config_path, overrides, out_dir, max_steps, record_path) -> list[str]:
+    """The command that trains this run, with the options as given (without --resume and --force)."""
     argv = ["rnnlm", "train"]
     argv += ["--config", config_path] if config_path else []
     argv += [arg for text in overrides for arg in ("--set", text)]
     argv += ["--out", out_dir] if out_dir else []
     argv += ["--max-steps", str(max_steps)] if max_steps else []
     argv += ["--record", record_path] if record_path else []
-    return shlex.join(argv + ["--resume"])
+    return argv
+
+
+def resume_command(config_path, overrides, out_dir, max_steps, record_path) -> str:
+    """The shell command that resumes this run: the options as given, quoted for a POSIX shell."""
+    return shlex.join(train_argv(config_path, overrides, out_dir, max_steps, record_path) + ["--resume"])

@@ -117,7 +117,30 @@ SUMMARY = Output(
      F("test_loss", "number", "final cross-entropy on the test split", "nats/token",
        when="the test split has 2 tokens or more"),
      F("test_ppl", "number", "exp(test_loss)", when="the test split has 2 tokens or more"),
-     F("test_bits", "number", "test_loss / ln 2", "bits/token", when="the test split has 2 tokens or more")))
+     F("test_bits", "number", "test_loss / ln 2", "bits/token", when="the test split has 2 tokens or more"),
+     F("params", "integer", "trainable parameters of the model"),
+     F("dynamic", "object", "the same checkpoint's figures under dynamic evaluation, never mixed with the static "
+                            "ones above", when="`evaluate.dynamic_after_training`"),
+     F("dynamic.protocol", "object", "the settings that produced them (as `rnnlm evaluate --dynamic` reports "
+                                     "them; `updates` counts both splits)"),
+     F("dynamic.protocol.method", "string", "`sgd` or `rms`"),
+     F("dynamic.protocol.lr", "number", "`evaluate.dynamic_lr`"),
+     F("dynamic.protocol.decay", "number", "`evaluate.dynamic_decay`"),
+     F("dynamic.protocol.chunk", "integer", "`evaluate.dynamic_chunk`", "tokens"),
+     F("dynamic.protocol.updates", "integer", "gradient steps taken over both splits"),
+     F("dynamic.protocol.ms_batches", "integer", "`evaluate.dynamic_ms_batches`", when="method `rms`"),
+     F("dynamic.protocol.eps", "number", "`evaluate.dynamic_eps`", when="method `rms`"),
+     F("dynamic.valid_loss", "number", "dynamic cross-entropy on the validation split", "nats/token",
+       when="the validation split has 2 tokens or more"),
+     F("dynamic.valid_ppl", "number", "exp(dynamic.valid_loss)", when="the validation split has 2 tokens or more"),
+     F("dynamic.valid_bits", "number", "dynamic.valid_loss / ln 2", "bits/token",
+       when="the validation split has 2 tokens or more"),
+     F("dynamic.test_loss", "number", "dynamic cross-entropy on the test split", "nats/token",
+       when="the test split has 2 tokens or more"),
+     F("dynamic.test_ppl", "number", "exp(dynamic.test_loss)", when="the test split has 2 tokens or more"),
+     F("dynamic.test_bits", "number", "dynamic.test_loss / ln 2", "bits/token",
+       when="the test split has 2 tokens or more"),
+     F("dynamic.wall_time_s", "number", "time the dynamic evaluations took (not in wall_time_s)", "s")))
 
 UPDATE, EVAL, FINAL = "update lines", "evaluation lines", "final evaluation lines"
 METRICS = Output(
@@ -342,6 +365,8 @@ RECORD = Output(
     "What a later change needs to be compared with one training run; `rnnlm results` reads them.",
     (VERSION,
      F("name", "string", "the config file's stem (`default` without one)"),
+     F("command", "string", "the command that trains the run from scratch (the options as given, without "
+                            "`--resume` and `--force`)", null="written by a caller other than `rnnlm train`"),
      F("date", "string", "when training ended, ISO 8601 in UTC"),
      F("commit", "string", "the git commit the code ran at", null="not run from a git checkout"),
      F("config_sha256", "string", "sha256 of the resolved configuration as YAML", "hex"),

@@ -38,12 +38,13 @@ def learning_curve(out_dir: str) -> list[dict]:
             for _, m in read_metrics(out_dir, strict=True) if m.get("split") == "valid" and not m.get("final")]
 
 
-def make_record(name: str, cfg: Config, summary: dict, out_dir: str) -> dict:
-    """A record of one finished training run."""
+def make_record(name: str, cfg: Config, summary: dict, out_dir: str, command: str | None = None) -> dict:
+    """A record of one finished training run; `command`: the shell command that trained it."""
     text = to_yaml(cfg)
     return {
         "schema_version": SCHEMA_VERSION,
         "name": name,
+        "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(os.path.dirname(os.path.abspath(__file__))),
         "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
@@ -109,6 +110,16 @@ def check_record(doc, path: str) -> dict:
             ok = isinstance(value, str) if key in ("cell", "level") else _number(value, null=False)
             if not ok:
                 raise bad(f"config.{section}.{key}", value, "a string" if key in ("cell", "level") else "a number")
+    if not (doc.get("command") is None or isinstance(doc["command"], str)):
+        raise bad("command", doc["command"], "a string or null")
+    if "params" in s and not _number(s["params"]):
+        raise bad("summary.params", s["params"], "a number or null")
+    if "dynamic" in s:
+        if not isinstance(s["dynamic"], dict):
+            raise bad("summary.dynamic", s["dynamic"], "an object")
+        for key in ("valid_loss", "valid_ppl", "test_loss", "test_ppl"):
+            if not _number(s["dynamic"].get(key)):
+                raise bad(f"summary.dynamic.{key}", s["dynamic"].get(key), "a number or null")
     if not isinstance(doc["curve"], list):
         raise bad("curve", doc["curve"], "a list")
     for i, point in enumerate(doc["curve"]):
@@ -122,26 +133,38 @@ def check_record(doc, path: str) -> dict:
     return doc
 
 
+def _figure(figures: dict | None, split: str, unit: str) -> str:
+    """A split's figure from a summary (or its `dynamic` block): ppl, or nats/char at char level."""
+    if not isinstance(figures, dict) or not _number(figures.get(f"{split}_loss"), null=False) \
+            or not _number(figures.get(f"{split}_ppl"), null=False):       # absent, or non-finite (null)
+        return "-"
+    return f"{figures[f'{split}_loss']:.3f} {unit}" if unit != "ppl" else f"{figures[f'{split}_ppl']:.1f}"
+
+
+def _params(count) -> str:
+    if not _number(count, null=False):
+        return "-"
+    return f"{count / 1e6:.1f}M" if count >= 1e6 else f"{count / 1e3:.0f}k"
+
+
 def results_table(records: list[dict], anchors: dict[str, str] | None = None) -> str:
-    """A Markdown table: config, cell and size, figure, epochs, wall time, anchor."""
+    """A Markdown table: config, cell and size, parameters, the static validation and test
+    figures, the dynamic test figure (evaluate.dynamic_after_training; `-` without), epochs,
+    wall time, tokens/s, anchor, and the command that trained it."""
     anchors = anchors or {}
     rows = []
     for r in records:
         s, m, d = r["summary"], r["config"]["model"], r["config"]["data"]
         unit = "nats/char" if d["level"] == "char" else "ppl"
-
-        def fig(split):
-            if s.get(f"{split}_loss") is None or s.get(f"{split}_ppl") is None:   # absent, or non-finite (null)
-                return "-"
-            return f"{s[f'{split}_loss']:.3f} {unit}" if unit != "ppl" else f"{s[f'{split}_ppl']:.1f}"
-
         layers = m.get("num_layers", 1)
         shape = f"{m['cell']} E={m['embedding_size']} H={m['hidden_size']}" + (f" x{layers} layers" if layers > 1 else "")
-        rows.append([r["name"], shape, fig("valid"),
-                     fig("test"), str(s["epochs"]), f"{s['wall_time_s'] / 60:.1f} min",
-                     f"{s['tokens_per_sec']:,.0f}", anchors.get(r["name"], "")])
-    return table(["config", "model", "valid", "test", "epochs", "wall time", "tokens/s", "published anchor"],
-                 rows, markdown=True)
+        command = r.get("command")
+        rows.append([r["name"], shape, _params(s.get("params")), _figure(s, "valid", unit), _figure(s, "test", unit),
+                     _figure(s.get("dynamic"), "test", unit), str(s["epochs"]), f"{s['wall_time_s'] / 60:.1f} min",
+                     f"{s['tokens_per_sec']:,.0f}", anchors.get(r["name"], ""),
+                     f"`{command}`" if isinstance(command, str) else "-"])
+    return table(["config", "model", "params", "valid", "test", "dynamic test", "epochs", "wall time", "tokens/s",
+                  "published anchor", "command"], rows, markdown=True)
 
 
 def curves_table(records: list[dict]) -> str:

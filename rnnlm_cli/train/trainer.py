@@ -65,7 +65,7 @@ from rnnlm_cli.train import checkpoint, schedule, step
 from rnnlm_cli.data.batching import SentenceBatches, StreamBatches, chunk_lengths
 from rnnlm_cli.config import Config, check_training_memory, to_yaml, validation_users
 from rnnlm_cli.data.corpus import Prepared, ensure_prepared, separator_id, vocab_checksum
-from rnnlm_cli.evaluate import evaluate_tokens, perplexity
+from rnnlm_cli.evaluate import dynamic_splits, evaluate_tokens, perplexity
 from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError, brief
 from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, is_temporary, make_folders
 from rnnlm_cli.progress import ProgressFactory, no_progress
@@ -677,6 +677,19 @@ class Trainer:
         if self.on_evaluation is not None:
             self.on_evaluation(p.step, loss)
 
+    def _dynamic_figures(self, model) -> dict:
+        """The final figures under dynamic evaluation (evaluate.dynamic_*), never mixed with the
+        static ones: {"protocol", "valid_*", "test_*", "wall_time_s"}."""
+        start = time.perf_counter()
+        splits = {name: tokens for name, tokens in (("valid", self.valid_tokens), ("test", self.test_tokens))
+                  if len(tokens) >= 2}
+        figures = dynamic_splits(model, splits, self.train_tokens, self.cfg, self.sep)
+        out = {"protocol": figures.pop("protocol")}
+        for split, r in figures.items():
+            out.update({f"{split}_loss": r["loss"], f"{split}_ppl": r["ppl"], f"{split}_bits": r["bits"]})
+        out["wall_time_s"] = time.perf_counter() - start
+        return out
+
     def _roll_back_to_best(self) -> None:
         """The parameters (the raw iterate), optimizer state and averaging state of best.npz;
         the carried state is dropped."""
@@ -727,7 +740,7 @@ class Trainer:
         summary = {"schema_version": SCHEMA_VERSION, "steps": p.step, "epochs": p.epoch, "batches_into_epoch": p.batch,
                    "tokens": p.tokens, "wall_time_s": p.wall, "tokens_per_sec": p.tokens / max(p.wall, 1e-9),
                    "clip_rate": p.clipped / max(p.step, 1), "nonfinite_skipped": p.nonfinite_skipped,
-                   "stopped": p.stopped, "lr": p.lr}
+                   "stopped": p.stopped, "lr": p.lr, "params": self.model.num_params()}
         if self.auto_k2:
             summary["k2_auto"] = self._k2_summary()
         if self.tc.average != "none":
@@ -757,5 +770,7 @@ class Trainer:
                 if self.tc.average != "none":
                     line["averaged"] = final_averaged
                 self.metrics.append(line)
+        if self.cfg.evaluate.dynamic_after_training:
+            summary["dynamic"] = self._dynamic_figures(final_model)
         atomic_write_json(os.path.join(self.out, "summary.json"), summary)   # NaN/inf as null
         return summary
