@@ -162,9 +162,17 @@ def dynamic_evaluate(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int 
     total, updates = 0.0, 0
     logp = np.zeros(len(x), dtype=np.float64) if per_token else None
     c = de.dynamic_chunk
+    def diverged(what):
+        return DataError(f"dynamic evaluation diverged after {updates} updates ({what}); lower evaluate.dynamic_lr "
+                         f"({de.dynamic_lr:g})" + ("" if de.dynamic_method == "sgd" else
+                                                   f" or raise evaluate.dynamic_eps ({de.dynamic_eps:g}): weights "
+                                                   f"whose training gradients were ~0 take steps of lr / eps"))
+
     try:
         for s in range(0, len(x), c):
             fwd = model.forward(x[s:s + c], y[s:s + c], state, mask=mask[s:s + c])
+            if updates and not math.isfinite(fwd.loss):
+                raise diverged("a non-finite loss")
             total += fwd.loss                                          # scored before the update
             if per_token:
                 logp[s:s + c] = -fwd.nll[:, 0]
@@ -184,8 +192,7 @@ def dynamic_evaluate(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int 
                         p += pull[k] * (theta0[k] - p)
             updates += 1
             if not all(np.isfinite(p).all() for p in model.params.values()):
-                raise DataError(f"dynamic evaluation diverged after {updates} updates (non-finite weights); "
-                                f"lower evaluate.dynamic_lr ({de.dynamic_lr:g})")
+                raise diverged("non-finite weights")
     finally:
         for k, p in model.params.items():
             p[...] = theta0[k]

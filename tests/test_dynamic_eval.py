@@ -119,3 +119,18 @@ def test_cli_reports_the_protocol(tmp_path):
     assert dyn["protocol"] == "dynamic" and dyn["dynamic"]["method"] == "sgd" and dyn["tokens"] == static["tokens"]
     text_out = runner.invoke(cli, ["evaluate", "--checkpoint", ck, "--split", "valid", "--dynamic"]).output
     assert "dynamic evaluation: sgd" in text_out
+
+
+@pytest.mark.parametrize("method", ["sgd", "rms"])
+def test_divergence_is_a_data_error_naming_what_to_change(method):
+    """A rate far too high drives the weights to inf/NaN: one DataError, the weights restored; with
+    rms the message also names dynamic_eps (a weight with ~0 training gradient steps by lr / eps)."""
+    from rnnlm_cli.errors import DataError
+    model, cfg = setup(dynamic_method=method, dynamic_lr=1e300, dynamic_chunk=4, dynamic_ms_batches=2)
+    before = {k: v.copy() for k, v in model.params.items()}
+    ms = gradient_ms(model, text(200, seed=9), cfg) if method == "rms" else None
+    with pytest.raises(DataError, match=r"diverged after \d+ updates") as err:
+        dynamic_evaluate(model, text(), cfg, 0, ms=ms)
+    assert ("dynamic_eps" in str(err.value)) == (method == "rms")
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, before[k])
