@@ -169,30 +169,31 @@ def dynamic_evaluate(model: Model, tokens: np.ndarray, cfg: Config, sep_id: int 
                                                    f"whose training gradients were ~0 take steps of lr / eps"))
 
     try:
-        for s in range(0, len(x), c):
-            fwd = model.forward(x[s:s + c], y[s:s + c], state, mask=mask[s:s + c])
-            if updates and not math.isfinite(fwd.loss):
-                raise diverged("a non-finite loss")
-            total += fwd.loss                                          # scored before the update
-            if per_token:
-                logp[s:s + c] = -fwd.nll[:, 0]
-            state = fwd.state
-            if s + c >= len(x):
-                break                                                  # nothing left to score
-            grads = model.backward(fwd, scale=1.0 / max(fwd.count, 1.0))
-            for k, p in model.params.items():
-                g = grads.dense(k)
-                if de.dynamic_method == "sgd":
-                    p -= lr * g
-                    if de.dynamic_decay:
-                        p += model.dtype.type(de.dynamic_decay) * (theta0[k] - p)
-                else:
-                    p -= lr * g / step_div[k]
-                    if de.dynamic_decay:
-                        p += pull[k] * (theta0[k] - p)
-            updates += 1
-            if not all(np.isfinite(p).all() for p in model.params.values()):
-                raise diverged("non-finite weights")
+        with np.errstate(over="ignore", invalid="ignore"):   # divergence is reported below, as one error
+            for s in range(0, len(x), c):
+                fwd = model.forward(x[s:s + c], y[s:s + c], state, mask=mask[s:s + c])
+                if updates and not math.isfinite(fwd.loss):
+                    raise diverged("a non-finite loss")
+                total += fwd.loss                                          # scored before the update
+                if per_token:
+                    logp[s:s + c] = -fwd.nll[:, 0]
+                state = fwd.state
+                if s + c >= len(x):
+                    break                                                  # nothing left to score
+                grads = model.backward(fwd, scale=1.0 / max(fwd.count, 1.0))
+                for k, p in model.params.items():
+                    g = grads.dense(k)
+                    if de.dynamic_method == "sgd":
+                        p -= lr * g
+                        if de.dynamic_decay:
+                            p += model.dtype.type(de.dynamic_decay) * (theta0[k] - p)
+                    else:
+                        p -= lr * g / step_div[k]
+                        if de.dynamic_decay:
+                            p += pull[k] * (theta0[k] - p)
+                updates += 1
+                if not all(np.isfinite(p).all() for p in model.params.values()):
+                    raise diverged("non-finite weights")
     finally:
         for k, p in model.params.items():
             p[...] = theta0[k]
