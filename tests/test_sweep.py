@@ -70,6 +70,26 @@ def test_points_names_and_hashes(tmp_path):
     assert not {p.config_hash for p in other} & {p.config_hash for p in points}
 
 
+def test_an_ablation_is_the_base_and_the_base_with_each_change(tmp_path):
+    cfg = base_config(tmp_path)
+    sets = ["model.dropout_output=0.3", "model.weight_drop=0.2", "model.ar=1.0", "model.tar=2.0"]
+    points = sweep.plan_sweep(str(cfg), sets, [], [], None, 0, str(tmp_path / "a"),
+                              ablations=["model.dropout_output=0", "model.ar=0 model.tar=0"])
+    assert [p.values for p in points] == [{}, {"model.dropout_output": "0"}, {"model.ar": "0", "model.tar": "0"}]
+    base, no_drop, no_reg = (p.cfg.model for p in points)
+    assert (base.dropout_output, base.weight_drop, base.ar, base.tar) == (0.3, 0.2, 1.0, 2.0)
+    assert (no_drop.dropout_output, no_drop.weight_drop, no_drop.ar, no_drop.tar) == (0.0, 0.2, 1.0, 2.0)
+    assert (no_reg.dropout_output, no_reg.weight_drop, no_reg.ar, no_reg.tar) == (0.3, 0.2, 0.0, 0.0)
+    assert re.fullmatch(r"base-[0-9a-f]{8}", points[0].name)
+    assert re.fullmatch(r"dropout_output-0-[0-9a-f]{8}", points[1].name)
+    assert re.fullmatch(r"ar-0_tar-0-[0-9a-f]{8}", points[2].name)
+    # every point is the base with its own changes only: the same configuration as a plain --set of them
+    for p in points:
+        alone = sweep.plan_sweep(str(cfg), sets + [f"{k}={v}" for k, v in p.values.items()], [], [], None, 0,
+                                 "b", ablations=["model.cell=gru"])[0]
+        assert alone.config_hash == p.config_hash
+
+
 def test_random_points_are_drawn_within_their_ranges_and_repeat_with_the_seed(tmp_path):
     cfg = str(base_config(tmp_path))
     ranges = ["train.lr=loguniform(1e-4,1e-2)", "model.hidden_size=int(4,9)", "model.cell=choice(tanh,gru)",
@@ -201,7 +221,22 @@ def _tree(folder: Path) -> list:
 BAD = [
     (["--grid", "model.cel=tanh,gru"], "--grid model.cel: unknown key 'model.cel' (did you mean model.cell?)", 2),
     (["--grid", "model.cell="], "--grid expects section.key=value1,value2,..., got 'model.cell='", 2),
-    ([], "nothing to sweep: give --grid KEY=V1,V2,... and/or --random N with --range KEY=DIST(a,b)", 2),
+    ([], "nothing to sweep: give --grid KEY=V1,V2,..., --random N with --range KEY=DIST(a,b), or --ablate "
+         "KEY=VALUE", 2),
+    (["--ablate", "model.dropout_output=0"], "--ablate model.dropout_output=0 changes nothing: the base "
+     "configuration already has this value", 2),
+    (["--ablate", "model.dropout_outptu=0"], "--ablate model.dropout_outptu=0: unknown key 'model.dropout_outptu' "
+     "(did you mean model.dropout_output?)", 2),
+    (["--ablate", "model.cell"], "--ablate model.cell: expected KEY=VALUE, got 'model.cell'", 2),
+    (["--ablate", "model.cell=bogus"], None, 2),
+    (["--ablate", "model.cell=gru model.cell=lstm"], "--ablate model.cell=gru model.cell=lstm: model.cell is given "
+     "twice", 2),
+    (["--ablate", "model.cell=gru", "--ablate", "model.cell=gru"], "--ablate model.cell=gru gives the same "
+     "configuration as --ablate model.cell=gru", 2),
+    (["--ablate", "model.cell=gru", "--grid", "train.lr=0.1,0.2"], "--ablate runs the base configuration and one "
+     "run per --ablate; it does not combine with --grid or --random (run those as a sweep of their own)", 2),
+    (["--ablate", "train.out=x"], "--ablate train.out=x: the sweep sets train.out itself, for each run OUT/NAME "
+     "(use --out)", 2),
     (["--random", "3", "--range", "train.lr=loguniform(1e-3)"], "--range train.lr=loguniform(1e-3): loguniform() "
      "takes two bounds, got 1", 2),
     (["--random", "3", "--range", "train.lr=log(1,2)"], "--range train.lr=log(1,2): unknown distribution 'log'; "

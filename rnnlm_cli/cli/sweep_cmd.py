@@ -18,6 +18,9 @@ from rnnlm_cli.errors import TrainingError
               help="Also draw N random points from the --range distributions (crossed with the grid).")
 @click.option("--range", "ranges", multiple=True, metavar="KEY=DIST(a,b)",
               help="A distribution for --random: uniform(a,b), loguniform(a,b), int(a,b) or choice(x,y,...).")
+@click.option("--ablate", "ablations", multiple=True, metavar="'KEY=VALUE ...'",
+              help="Instead of a grid: the base configuration, and one run per --ablate with these keys "
+                   "changed (repeatable; e.g. --ablate model.weight_drop=0 --ablate 'model.ar=0 model.tar=0').")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random draws.")
 @click.option("--out", "out_dir", type=click.Path(), required=True,
               help="The sweep's folder: one run folder per point, logs/, sweep.json.")
@@ -26,12 +29,14 @@ from rnnlm_cli.errors import TrainingError
 @click.option("--print-commands", is_flag=True,
               help="Prepare the data, then print one shell command per run that is not finished; run nothing.")
 @quiet_option
-def sweep_cmd(config_path, overrides, grids, n_random, ranges, seed, out_dir, jobs, print_commands, quiet):
-    """Train one run per point of a grid (and of random draws), N processes at a time.
+def sweep_cmd(config_path, overrides, grids, n_random, ranges, ablations, seed, out_dir, jobs, print_commands, quiet):
+    """Train one run per point of a grid (and of random draws), or an ablation, N processes at a time.
 
     Each point is an ordinary `rnnlm train` run in OUT/NAME (NAME: the swept values and a hash
     of the configuration). Rerunning the same sweep skips finished runs and resumes interrupted
-    ones; Ctrl-C or SIGTERM stops every run after it saved a checkpoint. `--print-commands`
+    ones; Ctrl-C or SIGTERM stops every run after it saved a checkpoint. With --ablate the runs
+    are the base configuration (base-HASH) and, per --ablate, the base with those keys changed:
+    `rnnlm compare OUT` then shows what each change costs or buys. `--print-commands`
     prepares the data, then prints the `rnnlm train` commands instead of running them (for GNU
     parallel, make or a Slurm array), to be run from this folder.
 
@@ -39,6 +44,7 @@ def sweep_cmd(config_path, overrides, grids, n_random, ranges, seed, out_dir, jo
     Example:
       rnnlm sweep --config configs/tiny.yaml --grid model.cell=tanh,gru --grid train.lr=0.003,0.01 --out runs/sweep1 -j 2
       rnnlm sweep --config configs/tiny.yaml --random 8 --range 'train.lr=loguniform(1e-3,3e-2)' --out runs/sweep2
+      rnnlm sweep --config configs/tiny.yaml --set model.weight_drop=0.2 --set model.dropout_output=0.2 --ablate model.weight_drop=0 --ablate model.dropout_output=0 --out runs/abl
       rnnlm compare runs/sweep1
     """
     from rnnlm_cli.cli.progress_bars import progress_bars
@@ -49,7 +55,7 @@ def sweep_cmd(config_path, overrides, grids, n_random, ranges, seed, out_dir, jo
         raise click.BadParameter(f"must be at least 1, got {jobs}", param_hint="'-j'")
     if n_random is not None and n_random < 1:
         raise click.BadParameter(f"must be at least 1, got {n_random}", param_hint="'--random'")
-    points = sweep.plan_sweep(config_path, overrides, grids, ranges, n_random, seed, out_dir)
+    points = sweep.plan_sweep(config_path, overrides, grids, ranges, n_random, seed, out_dir, ablations)
     base = points[0].cfg
     builds = bool(base.data.train)
     check_paths([In("config file", config_path), *data_inputs(base.data, with_prepared=not builds)],
@@ -65,7 +71,7 @@ def sweep_cmd(config_path, overrides, grids, n_random, ranges, seed, out_dir, jo
             if state not in (sweep.FINISHED, sweep.BUSY):
                 click.echo(sweep.shell_command(sweep.train_command(config_path, overrides, p, state)))
         return
-    sweep.write_manifest(out_dir, config_path, overrides, grids, ranges, n_random, seed, points)
+    sweep.write_manifest(out_dir, config_path, overrides, grids, ranges, n_random, seed, points, ablations)
     program = sweep.python_program()
     # Ctrl-C stops the sweep even where SIGINT came in ignored (a background job of a script): the
     # children, which handle it themselves, would stop while the sweep started the next ones

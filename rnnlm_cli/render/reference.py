@@ -881,9 +881,11 @@ SWEEP_MANIFEST = Output(
      F("range", "list of strings", "the `--range` options"),
      F("random", "integer", "`--random`", null="no random points"),
      F("seed", "integer", "`--seed` of the random draws"),
+     F("ablate", "list of strings", "the `--ablate` options (empty for a grid or random sweep)"),
      F("runs", "list of objects", "one per point"),
      F("runs[].name", "string", "the run's folder name"),
-     F("runs[].values", "mapping", "the point's values", keys="config key -> the value, as --set text"),
+     F("runs[].values", "mapping", "the point's values (an ablation's base: empty)",
+       keys="config key -> the value, as --set text"),
      F("runs[].config_hash", "string", "8 hex digits of the resolved configuration's hash")))
 
 TUNE_FOLDER = Output(

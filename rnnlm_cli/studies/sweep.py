@@ -76,10 +76,43 @@ def point_name(values: dict, digest: str) -> str:
     return f"{readable}-{digest}" if readable else digest
 
 
-def parse_grids(grids, ranges, n_random: int | None) -> tuple[list, list]:
+def parse_ablations(ablations) -> list[list[str]]:
+    """Each --ablate text ("KEY=VALUE [KEY=VALUE ...]") as its overrides, validated against the schema."""
+    parsed = []
+    for text in ablations:
+        pairs = text.split()
+        if not pairs:
+            raise ConfigError("--ablate '': expected KEY=VALUE [KEY=VALUE ...]")
+        where = f"--ablate {brief(text, quote=False)}"
+        keys = []
+        for pair in pairs:
+            key, eq, value = pair.partition("=")
+            if not eq or not key:
+                raise ConfigError(f"{where}: expected KEY=VALUE, got {brief(pair)}")
+            try:
+                option_kind(key)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            if key in RESERVED:
+                raise ConfigError(f"{where}: the sweep sets {key} itself, for each run {_RESERVED_HOW[key]}")
+            if key in keys:
+                raise ConfigError(f"{where}: {key} is given twice")
+            keys.append(key)
+            grid.check_value(key, value, where)
+        parsed.append(pairs)
+    return parsed
+
+
+def parse_grids(grids, ranges, n_random: int | None, ablations=()) -> tuple[list, list]:
     """The grid's keys and values and the random ranges, validated against the schema."""
+    if ablations and (grids or ranges or n_random):
+        raise ConfigError("--ablate runs the base configuration and one run per --ablate; it does not combine "
+                          "with --grid or --random (run those as a sweep of their own)")
+    if ablations:
+        return [], []
     if not grids and not ranges and not n_random:
-        raise ConfigError("nothing to sweep: give --grid KEY=V1,V2,... and/or --random N with --range KEY=DIST(a,b)")
+        raise ConfigError("nothing to sweep: give --grid KEY=V1,V2,..., --random N with --range KEY=DIST(a,b), "
+                          "or --ablate KEY=VALUE")
     if ranges and not n_random:
         raise ConfigError("--range needs --random N (how many points to draw)")
     if n_random and not ranges:
@@ -107,9 +140,13 @@ def parse_grids(grids, ranges, n_random: int | None) -> tuple[list, list]:
 
 
 def plan_sweep(config_path: str | None, overrides, grids, ranges, n_random: int | None, seed: int,
-               out: str) -> list[Point]:
-    """Every point of the sweep, its configuration validated (ConfigError before any write)."""
-    parsed, rs = parse_grids(grids, ranges, n_random)
+               out: str, ablations=()) -> list[Point]:
+    """Every point of the sweep, its configuration validated (ConfigError before any write).
+    With `ablations`: the base configuration (named base-HASH) and one point per ablation, each
+    the base with that ablation's keys changed."""
+    parsed, rs = parse_grids(grids, ranges, n_random, ablations)
+    if ablations:
+        return _plan_ablation(config_path, overrides, parse_ablations(ablations), out)
     size = 1
     for _, values in parsed:
         size *= len(values)
@@ -142,6 +179,33 @@ def plan_sweep(config_path: str | None, overrides, grids, ranges, n_random: int 
                 own["train.tensorboard"] = os.path.join(cfg.train.tensorboard, name)
                 sets = sets + [f"train.tensorboard={own['train.tensorboard']}"]
             points.append(Point(name, values, cfg.with_values(own), digest, folder, sets))
+    _check_shared_data(points)
+    return points
+
+
+def _plan_ablation(config_path, overrides, ablations: list[list[str]], out: str) -> list[Point]:
+    points = []
+    for sets in [[]] + ablations:
+        try:
+            cfg = load_config(config_path, list(overrides) + sets)
+        except ConfigError as exc:
+            raise ConfigError(f"--ablate {' '.join(sets)}: {exc}") from None
+        digest = config_hash(cfg)
+        if sets and digest == points[0].config_hash:
+            raise ConfigError(f"--ablate {' '.join(sets)} changes nothing: the base configuration already has "
+                              f"{'these values' if len(sets) > 1 else 'this value'}")
+        twin = next((p for p in points[1:] if p.config_hash == digest), None)
+        if twin is not None:
+            raise ConfigError(f"--ablate {' '.join(sets)} gives the same configuration as --ablate "
+                              f"{' '.join(twin.overrides)}")
+        values = dict(o.split("=", 1) for o in sets)
+        name = point_name(values, digest) if sets else f"base-{digest}"
+        folder = os.path.join(out, name)
+        own = {"train.out": folder}
+        if cfg.train.tensorboard:
+            own["train.tensorboard"] = os.path.join(cfg.train.tensorboard, name)
+            sets = sets + [f"train.tensorboard={own['train.tensorboard']}"]
+        points.append(Point(name, values, cfg.with_values(own), digest, folder, sets))
     _check_shared_data(points)
     return points
 
@@ -216,11 +280,11 @@ def shell_command(argv: list[str]) -> str:
 
 # --------------------------------------------------------------------------- running
 
-def write_manifest(out: str, config_path, overrides, grids, ranges, n_random, seed, points) -> None:
+def write_manifest(out: str, config_path, overrides, grids, ranges, n_random, seed, points, ablations=()) -> None:
     make_folders(out)
     atomic_write_json(os.path.join(out, MANIFEST), {
         "schema_version": SCHEMA_VERSION, "config": config_path, "set": list(overrides), "grid": list(grids), "range": list(ranges),
-        "random": n_random, "seed": seed,
+        "random": n_random, "seed": seed, "ablate": list(ablations),
         "runs": [{"name": p.name, "values": p.values, "config_hash": p.config_hash} for p in points]})
 
 
