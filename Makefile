@@ -139,7 +139,7 @@ ptb-k2: $(STAMP)
 # (../shared/corpora) and records results/NAME.json; `make results` renders the README table and
 # docs/learning_curves.png from the records
 QUALITY := ptb-rnn ptb-lstm ptb-gru shakespeare-char ptb-lstm2
-.PHONY: results depth $(QUALITY)
+.PHONY: results depth ablation $(QUALITY)
 
 $(QUALITY): $(STAMP)
 	$(RNNLM) train --config configs/$@.yaml --force --record results/$@.json
@@ -153,6 +153,23 @@ depth: $(STAMP)
 	  --set train.out=runs/depth/lstm2-650 --force --quiet --record results/depth-lstm2.json
 	$(RNNLM) train --config configs/ptb-lstm2.yaml $(DEPTH_SETS) --set model.num_layers=1 \
 	  --set train.out=runs/depth/lstm1-650 --force --quiet --record results/depth-lstm1.json
+
+# the regularisers on configs/ptb-lstm2.yaml's model, removed one at a time under a short budget:
+# `rnnlm sweep --ablate` (runs/ablation; a rerun resumes it), then `rnnlm compare` into results/ablation.json
+ABLATION_EPOCHS ?= 3
+ABLATION_JOBS ?= 2
+ABLATION_BASE := --set train.epochs=$(ABLATION_EPOCHS) --set train.eval_every=332 \
+  --set model.dropout_locked=true --set model.weight_drop=0.2 --set model.dropout_words=0.1 \
+  --set model.ar=2 --set model.tar=1 --set train.average=nt --set train.k1_spread=5
+ABLATIONS := --ablate model.dropout_locked=false --ablate model.weight_drop=0 --ablate model.dropout_words=0 \
+  --ablate "model.ar=0 model.tar=0" --ablate train.average=none --ablate train.k1_spread=0 \
+  --ablate "model.dropout_embedding=0 model.dropout_between=0 model.dropout_output=0" \
+  --ablate model.tie_weights=false
+ablation: $(STAMP)
+	$(RNNLM) sweep --config configs/ptb-lstm2.yaml $(ABLATION_BASE) $(ABLATIONS) --out runs/ablation \
+	  -j $(ABLATION_JOBS) --quiet
+	$(RNNLM) compare runs/ablation --sort test_ppl --format json > results/ablation.json.tmp
+	mv results/ablation.json.tmp results/ablation.json
 
 results: $(STAMP)
 	$(RNNLM) results $(wildcard $(QUALITY:%=results/%.json)) --plot docs/learning_curves.png

@@ -634,6 +634,15 @@ def option_value(full: str, text: str) -> Any:
     return getattr(_build_section(section, {key: value}, os.getcwd()), key)
 
 
+def set_value(full: str, text: str) -> Any:
+    """The value `--set full=text` gives key `full`: the text read as a YAML scalar (as --set reads
+    it: `false`, `1e-3`, `[0.8, 0.1, 0.1]`) and validated like any value of the key (ConfigError
+    naming the key). Paths resolve against the cwd."""
+    section, key = _split_key(full)
+    _, value = parse_override(f"{full}={text}")
+    return getattr(_build_section(section, {key: value}, os.getcwd()), key)
+
+
 def option_kind(full: str) -> str:
     """The type name of key `full` for a command-line metavar: INTEGER, FLOAT or TEXT."""
     section, key = _split_key(full)

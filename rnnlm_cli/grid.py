@@ -4,8 +4,9 @@ One parser serves `diagnose-gradients --sweep`, `sweep --grid/--range` and `tune
   parse_sweep('model.cell=tanh,gru')         -> ('model.cell', ['tanh', 'gru'])  (commas inside [] stay)
   expand_sweeps([...])                        -> [(label, ['model.cell=tanh', ...])], one per combination
   parse_range('train.lr=loguniform(1e-4,1e-2)') -> Range('train.lr', 'loguniform', (0.0001, 0.01))
-A value is checked with the key's own validator (config.option_value) before anything is run,
-so an unknown key or an invalid value is one ConfigError naming it.
+A value is read as `--set KEY=VALUE` reads it (a YAML scalar: `false`, `1e-3`) and checked with the
+key's own validator (config.set_value) before anything is run, so an unknown key or an invalid
+value is one ConfigError naming it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rnnlm_cli.config import option_kind, option_value
+from rnnlm_cli.config import option_kind, set_value
 from rnnlm_cli.errors import ConfigError, brief
 
 MAX_SWEEP_MODELS = 1000      # models of one grid; a grid beyond is a typo, not a study
@@ -62,9 +63,9 @@ def expand_sweeps(sweeps, option: str = "--sweep", what: str = "diagnose-gradien
 
 
 def check_value(key: str, text: str, where: str) -> Any:
-    """The value `text` of config key `key` as the schema reads it (ConfigError prefixed by `where`)."""
+    """The value `text` of config key `key` as `--set key=text` reads it (ConfigError prefixed by `where`)."""
     try:
-        return option_value(key, text)
+        return set_value(key, text)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -90,6 +90,21 @@ def test_an_ablation_is_the_base_and_the_base_with_each_change(tmp_path):
         assert alone.config_hash == p.config_hash
 
 
+def test_grid_and_ablation_values_read_as_set_reads_them(tmp_path):
+    """Booleans, exponents and lists: each value means what `--set KEY=VALUE` makes of it."""
+    cfg = base_config(tmp_path)
+    points = sweep.plan_sweep(str(cfg), ["model.embedding_size=8"], ["model.tie_weights=true,false",
+                                                                     "train.lr=1e-3,2.5e-2"], [], None, 0, "s")
+    assert [(p.cfg.model.tie_weights, p.cfg.train.lr) for p in points] == [(True, 0.001), (True, 0.025),
+                                                                          (False, 0.001), (False, 0.025)]
+    ablation = sweep.plan_sweep(str(cfg), ["model.tie_weights=true"], [], [], None, 0, "a",
+                                ablations=["model.tie_weights=false", "diagnose.truncations=[1,2,3]"])
+    assert [p.cfg.model.tie_weights for p in ablation] == [True, False, True]
+    assert ablation[2].cfg.diagnose.truncations == [1, 2, 3]
+    with pytest.raises(ConfigError, match="model.tie_weights: expected bool, got 0"):
+        sweep.plan_sweep(str(cfg), [], ["model.tie_weights=0,1"], [], None, 0, "s")
+
+
 def test_random_points_are_drawn_within_their_ranges_and_repeat_with_the_seed(tmp_path):
     cfg = str(base_config(tmp_path))
     ranges = ["train.lr=loguniform(1e-4,1e-2)", "model.hidden_size=int(4,9)", "model.cell=choice(tanh,gru)",
@@ -309,3 +324,29 @@ def test_points_with_other_data_settings_may_not_share_a_prepared_folder(tmp_pat
     points = sweep.plan_sweep(cfg, ["data.min_count=2"], [f"data.prepared={tmp_path / 'a'},{tmp_path / 'b'}"],
                               [], None, 0, "s")
     assert [p.cfg.data.prepared for p in points] == [str(tmp_path / "a"), str(tmp_path / "b")]
+
+
+def test_an_ablation_sweep_runs_and_compare_reads_it_as_one(tmp_path):
+    """`sweep --ablate` trains the base and each change; the ablation table built from `compare`
+    names each run's changes against the base and its test perplexity minus the base's, both read
+    back here from the runs' own summary.json files."""
+    from rnnlm_cli.render.compare import ablation_markdown, ablation_rows
+
+    base_config(tmp_path, max_steps=12, eval_every=6)
+    done = rnnlm("sweep", "--config", "base.yaml", "--set", "model.dropout_output=0.3", "--set", "model.ar=1",
+                 "--ablate", "model.dropout_output=0", "--ablate", "model.ar=0 model.dropout_output=0.1",
+                 "--out", "abl", "-j", "2", "-q", cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "abl").glob("*/summary.json"))) == 3
+    compared = rnnlm("compare", "abl", "--format", "json", cwd=tmp_path, timeout=60)
+    assert compared.returncode == 0, compared.stderr
+    rows = ablation_rows(json.loads(compared.stdout))
+    test = {p.parent.name: json.loads(p.read_text())["test_ppl"] for p in (tmp_path / "abl").glob("*/summary.json")}
+    base = rows[0]
+    assert base["name"].startswith("base-") and base["changed"] == {} and base["test_change"] is None
+    assert [r["changed"] for r in rows[1:]] in ([{"model.dropout_output": 0.0}, {"model.ar": 0.0, "model.dropout_output": 0.1}],
+                                                [{"model.ar": 0.0, "model.dropout_output": 0.1}, {"model.dropout_output": 0.0}])
+    for r in rows[1:]:
+        assert r["test_change"] == pytest.approx(test[r["name"]] - test[base["name"]], abs=1e-9)
+    table = ablation_markdown(json.loads(compared.stdout)).splitlines()
+    assert len(table) == 5 and "(the base)" in table[2] and "`model.dropout_output: 0`" in "\n".join(table[3:])

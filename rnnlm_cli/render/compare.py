@@ -232,3 +232,40 @@ def plot_compare(result: dict, path: str, x: str = "updates") -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     save_png(fig, path, dpi=110)
+
+
+def ablation_rows(result: dict) -> list[dict]:
+    """An ablation read from compare's result (its runs from `rnnlm sweep --ablate`): the base run
+    (named base-HASH) first, then every other run with the keys it changes against the base and its
+    test and validation perplexity relative to the base's. ValueError without exactly one base run."""
+    runs = result["runs"]
+    bases = [r for r in runs if r["name"].startswith("base-")]
+    if len(bases) != 1:
+        raise ValueError(f"an ablation has one run named base-HASH; found {len(bases)}")
+    base = bases[0]
+    rows = []
+    for r in [base] + [r for r in runs if r is not base]:
+        changed = {k: r["config"].get(k) for k in result["differing_keys"]
+                   if r["config"].get(k) != base["config"].get(k)}
+        rows.append({"name": r["name"], "status": r["status"], "changed": changed,
+                     **{f: r[f] for f in ("valid_ppl", "test_ppl", "epochs", "wall_time_s")},
+                     "test_change": (None if r is base or r["test_ppl"] is None or base["test_ppl"] is None
+                                     else r["test_ppl"] - base["test_ppl"])})
+    return rows
+
+
+def ablation_markdown(result: dict) -> str:
+    """A Markdown table of an ablation (ablation_rows): what each run changes, its valid and test
+    perplexity and the test perplexity's change against the base (+: the removed part helped)."""
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    lines = ["| run | changed against the base | valid ppl | test ppl | test change | epochs | wall time |",
+             "|---|---|---|---|---|---|---|"]
+    for row in ablation_rows(result):
+        what = ", ".join(f"`{k}: {_cell(v)}`" for k, v in row["changed"].items()) or "(the base)"
+        status = "" if row["status"] == "finished" else f" ({row['status']})"
+        lines.append(f"| {row['name']}{status} | {what} | {num(row['valid_ppl'], '.1f')} | {num(row['test_ppl'], '.1f')}"
+                     f" | {num(row['test_change'], '+.1f')} | {num(row['epochs'], 'd')} | "
+                     f"{num(None if row['wall_time_s'] is None else row['wall_time_s'] / 60, '.1f')} min |")
+    return "\n".join(lines)
