@@ -343,6 +343,15 @@ def bench_targets() -> None:
     cog.outl(render(bench_report()))
 
 
+def bench_quiet_bounds(name: str = "bench-650-quiet.json") -> None:
+    """README: the stacked-layer speed targets on a quiet machine against the matrix-multiply bound."""
+    from rnnlm_cli.render.docs import bench_bound_check, bench_conditions
+    report = bench_report(name)
+    cog.outl(f"Conditions: {bench_conditions(report)}")
+    cog.outl()
+    cog.outl(bench_bound_check(report))
+
+
 def bench_peers() -> None:
     """README: the peers' times and how many times faster the time-to-quality run was."""
     from rnnlm_cli.render.docs import bench_speedups

@@ -222,3 +222,22 @@ def test_a_variant_runs_in_the_same_rounds(bench):
     assert by["lstm[RNNLM_BIG_THREADS=auto]"]["env"] == {"RNNLM_BIG_THREADS": "auto"}
     # a variant is not a target's figure
     assert {t["config"] for t in bench.check_targets(out)} == set()
+
+
+def test_bound_check_puts_each_speed_target_against_the_multiply_bound():
+    """Hand-built report: PyTorch at 1,000 tokens/s (bound 2,000), ours at 900 (bound 2,000) and at
+    1,500 (bound 2,500): 1.3x asks 1,300 = 65% of 2,000; 3x asks 3,000 = 120% of 2,500, beyond it."""
+    from rnnlm_cli.render.docs import bench_bound_check
+    med = lambda v: {"median": v}                                           # noqa: E731
+    report = {"results": [
+        {"name": "a", "summary": med(900.0), "bound_tokens_per_s": 2000.0, "vs_torch_of": "t"},
+        {"name": "b", "summary": med(1500.0), "bound_tokens_per_s": 2500.0, "vs_torch_of": "t"},
+        {"name": "t", "summary": med(1000.0), "bound_tokens_per_s": 2000.0}],
+        "targets": [{"config": "a", "figure": "vs_torch", "target": 1.3, "met": False, "value": 0.9},
+                    {"config": "a", "figure": "peak_rss_mb", "target": 600, "met": True, "value": 300},
+                    {"config": "b", "figure": "vs_torch", "target": 3.0, "met": False, "value": 1.5}]}
+    assert bench_bound_check(report).splitlines() == [
+        "- `a`: 1.3x PyTorch's 1,000 tokens/s is 1,300 tokens/s, 65% of its matrix-multiply bound (2,000 tokens/s); "
+        "ours reached 45% (900), PyTorch's full-softmax model 50% of its own: **missed**",
+        "- `b`: 3x PyTorch's 1,000 tokens/s is 3,000 tokens/s, 120% of its matrix-multiply bound (2,500 tokens/s); "
+        "ours reached 60% (1,500), PyTorch's full-softmax model 50% of its own: **missed**, and beyond the bound"]

@@ -195,6 +195,31 @@ def bench_targets(report: dict) -> str:
     return "\n".join(lines)
 
 
+def bench_bound_check(report: dict) -> str:
+    """For each speed target of a bench report (ours against PyTorch): the tokens/s it asks for,
+    as a fraction of the config's matrix-multiply bound (FLOPs per token at the run's sgemm rate),
+    beside the fractions ours and PyTorch's reached; a target above 100% cannot be met on that
+    machine by any implementation that does those multiplies. One Markdown bullet per target."""
+    results = {r["name"]: r for r in report["results"]}
+    lines = []
+    for t in report.get("targets") or []:
+        if t["figure"] != "vs_torch" or t["config"] not in results:
+            continue
+        ours = results[t["config"]]
+        torch = results.get(ours.get("vs_torch_of", ""))
+        bound = ours.get("bound_tokens_per_s")
+        if not torch or not bound:
+            continue
+        need = t["target"] * torch["summary"]["median"]
+        lines.append(f"- `{t['config']}`: {t['target']:g}x PyTorch's {torch['summary']['median']:,.0f} tokens/s is "
+                     f"{need:,.0f} tokens/s, {need / bound:.0%} of its matrix-multiply bound ({bound:,.0f} tokens/s); "
+                     f"ours reached {ours['summary']['median'] / bound:.0%} ({ours['summary']['median']:,.0f}), "
+                     f"PyTorch's full-softmax model {torch['summary']['median'] / torch['bound_tokens_per_s']:.0%} "
+                     f"of its own: **{'met' if t['met'] else 'missed'}**"
+                     + (", and beyond the bound" if need > bound else ""))
+    return "\n".join(lines)
+
+
 def short_command(cmd: str, words: int = 5) -> str:
     """A process's command line as the bench reports show it: programs by their base name
     (`/x/.venv/bin/python` -> `python`), the first `words` words."""
