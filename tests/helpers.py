@@ -168,3 +168,30 @@ def meta_set(path, value):
         arrays["meta"] = np.array(json.dumps(meta))
     return change
 
+
+
+# --------------------------------------------------------------------------- a small word corpus
+
+def agreement_lines(n_sent=300, seed=0) -> list[str]:
+    """Sentences 'the NOUN VERB home' with subject-verb agreement over a few nouns: a small,
+    learnable word corpus."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(n_sent):
+        plural = rng.random() < 0.5
+        noun = rng.choice(["dogs", "cats", "men"] if plural else ["dog", "cat", "man"])
+        lines.append(f"the {noun} {'run' if plural else 'runs'} home")
+    return lines
+
+
+def agreement_corpus(tmp_path, n_sent=300, seed=0):
+    """agreement_lines split 80/10/10 into tmp_path/corpus/{train,valid,test}.txt; returns
+    (the folder, {split: its lines})."""
+    lines = agreement_lines(n_sent, seed)
+    folder = tmp_path / "corpus"
+    folder.mkdir(exist_ok=True)
+    n = len(lines)
+    parts = {"train": lines[: n * 8 // 10], "valid": lines[n * 8 // 10: n * 9 // 10], "test": lines[n * 9 // 10:]}
+    for name, part in parts.items():
+        (folder / f"{name}.txt").write_text("\n".join(part) + "\n", encoding="utf-8")
+    return folder, parts

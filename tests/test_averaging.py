@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from helpers import agreement_corpus
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import load_config
 from rnnlm_cli.data.corpus import load_prepared, separator_id
@@ -65,19 +66,7 @@ def test_equal_is_not_worse_and_nan_is():
 # --------------------------------------------------------------------------- a tiny float64 run
 
 def corpus(tmp_path, n_sent=200, seed=0):
-    rng = np.random.default_rng(seed)
-    lines = []
-    for _ in range(n_sent):
-        plural = rng.random() < 0.5
-        noun = rng.choice(["dogs", "cats", "men"] if plural else ["dog", "cat", "man"])
-        lines.append(f"the {noun} {'run' if plural else 'runs'} home")
-    folder = tmp_path / "corpus"
-    folder.mkdir(exist_ok=True)
-    n = len(lines)
-    for name, part in (("train", lines[: n * 8 // 10]), ("valid", lines[n * 8 // 10: n * 9 // 10]),
-                       ("test", lines[n * 9 // 10:])):
-        (folder / f"{name}.txt").write_text("\n".join(part) + "\n", encoding="utf-8")
-    return folder
+    return agreement_corpus(tmp_path, n_sent, seed)[0]
 
 
 def config(tmp_path, *overrides, out="run"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import jittered_model
+from helpers import agreement_corpus, jittered_model
 from rnnlm_cli.cli import cli
 from rnnlm_cli.config import ModelConfig, load_config, resolved_k2
 from rnnlm_cli.data.batching import StreamBatches
@@ -90,17 +90,7 @@ def test_changing_k2_carries_the_true_state(schedule):
 # --------------------------------------------------------------------------- the trainer
 
 def corpus(tmp_path):
-    rng = np.random.default_rng(0)
-    lines = []
-    for _ in range(300):
-        plural = rng.random() < 0.5
-        noun = rng.choice(["dogs", "cats", "men"] if plural else ["dog", "cat", "man"])
-        lines.append(f"the {noun} {'run' if plural else 'runs'} home")
-    folder = tmp_path / "corpus"
-    folder.mkdir(exist_ok=True)
-    for name, part in (("train", lines[:240]), ("valid", lines[240:270]), ("test", lines[270:])):
-        (folder / f"{name}.txt").write_text("\n".join(part) + "\n", encoding="utf-8")
-    return folder
+    return agreement_corpus(tmp_path)[0]
 
 
 def config(tmp_path, *overrides, out="run"):

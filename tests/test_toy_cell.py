@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import jittered_model, random_tokens, step_jacobian
+from helpers import agreement_corpus, jittered_model, random_tokens, step_jacobian
 
 from rnnlm_cli.analysis.diagnostics import Spec, diagnose, diagnose_model
 from rnnlm_cli.analysis.gradcheck import run_gradcheck
@@ -98,20 +98,6 @@ def mgu():
 
 # --------------------------------------------------------------------------- trains
 
-def agreement_corpus(folder, n_sent=300, seed=0):
-    """Sentences 'the NOUN VERB home' with subject-verb agreement; (train, valid, test) paths."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for _ in range(n_sent):
-        plural = rng.random() < 0.5
-        noun = rng.choice(["dogs", "cats", "men"] if plural else ["dog", "cat", "man"])
-        lines.append(f"the {noun} {'run' if plural else 'runs'} home")
-    folder.mkdir()
-    parts = {"train": lines[:240], "valid": lines[240:270], "test": lines[270:]}
-    for name, part in parts.items():
-        (folder / f"{name}.txt").write_text("\n".join(part) + "\n", encoding="utf-8")
-    return parts
-
 
 def unigram_loss(train_lines, valid_lines) -> float:
     """Cross-entropy (nats per token, <eos> included) of the training unigram on the valid text."""
@@ -123,7 +109,7 @@ def unigram_loss(train_lines, valid_lines) -> float:
 
 
 def test_the_toy_cell_trains(mgu, tmp_path):
-    parts = agreement_corpus(tmp_path / "corpus")
+    _, parts = agreement_corpus(tmp_path)
     c = tmp_path / "corpus"
     cfg = load_config(None, [f"data.train={c / 'train.txt'}", f"data.valid={c / 'valid.txt'}",
                              f"data.test={c / 'test.txt'}", f"data.prepared={tmp_path / 'prepared'}",

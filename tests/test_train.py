@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from helpers import agreement_corpus
 from rnnlm_cli.train import step
 from rnnlm_cli.train import checkpoint
 from rnnlm_cli.cli import cli
@@ -29,20 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def corpus(tmp_path, n_sent=300, seed=0):
     """A small, learnable word corpus: subject-verb agreement with a few nouns."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for _ in range(n_sent):
-        plural = rng.random() < 0.5
-        noun = rng.choice(["dogs", "cats", "men"] if plural else ["dog", "cat", "man"])
-        verb = "run" if plural else "runs"
-        lines.append(f"the {noun} {verb} home")
-    folder = tmp_path / "corpus"
-    folder.mkdir(exist_ok=True)
-    n = len(lines)
-    for name, part in (("train", lines[: n * 8 // 10]), ("valid", lines[n * 8 // 10: n * 9 // 10]),
-                       ("test", lines[n * 9 // 10:])):
-        (folder / f"{name}.txt").write_text("\n".join(part) + "\n", encoding="utf-8")
-    return folder
+    return agreement_corpus(tmp_path, n_sent, seed)[0]
 
 
 def config(tmp_path, *overrides, out="run"):

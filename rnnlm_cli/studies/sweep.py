@@ -76,6 +76,17 @@ def point_name(values: dict, digest: str) -> str:
     return f"{readable}-{digest}" if readable else digest
 
 
+def _check_key(key: str, where: str) -> None:
+    """A configuration key a sweep may set (ConfigError prefixed by `where` for an unknown key or
+    one the sweep sets itself)."""
+    try:
+        option_kind(key)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if key in RESERVED:
+        raise ConfigError(f"{where}: the sweep sets {key} itself, for each run {_RESERVED_HOW[key]}")
+
+
 def parse_ablations(ablations) -> list[list[str]]:
     """Each --ablate text ("KEY=VALUE [KEY=VALUE ...]") as its overrides, validated against the schema."""
     parsed = []
@@ -89,12 +100,7 @@ def parse_ablations(ablations) -> list[list[str]]:
             key, eq, value = pair.partition("=")
             if not eq or not key:
                 raise ConfigError(f"{where}: expected KEY=VALUE, got {brief(pair)}")
-            try:
-                option_kind(key)
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-            if key in RESERVED:
-                raise ConfigError(f"{where}: the sweep sets {key} itself, for each run {_RESERVED_HOW[key]}")
+            _check_key(key, where)
             if key in keys:
                 raise ConfigError(f"{where}: {key} is given twice")
             keys.append(key)
@@ -125,12 +131,7 @@ def parse_grids(grids, ranges, n_random: int | None, ablations=()) -> tuple[list
         raise ConfigError(f"{brief(twice, quote=False)} is swept twice; give all its values in one --grid or --range")
     for key, values in parsed:
         where = f"--grid {brief(key, quote=False)}"
-        try:
-            option_kind(key)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if key in RESERVED:
-            raise ConfigError(f"{where}: the sweep sets {key} itself, for each run {_RESERVED_HOW[key]}")
+        _check_key(key, where)
         for v in values:
             grid.check_value(key, v, where)
     for r in rs:
