@@ -197,7 +197,7 @@ def plot_curves(records: list[dict], path: str) -> None:
 
 # published figures on the same data and counting (../shared/corpora/README.md)
 ANCHORS = {
-    "ptb-rnn": "RNN LM 124.7 (Mikolov & Zweig 2012); KN5 141.2",
+    "ptb-rnn": "RNN LM 124.7 (Mikolov & Zweig 2012); KN5 141.2; 2-layer LSTM 200, no dropout, 114.5 (Zaremba et al. 2014)",
     "ptb-lstm": "2-layer LSTM 200, no dropout, 114.5; LSTM 650 + dropout 82.7 (Zaremba et al. 2014)",
     "ptb-gru": "-",
     "shakespeare-char": "nanoGPT CPU 1.88, GPU 1.47 nats/char",
