@@ -631,7 +631,7 @@ def option_value(full: str, text: str) -> Any:
                 break
             except (ValueError, OverflowError):
                 continue
-    return getattr(_build_section(section, {key: value}, os.getcwd()), key)
+    return _validated(section, key, value)
 
 
 def set_value(full: str, text: str) -> Any:
@@ -639,7 +639,11 @@ def set_value(full: str, text: str) -> Any:
     it: `false`, `1e-3`, `[0.8, 0.1, 0.1]`) and validated like any value of the key (ConfigError
     naming the key). Paths resolve against the cwd."""
     section, key = _split_key(full)
-    _, value = parse_override(f"{full}={text}")
+    return _validated(section, key, parse_override(f"{full}={text}")[1])
+
+
+def _validated(section: str, key: str, value: Any) -> Any:
+    """`value` checked (and converted) by key section.key's own validator, paths against the cwd."""
     return getattr(_build_section(section, {key: value}, os.getcwd()), key)
 
 

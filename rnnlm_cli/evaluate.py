@@ -215,13 +215,14 @@ def dynamic_protocol(cfg: Config, updates: int) -> dict:
     return protocol
 
 
-def dynamic_splits(model: Model, splits: dict, train_tokens: np.ndarray, cfg: Config, sep_id: int | None) -> dict:
+def dynamic_splits(model: Model, splits: dict, train_tokens: np.ndarray, cfg: Config, sep_id: int | None,
+                   per_token: bool = False) -> tuple[dict, dict]:
     """Dynamic evaluation of each split in `splits` (name -> tokens, each scored from the trained
-    weights, independently of the others): {"protocol": ..., name: {loss, bits, ppl, tokens}}."""
+    weights, independently of the others), with the rms normaliser from `train_tokens` when the
+    method needs it: ({name: {loss, bits, ppl, tokens (, logp)}}, the protocol, its updates summed)."""
     ms = gradient_ms(model, train_tokens, cfg) if cfg.evaluate.dynamic_method == "rms" else None
-    out, updates = {}, 0
+    results, updates = {}, 0
     for name, tokens in splits.items():
-        r = dynamic_evaluate(model, tokens, cfg, sep_id, ms=ms)
-        updates += r.pop("updates")
-        out[name] = r
-    return {"protocol": dynamic_protocol(cfg, updates), **out}
+        results[name] = dynamic_evaluate(model, tokens, cfg, sep_id, per_token=per_token, ms=ms)
+        updates += results[name].pop("updates")
+    return results, dynamic_protocol(cfg, updates)

@@ -55,7 +55,7 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, dyna
 
     from rnnlm_cli.data.corpus import read_text, separator_id, tokenize
     from rnnlm_cli.errors import DataError
-    from rnnlm_cli.evaluate import dynamic_evaluate, dynamic_protocol, evaluate_tokens, gradient_ms
+    from rnnlm_cli.evaluate import dynamic_splits, evaluate_tokens
 
     if per_token and not os.path.isdir(os.path.dirname(os.path.abspath(per_token))):
         raise DataError(f"--per-token: the folder of {per_token} does not exist")
@@ -78,10 +78,9 @@ def evaluate_cmd(config_path, overrides, checkpoint_path, split, per_token, dyna
         tokens = np.asarray([prepared.vocab.id(t) for t in tokenize(text, cfg.data)], dtype=np.int64)
         label = split
     if dynamic:
-        de = cfg.evaluate
-        ms = gradient_ms(model, prepared.split("train"), cfg) if de.dynamic_method == "rms" else None
-        result = dynamic_evaluate(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token), ms=ms)
-        protocol = dynamic_protocol(cfg, result.pop("updates"))
+        results, protocol = dynamic_splits(model, {label: tokens}, prepared.split("train"), cfg,
+                                           separator_id(prepared), per_token=bool(per_token))
+        result = results[label]
     else:
         result = evaluate_tokens(model, tokens, cfg, separator_id(prepared), per_token=bool(per_token))
         protocol = None

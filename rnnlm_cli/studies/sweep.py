@@ -109,13 +109,8 @@ def parse_ablations(ablations) -> list[list[str]]:
     return parsed
 
 
-def parse_grids(grids, ranges, n_random: int | None, ablations=()) -> tuple[list, list]:
+def parse_grids(grids, ranges, n_random: int | None) -> tuple[list, list]:
     """The grid's keys and values and the random ranges, validated against the schema."""
-    if ablations and (grids or ranges or n_random):
-        raise ConfigError("--ablate runs the base configuration and one run per --ablate; it does not combine "
-                          "with --grid or --random (run those as a sweep of their own)")
-    if ablations:
-        return [], []
     if not grids and not ranges and not n_random:
         raise ConfigError("nothing to sweep: give --grid KEY=V1,V2,..., --random N with --range KEY=DIST(a,b), "
                           "or --ablate KEY=VALUE")
@@ -145,9 +140,12 @@ def plan_sweep(config_path: str | None, overrides, grids, ranges, n_random: int 
     """Every point of the sweep, its configuration validated (ConfigError before any write).
     With `ablations`: the base configuration (named base-HASH) and one point per ablation, each
     the base with that ablation's keys changed."""
-    parsed, rs = parse_grids(grids, ranges, n_random, ablations)
     if ablations:
+        if grids or ranges or n_random:
+            raise ConfigError("--ablate runs the base configuration and one run per --ablate; it does not "
+                              "combine with --grid or --random (run those as a sweep of their own)")
         return _plan_ablation(config_path, overrides, parse_ablations(ablations), out)
+    parsed, rs = parse_grids(grids, ranges, n_random)
     size = 1
     for _, values in parsed:
         size *= len(values)
@@ -165,21 +163,11 @@ def plan_sweep(config_path: str | None, overrides, grids, ranges, n_random: int 
             values = dict(o.split("=", 1) for o in grid_overrides)
             values.update(draw)
             sets = [f"{k}={v}" for k, v in values.items()]
-            try:
-                cfg = load_config(config_path, list(overrides) + sets)
-            except ConfigError as exc:
-                raise ConfigError(f"point {' '.join(sets)}: {exc}") from None
-            digest = config_hash(cfg)
+            cfg, digest = _configure(config_path, overrides, sets, "point")
             if digest in seen:          # two random draws that coincide: one run
                 continue
             seen.add(digest)
-            name = point_name(values, digest)
-            folder = os.path.join(out, name)
-            own = {"train.out": folder}
-            if cfg.train.tensorboard:          # each run its own event folder: TENSORBOARD/NAME
-                own["train.tensorboard"] = os.path.join(cfg.train.tensorboard, name)
-                sets = sets + [f"train.tensorboard={own['train.tensorboard']}"]
-            points.append(Point(name, values, cfg.with_values(own), digest, folder, sets))
+            points.append(_point(point_name(values, digest), values, cfg, digest, out, sets))
     _check_shared_data(points)
     return points
 
@@ -187,28 +175,38 @@ def plan_sweep(config_path: str | None, overrides, grids, ranges, n_random: int 
 def _plan_ablation(config_path, overrides, ablations: list[list[str]], out: str) -> list[Point]:
     points = []
     for sets in [[]] + ablations:
-        try:
-            cfg = load_config(config_path, list(overrides) + sets)
-        except ConfigError as exc:
-            raise ConfigError(f"--ablate {' '.join(sets)}: {exc}") from None
-        digest = config_hash(cfg)
+        cfg, digest = _configure(config_path, overrides, sets, "--ablate")
         if sets and digest == points[0].config_hash:
             raise ConfigError(f"--ablate {' '.join(sets)} changes nothing: the base configuration already has "
                               f"{'these values' if len(sets) > 1 else 'this value'}")
         twin = next((p for p in points[1:] if p.config_hash == digest), None)
         if twin is not None:
             raise ConfigError(f"--ablate {' '.join(sets)} gives the same configuration as --ablate "
-                              f"{' '.join(twin.overrides)}")
+                              f"{' '.join(f'{k}={v}' for k, v in twin.values.items())}")
         values = dict(o.split("=", 1) for o in sets)
-        name = point_name(values, digest) if sets else f"base-{digest}"
-        folder = os.path.join(out, name)
-        own = {"train.out": folder}
-        if cfg.train.tensorboard:
-            own["train.tensorboard"] = os.path.join(cfg.train.tensorboard, name)
-            sets = sets + [f"train.tensorboard={own['train.tensorboard']}"]
-        points.append(Point(name, values, cfg.with_values(own), digest, folder, sets))
+        points.append(_point(point_name(values, digest) if sets else f"base-{digest}", values, cfg, digest, out, sets))
     _check_shared_data(points)
     return points
+
+
+def _configure(config_path, overrides, sets: list[str], what: str) -> tuple[Config, str]:
+    """A point's resolved configuration and its hash (ConfigError naming the point's overrides)."""
+    try:
+        cfg = load_config(config_path, list(overrides) + sets)
+    except ConfigError as exc:
+        raise ConfigError(f"{what} {' '.join(sets)}: {exc}") from None
+    return cfg, config_hash(cfg)
+
+
+def _point(name: str, values: dict, cfg: Config, digest: str, out: str, sets: list[str]) -> Point:
+    """The point that runs `cfg` in OUT/NAME (and, with train.tensorboard, its own event folder
+    TENSORBOARD/NAME)."""
+    folder = os.path.join(out, name)
+    own = {"train.out": folder}
+    if cfg.train.tensorboard:
+        own["train.tensorboard"] = os.path.join(cfg.train.tensorboard, name)
+        sets = sets + [f"train.tensorboard={own['train.tensorboard']}"]
+    return Point(name, values, cfg.with_values(own), digest, folder, sets)
 
 
 def _check_shared_data(points: list[Point]) -> None:

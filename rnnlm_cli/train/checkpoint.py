@@ -234,10 +234,7 @@ def _check_arrays(params: dict, optim: dict, state: tuple, meta: dict, cfg, wher
     if not params:
         raise CheckpointError(f"{where} holds no parameters")
     for name, value in params.items():
-        if value.dtype.kind != "f":
-            raise CheckpointError(f"{where}: parameter {name} has dtype {value.dtype}, expected float")
-        if not np.all(np.isfinite(value)):
-            raise CheckpointError(f"{where}: parameter {name} holds non-finite values (NaN or inf)")
+        _check_float(value, f"parameter {name}", where)
     emb = params.get("embedding")
     if "vocab_size" in meta and (emb is None or emb.ndim != 2 or emb.shape[0] != meta["vocab_size"]):
         E = f", {cfg.model.embedding_size}" if cfg is not None else ", E"
@@ -265,13 +262,21 @@ def _check_arrays(params: dict, optim: dict, state: tuple, meta: dict, cfg, wher
         if value.shape != params[param].shape:
             raise CheckpointError(f"{where}: optimizer entry {name} has shape {value.shape}, expected "
                                   f"{params[param].shape} (that of parameter {param})")
-        if not np.all(np.isfinite(value)):
-            raise CheckpointError(f"{where}: optimizer entry {name} holds non-finite values (NaN or inf)")
+        _check_finite(value, f"optimizer entry {name}", where)
     for i, value in enumerate(state):
-        if value.dtype.kind != "f":
-            raise CheckpointError(f"{where}: hidden-state entry state/{i} has dtype {value.dtype}, expected float")
-        if not np.all(np.isfinite(value)):
-            raise CheckpointError(f"{where}: hidden-state entry state/{i} holds non-finite values (NaN or inf)")
+        _check_float(value, f"hidden-state entry state/{i}", where)
+
+
+def _check_float(value: np.ndarray, what: str, where: str) -> None:
+    """A float array whose every value is finite (CheckpointError naming `what` otherwise)."""
+    if value.dtype.kind != "f":
+        raise CheckpointError(f"{where}: {what} has dtype {value.dtype}, expected float")
+    _check_finite(value, what, where)
+
+
+def _check_finite(value: np.ndarray, what: str, where: str) -> None:
+    if not np.all(np.isfinite(value)):
+        raise CheckpointError(f"{where}: {what} holds non-finite values (NaN or inf)")
 
 
 def _check_against_config(params: dict, optim: dict, state: tuple, meta: dict, cfg, where: str) -> None:
@@ -334,8 +339,7 @@ def _check_raw(raw: dict, params: dict, meta: dict, where: str) -> None:
         if value.dtype.kind != "f" or value.shape != params[name].shape:
             raise CheckpointError(f"{where}: entry raw/{name} has dtype {value.dtype} and shape {value.shape}, "
                                   f"expected float {params[name].shape} (that of param/{name})")
-        if not np.all(np.isfinite(value)):
-            raise CheckpointError(f"{where}: entry raw/{name} holds non-finite values (NaN or inf)")
+        _check_finite(value, f"entry raw/{name}", where)
 
 
 KNOWN = ("param/", "raw/", "optim/", "state/")

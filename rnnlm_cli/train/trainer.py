@@ -683,8 +683,8 @@ class Trainer:
         start = time.perf_counter()
         splits = {name: tokens for name, tokens in (("valid", self.valid_tokens), ("test", self.test_tokens))
                   if len(tokens) >= 2}
-        figures = dynamic_splits(model, splits, self.train_tokens, self.cfg, self.sep)
-        out = {"protocol": figures.pop("protocol")}
+        figures, protocol = dynamic_splits(model, splits, self.train_tokens, self.cfg, self.sep)
+        out = {"protocol": protocol}
         for split, r in figures.items():
             out.update({f"{split}_loss": r["loss"], f"{split}_ppl": r["ppl"], f"{split}_bits": r["bits"]})
         out["wall_time_s"] = time.perf_counter() - start
