@@ -155,11 +155,21 @@ def test_a_killed_sweep_completes_on_rerun_and_trains_no_run_twice(tmp_path, sig
     out = tmp_path / "s"
     deadline = time.monotonic() + 120
     # kill once one run has finished and another is part-way: it has written a checkpoint to resume
-    # from (logged updates alone are not enough: a run killed before its first checkpoint starts over)
+    # from (logged updates alone are not enough: a run killed before its first checkpoint starts over),
+    # and is in the first half of its updates (one near its end could finish before the signal lands)
+    def early(run, total):
+        try:
+            steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        except (OSError, ValueError, KeyError):
+            return False
+        return bool(steps) and steps[-1] <= total // 2
+
     while time.monotonic() < deadline and proc.poll() is None:
         runs = [d for d in out.glob("*-*") if d.is_dir()]
         done = [d for d in runs if (d / "summary.json").exists()]
-        busy = [d for d in runs if not (d / "summary.json").exists() and (d / "checkpoint.npz").exists()]
+        total = json.loads((done[0] / "summary.json").read_text())["steps"] if done else 0
+        busy = [d for d in runs if not (d / "summary.json").exists() and (d / "checkpoint.npz").exists()
+                and early(d, total)]
         if done and busy:
             break
         time.sleep(0.02)
