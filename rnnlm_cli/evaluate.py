@@ -219,7 +219,8 @@ def dynamic_splits(model: Model, splits: dict, train_tokens: np.ndarray, cfg: Co
                    per_token: bool = False) -> tuple[dict, dict]:
     """Dynamic evaluation of each split in `splits` (name -> tokens, each scored from the trained
     weights, independently of the others), with the rms normaliser from `train_tokens` when the
-    method needs it: ({name: {loss, bits, ppl, tokens (, logp)}}, the protocol, its updates summed)."""
+    method needs it: ({name: {loss, bits, ppl, tokens (, logp)}}, the protocol), the protocol's
+    update count summed over the splits."""
     ms = gradient_ms(model, train_tokens, cfg) if cfg.evaluate.dynamic_method == "rms" else None
     results, updates = {}, 0
     for name, tokens in splits.items():

@@ -169,7 +169,6 @@ def meta_set(path, value):
     return change
 
 
-
 # --------------------------------------------------------------------------- a small word corpus
 
 def agreement_lines(n_sent=300, seed=0) -> list[str]:

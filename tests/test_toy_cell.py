@@ -98,7 +98,6 @@ def mgu():
 
 # --------------------------------------------------------------------------- trains
 
-
 def unigram_loss(train_lines, valid_lines) -> float:
     """Cross-entropy (nats per token, <eos> included) of the training unigram on the valid text."""
     words = [w for line in train_lines for w in line.split() + ["<eos>"]]
@@ -109,8 +108,7 @@ def unigram_loss(train_lines, valid_lines) -> float:
 
 
 def test_the_toy_cell_trains(mgu, tmp_path):
-    _, parts = agreement_corpus(tmp_path)
-    c = tmp_path / "corpus"
+    c, parts = agreement_corpus(tmp_path)
     cfg = load_config(None, [f"data.train={c / 'train.txt'}", f"data.valid={c / 'valid.txt'}",
                              f"data.test={c / 'test.txt'}", f"data.prepared={tmp_path / 'prepared'}",
                              f"train.out={tmp_path / 'run'}", "model.cell=mgu", "model.hidden_size=16",
