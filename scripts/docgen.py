@@ -228,30 +228,45 @@ def results_table() -> None:
     cog.outl(render(_records(), ANCHORS))
 
 
-DEPTH_RUNS = ("depth-lstm1", "depth-lstm2")      # configs/ptb-lstm2.yaml with one and two layers, the same budget
+def _lead_sentence(records: list[dict]) -> str:
+    """Which of the two models (one layer, two layers) had the lower validation perplexity after which epochs."""
+    one, two = ({point["epoch"]: point["ppl"] for point in r["curve"]} for r in records)   # the last point per epoch
+    ahead = [epoch for epoch in sorted(one.keys() & two.keys()) if two[epoch] < one[epoch]]
+    if not ahead:
+        return "The two-layer model is behind after every epoch."
+    if ahead == list(range(ahead[0], max(one.keys() & two.keys()) + 1)) and ahead[0] > 1:
+        return (f"The two-layer model is behind after epoch{'s 1-' if ahead[0] > 2 else ' '}{ahead[0] - 1} "
+                f"and ahead from epoch {ahead[0]} on.")
+    return f"The two-layer model is ahead after epoch(s) {', '.join(map(str, ahead))}."
 
 
-def depth_table() -> None:
-    """README: one layer against two under the same budget, as `rnnlm results` prints the records."""
+def depth_table(one_layer: str, two_layers: str) -> None:
+    """README: one layer against two, as `rnnlm results` prints the two records (results/NAME.json)."""
     from rnnlm_cli.render.results import results_table as render
     from rnnlm_cli.render.results import curves_table
 
-    paths = [ROOT / "results" / f"{name}.json" for name in DEPTH_RUNS]
+    paths = [ROOT / "results" / f"{name}.json" for name in (one_layer, two_layers)]
     if not all(p.is_file() for p in paths):
-        keep_previous("results/depth-lstm1.json and results/depth-lstm2.json are not both there")
+        keep_previous(f"{' and '.join(str(p.relative_to(ROOT)) for p in paths)} are not both there")
         return
     records = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    for record, layers in zip(records, ("1 layer", "2 layers")):     # both are named after configs/ptb-lstm2.yaml
+        record["name"] = f"{record['name']}, {layers}"
     cog.outl(render(records))
     cog.outl()
     one, two = (r["summary"] for r in records)
     epochs = {r["summary"]["epochs"] for r in records}
     better = "lower" if two["test_ppl"] < one["test_ppl"] else "higher"
-    cog.outl(f"After {' / '.join(str(e) for e in sorted(epochs))} epoch(s) each, two layers reach test perplexity "
-             f"{two['test_ppl']:.1f} against one layer's {one['test_ppl']:.1f} ({better} by "
-             f"{abs(two['test_ppl'] - one['test_ppl']):.1f}; validation {two['valid_ppl']:.1f} against "
-             f"{one['valid_ppl']:.1f}), at {one['tokens_per_sec'] / two['tokens_per_sec']:.1f}x the time per "
-             f"training token ({two['tokens_per_sec']:,.0f} against {one['tokens_per_sec']:,.0f} tokens/s). "
-             f"Validation perplexity after each epoch:")
+    line = (f"After {' / '.join(str(e) for e in sorted(epochs))} epoch(s) each, two layers reach test perplexity "
+            f"{two['test_ppl']:.1f} against one layer's {one['test_ppl']:.1f} ({better} by "
+            f"{abs(round(two['test_ppl'], 1) - round(one['test_ppl'], 1)):.1f}; validation {two['valid_ppl']:.1f} against "
+            f"{one['valid_ppl']:.1f})")
+    if one.get("dynamic") and two.get("dynamic"):
+        line += (f"; with dynamic evaluation, test {two['dynamic']['test_ppl']:.1f} against "
+                 f"{one['dynamic']['test_ppl']:.1f}")
+    if one.get("params") and two.get("params"):
+        line += f", with {two['params'] / 1e6:.1f}M parameters against {one['params'] / 1e6:.1f}M"
+    cog.outl(line + f". {_lead_sentence(records)} Validation perplexity after each epoch:")
     cog.outl()
     fenced(curves_table(records))
 
