@@ -229,14 +229,17 @@ def results_table() -> None:
 
 
 def _lead_sentence(records: list[dict]) -> str:
-    """Which of the two models (one layer, two layers) had the lower validation perplexity after which epochs."""
+    """After which epochs the second model (two layers) had the lower validation perplexity."""
     one, two = ({point["epoch"]: point["ppl"] for point in r["curve"]} for r in records)   # the last point per epoch
-    ahead = [epoch for epoch in sorted(one.keys() & two.keys()) if two[epoch] < one[epoch]]
+    epochs = sorted(one.keys() & two.keys())
+    ahead = [epoch for epoch in epochs if two[epoch] < one[epoch]]
     if not ahead:
         return "The two-layer model is behind after every epoch."
-    if ahead == list(range(ahead[0], max(one.keys() & two.keys()) + 1)) and ahead[0] > 1:
-        return (f"The two-layer model is behind after epoch{'s 1-' if ahead[0] > 2 else ' '}{ahead[0] - 1} "
-                f"and ahead from epoch {ahead[0]} on.")
+    if ahead == epochs:
+        return "The two-layer model is ahead after every epoch."
+    if ahead == epochs[epochs.index(ahead[0]):]:
+        behind = f"epoch {epochs[0]}" if ahead[0] == epochs[1] else f"epochs {epochs[0]}-{ahead[0] - 1}"
+        return f"The two-layer model is behind after {behind} and ahead from epoch {ahead[0]} on."
     return f"The two-layer model is ahead after epoch(s) {', '.join(map(str, ahead))}."
 
 
@@ -259,8 +262,8 @@ def depth_table(one_layer: str, two_layers: str) -> None:
     better = "lower" if two["test_ppl"] < one["test_ppl"] else "higher"
     line = (f"After {' / '.join(str(e) for e in sorted(epochs))} epoch(s) each, two layers reach test perplexity "
             f"{two['test_ppl']:.1f} against one layer's {one['test_ppl']:.1f} ({better} by "
-            f"{abs(round(two['test_ppl'], 1) - round(one['test_ppl'], 1)):.1f}; validation {two['valid_ppl']:.1f} against "
-            f"{one['valid_ppl']:.1f})")
+            f"{abs(round(two['test_ppl'], 1) - round(one['test_ppl'], 1)):.1f}; "
+            f"validation {two['valid_ppl']:.1f} against {one['valid_ppl']:.1f})")
     if one.get("dynamic") and two.get("dynamic"):
         line += (f"; with dynamic evaluation, test {two['dynamic']['test_ppl']:.1f} against "
                  f"{one['dynamic']['test_ppl']:.1f}")
