@@ -258,7 +258,7 @@ def depth_table(one_layer: str, two_layers: str) -> None:
     cog.outl(render(records))
     cog.outl()
     one, two = (r["summary"] for r in records)
-    epochs = {r["summary"]["epochs"] for r in records}
+    epochs = {one["epochs"], two["epochs"]}
     better = "lower" if two["test_ppl"] < one["test_ppl"] else "higher"
     line = (f"After {' / '.join(str(e) for e in sorted(epochs))} epoch(s) each, two layers reach test perplexity "
             f"{two['test_ppl']:.1f} against one layer's {one['test_ppl']:.1f} ({better} by "
