@@ -159,23 +159,28 @@ depth-short: $(STAMP)
 	$(RNNLM) train --config configs/ptb-lstm2.yaml $(DEPTH_SHORT) --set model.num_layers=1 \
 	  --set train.out=runs/depth-short/lstm1-650 --force --quiet --record results/depth-short-lstm1.json
 
-# the regularisers on configs/ptb-lstm2.yaml's model, removed one at a time under a short budget:
-# `rnnlm sweep --ablate` (runs/ablation; a rerun resumes it), then `rnnlm compare` into results/ablation.json
+# the regularisers on configs/ptb-lstm2.yaml's recipe at Zaremba's small width (200 units), removed one at a
+# time under a short budget and over several seeds: per seed one `rnnlm sweep --ablate`
+# (runs/ablation/seed-S; a rerun resumes it), then `rnnlm compare` into results/ablation-seedS.json
 ABLATION_EPOCHS ?= 3
 ABLATION_JOBS ?= 2
-ABLATION_BASE := --set train.epochs=$(ABLATION_EPOCHS) --set train.eval_every=332 \
+ABLATION_SEEDS ?= 1 2 3
+ABLATION_BASE := --set model.hidden_size=200 --set model.embedding_size=200 --set model.embedding_scale=3 \
+  --set train.epochs=$(ABLATION_EPOCHS) --set train.eval_every=332 \
   --set model.dropout_locked=true --set model.weight_drop=0.2 --set model.dropout_words=0.1 \
   --set model.ar=2 --set model.tar=1 --set train.average=nt --set train.k1_spread=5 \
   --set evaluate.dynamic_after_training=false
 ABLATIONS := --ablate model.dropout_locked=false --ablate model.weight_drop=0 --ablate model.dropout_words=0 \
   --ablate "model.ar=0 model.tar=0" --ablate train.average=none --ablate train.k1_spread=0 \
   --ablate "model.dropout_embedding=0 model.dropout_between=0 model.dropout_output=0" \
-  --ablate model.tie_weights=false
+  --ablate model.tie_weights=false --ablate model.embedding_scale=1
 ablation: $(STAMP)
-	$(RNNLM) sweep --config configs/ptb-lstm2.yaml $(ABLATION_BASE) $(ABLATIONS) --out runs/ablation \
-	  -j $(ABLATION_JOBS) --quiet
-	$(RNNLM) compare runs/ablation --sort test_ppl --format json > results/ablation.json.tmp
-	mv results/ablation.json.tmp results/ablation.json
+	set -e; for s in $(ABLATION_SEEDS); do \
+	  $(RNNLM) sweep --config configs/ptb-lstm2.yaml $(ABLATION_BASE) --set train.seed=$$s $(ABLATIONS) \
+	    --out runs/ablation/seed-$$s -j $(ABLATION_JOBS) --quiet; \
+	  $(RNNLM) compare runs/ablation/seed-$$s --sort test_ppl --format json > results/ablation-seed$$s.json.tmp; \
+	  mv results/ablation-seed$$s.json.tmp results/ablation-seed$$s.json; \
+	done
 
 results: $(STAMP)
 	$(RNNLM) results $(wildcard $(QUALITY:%=results/%.json)) --plot docs/learning_curves.png

@@ -274,6 +274,32 @@ def depth_table(one_layer: str, two_layers: str) -> None:
     fenced(curves_table(records))
 
 
+def _ptb_unigram_test_ppl() -> float:
+    """The unigram model of PTB's training split, scored on its test split, tokenised as ptb-lstm2 reads them."""
+    from rnnlm_cli.config import load_config
+    from rnnlm_cli.data.corpus import read_text, tokenize
+    from rnnlm_cli.render.compare import unigram_perplexity
+
+    data = load_config(str(ROOT / "configs" / "ptb-lstm2.yaml")).data
+    return unigram_perplexity(tokenize(read_text(data.train), data), tokenize(read_text(data.test), data))
+
+
+def ablation_table() -> None:
+    """README: the ablation over seeds (results/ablation-seedS.json, `make ablation`), its runs stuck
+    at the unigram model's perplexity marked (needs Penn Treebank for that reference)."""
+    from rnnlm_cli.render.compare import STUCK_FRACTION, ablation_seeds_markdown
+
+    paths = sorted((ROOT / "results").glob("ablation-seed*.json"), key=lambda p: int(p.stem.removeprefix("ablation-seed")))
+    if not paths or not _ptb_available():
+        return keep_previous("results/ablation-seed*.json or ../shared/corpora/ptb (with RNNLM_DOCS_FULL=1) is not there")
+    results = {int(p.stem.removeprefix("ablation-seed")): json.loads(p.read_text(encoding="utf-8")) for p in paths}
+    unigram = _ptb_unigram_test_ppl()
+    cog.outl(ablation_seeds_markdown(results, unigram))
+    cog.outl()
+    cog.outl(f"† stuck: test perplexity above {STUCK_FRACTION:.0%} of the unigram model's ({unigram:.1f}: every word "
+             "predicted by its frequency in the training split, whatever came before).")
+
+
 def results_curves() -> None:
     """README: validation perplexity against wall time, as `rnnlm results` prints it."""
     from rnnlm_cli.render.results import curves_table

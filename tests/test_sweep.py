@@ -360,3 +360,46 @@ def test_an_ablation_sweep_runs_and_compare_reads_it_as_one(tmp_path):
         assert r["test_change"] == pytest.approx(test[r["name"]] - test[base["name"]], abs=1e-9)
     table = ablation_markdown(json.loads(compared.stdout)).splitlines()
     assert len(table) == 5 and "(the base)" in table[2] and "`model.dropout_output: 0`" in "\n".join(table[3:])
+
+
+def _ablation_result(runs: dict[str, tuple[dict, float | None]]) -> dict:
+    """compare's result for an ablation sweep, built by hand: name -> (config keys, test ppl or None
+    for a run that did not finish)."""
+    keys = sorted({k for config, _ in runs.values() for k in config})
+    return {"differing_keys": keys,
+            "runs": [{"name": name, "status": "finished" if test is not None else "unfinished",
+                      "config": config, "test_ppl": test, "valid_ppl": test, "epochs": 1, "wall_time_s": 60.0}
+                     for name, (config, test) in runs.items()]}
+
+
+def test_an_ablation_over_seeds_gives_each_change_its_runs_median_and_change():
+    """Hand-built: three seeds; the hash in a run's name differs per seed, its changes do not. The
+    median of 3 is the middle value, of 2 their mean; a run that did not finish counts as missing."""
+    from rnnlm_cli.render.compare import ablation_seed_rows, ablation_seeds_markdown
+
+    base, wd = {"model.weight_drop": 0.2}, {"model.weight_drop": 0.0}
+    results = {1: _ablation_result({"base-aa": (base, 100.0), "weight_drop-0-ab": (wd, 110.0)}),
+               2: _ablation_result({"weight_drop-0-cd": (wd, 700.0), "base-cc": (base, 120.0)}),
+               3: _ablation_result({"base-ee": (base, 90.0), "weight_drop-0-ef": (wd, None)})}
+    rows = ablation_seed_rows(results)
+    assert [r["changed"] for r in rows] == [{}, {"model.weight_drop": 0.0}]
+    assert rows[0]["test_ppl"] == {1: 100.0, 2: 120.0, 3: 90.0} and rows[0]["median"] == 100.0
+    assert rows[1]["test_ppl"] == {1: 110.0, 2: 700.0, 3: None} and rows[1]["median"] == 405.0
+    assert rows[0]["median_change"] is None and rows[1]["median_change"] == 305.0
+    table = ablation_seeds_markdown(results, unigram_ppl=700.0).splitlines()
+    assert table[0] == "| changed against the base | seed 1 | seed 2 | seed 3 | median | median change |"
+    assert table[2] == "| (the base) | 100.0 | 120.0 | 90.0 | 100.0 |  |"
+    # 700 is above 0.9 x the unigram model's 700 (stuck, marked), 110 is not
+    assert table[3] == "| `model.weight_drop: 0` | 110.0 | 700.0 † | - | 405.0 | +305.0 |"
+    assert "†" not in ablation_seeds_markdown(results)
+
+
+def test_the_unigram_perplexity_is_the_inverse_geometric_mean_of_training_frequencies():
+    """Closed form: train a a a b (p(a) = 3/4, p(b) = 1/4); on a b the perplexity is
+    (3/4 * 1/4) ** -1/2 = sqrt(16/3). A held-out token never seen in training is an error."""
+    from rnnlm_cli.render.compare import unigram_perplexity
+
+    assert unigram_perplexity(list("aaab"), list("ab")) == pytest.approx((16 / 3) ** 0.5, rel=1e-12)
+    assert unigram_perplexity(list("ab"), list("abab")) == pytest.approx(2.0, rel=1e-12)
+    with pytest.raises(ValueError, match="'c' does not occur"):
+        unigram_perplexity(list("ab"), list("ac"))

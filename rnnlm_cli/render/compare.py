@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import statistics
 
 import yaml
 
@@ -268,4 +269,67 @@ def ablation_markdown(result: dict) -> str:
         lines.append(f"| {row['name']}{status} | {what} | {num(row['valid_ppl'], '.1f')} | {num(row['test_ppl'], '.1f')}"
                      f" | {num(row['test_change'], '+.1f')} | {num(row['epochs'], 'd')} | "
                      f"{num(None if row['wall_time_s'] is None else row['wall_time_s'] / 60, '.1f')} min |")
+    return "\n".join(lines)
+
+
+def unigram_perplexity(train: list[str], heldout: list[str]) -> float:
+    """The perplexity on `heldout` of the unigram model of `train` (each token's relative frequency
+    there): what a language model scores when its prediction ignores the context. ValueError when
+    a held-out token never occurs in train (its probability would be zero)."""
+    counts: dict[str, int] = {}
+    for token in train:
+        counts[token] = counts.get(token, 0) + 1
+    unseen = next((t for t in heldout if t not in counts), None)
+    if unseen is not None:
+        raise ValueError(f"the held-out token {unseen!r} does not occur in the training tokens")
+    if not heldout:
+        raise ValueError("no held-out tokens")
+    log_total = math.log(len(train))
+    return math.exp(sum(log_total - math.log(counts[t]) for t in heldout) / len(heldout))
+
+
+STUCK_FRACTION = 0.9   # a run is stuck when its test perplexity is above this fraction of the unigram model's
+
+
+def ablation_seed_rows(results: dict[int, dict]) -> list[dict]:
+    """An ablation repeated once per seed ({seed: compare's result of that seed's sweep}): one row per
+    change against the base, the base first, each with its test perplexity per seed (None where that
+    seed has no finished run of it), their median, and the median's change against the base's."""
+    rows: dict[str, dict] = {}
+    for seed, result in sorted(results.items()):
+        for row in ablation_rows(result):
+            key = json.dumps(row["changed"], sort_keys=True)
+            entry = rows.setdefault(key, {"changed": row["changed"], "test_ppl": {s: None for s in sorted(results)}})
+            entry["test_ppl"][seed] = row["test_ppl"] if row["status"] == "finished" else None
+    ordered = sorted(rows.values(), key=lambda r: bool(r["changed"]))          # the base ({}) first, stable
+    for row in ordered:
+        values = [v for v in row["test_ppl"].values() if v is not None]
+        row["median"] = statistics.median(values) if values else None
+    base = ordered[0]["median"]
+    for row in ordered:
+        row["median_change"] = (None if not row["changed"] or row["median"] is None or base is None
+                                else row["median"] - base)
+    return ordered
+
+
+def ablation_seeds_markdown(results: dict[int, dict], unigram_ppl: float | None = None) -> str:
+    """A Markdown table of an ablation over seeds (ablation_seed_rows): per change its test perplexity
+    for each seed, the median and the median's change against the base (+: the removed part helped).
+    With the unigram model's test perplexity, runs above STUCK_FRACTION of it are marked †."""
+    rows = ablation_seed_rows(results)
+    seeds = sorted(results)
+
+    def ppl(v):
+        if v is None:
+            return "-"
+        stuck = unigram_ppl is not None and v > STUCK_FRACTION * unigram_ppl
+        return f"{v:.1f}{' †' if stuck else ''}"
+
+    lines = ["| changed against the base | " + " | ".join(f"seed {s}" for s in seeds) + " | median | median change |",
+             "|---|" + "---|" * len(seeds) + "---|---|"]
+    for row in rows:
+        what = ", ".join(f"`{k}: {_cell(v)}`" for k, v in row["changed"].items()) or "(the base)"
+        change = "" if row["median_change"] is None else format(row["median_change"], "+.1f")
+        lines.append(f"| {what} | " + " | ".join(ppl(row["test_ppl"][s]) for s in seeds)
+                     + f" | {'-' if row['median'] is None else format(row['median'], '.1f')} | {change} |")
     return "\n".join(lines)
