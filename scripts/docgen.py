@@ -287,7 +287,7 @@ def _ptb_unigram_test_ppl() -> float:
 def ablation_table() -> None:
     """README: the ablation over seeds (results/ablation-seedS.json, `make ablation`), its runs stuck
     at the unigram model's perplexity marked (needs Penn Treebank for that reference)."""
-    from rnnlm_cli.render.compare import STUCK_FRACTION, ablation_seeds_markdown
+    from rnnlm_cli.render.compare import STUCK_FRACTION, ablation_seed_rows, ablation_seeds_markdown, changed_text
 
     paths = sorted((ROOT / "results").glob("ablation-seed*.json"), key=lambda p: int(p.stem.removeprefix("ablation-seed")))
     if not paths or not _ptb_available():
@@ -296,8 +296,15 @@ def ablation_table() -> None:
     unigram = _ptb_unigram_test_ppl()
     cog.outl(ablation_seeds_markdown(results, unigram))
     cog.outl()
-    cog.outl(f"† stuck: test perplexity above {STUCK_FRACTION:.0%} of the unigram model's ({unigram:.1f}: every word "
-             "predicted by its frequency in the training split, whatever came before).")
+    line = (f"† stuck: test perplexity above {STUCK_FRACTION:.0%} of the unigram model's ({unigram:.1f}: every word "
+            "predicted by its frequency in the training split, whatever came before).")
+    rows = ablation_seed_rows(results)
+    same = [row for row in rows[1:] if row["test_ppl"] == rows[0]["test_ppl"]]
+    if same:
+        named = "; ".join(changed_text(row["changed"]) for row in same)
+        line += (f" Identical to the base in every seed, to the last digit: {named} (the change never took effect "
+                 "within this budget).")
+    cog.outl(line)
 
 
 def results_curves() -> None:

@@ -394,6 +394,13 @@ def test_an_ablation_over_seeds_gives_each_change_its_runs_median_and_change():
     assert "†" not in ablation_seeds_markdown(results)
 
 
+def test_an_ablation_names_its_changes_as_yaml_writes_them():
+    from rnnlm_cli.render.compare import changed_text
+
+    assert changed_text({"model.dropout_locked": False, "model.ar": 0.0}) == "`model.dropout_locked: false`, `model.ar: 0`"
+    assert changed_text({}) == "(the base)"
+
+
 def test_the_unigram_perplexity_is_the_inverse_geometric_mean_of_training_frequencies():
     """Closed form: train a a a b (p(a) = 3/4, p(b) = 1/4); on a b the perplexity is
     (3/4 * 1/4) ** -1/2 = sqrt(16/3). A held-out token never seen in training is an error."""

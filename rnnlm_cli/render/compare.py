@@ -235,6 +235,12 @@ def plot_compare(result: dict, path: str, x: str = "updates") -> None:
     save_png(fig, path, dpi=110)
 
 
+def changed_text(changed: dict) -> str:
+    """An ablation run's changed keys as Markdown, values as YAML writes them; "(the base)" for none."""
+    return ", ".join(f"`{k}: {str(v).lower() if isinstance(v, bool) else _cell(v)}`"
+                     for k, v in changed.items()) or "(the base)"
+
+
 def ablation_rows(result: dict) -> list[dict]:
     """An ablation read from compare's result (its runs from `rnnlm sweep --ablate`): the base run
     (named base-HASH) first, then every other run with the keys it changes against the base and its
@@ -264,7 +270,7 @@ def ablation_markdown(result: dict) -> str:
     lines = ["| run | changed against the base | valid ppl | test ppl | test change | epochs | wall time |",
              "|---|---|---|---|---|---|---|"]
     for row in ablation_rows(result):
-        what = ", ".join(f"`{k}: {_cell(v)}`" for k, v in row["changed"].items()) or "(the base)"
+        what = changed_text(row["changed"])
         status = "" if row["status"] == "finished" else f" ({row['status']})"
         lines.append(f"| {row['name']}{status} | {what} | {num(row['valid_ppl'], '.1f')} | {num(row['test_ppl'], '.1f')}"
                      f" | {num(row['test_change'], '+.1f')} | {num(row['epochs'], 'd')} | "
@@ -294,17 +300,19 @@ STUCK_FRACTION = 0.9   # a run is stuck when its test perplexity is above this f
 def ablation_seed_rows(results: dict[int, dict]) -> list[dict]:
     """An ablation repeated once per seed ({seed: compare's result of that seed's sweep}): one row per
     change against the base, the base first, each with its test perplexity per seed (None where that
-    seed has no finished run of it), their median, and the median's change against the base's."""
+    seed has no finished run of it), their median, and the median's change against the base's; the
+    changes in the order of their median."""
     rows: dict[str, dict] = {}
     for seed, result in sorted(results.items()):
         for row in ablation_rows(result):
             key = json.dumps(row["changed"], sort_keys=True)
             entry = rows.setdefault(key, {"changed": row["changed"], "test_ppl": {s: None for s in sorted(results)}})
             entry["test_ppl"][seed] = row["test_ppl"] if row["status"] == "finished" else None
-    ordered = sorted(rows.values(), key=lambda r: bool(r["changed"]))          # the base ({}) first, stable
+    ordered = sorted(rows.values(), key=lambda r: bool(r["changed"]))          # the base ({}) first
     for row in ordered:
         values = [v for v in row["test_ppl"].values() if v is not None]
         row["median"] = statistics.median(values) if values else None
+    ordered[1:] = sorted(ordered[1:], key=lambda r: math.inf if r["median"] is None else r["median"])
     base = ordered[0]["median"]
     for row in ordered:
         row["median_change"] = (None if not row["changed"] or row["median"] is None or base is None
@@ -328,7 +336,7 @@ def ablation_seeds_markdown(results: dict[int, dict], unigram_ppl: float | None 
     lines = ["| changed against the base | " + " | ".join(f"seed {s}" for s in seeds) + " | median | median change |",
              "|---|" + "---|" * len(seeds) + "---|---|"]
     for row in rows:
-        what = ", ".join(f"`{k}: {_cell(v)}`" for k, v in row["changed"].items()) or "(the base)"
+        what = changed_text(row["changed"])
         change = "" if row["median_change"] is None else format(row["median_change"], "+.1f")
         lines.append(f"| {what} | " + " | ".join(ppl(row["test_ppl"][s]) for s in seeds)
                      + f" | {'-' if row['median'] is None else format(row['median'], '.1f')} | {change} |")
