@@ -296,15 +296,28 @@ def ablation_table() -> None:
     unigram = _ptb_unigram_test_ppl()
     cog.outl(ablation_seeds_markdown(results, unigram))
     cog.outl()
-    line = (f"† stuck: test perplexity above {STUCK_FRACTION:.0%} of the unigram model's ({unigram:.1f}: every word "
-            "predicted by its frequency in the training split, whatever came before).")
-    rows = ablation_seed_rows(results)
-    same = [row for row in rows[1:] if row["test_ppl"] == rows[0]["test_ppl"]]
-    if same:
-        named = "; ".join(changed_text(row["changed"]) for row in same)
-        line += (f" Identical to the base in every seed, to the last digit: {named} (the change never took effect "
-                 "within this budget).")
-    cog.outl(line)
+    cog.outl(f"† stuck: test perplexity above {STUCK_FRACTION:.0%} of the unigram model's ({unigram:.1f}: every word "
+             "predicted by its frequency in the training split, whatever came before).")
+    base, *rows = ablation_seed_rows(results)
+    groups = {"lower in every seed (the model did better without it within this budget)": [],
+              "higher in every seed (it helped)": [],
+              "lower in some seeds and higher in others": [],
+              "identical to the base's in every seed, to the last digit (the change never took effect "
+              "within this budget)": []}
+    kinds = list(groups)
+    for row in rows:
+        if row["change_range"] is None:
+            continue
+        low, high = row["change_range"]
+        kind = (kinds[3] if row["test_ppl"] == base["test_ppl"] else kinds[0] if high < 0 else kinds[1] if low > 0
+                else kinds[2])
+        groups[kind].append(changed_text(row["changed"]))
+    cog.outl()
+    cog.outl("Removing a part made the test perplexity:")
+    cog.outl()
+    for kind, named in groups.items():
+        if named:
+            cog.outl(f"- {kind}: {'; '.join(named)}")
 
 
 def results_curves() -> None:

@@ -374,23 +374,31 @@ def _ablation_result(runs: dict[str, tuple[dict, float | None]]) -> dict:
 
 def test_an_ablation_over_seeds_gives_each_change_its_runs_median_and_change():
     """Hand-built: three seeds; the hash in a run's name differs per seed, its changes do not. The
-    median of 3 is the middle value, of 2 their mean; a run that did not finish counts as missing."""
+    median of 3 is the middle value, of 2 their mean; a run that did not finish counts as missing;
+    a change is measured against the base of the same seed."""
     from rnnlm_cli.render.compare import ablation_seed_rows, ablation_seeds_markdown
 
-    base, wd = {"model.weight_drop": 0.2}, {"model.weight_drop": 0.0}
-    results = {1: _ablation_result({"base-aa": (base, 100.0), "weight_drop-0-ab": (wd, 110.0)}),
-               2: _ablation_result({"weight_drop-0-cd": (wd, 700.0), "base-cc": (base, 120.0)}),
-               3: _ablation_result({"base-ee": (base, 90.0), "weight_drop-0-ef": (wd, None)})}
+    base = {"model.weight_drop": 0.2, "model.dropout_words": 0.1}
+    wd, words = {**base, "model.weight_drop": 0.0}, {**base, "model.dropout_words": 0.0}
+    results = {1: _ablation_result({"base-aa": (base, 100.0), "weight_drop-0-ab": (wd, 110.0), "w-ac": (words, 90.0)}),
+               2: _ablation_result({"weight_drop-0-cd": (wd, 700.0), "base-cc": (base, 120.0), "w-cd": (words, 115.0)}),
+               3: _ablation_result({"base-ee": (base, 90.0), "weight_drop-0-ef": (wd, None), "w-ef": (words, 89.0)})}
     rows = ablation_seed_rows(results)
-    assert [r["changed"] for r in rows] == [{}, {"model.weight_drop": 0.0}]
+    # the changes in the order of their median change: dropout_words (-5, -10, -1) before weight_drop (+10, +580)
+    assert [r["changed"] for r in rows] == [{}, {"model.dropout_words": 0.0}, {"model.weight_drop": 0.0}]
     assert rows[0]["test_ppl"] == {1: 100.0, 2: 120.0, 3: 90.0} and rows[0]["median"] == 100.0
-    assert rows[1]["test_ppl"] == {1: 110.0, 2: 700.0, 3: None} and rows[1]["median"] == 405.0
-    assert rows[0]["median_change"] is None and rows[1]["median_change"] == 305.0
+    assert rows[0]["change_median"] is None
+    assert rows[1]["change"] == {1: -10.0, 2: -5.0, 3: -1.0} and rows[1]["change_median"] == -5.0
+    assert rows[1]["change_range"] == (-10.0, -1.0)
+    assert rows[2]["test_ppl"] == {1: 110.0, 2: 700.0, 3: None} and rows[2]["median"] == 405.0
+    assert rows[2]["change"] == {1: 10.0, 2: 580.0, 3: None} and rows[2]["change_median"] == 295.0
     table = ablation_seeds_markdown(results, unigram_ppl=700.0).splitlines()
-    assert table[0] == "| changed against the base | seed 1 | seed 2 | seed 3 | median | median change |"
+    assert table[0] == ("| changed against the base | seed 1 | seed 2 | seed 3 | median "
+                        "| change against the same seed's base: median (range) |")
     assert table[2] == "| (the base) | 100.0 | 120.0 | 90.0 | 100.0 |  |"
+    assert table[3] == "| `model.dropout_words: 0` | 90.0 | 115.0 | 89.0 | 90.0 | -5.0 (-10.0 to -1.0) |"
     # 700 is above 0.9 x the unigram model's 700 (stuck, marked), 110 is not
-    assert table[3] == "| `model.weight_drop: 0` | 110.0 | 700.0 † | - | 405.0 | +305.0 |"
+    assert table[4] == "| `model.weight_drop: 0` | 110.0 | 700.0 † | - | 405.0 | +295.0 (+10.0 to +580.0) |"
     assert "†" not in ablation_seeds_markdown(results)
 
 

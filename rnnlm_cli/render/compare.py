@@ -300,30 +300,35 @@ STUCK_FRACTION = 0.9   # a run is stuck when its test perplexity is above this f
 def ablation_seed_rows(results: dict[int, dict]) -> list[dict]:
     """An ablation repeated once per seed ({seed: compare's result of that seed's sweep}): one row per
     change against the base, the base first, each with its test perplexity per seed (None where that
-    seed has no finished run of it), their median, and the median's change against the base's; the
-    changes in the order of their median."""
+    seed has no finished run of it) and their median; each change also with its difference from the
+    base of the same seed, per seed (None where either is missing), their median, lowest and highest.
+    The changes come in the order of that median."""
     rows: dict[str, dict] = {}
-    for seed, result in sorted(results.items()):
-        for row in ablation_rows(result):
+    seeds = sorted(results)
+    for seed in seeds:
+        for row in ablation_rows(results[seed]):
             key = json.dumps(row["changed"], sort_keys=True)
-            entry = rows.setdefault(key, {"changed": row["changed"], "test_ppl": {s: None for s in sorted(results)}})
+            entry = rows.setdefault(key, {"changed": row["changed"], "test_ppl": {s: None for s in seeds}})
             entry["test_ppl"][seed] = row["test_ppl"] if row["status"] == "finished" else None
     ordered = sorted(rows.values(), key=lambda r: bool(r["changed"]))          # the base ({}) first
+    base = ordered[0]["test_ppl"]
     for row in ordered:
         values = [v for v in row["test_ppl"].values() if v is not None]
         row["median"] = statistics.median(values) if values else None
-    ordered[1:] = sorted(ordered[1:], key=lambda r: math.inf if r["median"] is None else r["median"])
-    base = ordered[0]["median"]
-    for row in ordered:
-        row["median_change"] = (None if not row["changed"] or row["median"] is None or base is None
-                                else row["median"] - base)
+        row["change"] = {s: None if not row["changed"] or v is None or base[s] is None else v - base[s]
+                         for s, v in row["test_ppl"].items()}
+        changes = [c for c in row["change"].values() if c is not None]
+        row["change_median"] = statistics.median(changes) if changes else None
+        row["change_range"] = (min(changes), max(changes)) if changes else None
+    ordered[1:] = sorted(ordered[1:], key=lambda r: math.inf if r["change_median"] is None else r["change_median"])
     return ordered
 
 
 def ablation_seeds_markdown(results: dict[int, dict], unigram_ppl: float | None = None) -> str:
     """A Markdown table of an ablation over seeds (ablation_seed_rows): per change its test perplexity
-    for each seed, the median and the median's change against the base (+: the removed part helped).
-    With the unigram model's test perplexity, runs above STUCK_FRACTION of it are marked †."""
+    for each seed and their median, and its change against the base of the same seed: the median over
+    the seeds and the range (+: the removed part helped). With the unigram model's test perplexity,
+    runs above STUCK_FRACTION of it are marked †."""
     rows = ablation_seed_rows(results)
     seeds = sorted(results)
 
@@ -333,11 +338,16 @@ def ablation_seeds_markdown(results: dict[int, dict], unigram_ppl: float | None 
         stuck = unigram_ppl is not None and v > STUCK_FRACTION * unigram_ppl
         return f"{v:.1f}{' †' if stuck else ''}"
 
-    lines = ["| changed against the base | " + " | ".join(f"seed {s}" for s in seeds) + " | median | median change |",
+    def change(row):
+        if row["change_median"] is None:
+            return ""
+        low, high = row["change_range"]
+        return f"{row['change_median']:+.1f} ({low:+.1f} to {high:+.1f})" if low != high else f"{low:+.1f}"
+
+    lines = ["| changed against the base | " + " | ".join(f"seed {s}" for s in seeds)
+             + " | median | change against the same seed's base: median (range) |",
              "|---|" + "---|" * len(seeds) + "---|---|"]
     for row in rows:
-        what = changed_text(row["changed"])
-        change = "" if row["median_change"] is None else format(row["median_change"], "+.1f")
-        lines.append(f"| {what} | " + " | ".join(ppl(row["test_ppl"][s]) for s in seeds)
-                     + f" | {'-' if row['median'] is None else format(row['median'], '.1f')} | {change} |")
+        lines.append(f"| {changed_text(row['changed'])} | " + " | ".join(ppl(row["test_ppl"][s]) for s in seeds)
+                     + f" | {'-' if row['median'] is None else format(row['median'], '.1f')} | {change(row)} |")
     return "\n".join(lines)
