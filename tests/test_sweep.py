@@ -340,7 +340,7 @@ def test_an_ablation_sweep_runs_and_compare_reads_it_as_one(tmp_path):
     """`sweep --ablate` trains the base and each change; the ablation table built from `compare`
     names each run's changes against the base and its test perplexity minus the base's, both read
     back here from the runs' own summary.json files."""
-    from rnnlm_cli.render.compare import ablation_markdown, ablation_rows
+    from rnnlm_cli.render.compare import ablation_rows, ablation_seeds_markdown
 
     base_config(tmp_path, max_steps=12, eval_every=6)
     done = rnnlm("sweep", "--config", "base.yaml", "--set", "model.dropout_output=0.3", "--set", "model.ar=1",
@@ -358,7 +358,7 @@ def test_an_ablation_sweep_runs_and_compare_reads_it_as_one(tmp_path):
                                                 [{"model.ar": 0.0, "model.dropout_output": 0.1}, {"model.dropout_output": 0.0}])
     for r in rows[1:]:
         assert r["test_change"] == pytest.approx(test[r["name"]] - test[base["name"]], abs=1e-9)
-    table = ablation_markdown(json.loads(compared.stdout)).splitlines()
+    table = ablation_seeds_markdown({1: json.loads(compared.stdout)}).splitlines()
     assert len(table) == 5 and "(the base)" in table[2] and "`model.dropout_output: 0`" in "\n".join(table[3:])
 
 

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import statistics
+from collections import Counter
 
 import yaml
 
@@ -261,30 +262,11 @@ def ablation_rows(result: dict) -> list[dict]:
     return rows
 
 
-def ablation_markdown(result: dict) -> str:
-    """A Markdown table of an ablation (ablation_rows): what each run changes, its valid and test
-    perplexity and the test perplexity's change against the base (+: the removed part helped)."""
-    def num(v, fmt):
-        return "-" if v is None else format(v, fmt)
-
-    lines = ["| run | changed against the base | valid ppl | test ppl | test change | epochs | wall time |",
-             "|---|---|---|---|---|---|---|"]
-    for row in ablation_rows(result):
-        what = changed_text(row["changed"])
-        status = "" if row["status"] == "finished" else f" ({row['status']})"
-        lines.append(f"| {row['name']}{status} | {what} | {num(row['valid_ppl'], '.1f')} | {num(row['test_ppl'], '.1f')}"
-                     f" | {num(row['test_change'], '+.1f')} | {num(row['epochs'], 'd')} | "
-                     f"{num(None if row['wall_time_s'] is None else row['wall_time_s'] / 60, '.1f')} min |")
-    return "\n".join(lines)
-
-
 def unigram_perplexity(train: list[str], heldout: list[str]) -> float:
     """The perplexity on `heldout` of the unigram model of `train` (each token's relative frequency
     there): what a language model scores when its prediction ignores the context. ValueError when
     a held-out token never occurs in train (its probability would be zero)."""
-    counts: dict[str, int] = {}
-    for token in train:
-        counts[token] = counts.get(token, 0) + 1
+    counts = Counter(train)
     unseen = next((t for t in heldout if t not in counts), None)
     if unseen is not None:
         raise ValueError(f"the held-out token {unseen!r} does not occur in the training tokens")
