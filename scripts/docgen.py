@@ -289,28 +289,26 @@ def ablation_table() -> None:
     at the unigram model's perplexity marked (needs Penn Treebank for that reference)."""
     from rnnlm_cli.render.compare import STUCK_FRACTION, ablation_seed_rows, ablation_seeds_markdown, changed_text
 
-    paths = sorted((ROOT / "results").glob("ablation-seed*.json"), key=lambda p: int(p.stem.removeprefix("ablation-seed")))
-    if not paths or not _ptb_available():
+    results = {int(p.stem.removeprefix("ablation-seed")): json.loads(p.read_text(encoding="utf-8"))
+               for p in (ROOT / "results").glob("ablation-seed*.json")}     # ablation_seed_rows orders the seeds
+    if not results or not _ptb_available():
         return keep_previous("results/ablation-seed*.json or ../shared/corpora/ptb (with RNNLM_DOCS_FULL=1) is not there")
-    results = {int(p.stem.removeprefix("ablation-seed")): json.loads(p.read_text(encoding="utf-8")) for p in paths}
     unigram = _ptb_unigram_test_ppl()
     cog.outl(ablation_seeds_markdown(results, unigram))
     cog.outl()
     cog.outl(f"† stuck: test perplexity above {STUCK_FRACTION:.0%} of the unigram model's ({unigram:.1f}: every word "
              "predicted by its frequency in the training split, whatever came before).")
+    lower, higher, mixed, same = ("lower in every seed (the model did better without it within this budget)",
+                                  "higher in every seed (it helped)", "lower in some seeds and higher in others",
+                                  "identical to the base's in every seed, to the last digit (the change never took "
+                                  "effect within this budget)")
+    groups: dict[str, list[str]] = {lower: [], higher: [], mixed: [], same: []}
     base, *rows = ablation_seed_rows(results)
-    groups = {"lower in every seed (the model did better without it within this budget)": [],
-              "higher in every seed (it helped)": [],
-              "lower in some seeds and higher in others": [],
-              "identical to the base's in every seed, to the last digit (the change never took effect "
-              "within this budget)": []}
-    kinds = list(groups)
     for row in rows:
         if row["change_range"] is None:
             continue
         low, high = row["change_range"]
-        kind = (kinds[3] if row["test_ppl"] == base["test_ppl"] else kinds[0] if high < 0 else kinds[1] if low > 0
-                else kinds[2])
+        kind = same if row["test_ppl"] == base["test_ppl"] else lower if high < 0 else higher if low > 0 else mixed
         groups[kind].append(changed_text(row["changed"]))
     cog.outl()
     cog.outl("Removing a part made the test perplexity:")
