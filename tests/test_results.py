@@ -152,3 +152,56 @@ def test_results_command_plot(tmp_path):
     result = CliRunner().invoke(cli, ["results", str(path), "--plot", str(tmp_path / "c.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- the README's claims about the records
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+
+# (record, figure, published bound it is said to be under, the README's words that say so)
+CLAIMS = [
+    ("ptb-rnn", "test_ppl", 124.7, "under the RNN LM's 124.7 static"),
+    ("ptb-rnn", "dynamic.test_ppl", 114.5, "and under Zaremba et al.'s small LSTM (114.5) with dynamic evaluation"),
+    ("ptb-lstm", "test_ppl", 114.5, "beats the non-regularised 2-layer LSTM's 114.5"),
+    ("ptb-lstm", "test_ppl", 100.0, "and stays under 100"),
+    ("ptb-lstm2", "dynamic.test_ppl", 82.7, "close to their 82.7, and under it with dynamic evaluation"),
+    ("shakespeare-char", "valid_loss", 1.47, "under nanoGPT's GPU model (1.47)"),
+    ("shakespeare-char", "valid_loss", 1.88, "and its small CPU model (1.88)"),
+]
+
+
+def _readme_results_section() -> str:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
+    return " ".join(section.split())          # the prose wraps lines anywhere
+
+
+def _figure(name: str, path: str) -> float:
+    with open(os.path.join(ROOT, "results", f"{name}.json"), encoding="utf-8") as f:
+        value = json.load(f)["summary"]
+    for key in path.split("."):
+        value = value[key]
+    return value
+
+
+@pytest.mark.parametrize("name,path,bound,words", CLAIMS, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CLAIMS])
+def test_readme_results_claims_hold_for_the_committed_records(name, path, bound, words):
+    """Each "under X" of the Results section is said in the README and true of results/NAME.json."""
+    assert words in _readme_results_section()
+    assert _figure(name, path) < bound
+
+
+def test_readme_results_figures_quoted_in_prose_are_the_records():
+    """The figures the Results bullets quote are the records' own, rounded as the table rounds them."""
+    prose = _readme_results_section()
+    gru = f"{_figure('ptb-gru', 'valid_ppl'):.1f} / {_figure('ptb-gru', 'test_ppl'):.1f}"
+    assert f"**ptb-gru** (same shape, 6 epochs) {gru}" in prose
+    assert f"**{_figure('shakespeare-char', 'valid_loss'):.3f}** nats/char" in prose
+
+
+def test_readme_says_the_character_model_levelled_off_when_its_curve_did():
+    """"levels off over the last five epochs": the record's last five validation losses lie within 0.001."""
+    assert "Its validation loss levels off over the last five epochs." in _readme_results_section()
+    with open(os.path.join(ROOT, "results", "shakespeare-char.json"), encoding="utf-8") as f:
+        last = [point["loss"] for point in json.load(f)["curve"]][-5:]
+    assert len(last) == 5 and max(last) - min(last) < 1e-3
