@@ -182,6 +182,55 @@ def test_without_flock_the_pid_decides(tmp_path, monkeypatch):
     lock.release()
 
 
+class _Stop(BaseException):
+    """What a SIGTERM handler raises (the CLI raises its own Terminated, a KeyboardInterrupt)."""
+
+
+@pytest.fixture
+def sigterm_raises():
+    def handler(signum, frame):
+        raise _Stop()
+    old = signal.signal(signal.SIGTERM, handler)
+    yield
+    signal.signal(signal.SIGTERM, old)
+
+
+def _sigterm_during(monkeypatch, module, name):
+    """Make `module.name` send this process SIGTERM the first time it is called, then do its job."""
+    real, sent = getattr(module, name), []
+
+    def call(*args, **kwargs):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, name, call)
+    return sent
+
+
+def test_a_signal_while_the_lock_is_taken_leaves_no_lock_behind(tmp_path, monkeypatch, sigterm_raises):
+    """SIGTERM between creating the lock file and recording it (here: during its fsync) is handled
+    once the lock is complete: acquire then raises holding nothing, the file removed."""
+    sent = _sigterm_during(monkeypatch, os, "fsync")
+    lock = RunLock(str(tmp_path))
+    with pytest.raises(_Stop):
+        lock.acquire()
+    assert sent and not (tmp_path / LOCK_NAME).exists()
+    assert lock.fd is None
+    monkeypatch.undo()
+    with RunLock(str(tmp_path)) as again:                # and nothing stale is left to take over
+        assert again.taken_over is None
+
+
+def test_a_signal_while_the_lock_is_released_still_removes_it(tmp_path, monkeypatch, sigterm_raises):
+    lock = RunLock(str(tmp_path)).acquire()
+    sent = _sigterm_during(monkeypatch, os.path, "samestat")      # release's check before it unlinks
+    with pytest.raises(_Stop):
+        lock.release()
+    assert sent and not (tmp_path / LOCK_NAME).exists()
+    assert lock.fd is None
+
+
 # --------------------------------------------------------------------------- non-finite values
 
 def poison(monkeypatch, at: set, what: str):

@@ -181,7 +181,7 @@ def test_a_killed_sweep_completes_on_rerun_and_trains_no_run_twice(tmp_path, sig
     logs = {p.stem: p.read_text() for p in (out / "logs").glob("*.log")}
     for name, text in logs.items():        # every child launched was waited for: no orphan
         assert text.count("# sweep launch ") == text.count("# sweep exit "), text
-        assert not (out / name / "train.lock").exists()
+        assert not (out / name / "train.lock").exists(), f"{name} left its lock:\n{text}"
     finished_first = {d.name for d in out.iterdir() if (d / "summary.json").exists()}
     interrupted = {d.name for d in out.iterdir() if (d / "checkpoint.npz").exists()} - finished_first
     assert finished_first and interrupted and len(finished_first) < 4

@@ -11,16 +11,22 @@ The kernel drops a flock when its process dies, however it dies (SIGKILL include
 Taking over keeps the same file (its flock is ours first) and checks afterwards that the path
 still names that file, so two processes that find the same stale lock cannot both win.
 The lock is released (file removed, flock dropped) on normal exit, on errors and on signals
-that training handles; a SIGKILL leaves a stale file that the next run takes over.
+that training handles; a SIGKILL leaves a stale file that the next run takes over. SIGINT and
+SIGTERM wait while the lock is being taken or released (their handlers run after those few
+system calls), so a signal never leaves a half-taken or half-released lock behind: it is handled
+once the lock is either held, and released by the caller's cleanup, or gone.
 `check()` asks the same question without taking anything, so a run can refuse a busy folder
 before it does any work and take the lock only when it starts writing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import signal
+import threading
 
 from rnnlm_cli.errors import DataError, TrainingError
 
@@ -51,6 +57,37 @@ def _read_pid(fd: int) -> int | None:
         return int(text) if text.isdigit() else None
     except OSError:
         return None
+
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM back inside the block: their Python handlers (which run in the main
+    thread, whichever thread the signal reached) only note them, and the handler in place before
+    is called for each once the block ends (so it may raise there); a signal left at its default
+    action gets that action then. Outside the main thread, where handlers cannot be set, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {}
+    try:
+        for signum in _DEFERRED:
+            previous = signal.getsignal(signum)
+            if previous is not None:          # None: a handler not set from Python, left alone
+                old[signum] = signal.signal(signum, lambda n, frame: caught.append(n))
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 class RunLock:
@@ -97,6 +134,16 @@ class RunLock:
             os.close(fd)              # drops the flock we may have taken for a moment
 
     def acquire(self) -> "RunLock":
+        """Take the lock and return self, or raise holding nothing (a signal that came while it was
+        being taken raises here, through its handler, after the lock is released again)."""
+        try:
+            with _signals_deferred():
+                return self._acquire()
+        except BaseException:
+            self.release()
+            raise
+
+    def _acquire(self) -> "RunLock":
         if self.fd is not None:
             return self
         for _ in range(20):
@@ -152,14 +199,15 @@ class RunLock:
         """Remove the lock file and drop the flock (idempotent)."""
         if self.fd is None:
             return
-        fd, self.fd = self.fd, None
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(self.path)):
-                os.unlink(self.path)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        with _signals_deferred():
+            fd, self.fd = self.fd, None
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                    os.unlink(self.path)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def __enter__(self):
         return self.acquire()
