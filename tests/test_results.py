@@ -176,9 +176,13 @@ def _readme_results_section() -> str:
     return " ".join(section.split())          # the prose wraps lines anywhere
 
 
-def _figure(name: str, path: str) -> float:
+def _record(name: str) -> dict:
     with open(os.path.join(ROOT, "results", f"{name}.json"), encoding="utf-8") as f:
-        value = json.load(f)["summary"]
+        return json.load(f)
+
+
+def _figure(name: str, path: str) -> float:
+    value = _record(name)["summary"]
     for key in path.split("."):
         value = value[key]
     return value
@@ -202,6 +206,5 @@ def test_readme_results_figures_quoted_in_prose_are_the_records():
 def test_readme_says_the_character_model_levelled_off_when_its_curve_did():
     """"levels off over the last five epochs": the record's last five validation losses lie within 0.001."""
     assert "Its validation loss levels off over the last five epochs." in _readme_results_section()
-    with open(os.path.join(ROOT, "results", "shakespeare-char.json"), encoding="utf-8") as f:
-        last = [point["loss"] for point in json.load(f)["curve"]][-5:]
+    last = [point["loss"] for point in _record("shakespeare-char")["curve"]][-5:]
     assert len(last) == 5 and max(last) - min(last) < 1e-3
