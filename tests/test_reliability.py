@@ -222,6 +222,22 @@ def test_a_signal_while_the_lock_is_taken_leaves_no_lock_behind(tmp_path, monkey
         assert again.taken_over is None
 
 
+def test_a_run_stopped_before_it_writes_leaves_no_folder_it_created(prepared, tmp_path, monkeypatch):
+    """SIGTERM while the run takes its lock (here: during the lock's fsync): the folders the run
+    created go again, with the lock, so a sweep rerun does not find an empty folder it cannot tell
+    from a foreign one; an existing empty folder given as OUT stays."""
+    _sigterm_during(monkeypatch, os, "fsync")
+    new = tmp_path / "new" / "run"
+    result = invoke("train", *sets(prepared, new), "-q")
+    assert result.exit_code == 143 and result.stderr.strip().endswith("interrupted (SIGTERM)"), result.stderr
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "empty"
+    existing.mkdir()
+    _sigterm_during(monkeypatch, os, "fsync")
+    assert invoke("train", *sets(prepared, existing), "-q").exit_code == 143
+    assert existing.is_dir() and not any(existing.iterdir())
+
+
 def test_a_signal_while_the_lock_is_released_still_removes_it(tmp_path, monkeypatch, sigterm_raises):
     lock = RunLock(str(tmp_path)).acquire()
     sent = _sigterm_during(monkeypatch, os.path, "samestat")      # release's check before it unlinks

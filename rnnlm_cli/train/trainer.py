@@ -67,7 +67,7 @@ from rnnlm_cli.config import Config, check_training_memory, to_yaml, validation_
 from rnnlm_cli.data.corpus import Prepared, ensure_prepared, separator_id, vocab_checksum
 from rnnlm_cli.evaluate import dynamic_splits, evaluate_tokens, perplexity
 from rnnlm_cli.errors import CheckpointError, ConfigError, DataError, TrainingError, brief
-from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, is_temporary, make_folders
+from rnnlm_cli.fileio import atomic_write_json, atomic_write_text, is_temporary, make_folders, remove_folders
 from rnnlm_cli.progress import ProgressFactory, no_progress
 from rnnlm_cli.train.lock import RunLock
 from rnnlm_cli.paths import shown
@@ -115,11 +115,13 @@ def train(cfg: Config, resume: bool = False, force: bool = False, progress: Prog
     trainer.on_evaluation = on_evaluation
     if resume:
         trainer.restore(os.path.join(out, CHECKPOINT))
+    created: list[str] = []
     try:
-        claim_output_folder(out, lock, resume, trainer.p.step, log)      # the first write into OUT
+        created = claim_output_folder(out, lock, resume, trainer.p.step, log)   # the first write into OUT
         return trainer.run()
     finally:
         lock.release()
+        remove_folders(created)      # the folders this run created, where it left nothing in them
 
 
 def _no_log(message: str) -> None:
@@ -171,14 +173,26 @@ def _leftover(name: str) -> bool:
     return is_temporary(name) or any(name.startswith(f"{f}.tmp-") for f in RUN_FILES + ("config.yaml",))
 
 
-def claim_output_folder(out: str, lock: RunLock, resume: bool, step: int, log) -> None:
+def claim_output_folder(out: str, lock: RunLock, resume: bool, step: int, log) -> list[str]:
     """Create OUT, take its lock, and clear what this run replaces: temporary files of killed
     writes; with resume, the metrics logged after the checkpoint at `step`; else the files of
-    an earlier run (--force)."""
+    an earlier run (--force). Returns the folders it created (make_folders); when it fails, or a
+    signal stops it, it removes them again (with the lock), so a run stopped before it wrote
+    anything leaves no empty folder that a sweep could not tell from a foreign one."""
     try:
-        make_folders(out)            # all or nothing: a path too long leaves no folder behind
+        created = make_folders(out)  # all or nothing: a path too long leaves no folder behind
     except OSError as exc:
         raise DataError(f"cannot create output folder {shown(out)}: {exc.strerror}") from None
+    try:
+        _claim(out, lock, resume, step, log)
+    except BaseException:
+        lock.release()
+        remove_folders(created)
+        raise
+    return created
+
+
+def _claim(out: str, lock: RunLock, resume: bool, step: int, log) -> None:
     lock.acquire()
     if lock.taken_over is not None:
         log(f"took over {lock.path} from PID {lock.taken_over}, which is no longer running")
